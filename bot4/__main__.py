@@ -1,0 +1,7 @@
+"""``python -m bot4`` is the ``bot4`` command."""
+
+import sys
+
+from bot4.cli import main
+
+sys.exit(main())

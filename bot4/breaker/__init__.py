@@ -1,0 +1,19 @@
+"""Circuit breakers shared by every process attached to a core, and the global fuse."""
+
+from __future__ import annotations
+
+from bot4.breaker.breaker import BreakerSnapshot, CircuitBreaker
+from bot4.breaker.config import BreakerConfig, FuseConfig
+from bot4.breaker.fuse import Fuse, FuseSnapshot, FuseState
+from bot4.breaker.state import BreakerState
+
+__all__ = [
+    "BreakerConfig",
+    "BreakerSnapshot",
+    "BreakerState",
+    "CircuitBreaker",
+    "Fuse",
+    "FuseConfig",
+    "FuseSnapshot",
+    "FuseState",
+]

@@ -1,0 +1,441 @@
+"""The circuit breaker: one per component, the same in every attached process."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from bot4.breaker.config import BreakerConfig, Outcome
+from bot4.breaker.state import BreakerState, StateWord
+from bot4.errors import CircuitOpenError, FuseTrippedError, SegmentError
+from bot4.shm import _native
+from bot4.shm import layout as L
+
+if TYPE_CHECKING:
+    from bot4.core import Core
+
+__all__ = ["BreakerSnapshot", "CircuitBreaker"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MS = 1_000_000
+_LOW32 = 0xFFFFFFFF
+_PASS = object()  # token: the breaker is disabled, the call is neither checked nor recorded
+
+
+
+class _Trial:
+    """Token of a half-open trial call: the episode (seq) that granted the permit."""
+
+    __slots__ = ("seq", "t0")
+
+    def __init__(self, seq: int, t0: int) -> None:
+        self.seq = seq
+        self.t0 = t0
+
+
+def _ceil_ms(ns: int) -> int:
+    return -(-ns // _MS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreakerSnapshot:
+    """A breaker's state and window as seen at one instant (by :meth:`CircuitBreaker.snapshot`)."""
+
+    name: str
+    state: BreakerState
+    calls: int
+    """Recorded calls (successes + failures) in the window, all processes."""
+    failures: int
+    slow_calls: int
+    failure_rate: float
+    """failures / calls in the window (0.0 when empty)."""
+    slow_call_rate: float
+    consecutive_failures: int
+    seconds_until_half_open: float | None
+    """Seconds until an OPEN breaker admits trial calls; None in any other state."""
+    half_open_permits_in_use: int
+    trips: int
+    """Transitions into OPEN since the segment was created."""
+    rejections: int
+    """Calls rejected since the segment was created."""
+    config: BreakerConfig
+
+
+class CircuitBreaker:
+    """A circuit breaker whose state lives in the core's shared segment.
+
+    Get one with :meth:`bot4.Core.breaker`; every process that attaches to the same
+    segment and asks for the same name gets the same breaker. Guard calls with the
+    decorator (``@br``, sync or async) or the context manager (``with br.call():`` /
+    ``async with br.call():``). A rejected call raises :class:`bot4.CircuitOpenError`
+    before the guarded code runs.
+    """
+
+    def __init__(self, core: Core, index: int, name: str, gate: _native.Gate, config: BreakerConfig) -> None:
+        seg = core._segment
+        rec = seg.layout.record(index)
+        self._core = core
+        self._name = name
+        self._index = index
+        self._r = seg.region
+        self._rec = rec
+        self._state_i = rec + _native.REC_STATE
+        self._permits_i = rec + _native.REC_PERMITS
+        self._succ_i = rec + _native.REC_SUCCESSES
+        self._gate = gate
+        self._local = config
+        self._classify = config.classify
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def name(self) -> str:
+        """The breaker's name, unique within its core."""
+        return self._name
+
+    @property
+    def core(self) -> Core:
+        """The core this breaker belongs to."""
+        return self._core
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._name!r} {self.state.name}>"
+
+    # ------------------------------------------------------------------ guarding
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate ``fn`` (sync or async) so every call goes through this breaker."""
+        if not callable(fn):
+            raise TypeError(f"CircuitBreaker decorates callables, got {fn!r}")
+        acquire, success = self._gate.acquire, self._gate.success
+        on_exception, admit, finish = self._closed_exception, self._admit_slow, self._finish
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                t0 = acquire()
+                if t0 < 0:
+                    token = admit()
+                    try:
+                        result = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        finish(token, exc)
+                        raise
+                    finish(token, None)
+                    return result
+                try:
+                    result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    on_exception(t0, exc)
+                    raise
+                if success(t0):
+                    self._trip(_native.VERDICT_SLOW)
+                return result
+
+            return guarded_async
+
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
+            t0 = acquire()
+            if t0 < 0:
+                token = admit()
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    finish(token, exc)
+                    raise
+                finish(token, None)
+                return result
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                on_exception(t0, exc)
+                raise
+            if success(t0):
+                self._trip(_native.VERDICT_SLOW)
+            return result
+
+        return guarded
+
+    def call(self) -> _Guard:
+        """A context manager (sync and async) guarding its body with this breaker."""
+        return _Guard(self)
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _closed_exception(self, t0: int, exc: BaseException) -> None:
+        outcome = self._classify(exc)
+        if outcome == Outcome.FAILURE:
+            verdict = self._gate.failure(t0)
+        elif outcome == Outcome.SUCCESS:
+            verdict = self._gate.success(t0)
+        else:
+            return
+        if verdict:
+            self._trip(verdict)
+
+    def _finish(self, token: object, exc: BaseException | None) -> None:
+        """Record the outcome of a call admitted with ``token``."""
+        if token is _PASS:
+            return
+        if isinstance(token, _Trial):
+            outcome = Outcome.SUCCESS if exc is None else self._classify(exc)
+            self._trial_done(token, outcome)
+            return
+        assert isinstance(token, int)
+        if exc is not None:
+            self._closed_exception(token, exc)
+        elif self._gate.success(token):
+            self._trip(_native.VERDICT_SLOW)
+
+    def _enter(self) -> object:
+        t0 = self._gate.acquire()
+        return t0 if t0 >= 0 else self._admit_slow()
+
+    # ------------------------------------------------------------------ slow path
+
+    def _admit_slow(self) -> object:
+        """Decide on a call the closed fast path did not admit; return its token or raise."""
+        r, core = self._r, self._core
+        if core.closed:
+            raise SegmentError(core.name, f"core {core.name!r} is closed")
+        now = self._gate.now()
+        while True:
+            word = r.load(self._state_i)
+            sw = StateWord.unpack(word)
+            state = sw.state
+            if state is BreakerState.DISABLED:
+                return _PASS
+            if state is BreakerState.CLOSED:
+                if r.load(L.H_FUSE) != 0:
+                    self._reject(FuseTrippedError(self._name, state, None, "global fuse tripped"))
+                return now
+            if state is BreakerState.FORCED_OPEN:
+                self._reject(CircuitOpenError(self._name, state, None, "forced open"))
+            until = sw.until_ms * _MS
+            if state is BreakerState.OPEN:
+                if now < until:
+                    self._reject(CircuitOpenError(self._name, state, (until - now) / 1e9))
+                cfg = self._config_words()
+                new = sw.successor(
+                    BreakerState.HALF_OPEN, until_ms=_ceil_ms(now + int(cfg[_native.CFG_HALF_OPEN_MAX_NS]))
+                )
+                if r.cas(self._state_i, word, new):
+                    self._changed(BreakerState.OPEN, BreakerState.HALF_OPEN, "open period elapsed", now)
+                continue
+            # HALF_OPEN
+            if now >= until:
+                new = sw.successor(BreakerState.OPEN, until_ms=_ceil_ms(now + self._open_ns(sw.level)))
+                if r.cas(self._state_i, word, new):
+                    self._changed(
+                        BreakerState.HALF_OPEN, BreakerState.OPEN, "no trial verdict within half_open_max_seconds", now
+                    )
+                continue
+            limit = int(self._config_words()[_native.CFG_HALF_OPEN_CALLS])
+            permits = r.load(self._permits_i)
+            issued = permits & _LOW32 if permits >> 32 == sw.seq else 0
+            if issued >= limit:
+                self._reject(CircuitOpenError(self._name, state, (until - now) / 1e9, "trial permits in use"))
+            if r.cas(self._permits_i, permits, (sw.seq << 32) | (issued + 1)):
+                if r.load(self._state_i) == word:
+                    return _Trial(sw.seq, now)
+                self._return_permit(sw.seq)
+
+    def _return_permit(self, seq: int) -> None:
+        r = self._r
+        while True:
+            permits = r.load(self._permits_i)
+            if permits >> 32 != seq or permits & _LOW32 == 0:
+                return
+            if r.cas(self._permits_i, permits, permits - 1):
+                return
+
+    def _trial_done(self, trial: _Trial, outcome: int) -> None:
+        r = self._r
+        if outcome == Outcome.IGNORED:
+            self._return_permit(trial.seq)
+            return
+        now = self._gate.now()
+        if outcome == Outcome.FAILURE:
+            word = r.load(self._state_i)
+            sw = StateWord.unpack(word)
+            if sw.state is BreakerState.HALF_OPEN and sw.seq == trial.seq:
+                level = sw.level + 1
+                new = sw.successor(BreakerState.OPEN, level=level, until_ms=_ceil_ms(now + self._open_ns(level)))
+                if r.cas(self._state_i, word, new):
+                    self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, "trial call failed", now)
+            return
+        while True:
+            succ = r.load(self._succ_i)
+            done = (succ & _LOW32 if succ >> 32 == trial.seq else 0) + 1
+            if r.cas(self._succ_i, succ, (trial.seq << 32) | done):
+                break
+        limit = int(self._config_words()[_native.CFG_HALF_OPEN_CALLS])
+        if done < limit:
+            return
+        word = r.load(self._state_i)
+        sw = StateWord.unpack(word)
+        if sw.state is BreakerState.HALF_OPEN and sw.seq == trial.seq:
+            self._clear_window()
+            if r.cas(self._state_i, word, sw.successor(BreakerState.CLOSED, level=0)):
+                self._changed(BreakerState.HALF_OPEN, BreakerState.CLOSED, f"{done} trial calls succeeded", now)
+
+    def _trip(self, verdict: int) -> None:
+        """Open a closed breaker because a trip rule (``verdict``) was met."""
+        r = self._r
+        now = self._gate.now()
+        word = r.load(self._state_i)
+        sw = StateWord.unpack(word)
+        if sw.state is not BreakerState.CLOSED:
+            return
+        calls, failures, slow = self._gate.counts()
+        consecutive = r.load(self._rec + _native.REC_CONSEC)
+        new = sw.successor(BreakerState.OPEN, level=0, until_ms=_ceil_ms(now + self._open_ns(0)))
+        if r.cas(self._state_i, word, new):
+            r.store(self._rec + _native.REC_CONSEC, 0)
+            if verdict == _native.VERDICT_CONSECUTIVE:
+                reason = f"{consecutive} consecutive failures"
+            elif verdict == _native.VERDICT_RATE:
+                reason = f"failure rate {failures}/{calls} calls reached its threshold"
+            else:
+                reason = f"slow call rate {slow}/{calls} calls reached its threshold"
+            self._changed(BreakerState.CLOSED, BreakerState.OPEN, reason, now)
+
+    def _reject(self, error: CircuitOpenError) -> None:
+        self._r.add(self._rec + _native.REC_REJECTS, 1)
+        self._core._notify("bot4_call_rejected", breaker=self, error=error)
+        raise error
+
+    def _changed(self, old: BreakerState, new: BreakerState, reason: str, now: int) -> None:
+        self._r.store(self._rec + _native.REC_CHANGED_NS, now)
+        if new is BreakerState.OPEN:
+            self._r.add(self._rec + _native.REC_TRIPS, 1)
+        self._core._breaker_changed(self, old, new, reason)
+
+    def _clear_window(self) -> None:
+        self._r.add(self._rec + _native.REC_WGEN, 1)
+        self._r.store(self._rec + _native.REC_CONSEC, 0)
+
+    def _open_ns(self, level: int) -> int:
+        cfg = self._config_words()
+        base = int(cfg[_native.CFG_OPEN_NS])
+        return min(int(base * float(cfg[_native.CFG_OPEN_BACKOFF]) ** level), int(cfg[_native.CFG_MAX_OPEN_NS]))
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def state(self) -> BreakerState:
+        """The breaker's current state (an OPEN breaker whose period elapsed shows OPEN until its next call)."""
+        return StateWord.unpack(self._r.load(self._state_i)).state
+
+    def force_open(self, reason: str = "forced open") -> None:
+        """Reject every call in every process until :meth:`reset`."""
+        self._set_state(BreakerState.FORCED_OPEN, reason)
+
+    def disable(self, reason: str = "disabled") -> None:
+        """Admit every call and record nothing, in every process, until :meth:`reset`."""
+        self._set_state(BreakerState.DISABLED, reason)
+
+    def reset(self, reason: str = "reset") -> None:
+        """Close the breaker and empty its window, whatever its state."""
+        self._clear_window()
+        self._set_state(BreakerState.CLOSED, reason)
+
+    def _set_state(self, target: BreakerState, reason: str) -> None:
+        r = self._r
+        while True:
+            word = r.load(self._state_i)
+            sw = StateWord.unpack(word)
+            if r.cas(self._state_i, word, sw.successor(target, level=0)):
+                break
+        if sw.state is not target:
+            self._changed(sw.state, target, reason, self._gate.now())
+
+    @property
+    def config(self) -> BreakerConfig:
+        """The configuration in force: shared numeric fields, this process's classification."""
+        return BreakerConfig.from_words(self._config_words(), self._local)
+
+    def reconfigure(self, config: BreakerConfig) -> None:
+        """Change the configuration for every process, from its next call.
+
+        The numeric fields are written to the segment; ``record``/``ignore``/``predicate``
+        apply to this process. A changed ``window_seconds`` empties the window. A breaker
+        that is already open keeps the deadline it was given.
+        """
+        if not isinstance(config, BreakerConfig):
+            raise TypeError(f"reconfigure takes a BreakerConfig, got {type(config).__name__}")
+        self._core._write_config(self._rec, config)
+        self._local = config
+        self._classify = config.classify
+
+    def _config_words(self) -> dict[int, float | int]:
+        return self._core._read_config(self._rec)
+
+    def snapshot(self) -> BreakerSnapshot:
+        """Return the breaker's state, window counts and rates at this instant."""
+        r = self._r
+        now = self._gate.now()
+        sw = StateWord.unpack(r.load(self._state_i))
+        calls, failures, slow = self._gate.counts()
+        permits = r.load(self._permits_i)
+        in_use = permits & _LOW32 if sw.state is BreakerState.HALF_OPEN and permits >> 32 == sw.seq else 0
+        until = None
+        if sw.state is BreakerState.OPEN:
+            until = max(0.0, (sw.until_ms * _MS - now) / 1e9)
+        return BreakerSnapshot(
+            name=self._name,
+            state=sw.state,
+            calls=calls,
+            failures=failures,
+            slow_calls=slow,
+            failure_rate=failures / calls if calls else 0.0,
+            slow_call_rate=slow / calls if calls else 0.0,
+            consecutive_failures=r.load(self._rec + _native.REC_CONSEC),
+            seconds_until_half_open=until,
+            half_open_permits_in_use=in_use,
+            trips=r.load(self._rec + _native.REC_TRIPS),
+            rejections=r.load(self._rec + _native.REC_REJECTS),
+            config=self.config,
+        )
+
+
+class _Guard:
+    """``with br.call():`` / ``async with br.call():`` — admission on enter, outcome on exit."""
+
+    __slots__ = ("_breaker", "_token")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._token: object = None
+
+    def __enter__(self) -> CircuitBreaker:
+        self._token = self._breaker._enter()
+        return self._breaker
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._breaker._finish(self._token, exc)
+
+    async def __aenter__(self) -> CircuitBreaker:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+

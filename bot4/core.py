@@ -1,0 +1,376 @@
+"""The core: one named shared-memory segment and everything that lives in it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from types import TracebackType
+from typing import Any
+
+import pluggy
+
+from bot4.breaker.breaker import CircuitBreaker
+from bot4.breaker.config import BreakerConfig, FuseConfig
+from bot4.breaker.fuse import Fuse, pack_config
+from bot4.breaker.state import BreakerState
+from bot4.clock import Clock, MonotonicClock
+from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError
+from bot4.plugins.manager import make_plugin_manager, notify
+from bot4.shm import _native
+from bot4.shm import layout as L
+from bot4.shm._proc import is_alive, my_identity
+from bot4.shm.lock import OwnerLock
+from bot4.shm.segment import Segment, unlink
+from bot4.shm.slots import SlotRegistry, WorkerSlot
+
+__all__ = ["Core"]
+
+log = logging.getLogger("bot4.core")
+
+_NAME_BYTES = _native.REC_NAME_WORDS * 8
+_live_cores: weakref.WeakSet[Core] = weakref.WeakSet()
+
+
+class Core:
+    """A shared-memory segment holding breaker state (and, later, risk state) for many processes.
+
+    Create it once with :meth:`create` (the owner), attach from every other process with
+    :meth:`attach`. Each :class:`Core` object claims a worker slot in the segment for its
+    process. As a context manager it closes on exit, and the owner also unlinks.
+    """
+
+    def __init__(self, segment: Segment, clock: Clock | None, plugins: pluggy.PluginManager | None) -> None:
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError("clock", f"expected a bot4.Clock (with now_ns()), got {clock!r}")
+        self._segment = segment
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._gate_clock = None if type(self._clock) is MonotonicClock else self._clock.now_ns
+        self._plugins = plugins if plugins is not None else make_plugin_manager()
+        self._slots = SlotRegistry(segment)
+        self._ident = my_identity()
+        self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._fuse = Fuse(self)
+        _live_cores.add(self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def create(
+        cls,
+        name: str | None = None,
+        *,
+        max_workers: int = 64,
+        max_breakers: int = 128,
+        fuse: FuseConfig | None = None,
+        clock: Clock | None = None,
+        plugins: pluggy.PluginManager | None = None,
+    ) -> Core:
+        """Create a new segment and return its owning core.
+
+        Args:
+            name: the segment name (letters, digits, ``_.-``); a random ``bot4-…`` name if None.
+            max_workers: worker slots: processes that can be attached at once.
+            max_breakers: breakers the segment can hold.
+            fuse: the global fuse configuration (default :class:`FuseConfig`).
+            clock: time source (default: host-wide monotonic).
+            plugins: a plugin manager (default: :func:`bot4.plugins.make_plugin_manager`).
+
+        Raises:
+            SegmentExistsError: a segment with that name is in use by a live process.
+            ConfigError: a bad name or capacity.
+
+        A segment of that name left behind by processes that are all dead is replaced.
+        """
+        layout = L.Layout(max_workers=max_workers, max_breakers=max_breakers)
+        fuse_config = fuse if fuse is not None else FuseConfig()
+        if not isinstance(fuse_config, FuseConfig):
+            raise ConfigError("fuse", f"expected a FuseConfig, got {type(fuse_config).__name__}")
+        try:
+            segment = Segment.create(name, layout)
+        except SegmentExistsError:
+            assert name is not None
+            if not _is_stale(name):
+                raise SegmentExistsError(name, f"segment {name!r} exists and is in use by a live process") from None
+            log.warning("replacing segment %r left behind by dead processes", name)
+            unlink(name)
+            segment = Segment.create(name, layout)
+        segment.region.store(L.H_FUSE_CONFIG, pack_config(fuse_config))
+        try:
+            return cls(segment, clock, plugins)
+        except BaseException:
+            segment.close()
+            segment.unlink()
+            raise
+
+    @classmethod
+    def attach(
+        cls, name: str, *, clock: Clock | None = None, plugins: pluggy.PluginManager | None = None
+    ) -> Core:
+        """Attach to an existing segment by name.
+
+        Raises:
+            SegmentNotFoundError: no segment has that name.
+            SegmentLayoutError: the segment was made by an incompatible bot4.
+            CapacityError: every worker slot is held by a live process.
+        """
+        segment = Segment.attach(name)
+        try:
+            return cls(segment, clock, plugins)
+        except BaseException:
+            segment.close()
+            raise
+
+    @property
+    def name(self) -> str:
+        """The segment name other processes attach to."""
+        return self._segment.name
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this core created the segment (and unlinks it on context exit)."""
+        return self._segment.owner
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._segment.closed
+
+    @property
+    def slot(self) -> int:
+        """This process's worker slot."""
+        return self._slot
+
+    @property
+    def clock(self) -> Clock:
+        """The time source of this core."""
+        return self._clock
+
+    @property
+    def plugins(self) -> pluggy.PluginManager:
+        """The plugin manager: ``core.plugins.register(plugin)``."""
+        return self._plugins
+
+    @property
+    def fuse(self) -> Fuse:
+        """The global fuse of this core."""
+        return self._fuse
+
+    def close(self) -> None:
+        """Give back the worker slot and unmap the segment (idempotent). Does not unlink."""
+        if self.closed:
+            return
+        self._slots.release(self._slot, self._ident)
+        self._breakers.clear()
+        _live_cores.discard(self)
+        self._segment.close()
+
+    def unlink(self) -> None:
+        """Remove the segment's name; attached processes keep working until they close."""
+        self._segment.unlink()
+
+    def __enter__(self) -> Core:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        owner = self.is_owner
+        self.close()
+        if owner:
+            try:
+                self.unlink()
+            except SegmentError:
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"slot {self._slot}"
+        return f"<Core {self.name!r} {state}{' owner' if self.is_owner else ''}>"
+
+    # ------------------------------------------------------------------ workers
+
+    def heartbeat(self) -> None:
+        """Record in this process's slot that it is alive and working."""
+        self._check_open()
+        self._slots.heartbeat(self._slot, self._clock.now_ns())
+
+    def workers(self) -> list[WorkerSlot]:
+        """Every claimed worker slot: pid, liveness, heartbeat age."""
+        self._check_open()
+        return self._slots.list(self._clock.now_ns())
+
+    def _reclaim_after_fork(self) -> None:
+        if self.closed:
+            return
+        self._ident = my_identity()
+        self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+        for breaker in self._breakers.values():
+            breaker._gate.slot = self._slot
+
+    # ------------------------------------------------------------------ breakers
+
+    def breaker(self, name: str, config: BreakerConfig | None = None) -> CircuitBreaker:
+        """Get or create the breaker ``name``: the same breaker in every attached process.
+
+        ``config`` applies when this call creates the breaker; for an existing breaker its
+        shared numeric fields stay as they are in the segment (a warning is logged when
+        they differ; use :meth:`CircuitBreaker.reconfigure` to change them) and its
+        ``record``/``ignore``/``predicate`` apply to this process.
+        """
+        self._check_open()
+        cached = self._breakers.get(name)
+        if cached is not None and config is None:
+            return cached
+        if config is not None and not isinstance(config, BreakerConfig):
+            raise ConfigError("config", f"expected a BreakerConfig, got {type(config).__name__}")
+        encoded = _encode_name(name)
+        wanted = config if config is not None else BreakerConfig()
+        index = self._find_breaker(encoded)
+        if index is None:
+            with OwnerLock(self._segment.region, L.H_REGISTRY_LOCK, self._ident):
+                index = self._find_breaker(encoded)
+                if index is None:
+                    index = self._new_breaker(name, encoded, wanted)
+        rec = self._segment.layout.record(index)
+        if config is not None and not BreakerConfig.from_words(self._read_config(rec)).shared_equal(config):
+            log.warning("breaker %r exists with a different configuration; keeping the shared one", name)
+        gate = _native.Gate(
+            region=self._segment.region,
+            record=rec,
+            cells=self._segment.layout.breaker_cells(index),
+            fuse=L.H_FUSE,
+            high_water=L.H_HIGH_WATER,
+            slot=self._slot,
+            max_slots=self._segment.layout.max_workers,
+            buckets=L.BUCKETS,
+            clock=self._gate_clock,
+        )
+        breaker = CircuitBreaker(self, index, name, gate, wanted)
+        self._breakers[name] = breaker
+        return breaker
+
+    def breaker_names(self) -> list[str]:
+        """Names of every breaker in the segment, in creation order."""
+        self._check_open()
+        r, lay = self._segment.region, self._segment.layout
+        names = []
+        for index in range(r.load(L.H_BREAKERS_USED)):
+            if r.load(lay.record(index) + _native.REC_STATUS) == 1:
+                names.append(self._record_name(index).decode())
+        return names
+
+    def _record_name(self, index: int) -> bytes:
+        start = self._segment.layout.record(index) + _native.REC_NAME
+        return self._segment.words[start : start + _native.REC_NAME_WORDS].tobytes().rstrip(b"\0")
+
+    def _find_breaker(self, encoded: bytes) -> int | None:
+        r, lay = self._segment.region, self._segment.layout
+        for index in range(r.load(L.H_BREAKERS_USED)):
+            if r.load(lay.record(index) + _native.REC_STATUS) == 1 and self._record_name(index) == encoded:
+                return index
+        return None
+
+    def _new_breaker(self, name: str, encoded: bytes, config: BreakerConfig) -> int:
+        r, lay = self._segment.region, self._segment.layout
+        index = r.load(L.H_BREAKERS_USED)
+        if index >= lay.max_breakers:
+            raise CapacityError(
+                f"segment {self.name!r} holds its maximum of {lay.max_breakers} breakers; cannot add {name!r} "
+                "(create the segment with a larger max_breakers)"
+            )
+        rec = lay.record(index)
+        # A creator killed half-way left this record unpublished (status 0): rewrite it all.
+        self._segment.words[rec : rec + _native.REC_WORDS] = 0
+        padded = encoded.ljust(_NAME_BYTES, b"\0")
+        for i in range(_native.REC_NAME_WORDS):
+            r.store(rec + _native.REC_NAME + i, int.from_bytes(padded[i * 8 : i * 8 + 8], "little", signed=True))
+        self._write_block(rec, 0, config)
+        r.store(rec + _native.REC_STATUS, 1)
+        r.store(L.H_BREAKERS_USED, index + 1)
+        return index
+
+    # ------------------------------------------------------------------ config blocks
+
+    def _write_block(self, rec: int, block: int, config: BreakerConfig) -> None:
+        r = self._segment.region
+        base = rec + _native.REC_CFG0 + block * _native.REC_CFG_WORDS
+        for offset, (kind, value) in config.to_words().items():
+            if kind == "f":
+                r.storef(base + offset, float(value))
+            else:
+                r.store(base + offset, int(value))
+
+    def _write_config(self, rec: int, config: BreakerConfig) -> None:
+        self._check_open()
+        r = self._segment.region
+        with OwnerLock(r, rec + _native.REC_CFG_LOCK, self._ident):
+            gen = r.load(rec + _native.REC_CFG_GEN)
+            old = self._read_config(rec)
+            self._write_block(rec, (gen + 1) & 1, config)
+            if old[_native.CFG_WINDOW_NS] != config.to_words()[_native.CFG_WINDOW_NS][1]:
+                r.add(rec + _native.REC_WGEN, 1)
+            r.store(rec + _native.REC_CFG_GEN, gen + 1)
+
+    def _read_config(self, rec: int) -> dict[int, float | int]:
+        r = self._segment.region
+        floats = {_native.CFG_FAILURE_RATE, _native.CFG_SLOW_RATE, _native.CFG_OPEN_BACKOFF}
+        while True:
+            gen = r.load(rec + _native.REC_CFG_GEN)
+            base = rec + _native.REC_CFG0 + (gen & 1) * _native.REC_CFG_WORDS
+            values: dict[int, float | int] = {
+                offset: r.loadf(base + offset) if offset in floats else r.load(base + offset)
+                for offset in range(_native.CFG_HALF_OPEN_MAX_NS + 1)
+            }
+            if r.load(rec + _native.REC_CFG_GEN) == gen:
+                return values
+
+    # ------------------------------------------------------------------ events
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> None:
+        notify(self._plugins, hook_name, **kwargs)
+
+    def _breaker_changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
+        self._notify("bot4_breaker_state_changed", breaker=breaker, old=old, new=new, reason=reason)
+        self._fuse.evaluate()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SegmentError(self.name, f"core {self.name!r} is closed")
+
+
+def _encode_name(name: object) -> bytes:
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name", f"a breaker name is a non-empty string, got {name!r}")
+    encoded = name.encode("utf-8")
+    if len(encoded) > _NAME_BYTES or b"\0" in encoded:
+        raise ConfigError("name", f"a breaker name is at most {_NAME_BYTES} UTF-8 bytes without NUL, got {name!r}")
+    return encoded
+
+
+def _is_stale(name: str) -> bool:
+    """Whether segment ``name`` is a bot4 segment that no live process holds."""
+    try:
+        seg = Segment.attach(name)
+    except SegmentLayoutError:
+        return False
+    except SegmentError:
+        return True
+    try:
+        r, lay = seg.region, seg.layout
+        holders = [r.load(lay.slot(i) + L.S_IDENT) for i in range(lay.max_workers)]
+        return not any(is_alive(h) for h in holders if h) and not is_alive(r.load(L.H_CREATOR))
+    finally:
+        seg.close()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_live_cores):
+        try:
+            core._reclaim_after_fork()
+        except CapacityError:
+            log.error("forked child found no free worker slot in %r; closing it in the child", core)
+            core.close()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

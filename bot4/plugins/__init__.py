@@ -1,0 +1,8 @@
+"""Plugins: hook specifications, the plugin manager, and the built-in plugins."""
+
+from __future__ import annotations
+
+from bot4.plugins.hookspecs import hookimpl, hookspec
+from bot4.plugins.manager import ENTRY_POINT_GROUP, make_plugin_manager, notify, register_plugin
+
+__all__ = ["ENTRY_POINT_GROUP", "hookimpl", "hookspec", "make_plugin_manager", "notify", "register_plugin"]

@@ -1,0 +1,1 @@
+"""The shared-memory segment: layout, worker slots, and lock-free primitives."""

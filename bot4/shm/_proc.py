@@ -1,0 +1,63 @@
+"""Process identities that survive PID reuse.
+
+An identity is one positive int64: the PID in the low 32 bits and the low 31 bits of
+the process start time (``/proc/PID/stat`` field 22) above it. A slot or lock word
+holding an identity belongs to a live process only if that PID exists, is not a
+zombie, and started at that time, so a recycled PID never inherits a dead owner's
+slot or lock.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["identity", "identity_pid", "is_alive", "my_identity"]
+
+_PID_MASK = (1 << 32) - 1
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return ("?", 0)
+    fields = data[data.rindex(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[19])
+
+
+def identity(pid: int) -> int | None:
+    """Return the identity of the live process ``pid``, or ``None`` when it is gone."""
+    if os.path.isdir("/proc"):
+        st = _stat(pid)
+        if st is None or st[0] in ("Z", "X"):
+            return None
+        return ((st[1] & 0x7FFFFFFF) << 32) | (pid & _PID_MASK)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid & _PID_MASK
+
+
+def identity_pid(ident: int) -> int:
+    """Return the PID part of an identity."""
+    return ident & _PID_MASK
+
+
+def is_alive(ident: int) -> bool:
+    """Return whether the process that ``ident`` names still runs."""
+    if ident <= 0:
+        return False
+    return identity(identity_pid(ident)) == ident
+
+
+def my_identity() -> int:
+    """Return the identity of the calling process."""
+    ident = identity(os.getpid())
+    assert ident is not None
+    return ident

@@ -1,0 +1,92 @@
+"""Worker slots: each attached process owns one row of every per-worker table.
+
+A slot word holds its owner's process identity. Claiming is one compare-and-swap, from
+0 or from the identity of a process that is dead (its slot is reclaimed). The owner is
+the only writer of its rows on the hot path, so counters need no lock and lose no
+update. The counts a dead owner left behind stay valid and are kept: its successor
+continues them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot4.errors import CapacityError
+from bot4.shm import layout as L
+from bot4.shm._proc import identity_pid, is_alive
+from bot4.shm.segment import Segment
+
+__all__ = ["SlotRegistry", "WorkerSlot"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSlot:
+    """One claimed worker slot as seen by :meth:`bot4.Core.workers`."""
+
+    slot: int
+    pid: int
+    alive: bool
+    heartbeat_age: float
+    """Seconds since the owner's last heartbeat (or since it claimed the slot)."""
+
+
+class SlotRegistry:
+    """The worker slot table of one segment."""
+
+    def __init__(self, segment: Segment) -> None:
+        self._seg = segment
+        self._layout = segment.layout
+
+    def claim(self, ident: int, now_ns: int) -> int:
+        """Claim a free slot (or one whose owner is dead) for ``ident``; return its index."""
+        r, lay = self._seg.region, self._layout
+        for slot in range(lay.max_workers):
+            word = lay.slot(slot) + L.S_IDENT
+            holder = r.load(word)
+            if (holder == 0 or not is_alive(holder)) and r.cas(word, holder, ident):
+                r.store(lay.slot(slot) + L.S_CLAIMED_NS, now_ns)
+                r.store(lay.slot(slot) + L.S_HEARTBEAT_NS, now_ns)
+                self._raise_high_water(slot + 1)
+                return slot
+        raise CapacityError(
+            f"segment {self._seg.name!r}: all {lay.max_workers} worker slots are held by live processes "
+            "(create the segment with a larger max_workers)"
+        )
+
+    def _raise_high_water(self, n: int) -> None:
+        r = self._seg.region
+        while True:
+            cur = r.load(L.H_HIGH_WATER)
+            if cur >= n or r.cas(L.H_HIGH_WATER, cur, n):
+                return
+
+    def owner(self, slot: int) -> int:
+        """Return the identity in ``slot`` (0 when free)."""
+        return self._seg.region.load(self._layout.slot(slot) + L.S_IDENT)
+
+    def release(self, slot: int, ident: int) -> None:
+        """Give ``slot`` back if ``ident`` still holds it."""
+        self._seg.region.cas(self._layout.slot(slot) + L.S_IDENT, ident, 0)
+
+    def heartbeat(self, slot: int, now_ns: int) -> None:
+        """Record that the owner of ``slot`` is alive and working."""
+        self._seg.region.store(self._layout.slot(slot) + L.S_HEARTBEAT_NS, now_ns)
+
+    def list(self, now_ns: int) -> list[WorkerSlot]:
+        """Return every claimed slot."""
+        r, lay = self._seg.region, self._layout
+        out = []
+        for slot in range(min(r.load(L.H_HIGH_WATER), lay.max_workers)):
+            ident = r.load(lay.slot(slot) + L.S_IDENT)
+            if ident == 0:
+                continue
+            beat = r.load(lay.slot(slot) + L.S_HEARTBEAT_NS)
+            out.append(
+                WorkerSlot(
+                    slot=slot,
+                    pid=identity_pid(ident),
+                    alive=is_alive(ident),
+                    heartbeat_age=max(0.0, (now_ns - beat) / 1e9),
+                )
+            )
+        return out

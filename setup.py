@@ -1,0 +1,11 @@
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "bot4.shm._native",
+            sources=["bot4/shm/_native.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall"],
+        )
+    ]
+)
