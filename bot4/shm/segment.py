@@ -16,6 +16,7 @@ import mmap
 import os
 import re
 import secrets
+import struct
 import time
 
 import _posixshmem
@@ -98,22 +99,21 @@ class Segment:
             raise SegmentLayoutError(name, f"segment {name!r} belongs to another user") from None
         try:
             size = _wait_for_size(fd)
+            age = time.time() - os.fstat(fd).st_mtime
             if size < L.HEADER_WORDS * 8:
                 raise SegmentLayoutError(name, f"segment {name!r} is too small ({size} bytes) to be a bot4 segment")
             mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)
-        header = np.frombuffer(mm, dtype=np.int64, count=L.HEADER_WORDS)
-        deadline = time.monotonic() + _INIT_WAIT_SECONDS
-        while int(header[L.H_MAGIC]) != L.MAGIC and time.monotonic() < deadline:
+        # Only a young segment may still be initialising; an old one without magic never will.
+        deadline = time.monotonic() + max(0.0, _INIT_WAIT_SECONDS - age)
+        while _header(mm)[L.H_MAGIC] != L.MAGIC and time.monotonic() < deadline:
             time.sleep(0.001)
         try:
-            layout = _check_header(name, header, size)
+            layout = _check_header(name, _header(mm), size)
         except SegmentLayoutError:
-            del header
             mm.close()
             raise
-        del header
         return cls(name, mm, layout, owner=False)
 
     def close(self) -> None:
@@ -157,10 +157,14 @@ def _wait_for_size(fd: int) -> int:
         time.sleep(0.001)
 
 
-def _check_header(name: str, header: np.ndarray, size: int) -> L.Layout:
-    if int(header[L.H_MAGIC]) != L.MAGIC:
+def _header(mm: mmap.mmap) -> tuple[int, ...]:
+    return struct.unpack_from(f"<{L.HEADER_WORDS}q", mm, 0)
+
+
+def _check_header(name: str, header: tuple[int, ...], size: int) -> L.Layout:
+    if header[L.H_MAGIC] != L.MAGIC:
         raise SegmentLayoutError(name, f"segment {name!r} is not a bot4 segment (bad magic)")
-    version, layout_hash = int(header[L.H_VERSION]), int(header[L.H_HASH])
+    version, layout_hash = header[L.H_VERSION], header[L.H_HASH]
     if version != L.LAYOUT_VERSION or layout_hash != L.LAYOUT_HASH:
         raise SegmentLayoutError(
             name,
@@ -168,9 +172,9 @@ def _check_header(name: str, header: np.ndarray, size: int) -> L.Layout:
             f"reads version {L.LAYOUT_VERSION} (hash {L.LAYOUT_HASH:#x}): run the same bot4 in every process",
         )
     try:
-        layout = L.Layout(max_workers=int(header[L.H_MAX_WORKERS]), max_breakers=int(header[L.H_MAX_BREAKERS]))
+        layout = L.Layout(max_workers=header[L.H_MAX_WORKERS], max_breakers=header[L.H_MAX_BREAKERS])
     except ConfigError as exc:
         raise SegmentLayoutError(name, f"segment {name!r} has a corrupt header: {exc}") from None
-    if layout.size != size or int(header[L.H_SIZE]) != size or int(header[L.H_BUCKETS]) != L.BUCKETS:
+    if layout.size != size or header[L.H_SIZE] != size or header[L.H_BUCKETS] != L.BUCKETS:
         raise SegmentLayoutError(name, f"segment {name!r} has a size that does not match its header")
     return layout
