@@ -29,7 +29,7 @@ from bot4.errors import (
     SegmentLayoutError,
     SegmentNotFoundError,
 )
-from bot4.plugins import hookimpl, make_plugin_manager
+from bot4.plugins import PluginManager, hookimpl, make_plugin_manager
 from bot4.shm.lock import LockTimeoutError
 from bot4.shm.slots import WorkerSlot
 
@@ -57,6 +57,7 @@ __all__ = [
     "ManualClock",
     "MonotonicClock",
     "PluginError",
+    "PluginManager",
     "SegmentError",
     "SegmentExistsError",
     "SegmentLayoutError",

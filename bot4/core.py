@@ -8,7 +8,6 @@ import weakref
 from types import TracebackType
 from typing import Any
 
-import pluggy
 
 from bot4.breaker.breaker import CircuitBreaker
 from bot4.breaker.config import BreakerConfig, FuseConfig
@@ -16,7 +15,7 @@ from bot4.breaker.fuse import Fuse, pack_config
 from bot4.breaker.state import BreakerState
 from bot4.clock import Clock, MonotonicClock
 from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError
-from bot4.plugins.manager import make_plugin_manager, notify
+from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive, my_identity
@@ -40,9 +39,11 @@ class Core:
     process. As a context manager it closes on exit, and the owner also unlinks.
     """
 
-    def __init__(self, segment: Segment, clock: Clock | None, plugins: pluggy.PluginManager | None) -> None:
+    def __init__(self, segment: Segment, clock: Clock | None, plugins: PluginManager | None) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise ConfigError("clock", f"expected a bot4.Clock (with now_ns()), got {clock!r}")
+        if plugins is not None and not isinstance(plugins, PluginManager):
+            raise ConfigError("plugins", "expected a manager from bot4.make_plugin_manager()")
         self._segment = segment
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._gate_clock = None if type(self._clock) is MonotonicClock else self._clock.now_ns
@@ -65,7 +66,7 @@ class Core:
         max_breakers: int = 128,
         fuse: FuseConfig | None = None,
         clock: Clock | None = None,
-        plugins: pluggy.PluginManager | None = None,
+        plugins: PluginManager | None = None,
     ) -> Core:
         """Create a new segment and return its owning core.
 
@@ -106,7 +107,7 @@ class Core:
 
     @classmethod
     def attach(
-        cls, name: str, *, clock: Clock | None = None, plugins: pluggy.PluginManager | None = None
+        cls, name: str, *, clock: Clock | None = None, plugins: PluginManager | None = None
     ) -> Core:
         """Attach to an existing segment by name.
 
@@ -148,7 +149,7 @@ class Core:
         return self._clock
 
     @property
-    def plugins(self) -> pluggy.PluginManager:
+    def plugins(self) -> PluginManager:
         """The plugin manager: ``core.plugins.register(plugin)``."""
         return self._plugins
 

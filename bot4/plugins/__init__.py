@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from bot4.plugins.hookspecs import hookimpl, hookspec
-from bot4.plugins.manager import ENTRY_POINT_GROUP, make_plugin_manager, notify, register_plugin
+from bot4.plugins.manager import ENTRY_POINT_GROUP, PluginManager, make_plugin_manager, notify
 
-__all__ = ["ENTRY_POINT_GROUP", "hookimpl", "hookspec", "make_plugin_manager", "notify", "register_plugin"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "hookimpl", "hookspec", "make_plugin_manager", "notify"]
