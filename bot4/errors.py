@@ -29,16 +29,24 @@ class ConfigError(Bot4Error, ValueError):
     """An invalid configuration value or argument; ``field`` names the offending field."""
 
     def __init__(self, field: str, message: str) -> None:
+        super().__init__(field, message)
         self.field = field
-        super().__init__(f"{field}: {message}")
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
 class SegmentError(Bot4Error):
     """Base class of the shared-memory segment errors; ``name`` is the segment name."""
 
     def __init__(self, name: str, message: str) -> None:
+        super().__init__(name, message)
         self.name = name
-        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class SegmentNotFoundError(SegmentError):
@@ -64,20 +72,35 @@ class PluginError(Bot4Error):
 class CircuitOpenError(Bot4Error):
     """A call was rejected by a circuit breaker before it ran.
 
-    Attributes:
-        breaker: the breaker's name.
-        state: the breaker's state when the call was rejected.
-        retry_after: seconds until a call may be admitted again, ``None`` when that is
-            not known (forced open, or the global fuse).
+    Raised as ``CircuitOpenError(breaker, state, retry_after, detail)``; the fields are
+    read back as attributes. (No ``__init__`` of its own: a rejection is on the hot path,
+    and this keeps raising one as cheap as raising a plain exception.)
     """
 
-    def __init__(self, breaker: str, state: BreakerState, retry_after: float | None, detail: str = "") -> None:
-        self.breaker = breaker
-        self.state = state
-        self.retry_after = retry_after
-        when = "" if retry_after is None else f"; retry after {retry_after:.3f}s"
-        extra = f" ({detail})" if detail else ""
-        super().__init__(f"circuit {breaker!r} is {state.name}{extra}{when}")
+    @property
+    def breaker(self) -> str:
+        """The name of the breaker that rejected the call."""
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> BreakerState:
+        """The breaker's state when the call was rejected."""
+        return self.args[1]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until a call may be admitted again; None when not known (forced open, fuse)."""
+        return self.args[2]  # type: ignore[no-any-return]
+
+    @property
+    def detail(self) -> str:
+        """Why, beyond the state (``"trial permits in use"``, ``"global fuse tripped"``, ...)."""
+        return self.args[3] if len(self.args) > 3 else ""  # type: ignore[no-any-return]
+
+    def __str__(self) -> str:
+        when = "" if self.retry_after is None else f"; retry after {self.retry_after:.3f}s"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"circuit {self.breaker!r} is {self.state.name}{extra}{when}"
 
 
 class FuseTrippedError(CircuitOpenError):

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
 from bot4.breaker.config import BreakerConfig, Outcome
 from bot4.breaker.state import BreakerState, StateWord
@@ -25,6 +25,7 @@ R = TypeVar("R")
 
 _MS = 1_000_000
 _LOW32 = 0xFFFFFFFF
+_OPEN = BreakerState.OPEN
 _PASS = object()  # token: the breaker is disabled, the call is neither checked nor recorded
 
 
@@ -88,9 +89,11 @@ class CircuitBreaker:
         self._state_i = rec + _native.REC_STATE
         self._permits_i = rec + _native.REC_PERMITS
         self._succ_i = rec + _native.REC_SUCCESSES
+        self._rejects_i = rec + _native.REC_REJECTS
         self._gate = gate
         self._local = config
         self._classify = config.classify
+        self._on_rejected = core.plugins.hook.bot4_call_rejected
 
     # ------------------------------------------------------------------ identity
 
@@ -121,6 +124,7 @@ class CircuitBreaker:
             raise TypeError(f"CircuitBreaker decorates callables, got {fn!r}")
         acquire, success = self._gate.acquire, self._gate.success
         on_exception, admit, finish = self._closed_exception, self._admit_slow, self._finish
+        refuse = self._refuse_open
 
         if inspect.iscoroutinefunction(fn):
 
@@ -128,6 +132,8 @@ class CircuitBreaker:
             async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
                 t0 = acquire()
                 if t0 < 0:
+                    if t0 < -1:
+                        raise refuse(t0)
                     token = admit()
                     try:
                         result = await fn(*args, **kwargs)
@@ -151,6 +157,8 @@ class CircuitBreaker:
         def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
             t0 = acquire()
             if t0 < 0:
+                if t0 < -1:
+                    raise refuse(t0)
                 token = admit()
                 try:
                     result = fn(*args, **kwargs)
@@ -203,9 +211,21 @@ class CircuitBreaker:
 
     def _enter(self) -> object:
         t0 = self._gate.acquire()
-        return t0 if t0 >= 0 else self._admit_slow()
+        if t0 >= 0:
+            return t0
+        if t0 < -1:
+            raise self._refuse_open(t0)
+        return self._admit_slow()
 
     # ------------------------------------------------------------------ slow path
+
+    def _refuse_open(self, code: int) -> CircuitOpenError:
+        """The error for a call the gate found OPEN for another ``-code - 2`` ns (counted, announced)."""
+        error = CircuitOpenError(self._name, _OPEN, (-code - 2) / 1e9, "")
+        self._r.add(self._rejects_i, 1)
+        if self._on_rejected.get_hookimpls():
+            self._core._notify("bot4_call_rejected", breaker=self, error=error)
+        return error
 
     def _admit_slow(self) -> object:
         """Decide on a call the closed fast path did not admit; return its token or raise."""
@@ -228,7 +248,7 @@ class CircuitBreaker:
             until = sw.until_ms * _MS
             if state is BreakerState.OPEN:
                 if now < until:
-                    self._reject(CircuitOpenError(self._name, state, (until - now) / 1e9))
+                    self._reject(CircuitOpenError(self._name, state, (until - now) / 1e9, ""))
                 cfg = self._config_words()
                 new = sw.successor(
                     BreakerState.HALF_OPEN, until_ms=_ceil_ms(now + int(cfg[_native.CFG_HALF_OPEN_MAX_NS]))
@@ -314,9 +334,10 @@ class CircuitBreaker:
                 reason = f"slow call rate {slow}/{calls} calls reached its threshold"
             self._changed(BreakerState.CLOSED, BreakerState.OPEN, reason, now)
 
-    def _reject(self, error: CircuitOpenError) -> None:
-        self._r.add(self._rec + _native.REC_REJECTS, 1)
-        self._core._notify("bot4_call_rejected", breaker=self, error=error)
+    def _reject(self, error: CircuitOpenError) -> NoReturn:
+        self._r.add(self._rejects_i, 1)
+        if self._on_rejected.get_hookimpls():
+            self._core._notify("bot4_call_rejected", breaker=self, error=error)
         raise error
 
     def _changed(self, old: BreakerState, new: BreakerState, reason: str, now: int) -> None:

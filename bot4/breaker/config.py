@@ -74,8 +74,8 @@ class BreakerConfig:
     """How long the breaker stays open after a trip, before it lets trial calls through."""
     open_backoff: float = 2.0
     """Each re-opening after a failed trial multiplies the open period by this (>= 1)."""
-    max_open_seconds: float = 60.0
-    """Cap of the open period under backoff (>= open_seconds)."""
+    max_open_seconds: float | None = None
+    """Cap of the open period under backoff (>= open_seconds); None: the larger of 60 s and open_seconds."""
     half_open_calls: int = 3
     """Trial permits in half-open; that many successes close it, one failure reopens it."""
     half_open_max_seconds: float = 30.0
@@ -98,6 +98,8 @@ class BreakerConfig:
         _number("slow_call_rate_threshold", self.slow_call_rate_threshold, lo=0.0, hi=1.0, lo_open=True)
         _number("open_seconds", self.open_seconds, lo=0.001, hi=31_536_000.0)
         _number("open_backoff", self.open_backoff, lo=1.0, hi=1000.0)
+        if self.max_open_seconds is None:
+            object.__setattr__(self, "max_open_seconds", max(60.0, float(self.open_seconds)))
         _number("max_open_seconds", self.max_open_seconds, lo=self.open_seconds, hi=31_536_000.0)
         _integer("half_open_calls", self.half_open_calls, lo=1)
         _number("half_open_max_seconds", self.half_open_max_seconds, lo=0.001, hi=31_536_000.0)
@@ -140,7 +142,7 @@ class BreakerConfig:
             _native.CFG_SLOW_RATE: ("f", float(self.slow_call_rate_threshold)),
             _native.CFG_OPEN_NS: ("i", round(self.open_seconds * 1e9)),
             _native.CFG_OPEN_BACKOFF: ("f", float(self.open_backoff)),
-            _native.CFG_MAX_OPEN_NS: ("i", round(self.max_open_seconds * 1e9)),
+            _native.CFG_MAX_OPEN_NS: ("i", round(float(self.max_open_seconds or 0) * 1e9)),
             _native.CFG_HALF_OPEN_CALLS: ("i", self.half_open_calls),
             _native.CFG_HALF_OPEN_MAX_NS: ("i", round(self.half_open_max_seconds * 1e9)),
         }

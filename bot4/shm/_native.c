@@ -55,6 +55,9 @@ enum {
     CFG_HALF_OPEN_MAX_NS = 11 /* i */
 };
 
+/* Breaker states as stored in the low 3 bits of the state word (bot4/breaker/state.py). */
+enum { STATE_CLOSED = 0, STATE_OPEN = 1 };
+
 /* Window cell: per (breaker, slot, bucket). */
 enum { CELL_TAG = 0, CELL_CALLS = 1, CELL_FAILURES = 2, CELL_SLOW = 3, CELL_WORDS = 4 };
 
@@ -307,14 +310,26 @@ static int rate_verdict(Gate *self, int64_t now, const HotConfig *c, int check_f
     return VERDICT_NONE;
 }
 
-/* acquire() -> start time (ns, >= 0) when the closed fast path applies, -1 otherwise. */
+/* acquire() -> start time (ns, >= 0) when the closed fast path applies; -2 - remaining_ns
+ * when the breaker is OPEN before its deadline (a certain rejection); -1 when the slow
+ * path must decide. */
 static PyObject *gate_acquire(Gate *self, PyObject *unused) {
     if (!self->region->held) return PyLong_FromLong(-1);
-    if ((LOAD(&self->rec[REC_STATE]) & 7) != 0 || LOAD(self->fuse) != 0) return PyLong_FromLong(-1);
+    int64_t word = LOAD(&self->rec[REC_STATE]);
+    int64_t fuse = LOAD(self->fuse);
     int err;
-    int64_t now = gate_now(self, &err);
-    if (err) return NULL;
-    return PyLong_FromLongLong(now);
+    if ((word & 7) == 0 && fuse == 0) {
+        int64_t now = gate_now(self, &err);
+        if (err) return NULL;
+        return PyLong_FromLongLong(now);
+    }
+    if ((word & 7) == STATE_OPEN) {
+        int64_t until = ((word >> 24) & ((1LL << 39) - 1)) * 1000000LL;
+        int64_t now = gate_now(self, &err);
+        if (err) return NULL;
+        if (now < until) return PyLong_FromLongLong(-2 - (until - now));
+    }
+    return PyLong_FromLong(-1);
 }
 
 static int parse_t0(PyObject *const *args, Py_ssize_t n, int64_t *t0) {
