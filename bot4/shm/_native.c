@@ -332,23 +332,32 @@ static PyObject *gate_acquire(Gate *self, PyObject *unused) {
     return PyLong_FromLong(-1);
 }
 
-static int parse_t0(PyObject *const *args, Py_ssize_t n, int64_t *t0) {
-    if (n != 1) { PyErr_SetString(PyExc_TypeError, "expected one argument: the start time"); return -1; }
-    return parse_i64(args[0], t0);
+/* Common start of success/failure: parse t0, read the clock and config, and count the
+ * call in this slot's current cell. Returns the cell, NULL with *done set when there is
+ * nothing to record (segment closed), NULL with an exception set on error. */
+static int64_t *record_call(Gate *self, PyObject *const *args, Py_ssize_t n, int64_t *elapsed, int64_t *now,
+                            HotConfig *c, int *done) {
+    int64_t t0; int err;
+    *done = 0;
+    if (n != 1) { PyErr_SetString(PyExc_TypeError, "expected one argument: the start time"); return NULL; }
+    if (parse_i64(args[0], &t0) < 0) return NULL;
+    if (!self->region->held) { *done = 1; return NULL; }
+    *now = gate_now(self, &err);
+    if (err) return NULL;
+    *elapsed = *now - t0;
+    read_config(self->rec, c);
+    int64_t *cell = own_cell(self, *now, c);
+    bump(&cell[CELL_CALLS]);
+    return cell;
 }
 
 /* success(t0) -> verdict: records a successful call; VERDICT_SLOW when slow calls cross their rate. */
 static PyObject *gate_success(Gate *self, PyObject *const *args, Py_ssize_t n) {
-    int64_t t0; int err;
-    if (parse_t0(args, n, &t0) < 0) return NULL;
-    if (!self->region->held) return PyLong_FromLong(VERDICT_NONE);
-    int64_t now = gate_now(self, &err);
-    if (err) return NULL;
-    HotConfig c; read_config(self->rec, &c);
-    int64_t *cell = own_cell(self, now, &c);
-    bump(&cell[CELL_CALLS]);
+    int64_t elapsed, now; HotConfig c; int done;
+    int64_t *cell = record_call(self, args, n, &elapsed, &now, &c, &done);
+    if (!cell) return done ? PyLong_FromLong(VERDICT_NONE) : NULL;
     if (LOAD(&self->rec[REC_CONSEC]) != 0) STORE(&self->rec[REC_CONSEC], 0);
-    if (c.slow_ns > 0 && now - t0 >= c.slow_ns) {
+    if (c.slow_ns > 0 && elapsed >= c.slow_ns) {
         bump(&cell[CELL_SLOW]);
         return PyLong_FromLong(rate_verdict(self, now, &c, 0, 1));
     }
@@ -357,16 +366,11 @@ static PyObject *gate_success(Gate *self, PyObject *const *args, Py_ssize_t n) {
 
 /* failure(t0) -> verdict: records a failed call and says whether a trip rule is met. */
 static PyObject *gate_failure(Gate *self, PyObject *const *args, Py_ssize_t n) {
-    int64_t t0; int err;
-    if (parse_t0(args, n, &t0) < 0) return NULL;
-    if (!self->region->held) return PyLong_FromLong(VERDICT_NONE);
-    int64_t now = gate_now(self, &err);
-    if (err) return NULL;
-    HotConfig c; read_config(self->rec, &c);
-    int64_t *cell = own_cell(self, now, &c);
-    bump(&cell[CELL_CALLS]);
+    int64_t elapsed, now; HotConfig c; int done;
+    int64_t *cell = record_call(self, args, n, &elapsed, &now, &c, &done);
+    if (!cell) return done ? PyLong_FromLong(VERDICT_NONE) : NULL;
     bump(&cell[CELL_FAILURES]);
-    int slow = c.slow_ns > 0 && now - t0 >= c.slow_ns;
+    int slow = c.slow_ns > 0 && elapsed >= c.slow_ns;
     if (slow) bump(&cell[CELL_SLOW]);
     int64_t consec = __atomic_add_fetch(&self->rec[REC_CONSEC], 1, __ATOMIC_ACQ_REL);
     if (c.consecutive > 0 && consec >= c.consecutive) return PyLong_FromLong(VERDICT_CONSECUTIVE);
