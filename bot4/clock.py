@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Protocol, runtime_checkable
 
 from bot4.errors import ConfigError
@@ -23,7 +24,11 @@ class Clock(Protocol):
     """A source of time in integer nanoseconds, never going backwards."""
 
     def now_ns(self) -> int:
-        """Return the current time in nanoseconds."""
+        """Return the current (monotonic) time in nanoseconds."""
+        ...
+
+    def time_ns(self) -> int:
+        """Return wall-clock time in nanoseconds since the epoch (for trading days and display)."""
         ...
 
 
@@ -34,12 +39,19 @@ class MonotonicClock:
         """Return ``CLOCK_MONOTONIC`` in nanoseconds."""
         return monotonic_ns()
 
+    def time_ns(self) -> int:
+        """Return the system's wall-clock time in nanoseconds since the epoch."""
+        return time.time_ns()
+
     def __repr__(self) -> str:
         return "MonotonicClock()"
 
 
 class ManualClock:
     """A clock that moves only when told to; for tests.
+
+    Its time serves as both the monotonic time and the wall-clock time (seconds since
+    the epoch), so ``ManualClock(start)`` can place a test on a given date.
 
     Args:
         start: the initial time in seconds (not negative).
@@ -51,6 +63,10 @@ class ManualClock:
 
     def now_ns(self) -> int:
         """Return the current manual time in nanoseconds."""
+        return self._ns
+
+    def time_ns(self) -> int:
+        """Return the manual time, read as nanoseconds since the epoch."""
         return self._ns
 
     def now(self) -> float:

@@ -16,6 +16,7 @@ from bot4.breaker.state import BreakerState
 from bot4.clock import Clock, MonotonicClock
 from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError
 from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
+from bot4.risk.engine import RiskEngine
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive, my_identity
@@ -53,6 +54,7 @@ class Core:
         self._slot = self._slots.claim(self._ident, self._clock.now_ns())
         self._breakers: dict[str, CircuitBreaker] = {}
         self._fuse = Fuse(self)
+        self._risk: RiskEngine | None = None
         _live_cores.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -64,6 +66,8 @@ class Core:
         *,
         max_workers: int = 64,
         max_breakers: int = 128,
+        max_symbols: int = 64,
+        max_reservations: int = 4096,
         fuse: FuseConfig | None = None,
         clock: Clock | None = None,
         plugins: PluginManager | None = None,
@@ -74,6 +78,8 @@ class Core:
             name: the segment name (letters, digits, ``_.-``); a random ``bot4-…`` name if None.
             max_workers: worker slots: processes that can be attached at once.
             max_breakers: breakers the segment can hold.
+            max_symbols: symbols the risk ledger can track.
+            max_reservations: risk reservations (open orders) the ledger can hold at once.
             fuse: the global fuse configuration (default :class:`FuseConfig`).
             clock: time source (default: host-wide monotonic).
             plugins: a plugin manager (default: :func:`bot4.plugins.make_plugin_manager`).
@@ -84,7 +90,12 @@ class Core:
 
         A segment of that name left behind by processes that are all dead is replaced.
         """
-        layout = L.Layout(max_workers=max_workers, max_breakers=max_breakers)
+        layout = L.Layout(
+            max_workers=max_workers,
+            max_breakers=max_breakers,
+            max_symbols=max_symbols,
+            max_reservations=max_reservations,
+        )
         fuse_config = fuse if fuse is not None else FuseConfig()
         if not isinstance(fuse_config, FuseConfig):
             raise ConfigError("fuse", f"expected a FuseConfig, got {type(fuse_config).__name__}")
@@ -158,12 +169,21 @@ class Core:
         """The global fuse of this core."""
         return self._fuse
 
+    @property
+    def risk(self) -> RiskEngine:
+        """The pre-trade risk engine over this core's shared risk ledger."""
+        self._check_open()
+        if self._risk is None:
+            self._risk = RiskEngine(self)
+        return self._risk
+
     def close(self) -> None:
         """Give back the worker slot and unmap the segment (idempotent). Does not unlink."""
         if self.closed:
             return
         self._slots.release(self._slot, self._ident)
         self._breakers.clear()
+        self._risk = None
         _live_cores.discard(self)
         self._segment.close()
 

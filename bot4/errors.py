@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot4.breaker.state import BreakerState
+    from bot4.risk.decision import Decision
 
 __all__ = [
     "Bot4Error",
@@ -13,7 +14,10 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "FuseTrippedError",
+    "InvalidOrderError",
+    "OrderRejectedError",
     "PluginError",
+    "ReservationError",
     "SegmentError",
     "SegmentExistsError",
     "SegmentLayoutError",
@@ -25,8 +29,8 @@ class Bot4Error(Exception):
     """Base class of every error raised by bot4."""
 
 
-class ConfigError(Bot4Error, ValueError):
-    """An invalid configuration value or argument; ``field`` names the offending field."""
+class _FieldError(Bot4Error, ValueError):
+    """An invalid value; ``field`` names it, ``message`` says why."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(field, message)
@@ -35,6 +39,29 @@ class ConfigError(Bot4Error, ValueError):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
+
+
+class ConfigError(_FieldError):
+    """An invalid configuration value or argument; ``field`` names the offending field."""
+
+
+class InvalidOrderError(_FieldError):
+    """An order with an invalid field; ``field`` names it."""
+
+
+class OrderRejectedError(Bot4Error):
+    """An order was rejected by the risk engine; ``decision`` holds every rejection."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision)
+        self.decision = decision
+
+    def __str__(self) -> str:
+        return "order rejected: " + "; ".join(f"{r.code} ({r.message})" for r in self.decision.rejections)
+
+
+class ReservationError(Bot4Error):
+    """A reservation that is not live was used (already released or filled), or a fill too large."""
 
 
 class SegmentError(Bot4Error):

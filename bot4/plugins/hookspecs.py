@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from bot4.breaker.state import BreakerState
     from bot4.core import Core
     from bot4.errors import CircuitOpenError
+    from bot4.order import Order
+    from bot4.risk.decision import Decision, Rejection
+    from bot4.risk.ledger import RiskLedger
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -74,6 +77,53 @@ def bot4_fuse_changed(core: Core, old: FuseState, new: FuseState, reason: str) -
     :param core: the core whose fuse changed.
     :param old: the fuse state it left.
     :param new: the fuse state it entered.
+    :param reason: why, in words.
+    :return: nothing; the result is ignored.
+    """
+
+
+@hookspec
+def bot4_check_order(order: Order, ledger: RiskLedger) -> Rejection | None:
+    """A pre-trade risk rule: return a :class:`bot4.Rejection` to refuse ``order``, None to pass it.
+
+    Every rule runs on every check (all rejections are reported, not just the first);
+    the built-in rules are plugins named ``bot4.rule.*`` and run after yours. A rule
+    that raises, or returns anything but a Rejection or None, rejects the order with
+    code ``RULE_ERROR`` naming the rule: risk fails closed. Rules run on the hot path
+    (a few hundred ns each is the budget) and may run under the ledger lock: read the
+    ledger, never write, never block.
+
+    Example — no new positions in one symbol::
+
+        class NoDoge:
+            @bot4.hookimpl
+            def bot4_check_order(self, order, ledger):
+                if order.symbol == "DOGE/USDT" and not ledger.reduces_position(order):
+                    return bot4.Rejection("no-doge", "SYMBOL_BANNED", "DOGE is closed for new risk")
+                return None
+
+    :param order: the :class:`bot4.Order` being checked.
+    :param ledger: the :class:`bot4.RiskLedger`: positions, exposure, equity, limits, correlation.
+    :return: a :class:`bot4.Rejection`, or None to approve.
+    """
+
+
+@hookspec
+def bot4_order_rejected(order: Order, decision: Decision) -> None:
+    """``risk.reserve`` rejected an order (what-if ``check`` calls do not fire it).
+
+    :param order: the rejected order.
+    :param decision: the :class:`bot4.Decision` with every rejection.
+    :return: nothing; the result is ignored.
+    """
+
+
+@hookspec
+def bot4_kill_switch_tripped(reason: str) -> None:
+    """The kill switch tripped (by hand, or by the drawdown or daily-loss limit).
+
+    Called once, in the process that tripped it.
+
     :param reason: why, in words.
     :return: nothing; the result is ignored.
     """

@@ -21,7 +21,25 @@ log = logging.getLogger("bot4.plugins")
 
 
 class PluginManager(pluggy.PluginManager):
-    """pluggy's manager, failing early: a bad plugin raises :class:`bot4.PluginError` naming it."""
+    """pluggy's manager, failing early: a bad plugin raises :class:`bot4.PluginError` naming it.
+
+    ``generation`` changes whenever a plugin is registered, unregistered or blocked, so
+    callers can cache what they derive from the registered plugins.
+    """
+
+    def __init__(self, project_name: str) -> None:
+        super().__init__(project_name)
+        self.generation = 0
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
+        """Unregister a plugin (by object or name); see :meth:`pluggy.PluginManager.unregister`."""
+        self.generation += 1
+        return super().unregister(plugin, name)
+
+    def set_blocked(self, name: str) -> None:
+        """Unregister ``name`` and keep it from registering again (disables a built-in by name)."""
+        self.generation += 1
+        super().set_blocked(name)
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (under ``name``) and return its name.
@@ -30,6 +48,7 @@ class PluginManager(pluggy.PluginManager):
         match its hook spec, implements a hook that does not exist, or the name is taken.
         """
         label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        self.generation += 1
         try:
             registered = super().register(plugin, name=name)
         except pluggy.PluginValidationError as exc:

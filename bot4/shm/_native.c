@@ -15,6 +15,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -181,6 +183,194 @@ static PyObject *region_release(Region *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* load_range(i, n) -> tuple[int]; loadf_range(i, n) -> tuple[float]: n consecutive words. */
+static PyObject *region_range(Region *self, PyObject *const *args, Py_ssize_t n, int as_float) {
+    Py_ssize_t i, count;
+    if (n != 2) { PyErr_SetString(PyExc_TypeError, "expected (index, count)"); return NULL; }
+    if (parse_index(args[0], &i) < 0 || parse_index(args[1], &count) < 0) return NULL;
+    if (count < 0 || region_check(self, i) < 0 || (count > 0 && region_check(self, i + count - 1) < 0)) return NULL;
+    PyObject *out = PyTuple_New(count);
+    if (!out) return NULL;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        int64_t v = LOAD(&self->words[i + k]);
+        PyObject *item = as_float ? PyFloat_FromDouble(bits_to_double(v)) : PyLong_FromLongLong(v);
+        if (!item) { Py_DECREF(out); return NULL; }
+        PyTuple_SET_ITEM(out, k, item);
+    }
+    return out;
+}
+
+static PyObject *region_load_range(Region *self, PyObject *const *args, Py_ssize_t n) {
+    return region_range(self, args, n, 0);
+}
+
+static PyObject *region_loadf_range(Region *self, PyObject *const *args, Py_ssize_t n) {
+    return region_range(self, args, n, 1);
+}
+
+/* tagged_sum(i, pairs, lo, hi) -> int: sum of the values of the (tag, value) pairs at word i
+ * whose tag is in (lo, hi]. */
+static PyObject *region_tagged_sum(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t i, pairs; int64_t lo, hi;
+    if (n != 4) { PyErr_SetString(PyExc_TypeError, "tagged_sum(index, pairs, lo, hi)"); return NULL; }
+    if (parse_index(args[0], &i) < 0 || parse_index(args[1], &pairs) < 0 || parse_i64(args[2], &lo) < 0 ||
+        parse_i64(args[3], &hi) < 0)
+        return NULL;
+    if (pairs < 0 || region_check(self, i) < 0 || (pairs > 0 && region_check(self, i + 2 * pairs - 1) < 0)) return NULL;
+    int64_t total = 0;
+    for (Py_ssize_t k = 0; k < pairs; k++) {
+        int64_t tag = LOAD(&self->words[i + 2 * k]);
+        if (tag > lo && tag <= hi) total += LOAD(&self->words[i + 2 * k + 1]);
+    }
+    return PyLong_FromLongLong(total);
+}
+
+/* ---- robust process-shared mutex: the OS hands it on when its holder dies ---- */
+
+#define MUTEX_WORDS ((sizeof(pthread_mutex_t) + 7) / 8)
+
+static pthread_mutex_t *region_mutex(Region *self, PyObject *index_obj) {
+    Py_ssize_t i;
+    if (parse_index(index_obj, &i) < 0 || region_check(self, i) < 0) return NULL;
+    if (i + (Py_ssize_t)MUTEX_WORDS > self->nwords) {
+        PyErr_SetString(PyExc_ValueError, "mutex does not fit in the segment");
+        return NULL;
+    }
+    return (pthread_mutex_t *)&self->words[i];
+}
+
+static PyObject *region_mutex_init(Region *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 1) { PyErr_SetString(PyExc_TypeError, "mutex_init(index)"); return NULL; }
+    pthread_mutex_t *m = region_mutex(self, args[0]);
+    if (!m) return NULL;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    int rc = pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (rc != 0) { errno = rc; return PyErr_SetFromErrno(PyExc_OSError); }
+    Py_RETURN_NONE;
+}
+
+/* mutex_lock(index, timeout_seconds) -> 0 acquired, 1 acquired from a dead holder,
+ * -1 timed out. The GIL is released while waiting. */
+static PyObject *region_mutex_lock(Region *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 2) { PyErr_SetString(PyExc_TypeError, "mutex_lock(index, timeout)"); return NULL; }
+    pthread_mutex_t *m = region_mutex(self, args[0]);
+    if (!m) return NULL;
+    double timeout = PyFloat_AsDouble(args[1]);
+    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
+    int rc = pthread_mutex_trylock(m);
+    if (rc == EBUSY) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = (int64_t)until.tv_nsec + (int64_t)(timeout * 1e9);
+        until.tv_sec += (time_t)(ns / 1000000000LL);
+        until.tv_nsec = (long)(ns % 1000000000LL);
+        Py_BEGIN_ALLOW_THREADS
+        rc = pthread_mutex_timedlock(m, &until);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc == 0) return PyLong_FromLong(0);
+    if (rc == EOWNERDEAD) {
+        pthread_mutex_consistent(m);
+        return PyLong_FromLong(1);
+    }
+    if (rc == ETIMEDOUT) return PyLong_FromLong(-1);
+    errno = rc;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+static PyObject *region_mutex_unlock(Region *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 1) { PyErr_SetString(PyExc_TypeError, "mutex_unlock(index)"); return NULL; }
+    pthread_mutex_t *m = region_mutex(self, args[0]);
+    if (!m) return NULL;
+    int rc = pthread_mutex_unlock(m);
+    if (rc != 0) { errno = rc; return PyErr_SetFromErrno(PyExc_OSError); }
+    Py_RETURN_NONE;
+}
+
+/* ---- redo journal: multi-word updates that a crash cannot tear ----
+ * Journal at word j: [j] committed count (0: empty), [j+1] capacity, then (index, value)
+ * pairs. commit() writes the pairs, publishes the count (the commit point), applies the
+ * writes, then clears the count. Whoever finds a non-zero count replays it: applying
+ * absolute values twice is harmless. */
+
+static int apply_journal(Region *self, Py_ssize_t j) {
+    int64_t count = LOAD(&self->words[j]);
+    for (int64_t k = 0; k < count; k++) {
+        int64_t index = self->words[j + 2 + 2 * k];
+        if (index < 0 || index >= self->nwords) return -1;
+        STORE(&self->words[index], self->words[j + 3 + 2 * k]);
+    }
+    STORE(&self->words[j], 0);
+    return (int)count;
+}
+
+static PyObject *region_commit(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t j;
+    if (n != 2) { PyErr_SetString(PyExc_TypeError, "commit(journal, writes)"); return NULL; }
+    if (parse_index(args[0], &j) < 0 || region_check(self, j) < 0 || region_check(self, j + 1) < 0) return NULL;
+    PyObject *seq = PySequence_Fast(args[1], "writes must be a sequence of (index, value)");
+    if (!seq) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    int64_t capacity = self->words[j + 1];
+    if (LOAD(&self->words[j]) != 0 && apply_journal(self, j) < 0) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "corrupt journal");
+        return NULL;
+    }
+    Py_ssize_t written = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, k);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "each write is an (index, value) or (index, (values...)) tuple");
+            return NULL;
+        }
+        Py_ssize_t index;
+        PyObject *v = PyTuple_GET_ITEM(pair, 1);
+        if (parse_index(PyTuple_GET_ITEM(pair, 0), &index) < 0) { Py_DECREF(seq); return NULL; }
+        int run = PyTuple_Check(v);
+        Py_ssize_t width = run ? PyTuple_GET_SIZE(v) : 1;
+        if (written + width > capacity || j + 2 + 2 * (written + width) > self->nwords) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_ValueError, "transaction exceeds the journal (%lld words)", (long long)capacity);
+            return NULL;
+        }
+        for (Py_ssize_t w = 0; w < width; w++) {
+            PyObject *item = run ? PyTuple_GET_ITEM(v, w) : v;
+            int64_t value;
+            if (region_check(self, index + w) < 0) { Py_DECREF(seq); return NULL; }
+            if (PyFloat_Check(item)) {
+                value = double_to_bits(PyFloat_AS_DOUBLE(item));
+            } else if (parse_i64(item, &value) < 0) {
+                Py_DECREF(seq);
+                return NULL;
+            }
+            self->words[j + 2 + 2 * written] = index + w;
+            self->words[j + 3 + 2 * written] = value;
+            written++;
+        }
+    }
+    Py_DECREF(seq);
+    STORE(&self->words[j], (int64_t)written);
+    apply_journal(self, j);
+    Py_RETURN_NONE;
+}
+
+static PyObject *region_replay(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t j;
+    if (n != 1) { PyErr_SetString(PyExc_TypeError, "replay(journal)"); return NULL; }
+    if (parse_index(args[0], &j) < 0 || region_check(self, j) < 0) return NULL;
+    if (LOAD(&self->words[j]) == 0) return PyLong_FromLong(0);
+    int count = apply_journal(self, j);
+    if (count < 0) { PyErr_SetString(PyExc_ValueError, "corrupt journal"); return NULL; }
+    return PyLong_FromLong(count);
+}
+
 static PyMethodDef region_methods[] = {
     {"load", (PyCFunction)(void (*)(void))region_load, METH_FASTCALL, "load(i) -> int: atomic load of word i."},
     {"store", (PyCFunction)(void (*)(void))region_store, METH_FASTCALL, "store(i, v): atomic store of word i."},
@@ -190,6 +380,21 @@ static PyMethodDef region_methods[] = {
     {"loadf", (PyCFunction)(void (*)(void))region_loadf, METH_FASTCALL, "loadf(i) -> float: word i as float64."},
     {"storef", (PyCFunction)(void (*)(void))region_storef, METH_FASTCALL, "storef(i, v): store float64 v in word i."},
     {"release", (PyCFunction)region_release, METH_NOARGS, "Release the buffer."},
+    {"load_range", (PyCFunction)(void (*)(void))region_load_range, METH_FASTCALL,
+     "load_range(i, n) -> tuple[int]: n consecutive words."},
+    {"loadf_range", (PyCFunction)(void (*)(void))region_loadf_range, METH_FASTCALL,
+     "loadf_range(i, n) -> tuple[float]: n consecutive words as float64."},
+    {"tagged_sum", (PyCFunction)(void (*)(void))region_tagged_sum, METH_FASTCALL,
+     "tagged_sum(i, pairs, lo, hi) -> int: sum of values of (tag, value) pairs with lo < tag <= hi."},
+    {"mutex_init", (PyCFunction)(void (*)(void))region_mutex_init, METH_FASTCALL,
+     "mutex_init(i): a robust process-shared mutex at word i."},
+    {"mutex_lock", (PyCFunction)(void (*)(void))region_mutex_lock, METH_FASTCALL,
+     "mutex_lock(i, timeout) -> 0 acquired, 1 acquired from a dead holder, -1 timed out."},
+    {"mutex_unlock", (PyCFunction)(void (*)(void))region_mutex_unlock, METH_FASTCALL, "mutex_unlock(i)."},
+    {"commit", (PyCFunction)(void (*)(void))region_commit, METH_FASTCALL,
+     "commit(journal, [(index, value | (values...)), ...]): apply the writes through the redo journal."},
+    {"replay", (PyCFunction)(void (*)(void))region_replay, METH_FASTCALL,
+     "replay(journal) -> int: finish a committed but unfinished transaction."},
     {NULL}
 };
 
@@ -513,6 +718,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, CFG_HALF_OPEN_CALLS); ADD_INT(m, CFG_HALF_OPEN_MAX_NS);
     ADD_INT(m, CELL_TAG); ADD_INT(m, CELL_CALLS); ADD_INT(m, CELL_FAILURES); ADD_INT(m, CELL_SLOW);
     ADD_INT(m, CELL_WORDS);
+    if (PyModule_AddIntConstant(m, "MUTEX_WORDS", (long)MUTEX_WORDS) < 0) goto fail;
     ADD_INT(m, VERDICT_NONE); ADD_INT(m, VERDICT_SLOW); ADD_INT(m, VERDICT_CONSECUTIVE); ADD_INT(m, VERDICT_RATE);
     return m;
 fail:

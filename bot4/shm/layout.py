@@ -2,24 +2,29 @@
 
 The segment is an array of 64-bit words:
 
-======================  ================================================
+======================  ==================================================
 section                 words
-======================  ================================================
+======================  ==================================================
 header                  ``HEADER_WORDS``
 worker slots            ``max_workers * SLOT_WORDS``
 breaker records         ``max_breakers * REC_WORDS``
 breaker window cells    ``max_breakers * max_workers * BUCKETS * CELL_WORDS``
-======================  ================================================
+risk ledger             ``LEDGER_WORDS``
+risk symbols            ``max_symbols * SYM_WORDS``
+risk reservations       ``max_reservations * RES_WORDS``
+risk correlation        ``2 * 3 * max_symbols ** 2`` (two buffers of cov, corr, samples)
+======================  ==================================================
 
 The breaker record and window cell layouts are defined by the native module (the code
-that reads them on the hot path); the header and slot layouts here. The layout hash
-covers all of it, so two builds that disagree on any offset refuse to share a segment.
+that reads them on the hot path); everything else here. The layout hash covers all of
+it, so two builds that disagree on any offset refuse to share a segment.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from bot4.errors import ConfigError
 from bot4.shm import _native
@@ -27,7 +32,7 @@ from bot4.shm import _native
 __all__ = ["BUCKETS", "LAYOUT_HASH", "LAYOUT_VERSION", "MAGIC", "Layout"]
 
 MAGIC = int.from_bytes(b"BOT4SHM\x01", "little")
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 BUCKETS = 10
 """Buckets per sliding window: a window of W seconds moves in steps of W/10."""
 
@@ -49,6 +54,8 @@ H_BREAKERS_USED = 13
 H_FUSE_CONFIG = 14
 H_FUSE_CHANGED_NS = 15
 H_FUSE_TRIPS = 16
+H_MAX_SYMBOLS = 17
+H_MAX_RESERVATIONS = 18
 HEADER_WORDS = 64
 
 # Worker slot words.
@@ -60,15 +67,84 @@ SLOT_WORDS = 8
 REC_WORDS = _native.REC_WORDS
 CELL_WORDS = _native.CELL_WORDS
 
+# Risk ledger words (offsets from the ledger section start).
+L_MUTEX = 0  # robust process-shared mutex (MUTEX_WORDS, at most 8)
+if _native.MUTEX_WORDS > 8:  # pragma: no cover - a libc with a larger pthread_mutex_t
+    raise ImportError(f"pthread_mutex_t needs {_native.MUTEX_WORDS} words; the layout reserves 8")
+L_JOURNAL = 8  # redo journal: count, capacity, then JOURNAL_CAPACITY (index, value) pairs
+JOURNAL_CAPACITY = 256
+L_LIMITS_GEN = L_JOURNAL + 2 + 2 * JOURNAL_CAPACITY  # seqlock: odd while being written
+L_LIMITS = L_LIMITS_GEN + 1  # LIMITS_WORDS float64 words
+LIMITS_WORDS = 24
+L_CASH = L_LIMITS + LIMITS_WORDS  # f: account equity excluding unrealized P&L
+L_UNREALIZED = L_CASH + 1  # f: sum of unrealized P&L at the marks
+L_PEAK = L_CASH + 2  # f: peak equity
+L_DAY_START = L_CASH + 3  # f: equity at the start of the trading day
+L_GROSS = L_CASH + 4  # f: gross exposure
+ACCOUNT_FLOATS = 5  # L_CASH .. L_GROSS are read together
+L_EQUITY_SET = L_CASH + 5  # i: 1 once equity was set
+L_TRADING = L_CASH + 6  # i: trading state | generation << 8
+L_OPEN_ORDERS = L_CASH + 7  # i: live reservations
+ACCOUNT_INTS = 3  # L_EQUITY_SET .. L_OPEN_ORDERS are read together
+L_DAY_ID = L_CASH + 8  # i: trading day number
+L_TRIPPED_AT = L_CASH + 9  # i: wall-clock ns of the last kill-switch trip
+L_HOLD_GEN = L_CASH + 10  # i: bumped when any symbol starts or stops being held
+L_CORR_GEN = L_CASH + 11  # i: active correlation buffer = gen & 1
+L_CORR_SAMPLES = L_CASH + 12  # i: correlation samples taken
+L_LAST_SAMPLE_NS = L_CASH + 13  # i
+L_RES_HIGH = L_CASH + 14  # i: reservation entries ever used
+L_RES_SEQ = L_CASH + 15  # i: last reservation id
+L_SWEEP_NS = L_CASH + 16  # i: last sweep for reservations of dead processes
+L_SYMBOLS_USED = L_CASH + 17  # i
+L_FREE_HEAD = L_CASH + 18  # i: first free reservation entry + 1; 0 = none (then use L_RES_HIGH)
+L_RATE = L_CASH + 19  # RATE_BUCKETS x (tag, count): approved orders per 100 ms
+RATE_BUCKETS = 10
+L_REASON = L_RATE + 2 * RATE_BUCKETS  # REASON_WORDS: UTF-8 reason of the trading state
+REASON_WORDS = 16
+LEDGER_WORDS = L_REASON + REASON_WORDS
+
+# Risk symbol words.
+Y_NAME = 0  # NAME_WORDS: UTF-8, NUL padded
+SYMBOL_NAME_WORDS = 4
+Y_POSITION = 4  # f: signed quantity; Y_POSITION .. Y_EXPOSURE are read together
+SYMBOL_ROW = 8
+Y_AVG_PRICE = 5  # f
+Y_MARK = 6  # f: last price
+Y_BUY_QTY = 7  # f: reserved, not yet filled
+Y_SELL_QTY = 8  # f
+Y_BUY_NOTIONAL = 9  # f
+Y_SELL_NOTIONAL = 10  # f
+Y_EXPOSURE = 11  # f: worst-case notional, part of L_GROSS
+Y_REALIZED = 12  # f
+Y_SAMPLE_PRICE = 13  # f: price at the last correlation sample
+SYM_WORDS = 16
+
+# Risk reservation words.
+V_OWNER = 0  # i: owner identity; 0 = free
+V_ID = 1  # i
+V_SYMBOL = 2  # i: symbol index
+V_SIDE = 3  # i: +1 buy, -1 sell
+V_QTY = 4  # f: quantity not yet filled
+V_PRICE = 5  # f: entry price used for notional
+V_CREATED_NS = 6  # i
+V_NEXT_FREE = 7  # i: next free entry + 1 while on the free list
+RES_WORDS = 8
+
 MAX_WORKERS_LIMIT = 4096
 MAX_BREAKERS_LIMIT = 65536
+MAX_SYMBOLS_LIMIT = 1024
+MAX_RESERVATIONS_LIMIT = 1 << 20
 
 
 def _layout_hash() -> int:
     names = sorted(
         (k, v)
         for k, v in {**globals(), **vars(_native)}.items()
-        if k.isupper() and isinstance(v, int) and k.split("_")[0] in {"H", "S", "REC", "CFG", "CELL", "BUCKETS", "HEADER", "SLOT"}
+        if k.isupper()
+        and isinstance(v, int)
+        and k.split("_")[0]
+        in {"H", "S", "REC", "CFG", "CELL", "BUCKETS", "HEADER", "SLOT", "L", "Y", "V", "JOURNAL", "LIMITS", "RATE",
+            "REASON", "LEDGER", "SYM", "RES", "MUTEX", "SYMBOL", "ACCOUNT"}
     )
     digest = hashlib.blake2b(repr((LAYOUT_VERSION, names)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
@@ -83,41 +159,69 @@ class Layout:
 
     max_workers: int
     max_breakers: int
+    max_symbols: int
+    max_reservations: int
 
     def __post_init__(self) -> None:
         for field, value, limit in (
             ("max_workers", self.max_workers, MAX_WORKERS_LIMIT),
             ("max_breakers", self.max_breakers, MAX_BREAKERS_LIMIT),
+            ("max_symbols", self.max_symbols, MAX_SYMBOLS_LIMIT),
+            ("max_reservations", self.max_reservations, MAX_RESERVATIONS_LIMIT),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
                 raise ConfigError(field, f"must be an integer in 1..{limit}, got {value!r}")
 
-    @property
+    @cached_property
     def slots(self) -> int:
         """Word offset of the worker slot table."""
         return HEADER_WORDS
 
-    @property
+    @cached_property
     def records(self) -> int:
         """Word offset of the breaker records."""
         return self.slots + self.max_workers * SLOT_WORDS
 
-    @property
+    @cached_property
     def cells(self) -> int:
         """Word offset of the window cells."""
         return self.records + self.max_breakers * REC_WORDS
 
-    @property
+    @cached_property
     def cells_per_breaker(self) -> int:
         """Words of window cells per breaker (all slots, all buckets)."""
         return self.max_workers * BUCKETS * CELL_WORDS
 
-    @property
-    def words(self) -> int:
-        """Total size in words."""
+    @cached_property
+    def ledger(self) -> int:
+        """Word offset of the risk ledger."""
         return self.cells + self.max_breakers * self.cells_per_breaker
 
-    @property
+    @cached_property
+    def symbols(self) -> int:
+        """Word offset of the risk symbol table."""
+        return self.ledger + LEDGER_WORDS
+
+    @cached_property
+    def reservations(self) -> int:
+        """Word offset of the reservation table."""
+        return self.symbols + self.max_symbols * SYM_WORDS
+
+    @cached_property
+    def correlation(self) -> int:
+        """Word offset of the correlation buffers."""
+        return self.reservations + self.max_reservations * RES_WORDS
+
+    def correlation_buffer(self, which: int) -> int:
+        """Word offset of correlation buffer ``which`` (0 or 1): cov, corr, samples."""
+        return self.correlation + which * 3 * self.max_symbols**2
+
+    @cached_property
+    def words(self) -> int:
+        """Total size in words."""
+        return self.correlation + 2 * 3 * self.max_symbols**2
+
+    @cached_property
     def size(self) -> int:
         """Total size in bytes."""
         return self.words * 8
@@ -133,3 +237,11 @@ class Layout:
     def breaker_cells(self, index: int) -> int:
         """Word offset of the window cells of breaker ``index``."""
         return self.cells + index * self.cells_per_breaker
+
+    def symbol(self, index: int) -> int:
+        """Word offset of risk symbol ``index``."""
+        return self.symbols + index * SYM_WORDS
+
+    def reservation(self, index: int) -> int:
+        """Word offset of reservation entry ``index``."""
+        return self.reservations + index * RES_WORDS

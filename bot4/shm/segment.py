@@ -79,11 +79,15 @@ class Segment:
             (L.H_SIZE, layout.size),
             (L.H_MAX_WORKERS, layout.max_workers),
             (L.H_MAX_BREAKERS, layout.max_breakers),
+            (L.H_MAX_SYMBOLS, layout.max_symbols),
+            (L.H_MAX_RESERVATIONS, layout.max_reservations),
+            (layout.ledger + L.L_JOURNAL + 1, L.JOURNAL_CAPACITY),
             (L.H_BUCKETS, L.BUCKETS),
             (L.H_CREATOR, my_identity()),
             (L.H_CREATED_NS, time.time_ns()),
         ):
             r.store(index, value)
+        r.mutex_init(layout.ledger + L.L_MUTEX)
         r.store(L.H_MAGIC, L.MAGIC)
         return seg
 
@@ -172,7 +176,12 @@ def _check_header(name: str, header: tuple[int, ...], size: int) -> L.Layout:
             f"reads version {L.LAYOUT_VERSION} (hash {L.LAYOUT_HASH:#x}): run the same bot4 in every process",
         )
     try:
-        layout = L.Layout(max_workers=header[L.H_MAX_WORKERS], max_breakers=header[L.H_MAX_BREAKERS])
+        layout = L.Layout(
+            max_workers=header[L.H_MAX_WORKERS],
+            max_breakers=header[L.H_MAX_BREAKERS],
+            max_symbols=header[L.H_MAX_SYMBOLS],
+            max_reservations=header[L.H_MAX_RESERVATIONS],
+        )
     except ConfigError as exc:
         raise SegmentLayoutError(name, f"segment {name!r} has a corrupt header: {exc}") from None
     if layout.size != size or header[L.H_SIZE] != size or header[L.H_BUCKETS] != L.BUCKETS:

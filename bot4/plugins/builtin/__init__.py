@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from bot4.plugins.builtin import event_log
+from bot4.plugins.builtin import event_log, rules
 
 __all__ = ["BUILTIN_PLUGINS"]
 
-BUILTIN_PLUGINS: tuple[tuple[str, object], ...] = (("bot4.event_log", event_log),)
+BUILTIN_PLUGINS: tuple[tuple[str, object], ...] = (
+    ("bot4.event_log", event_log),
+    # pluggy runs trylast implementations in registration order: the rules run as listed.
+    *((rule.name, rule) for rule in rules.RULES),
+)
 """``(name, plugin)`` of every built-in plugin, in registration order."""

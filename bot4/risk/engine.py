@@ -1,0 +1,594 @@
+"""The risk engine: pre-trade checks and check-and-reserve across processes."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError
+from bot4.order import Order, Side
+from bot4.risk.correlation import CorrelationView, take_sample
+from bot4.risk.decision import Decision, Rejection, Reservation
+from bot4.risk.kill_switch import KillSwitch
+from bot4.risk.ledger import RiskLedger, encode_text, exposure
+from bot4.risk.limits import RiskLimits, TradingState
+from bot4.shm import layout as L
+from bot4.shm._proc import is_alive
+from bot4.shm.mutex import SharedMutex, Transaction
+
+if TYPE_CHECKING:
+    from bot4.core import Core
+
+__all__ = ["PositionSnapshot", "RiskEngine", "RiskSnapshot"]
+
+Rule = Callable[[Order, RiskLedger], Any]
+ENGINE = "bot4.risk"
+"""The ``rule`` name on rejections that come from the engine itself."""
+_APPROVED = Decision()
+_SWEEP_NS = 1_000_000_000
+_BUCKET_NS = 100_000_000
+_EPS = 1e-9
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositionSnapshot:
+    """One symbol in :class:`RiskSnapshot`."""
+
+    quantity: float
+    average_price: float
+    mark: float | None
+    exposure: float
+    reserved_buy: float
+    reserved_sell: float
+    realized_pnl: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RiskSnapshot:
+    """The risk ledger at one instant (:meth:`RiskEngine.snapshot`)."""
+
+    trading_state: TradingState
+    reason: str
+    equity: float
+    unrealized_pnl: float
+    peak_equity: float
+    drawdown: float
+    daily_loss: float
+    gross_exposure: float
+    open_orders: int
+    orders_last_second: int
+    positions: dict[str, PositionSnapshot]
+    limits: RiskLimits
+
+
+def _check_price(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(field, f"must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _held(position: float, buy_qty: float, sell_qty: float) -> tuple[bool, bool]:
+    return position > 0 or buy_qty > 0, position < 0 or sell_qty > 0
+
+
+def _unrealized(position: float, average: float, mark: float) -> float:
+    return position * (mark - average) if mark > 0 and position else 0.0
+
+
+class RiskEngine:
+    """Pre-trade risk for every process of a core (``core.risk``).
+
+    :meth:`check` is a what-if with no side effects; :meth:`reserve` checks and reserves
+    atomically across all processes, so two workers can never together pass a limit that
+    each alone respects. Rules are plugins (hook ``bot4_check_order``); the built-in ones
+    are registered like any other and can be blocked or replaced by name.
+    """
+
+    def __init__(self, core: Core) -> None:
+        seg = core._segment
+        lay = seg.layout
+        self._core = core
+        self._seg = seg
+        self._r = seg.region
+        self._base = lay.ledger
+        self._mutex = SharedMutex(seg.region, lay.ledger + L.L_MUTEX, lay.ledger + L.L_JOURNAL)
+        self._ledger = RiskLedger(seg, CorrelationView(seg), core.clock)
+        self._kill_switch = KillSwitch(self)
+        self._rules: list[tuple[str, Rule]] = []
+        self._rules_gen = -1
+        self._halted: tuple[int, Decision] = (-1, _APPROVED)
+        self._i_trading = lay.ledger + L.L_TRADING
+
+    # ------------------------------------------------------------------ surface
+
+    @property
+    def ledger(self) -> RiskLedger:
+        """The shared numbers, read-only."""
+        return self._ledger
+
+    @property
+    def kill_switch(self) -> KillSwitch:
+        """The desk's kill switch."""
+        return self._kill_switch
+
+    @property
+    def limits(self) -> RiskLimits:
+        """The limits in force."""
+        return self._ledger.current_limits()
+
+    def configure(self, limits: RiskLimits) -> None:
+        """Set the limits for every process (from each one's next check)."""
+        if not isinstance(limits, RiskLimits):
+            raise ConfigError("limits", f"expected a RiskLimits, got {type(limits).__name__}")
+        gen_i = self._base + L.L_LIMITS_GEN
+        with self._mutex as tx:
+            gen = self._r.load(gen_i)
+            gen += 2 if gen & 1 == 0 else 1
+            tx.set(gen_i, gen - 1)  # odd: being written (a torn read is retried)
+            for i, value in enumerate(limits.to_floats()):
+                tx.set(self._base + L.L_LIMITS + i, value)
+            tx.set(gen_i, gen)
+
+    # ------------------------------------------------------------------ checks
+
+    def check(self, order: Order) -> Decision:
+        """Evaluate every rule against ``order``; change nothing. Returns every rejection."""
+        halted = self._halted_or_none(order)
+        if halted is not None:
+            return halted
+        ledger = self._ledger
+        ledger.prime(order)
+        try:
+            return self._evaluate(order)
+        finally:
+            ledger.unprime()
+
+    def _halted_or_none(self, order: Order) -> Decision | None:
+        """Validate ``order``; the kill switch is checked first of all, without the rules."""
+        if type(order) is not Order:
+            raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
+        trading = self._r.load(self._i_trading)
+        return self._halted_decision(trading) if trading & 0xFF == TradingState.HALTED else None
+
+    def _evaluate(self, order: Order) -> Decision:
+        """Run every rule on the primed ledger; collect every rejection."""
+        rejections: list[Rejection] | None = None
+        ledger = self._ledger
+        for name, rule in self._active_rules():
+            try:
+                result = rule(order, ledger)
+            except Exception as exc:
+                result = Rejection(name, "RULE_ERROR", f"rule {name!r} raised {type(exc).__name__}: {exc}")
+            else:
+                if result is None:
+                    continue
+                if type(result) is not Rejection:
+                    result = Rejection(name, "RULE_ERROR", f"rule {name!r} returned {result!r}, not a Rejection")
+            if rejections is None:
+                rejections = [result]
+            else:
+                rejections.append(result)
+        return _APPROVED if rejections is None else Decision(tuple(rejections))
+
+    def _halted_decision(self, trading: int) -> Decision:
+        cached_word, decision = self._halted
+        if cached_word != trading:
+            reason = self._ledger.state_reason
+            decision = Decision((Rejection("bot4.rule.trading_state", "KILL_SWITCH", f"trading halted: {reason}"),))
+            self._halted = (trading, decision)
+        return decision
+
+    def _active_rules(self) -> list[tuple[str, Rule]]:
+        pm = self._core.plugins
+        if pm.generation != self._rules_gen:
+            rules: list[tuple[str, Rule]] = []
+            for impl in reversed(pm.hook.bot4_check_order.get_hookimpls()):
+                rules.append((impl.plugin_name, _as_rule(impl.function, tuple(impl.argnames))))
+            self._rules, self._rules_gen = rules, pm.generation
+        return self._rules
+
+    def rule_names(self) -> list[str]:
+        """The rules that run, in the order they run."""
+        return [name for name, _ in self._active_rules()]
+
+    # ------------------------------------------------------------------ reserve / release / fill
+
+    def reserve(self, order: Order) -> Decision:
+        """Check ``order`` and, if approved, reserve its exposure — atomically across processes.
+
+        An approved decision carries a :class:`Reservation`; give it back with
+        :meth:`release` (rejected or cancelled at the venue) or turn it into a position
+        with :meth:`on_fill`. A reservation held by a process that dies is reclaimed.
+        """
+        decision = self._halted_or_none(order)
+        if decision is None:
+            now = self._core.clock.now_ns()
+            if now - self._r.load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
+                self.reclaim()
+            ledger = self._ledger
+            with self._mutex as tx:
+                ledger.prime(order)
+                try:
+                    decision = self._evaluate(order)
+                    if decision.approved:
+                        decision = self._reserve_writes(tx, order, now)
+                finally:
+                    ledger.unprime()
+        if not decision.approved:
+            self._core._notify("bot4_order_rejected", order=order, decision=decision)
+        return decision
+
+    def _reserve_writes(self, tx: Transaction, order: Order, now: int) -> Decision:
+        r, lay, base = self._r, self._seg.layout, self._base
+        entry = self._ledger.entry_price(order)
+        if entry is None:
+            return Decision((Rejection(ENGINE, "PRICE_UNKNOWN", f"no price for {order.symbol}: send on_price first"),))
+        index = self._symbol_for_write(tx, order.symbol)
+        head = r.load(base + L.L_FREE_HEAD)
+        if head:
+            slot = head - 1
+            tx.set(base + L.L_FREE_HEAD, r.load(lay.reservation(slot) + L.V_NEXT_FREE))
+        else:
+            slot = r.load(base + L.L_RES_HIGH)
+            if slot >= lay.max_reservations:
+                return Decision((Rejection(ENGINE, "RESERVATIONS_FULL", f"all {slot} reservation entries are live"),))
+            tx.set(base + L.L_RES_HIGH, slot + 1)
+        res_id = r.load(base + L.L_RES_SEQ) + 1
+        tx.set(base + L.L_RES_SEQ, res_id)
+        sign = order.side.sign
+        # V_OWNER, V_ID, V_SYMBOL, V_SIDE, V_QTY, V_PRICE, V_CREATED_NS, V_NEXT_FREE
+        tx.set(lay.reservation(slot), (self._core._ident, res_id, index, sign, order.quantity, entry, now, 0))
+        self._symbol_writes(tx, index, sign, order.quantity, order.quantity * entry)
+        tx.set(base + L.L_OPEN_ORDERS, r.load(base + L.L_OPEN_ORDERS) + 1)
+        self._count_order(tx, now)
+        return Decision((), Reservation(res_id, slot, order.symbol, order.side, order.quantity, entry))
+
+    def _count_order(self, tx: Transaction, now: int) -> None:
+        cur = now // _BUCKET_NS
+        i = self._base + L.L_RATE + 2 * (cur % L.RATE_BUCKETS)
+        same = self._r.load(i) == cur
+        tx.set(i, cur)
+        tx.set(i + 1, self._r.load(i + 1) + 1 if same else 1)
+
+    def release(self, reservation: Reservation) -> bool:
+        """Give back what ``reservation`` still holds. False if it was already released or filled."""
+        self._check_reservation(reservation)
+        with self._mutex as tx:
+            if not self._live(reservation):
+                return False
+            self._free_entry(tx, reservation.index)
+        return True
+
+    def on_fill(self, reservation: Reservation, quantity: float, price: float, fee: float = 0.0) -> None:
+        """Turn ``quantity`` of a reservation into position at ``price``; ``fee`` is paid from equity.
+
+        Realized P&L (average cost) goes to equity. The reservation ends when fully filled.
+
+        Raises:
+            ReservationError: the reservation is not live, or ``quantity`` exceeds what is left.
+        """
+        self._check_reservation(reservation)
+        quantity = _check_price("quantity", quantity)
+        price = _check_price("price", price)
+        if isinstance(fee, bool) or not isinstance(fee, numbers.Real) or not math.isfinite(fee):
+            raise ConfigError("fee", f"must be a finite number, got {fee!r}")
+        events: list[str] = []
+        with self._mutex as tx:
+            if not self._live(reservation):
+                raise ReservationError(f"reservation {reservation.id} is not live (released, filled or reclaimed)")
+            e = self._seg.layout.reservation(reservation.index)
+            left = self._r.loadf(e + L.V_QTY)
+            if quantity > left * (1 + _EPS):
+                raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
+            left = max(0.0, left - quantity)
+            index = self._r.load(e + L.V_SYMBOL)
+            sign = reservation.side.sign
+            realized, unrealized = self._symbol_writes(
+                tx, index, sign, -quantity, -quantity * reservation.price, fill=(sign * quantity, price)
+            )
+            if left <= _EPS * reservation.quantity:
+                self._free_entry(tx, reservation.index, symbol_done=True)
+            else:
+                tx.set(e + L.V_QTY, left)
+            cash = self._r.loadf(self._base + L.L_CASH) + realized - float(fee)
+            tx.set(self._base + L.L_CASH, cash)
+            events = self._account_writes(tx, cash=cash, unrealized=unrealized)
+        self._announce(events)
+
+    # ------------------------------------------------------------------ prices and equity
+
+    def on_price(self, symbol: str, price: float) -> None:
+        """Record the latest price of ``symbol``: marks, unrealized P&L, exposure, correlation."""
+        if not isinstance(symbol, str) or not symbol:
+            raise ConfigError("symbol", f"must be a non-empty string, got {symbol!r}")
+        price = _check_price("price", price)
+        now = self._core.clock.now_ns()
+        with self._mutex as tx:
+            limits = self._ledger.current_limits()
+            last = self._r.load(self._base + L.L_LAST_SAMPLE_NS)
+            if now - last >= limits.correlation_sample_seconds * 1e9 or last == 0:
+                take_sample(self._seg, tx, limits, now)
+            index = self._symbol_for_write(tx, symbol)
+            _, unrealized = self._symbol_writes(tx, index, mark=price)
+            events = self._account_writes(tx, cash=self._r.loadf(self._base + L.L_CASH), unrealized=unrealized)
+        self._announce(events)
+
+    def set_equity(self, value: float) -> None:
+        """Set account equity (realized and unrealized) as reported by the account; drives drawdown."""
+        value = _check_price("value", value)
+        with self._mutex as tx:
+            unrealized = self._r.loadf(self._base + L.L_UNREALIZED)
+            if not self._r.load(self._base + L.L_EQUITY_SET):
+                tx.set(self._base + L.L_EQUITY_SET, 1)
+                tx.set(self._base + L.L_PEAK, value)
+                tx.set(self._base + L.L_DAY_START, value)
+                tx.set(self._base + L.L_DAY_ID, self._day_id(self._ledger.current_limits()))
+            tx.set(self._base + L.L_CASH, value - unrealized)
+            events = self._account_writes(tx, cash=value - unrealized, unrealized=unrealized, first=value)
+        self._announce(events)
+
+    def set_trading_state(self, state: TradingState, reason: str) -> None:
+        """Set ACTIVE, REDUCING or HALTED for every process, with a reason."""
+        if not isinstance(state, TradingState):
+            raise ConfigError("state", f"expected a TradingState, got {state!r}")
+        if not isinstance(reason, str):
+            raise ConfigError("reason", f"expected a string, got {reason!r}")
+        with self._mutex as tx:
+            changed = self._state_writes(tx, state, reason)
+        if changed and state is TradingState.HALTED:
+            self._announce([reason])
+
+    # ------------------------------------------------------------------ reclaim, audit, snapshot
+
+    def reclaim(self) -> int:
+        """Release every reservation whose process is dead; return how many."""
+        freed = 0
+        while self._reclaim_one():
+            freed += 1
+        return freed
+
+    def _reclaim_one(self) -> bool:
+        # One entry per transaction: each free reads the totals the previous one wrote.
+        lay, r = self._seg.layout, self._r
+        with self._mutex as tx:
+            tx.set(self._base + L.L_SWEEP_NS, self._core.clock.now_ns())
+            alive: dict[int, bool] = {}
+            for slot in range(r.load(self._base + L.L_RES_HIGH)):
+                owner = r.load(lay.reservation(slot) + L.V_OWNER)
+                if owner == 0:
+                    continue
+                if owner not in alive:
+                    alive[owner] = is_alive(owner)
+                if not alive[owner]:
+                    self._free_entry(tx, slot)
+                    return True
+        return False
+
+    def audit(self) -> list[str]:
+        """Cross-check the ledger's totals against its reservations; return every discrepancy."""
+        lay, r = self._seg.layout, self._r
+        problems: list[str] = []
+        with self._mutex:
+            used = r.load(self._base + L.L_SYMBOLS_USED)
+            buy = [0.0] * used
+            sell = [0.0] * used
+            live = 0
+            for slot in range(r.load(self._base + L.L_RES_HIGH)):
+                e = lay.reservation(slot)
+                if r.load(e + L.V_OWNER) == 0:
+                    continue
+                live += 1
+                notional = r.loadf(e + L.V_QTY) * r.loadf(e + L.V_PRICE)
+                (buy if r.load(e + L.V_SIDE) > 0 else sell)[r.load(e + L.V_SYMBOL)] += notional
+            if live != r.load(self._base + L.L_OPEN_ORDERS):
+                problems.append(f"open orders {r.load(self._base + L.L_OPEN_ORDERS)} != {live} live reservations")
+            gross = 0.0
+            for i in range(used):
+                s = lay.symbol(i)
+                for name, want, field in (("buy", buy[i], L.Y_BUY_NOTIONAL), ("sell", sell[i], L.Y_SELL_NOTIONAL)):
+                    have = r.loadf(s + field)
+                    if not math.isclose(have, want, rel_tol=1e-6, abs_tol=1e-6):
+                        problems.append(f"symbol {i}: reserved {name} notional {have} != {want} from reservations")
+                gross += r.loadf(s + L.Y_EXPOSURE)
+            have_gross = r.loadf(self._base + L.L_GROSS)
+            if not math.isclose(have_gross, gross, rel_tol=1e-6, abs_tol=1e-6):
+                problems.append(f"gross exposure {have_gross} != {gross} summed over symbols")
+        return problems
+
+    def snapshot(self) -> RiskSnapshot:
+        """The whole ledger at this instant."""
+        led = self._ledger
+        led.refresh()
+        positions = {
+            s: PositionSnapshot(
+                quantity=led.position(s),
+                average_price=led.average_price(s),
+                mark=led.mark(s),
+                exposure=led.symbol_exposure(s),
+                reserved_buy=led.reserved_quantity(s, Side.BUY),
+                reserved_sell=led.reserved_quantity(s, Side.SELL),
+                realized_pnl=led.realized_pnl(s),
+            )
+            for s in led.symbols()
+        }
+        return RiskSnapshot(
+            trading_state=led.trading_state,
+            reason=led.state_reason,
+            equity=led.equity,
+            unrealized_pnl=led.unrealized_pnl,
+            peak_equity=led.peak_equity,
+            drawdown=led.drawdown,
+            daily_loss=led.daily_loss,
+            gross_exposure=led.gross_exposure,
+            open_orders=led.open_orders,
+            orders_last_second=led.orders_last_second,
+            positions=positions,
+            limits=led.limits,
+        )
+
+    # ------------------------------------------------------------------ ledger writes (mutex held)
+
+    def _check_reservation(self, reservation: Reservation) -> None:
+        if not isinstance(reservation, Reservation):
+            raise ReservationError(f"expected a bot4.Reservation, got {type(reservation).__name__}")
+        if not 0 <= reservation.index < self._seg.layout.max_reservations:
+            raise ReservationError(f"reservation {reservation.id} names no ledger entry ({reservation.index})")
+
+    def _live(self, reservation: Reservation) -> bool:
+        e = self._seg.layout.reservation(reservation.index)
+        return self._r.load(e + L.V_OWNER) != 0 and self._r.load(e + L.V_ID) == reservation.id
+
+    def _free_entry(self, tx: Transaction, slot: int, *, symbol_done: bool = False) -> None:
+        """Free reservation entry ``slot``, giving back what it still holds (unless done)."""
+        lay, r, base = self._seg.layout, self._r, self._base
+        e = lay.reservation(slot)
+        if not symbol_done:
+            left = r.loadf(e + L.V_QTY)
+            self._symbol_writes(tx, r.load(e + L.V_SYMBOL), r.load(e + L.V_SIDE), -left, -left * r.loadf(e + L.V_PRICE))
+        tx.set(e + L.V_OWNER, 0)
+        tx.set(e + L.V_NEXT_FREE, r.load(base + L.L_FREE_HEAD))
+        tx.set(base + L.L_FREE_HEAD, slot + 1)
+        tx.set(base + L.L_OPEN_ORDERS, r.load(base + L.L_OPEN_ORDERS) - 1)
+
+    def _symbol_for_write(self, tx: Transaction, symbol: str) -> int:
+        index = self._ledger.symbol_index(symbol)
+        if index is not None:
+            return index
+        lay, base = self._seg.layout, self._base
+        used = self._r.load(base + L.L_SYMBOLS_USED)
+        if used >= lay.max_symbols:
+            raise CapacityError(
+                f"the risk ledger tracks its maximum of {lay.max_symbols} symbols; cannot add {symbol!r} "
+                "(create the core with a larger max_symbols)"
+            )
+        for k, word in enumerate(encode_text(symbol, L.SYMBOL_NAME_WORDS)):
+            tx.set(lay.symbol(used) + L.Y_NAME + k, word)
+        tx.set(base + L.L_SYMBOLS_USED, used + 1)
+        return used
+
+    def _symbol_writes(
+        self,
+        tx: Transaction,
+        index: int,
+        side: int = 0,
+        d_qty: float = 0.0,
+        d_notional: float = 0.0,
+        *,
+        fill: tuple[float, float] | None = None,
+        mark: float | None = None,
+    ) -> tuple[float, float]:
+        """Apply a change to one symbol; keep exposure, gross, unrealized and holdings in step.
+
+        ``d_qty``/``d_notional`` change what is reserved on ``side`` (+1 buy, -1 sell);
+        ``fill`` is (signed quantity, price) moving into the position; ``mark`` a new price.
+        Returns (realized P&L, new total unrealized P&L).
+        """
+        r, base = self._r, self._base
+        s = self._seg.layout.symbol(index)
+        f = r.loadf
+        row = r.loadf_range(s + L.Y_POSITION, L.SYMBOL_ROW)
+        position, average, old_mark, buy_q, sell_q, buy_n, sell_n, old_exposure = row
+        was_held = _held(position, buy_q, sell_q)
+        old_unrealized = _unrealized(position, average, old_mark)
+        if side > 0:
+            buy_q = max(0.0, buy_q + d_qty)
+            buy_n = max(0.0, buy_n + d_notional) if buy_q > 0 else 0.0
+        elif side < 0:
+            sell_q = max(0.0, sell_q + d_qty)
+            sell_n = max(0.0, sell_n + d_notional) if sell_q > 0 else 0.0
+        realized = 0.0
+        new_mark = old_mark if mark is None else mark
+        if fill is not None:
+            qty, price = fill
+            position, average, realized = _apply_fill(position, average, qty, price)
+            if new_mark <= 0:
+                new_mark = price
+            tx.set(s + L.Y_REALIZED, f(s + L.Y_REALIZED) + realized)
+        value_price = new_mark if new_mark > 0 else average
+        new_exposure = exposure(position * value_price, buy_n, sell_n)
+        tx.set(s + L.Y_POSITION, (position, average, new_mark, buy_q, sell_q, buy_n, sell_n, new_exposure))
+        cash, unrealized, _, _, gross = r.loadf_range(base + L.L_CASH, L.ACCOUNT_FLOATS)
+        unrealized += _unrealized(position, average, new_mark) - old_unrealized
+        tx.set(base + L.L_UNREALIZED, unrealized)
+        tx.set(base + L.L_GROSS, max(0.0, gross - old_exposure + new_exposure))
+        if _held(position, buy_q, sell_q) != was_held:
+            tx.set(base + L.L_HOLD_GEN, r.load(base + L.L_HOLD_GEN) + 1)
+        return realized, unrealized
+
+    def _account_writes(self, tx: Transaction, *, cash: float, unrealized: float, first: float | None = None) -> list[str]:
+        """Peak, trading day, drawdown and daily loss after equity changed; returns kill-switch reasons."""
+        r, base = self._r, self._base
+        if not r.load(base + L.L_EQUITY_SET) and first is None:
+            return []
+        limits = self._ledger.current_limits()
+        equity = cash + unrealized
+        peak = max(first or 0.0, r.loadf(base + L.L_PEAK), equity)
+        tx.set(base + L.L_PEAK, peak)
+        day = self._day_id(limits)
+        day_start = first if first is not None else r.loadf(base + L.L_DAY_START)
+        if r.load(base + L.L_DAY_ID) != day and first is None:
+            day_start = equity
+            tx.set(base + L.L_DAY_ID, day)
+            tx.set(base + L.L_DAY_START, equity)
+        reasons: list[str] = []
+        drawdown = 1.0 - equity / peak if peak > 0 else 0.0
+        if limits.max_drawdown is not None and drawdown > limits.max_drawdown:
+            reasons.append(f"drawdown {drawdown:.2%} exceeds max_drawdown {limits.max_drawdown:.2%}")
+        loss = (day_start - equity) / day_start if day_start > 0 else 0.0
+        if limits.daily_loss_limit is not None and loss > limits.daily_loss_limit:
+            reasons.append(f"daily loss {loss:.2%} exceeds daily_loss_limit {limits.daily_loss_limit:.2%}")
+        if reasons and r.load(self._i_trading) & 0xFF != TradingState.HALTED:
+            self._state_writes(tx, TradingState.HALTED, "; ".join(reasons))
+            return reasons[:1] if len(reasons) == 1 else ["; ".join(reasons)]
+        return []
+
+    def _state_writes(self, tx: Transaction, state: TradingState, reason: str) -> bool:
+        r, base = self._r, self._base
+        word = r.load(self._i_trading)
+        if word & 0xFF == state and self._ledger.state_reason == reason:
+            return False
+        tx.set(self._i_trading, int(state) | (((word >> 8) + 1) << 8))
+        for k, value in enumerate(encode_text(reason, L.REASON_WORDS)):
+            tx.set(base + L.L_REASON + k, value)
+        if state is TradingState.HALTED:
+            tx.set(base + L.L_TRIPPED_AT, self._core.clock.time_ns())
+        return word & 0xFF != state
+
+    def _day_id(self, limits: RiskLimits) -> int:
+        seconds = self._core.clock.time_ns() // 1_000_000_000 - limits.daily_reset_seconds
+        return seconds // 86_400
+
+    def _announce(self, reasons: list[str]) -> None:
+        for reason in reasons:
+            self._core._notify("bot4_kill_switch_tripped", reason=reason)
+
+
+def _apply_fill(position: float, average: float, qty: float, price: float) -> tuple[float, float, float]:
+    """Average-cost position update: (new position, new average price, realized P&L)."""
+    if position == 0 or (position > 0) == (qty > 0):
+        new = position + qty
+        return new, (position * average + qty * price) / new, 0.0
+    closing = min(abs(qty), abs(position))
+    realized = closing * (price - average) * (1 if position > 0 else -1)
+    new = position + qty
+    if abs(new) <= _EPS * max(abs(position), abs(qty)):
+        return 0.0, 0.0, realized
+    if (new > 0) != (position > 0):
+        return new, price, realized  # flipped: the remainder opened at the fill price
+    return new, average, realized
+
+
+def _as_rule(function: Callable[..., Any], argnames: tuple[str, ...]) -> Rule:
+    if argnames == ("order", "ledger"):
+        return function
+    if argnames == ("order",):
+        return lambda order, ledger: function(order)
+    if argnames == ("ledger",):
+        return lambda order, ledger: function(ledger)
+    if argnames == ("ledger", "order"):
+        return lambda order, ledger: function(ledger, order)
+    return lambda order, ledger: function()
+

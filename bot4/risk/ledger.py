@@ -1,0 +1,292 @@
+"""The risk ledger as a rule sees it.
+
+Rules receive a :class:`RiskLedger` as their ``ledger`` argument. Before the rules run,
+the engine *primes* it: the account numbers (equity, peak, gross exposure, open orders,
+order rate, trading state, limits) and the checked symbol's row are read from the
+segment in a handful of native calls, so every rule reads plain attributes. Under
+``reserve`` this happens with the ledger mutex held, so rules see one consistent state.
+Methods taking another symbol read the segment live.
+
+For the ledger at any moment outside a check, use :meth:`bot4.RiskEngine.snapshot`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from bot4.order import Order, OrderType, Side
+from bot4.risk.limits import RiskLimits, TradingState
+from bot4.shm import layout as L
+
+if TYPE_CHECKING:
+    from bot4.clock import Clock
+    from bot4.risk.correlation import CorrelationView
+    from bot4.shm.segment import Segment
+
+__all__ = ["RiskLedger"]
+
+_BUCKET_NS = 100_000_000  # the order-rate window moves in 100 ms steps
+_TRADING_STATES = tuple(TradingState)
+_NO_ROW = (0.0,) * L.SYMBOL_ROW
+
+
+def encode_text(text: str, words: int) -> list[int]:
+    """UTF-8 ``text`` cut to fit, as ``words`` little-endian int64 words."""
+    raw = text.encode()[: words * 8]
+    while True:
+        try:
+            raw.decode()
+            break
+        except UnicodeDecodeError:
+            raw = raw[:-1]
+    raw = raw.ljust(words * 8, b"\0")
+    return [int.from_bytes(raw[i * 8 : i * 8 + 8], "little", signed=True) for i in range(words)]
+
+
+def decode_text(values: tuple[int, ...] | list[int]) -> str:
+    """Inverse of :func:`encode_text`."""
+    return b"".join(v.to_bytes(8, "little", signed=True) for v in values).rstrip(b"\0").decode()
+
+
+def exposure(position_value: float, buy_notional: float, sell_notional: float) -> float:
+    """Worst-case notional if every live order on one side filled."""
+    return max(abs(position_value + buy_notional), abs(position_value - sell_notional))
+
+
+class RiskLedger:
+    """The shared risk numbers, primed for the order under check.
+
+    Attributes (as of the last prime, i.e. the current check):
+        limits: the :class:`bot4.RiskLimits` in force.
+        trading_state: ACTIVE, REDUCING or HALTED.
+        equity_known: whether equity was ever set (rules needing it fail closed before).
+        equity: cash plus unrealized P&L at the marks.
+        unrealized_pnl: unrealized P&L of all positions.
+        peak_equity: highest equity seen.
+        drawdown: fraction below peak equity.
+        day_start_equity: equity at the start of the trading day.
+        daily_loss: loss since the day started, as a fraction of day-start equity.
+        gross_exposure: sum over symbols of worst-case notional (positions and live orders).
+        open_orders: live reservations, all processes.
+        orders_last_second: orders approved by ``reserve`` in the last second, all processes.
+    """
+
+    limits: RiskLimits
+    trading_state: TradingState
+    equity_known: bool
+    equity: float
+    unrealized_pnl: float
+    peak_equity: float
+    drawdown: float
+    day_start_equity: float
+    daily_loss: float
+    gross_exposure: float
+    open_orders: int
+    orders_last_second: int
+
+    def __init__(self, segment: Segment, correlation: CorrelationView, clock: Clock) -> None:
+        lay = segment.layout
+        self._seg = segment
+        self._r = segment.region
+        self._clock = clock
+        self._base = lay.ledger
+        self._sym0 = lay.symbols
+        self._symbols: dict[str, int] = {}
+        self._symbols_seen = -1
+        self._limits: RiskLimits | None = None
+        self._limits_gen = -1
+        self._corr = correlation
+        self._order: Order | None = None
+        self._row_symbol: str | None = None
+        self._row: tuple[float, ...] = _NO_ROW
+        self._entry: float | None = None
+        self._reduces: bool | None = None
+        self.refresh()
+
+    # ------------------------------------------------------------------ priming
+
+    def refresh(self) -> None:
+        """Re-read the account numbers, limits and trading state from the segment."""
+        r, b = self._r, self._base
+        cash, unrealized, peak, day_start, gross = r.loadf_range(b + L.L_CASH, L.ACCOUNT_FLOATS)
+        known, trading, open_orders = r.load_range(b + L.L_EQUITY_SET, L.ACCOUNT_INTS)
+        self.limits = self.current_limits()
+        self.trading_state = _TRADING_STATES[trading & 0xFF]
+        self.equity_known = known != 0
+        self.equity = equity = cash + unrealized
+        self.unrealized_pnl = unrealized
+        self.peak_equity = peak
+        self.drawdown = max(0.0, 1.0 - equity / peak) if peak > 0 else 0.0
+        self.day_start_equity = day_start
+        self.daily_loss = max(0.0, (day_start - equity) / day_start) if day_start > 0 else 0.0
+        self.gross_exposure = gross
+        self.open_orders = open_orders
+        cur = self._clock.now_ns() // _BUCKET_NS
+        self.orders_last_second = r.tagged_sum(b + L.L_RATE, L.RATE_BUCKETS, cur - L.RATE_BUCKETS, cur)
+
+    def prime(self, order: Order) -> None:
+        """Refresh, and load the row of ``order``'s symbol (the engine calls this per check)."""
+        self.refresh()
+        self._order = order
+        self._entry = None
+        self._reduces = None
+        index = self.symbol_index(order.symbol)
+        self._row_symbol = order.symbol
+        self._row = _NO_ROW if index is None else self._r.loadf_range(self._row_start(index), L.SYMBOL_ROW)
+
+    def unprime(self) -> None:
+        """Forget the checked order (its row may change once the check is over)."""
+        self._order = None
+        self._row_symbol = None
+
+    def current_limits(self) -> RiskLimits:
+        """The limits in force now (re-read only when some process changed them)."""
+        gen = self._r.load(self._base + L.L_LIMITS_GEN)
+        if gen != self._limits_gen or self._limits is None:
+            self._limits = self._read_limits()
+            self._limits_gen = gen
+        return self._limits
+
+    def _read_limits(self) -> RiskLimits:
+        gen_i, base = self._base + L.L_LIMITS_GEN, self._base + L.L_LIMITS
+        while True:
+            gen = self._r.load(gen_i)
+            if gen == 0:
+                return RiskLimits()
+            if gen & 1:
+                continue
+            words = self._r.loadf_range(base, L.LIMITS_WORDS)
+            if self._r.load(gen_i) == gen:
+                return RiskLimits.from_floats(list(words))
+
+    @property
+    def state_reason(self) -> str:
+        """Why the trading state was last changed."""
+        return decode_text(self._r.load_range(self._base + L.L_REASON, L.REASON_WORDS))
+
+    def now_ns(self) -> int:
+        """The core's clock, in ns."""
+        return self._clock.now_ns()
+
+    # ------------------------------------------------------------------ symbols
+
+    def symbol_index(self, symbol: str) -> int | None:
+        """The ledger index of ``symbol``, None if no process has used it yet."""
+        index = self._symbols.get(symbol)
+        if index is None:
+            self._refresh_symbols()
+            index = self._symbols.get(symbol)
+        return index
+
+    def _refresh_symbols(self) -> None:
+        used = self._r.load(self._base + L.L_SYMBOLS_USED)
+        if used == self._symbols_seen:
+            return
+        for i in range(len(self._symbols), used):
+            start = self._sym0 + i * L.SYM_WORDS + L.Y_NAME
+            self._symbols[decode_text(self._r.load_range(start, L.SYMBOL_NAME_WORDS))] = i
+        self._symbols_seen = used
+
+    def symbols(self) -> list[str]:
+        """Every symbol the ledger tracks, in the order first seen."""
+        self._refresh_symbols()
+        return sorted(self._symbols, key=self._symbols.__getitem__)
+
+    def _row_start(self, index: int) -> int:
+        return self._sym0 + index * L.SYM_WORDS + L.Y_POSITION
+
+    def row(self, symbol: str) -> tuple[float, ...]:
+        """(position, average price, mark, reserved buy qty, reserved sell qty, reserved buy
+        notional, reserved sell notional, exposure) of ``symbol``; zeros if unknown."""
+        if symbol == self._row_symbol:
+            return self._row
+        index = self.symbol_index(symbol)
+        return _NO_ROW if index is None else self._r.loadf_range(self._row_start(index), L.SYMBOL_ROW)
+
+    def position(self, symbol: str) -> float:
+        """Signed position quantity (filled)."""
+        return self.row(symbol)[0]
+
+    def average_price(self, symbol: str) -> float:
+        """Average entry price of the position (0 when flat)."""
+        return self.row(symbol)[1]
+
+    def mark(self, symbol: str) -> float | None:
+        """Last price from ``on_price`` (or a fill), None if none yet."""
+        value = self.row(symbol)[2]
+        return value if value > 0 else None
+
+    def reserved_quantity(self, symbol: str, side: Side) -> float:
+        """Quantity reserved by live orders on ``side``."""
+        return self.row(symbol)[3 if side is Side.BUY else 4]
+
+    def reserved_notional(self, symbol: str, side: Side) -> float:
+        """Notional reserved by live orders on ``side``."""
+        return self.row(symbol)[5 if side is Side.BUY else 6]
+
+    def symbol_exposure(self, symbol: str) -> float:
+        """Worst-case notional of ``symbol``: its position at the mark, plus all live orders on one side."""
+        return self.row(symbol)[7]
+
+    def realized_pnl(self, symbol: str) -> float:
+        """Realized P&L of ``symbol`` (average cost, before fees)."""
+        index = self.symbol_index(symbol)
+        return 0.0 if index is None else self._r.loadf(self._sym0 + index * L.SYM_WORDS + L.Y_REALIZED)
+
+    # ------------------------------------------------------------------ per-order helpers
+
+    def entry_price(self, order: Order) -> float | None:
+        """The price the order is expected to fill at: its limit or trigger price, else the mark."""
+        if order is self._order and self._entry is not None:
+            return self._entry
+        if order.type is OrderType.LIMIT or order.type is OrderType.STOP_LIMIT:
+            entry = order.price
+        elif order.type is OrderType.STOP:
+            entry = order.stop_price
+        else:
+            entry = self.mark(order.symbol)
+        if order is self._order:
+            self._entry = entry
+        return entry
+
+    def exposure_after(self, order: Order) -> tuple[float, float] | None:
+        """(symbol exposure, gross exposure) if ``order`` were reserved too; None without a price."""
+        entry = self.entry_price(order)
+        if entry is None:
+            return None
+        position, _, mark, _, _, buy, sell, old = self.row(order.symbol)
+        notional = order.quantity * entry
+        if order.side is Side.BUY:
+            buy += notional
+        else:
+            sell += notional
+        new = exposure(position * (mark if mark > 0 else entry), buy, sell)
+        return new, self.gross_exposure - old + new
+
+    def reduces_position(self, order: Order) -> bool:
+        """Whether the order, with every live order on its side, only reduces the position."""
+        if order is self._order and self._reduces is not None:
+            return self._reduces
+        position, _, _, buy_q, sell_q, _, _, _ = self.row(order.symbol)
+        buying = order.side is Side.BUY
+        if position == 0 or (position > 0) == buying:
+            reduces = False
+        else:
+            reduces = order.quantity + (buy_q if buying else sell_q) <= abs(position) * (1 + 1e-12)
+        if order is self._order:
+            self._reduces = reduces
+        return reduces
+
+    def max_correlation(self, symbol: str, side: Side) -> tuple[float, str | None]:
+        """Highest correlation of ``symbol`` with another symbol held in the same direction.
+
+        Held means a position or live orders on that side. Pairs with fewer than
+        ``correlation_min_samples`` joint samples do not count. Returns (correlation,
+        that symbol), or (-inf, None) when nothing qualifies.
+        """
+        index = self.symbol_index(symbol)
+        if index is None:
+            return -math.inf, None
+        value, other = self._corr.max_for(self.limits.correlation_min_samples, index, side is Side.BUY)
+        return (value, None) if other is None else (value, self.symbols()[other])

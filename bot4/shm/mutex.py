@@ -1,0 +1,69 @@
+"""Transactions on the segment: a robust mutex plus a redo journal.
+
+Multi-word updates (the risk ledger's check-and-reserve, fills, prices) take a
+process-shared robust mutex: when its holder dies the OS hands it to the next waiter
+instead of leaving everyone blocked. The writes of a transaction are collected and
+committed through a redo journal in one native call: the journal is written, then
+published (the commit point), then applied. A holder killed before the commit point
+changed nothing; one killed after it left a journal that the next holder replays before
+doing anything else. Either way every reader sees all of a transaction or none of it.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from bot4.shm import _native
+from bot4.shm.lock import LockTimeoutError
+
+__all__ = ["SharedMutex", "Transaction"]
+
+
+class Transaction:
+    """The writes of one critical section; applied atomically on commit."""
+
+    __slots__ = ("_writes",)
+
+    def __init__(self) -> None:
+        self._writes: list[tuple[int, int | float]] = []
+
+    def set(self, index: int, value: int | float) -> None:
+        """Write ``value`` (int or float) to word ``index`` at commit."""
+        self._writes.append((index, value))
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+
+class SharedMutex:
+    """``with mutex as tx:`` — exclusive across processes; ``tx``'s writes commit at exit.
+
+    Writes are discarded if the block raises.
+    """
+
+    __slots__ = ("_region", "_mutex", "_journal", "_timeout", "_tx")
+
+    def __init__(self, region: _native.Region, mutex: int, journal: int, timeout: float = 5.0) -> None:
+        self._region = region
+        self._mutex = mutex
+        self._journal = journal
+        self._timeout = timeout
+        self._tx: Transaction | None = None
+
+    def __enter__(self) -> Transaction:
+        got = self._region.mutex_lock(self._mutex, self._timeout)
+        if got < 0:
+            raise LockTimeoutError(f"the risk ledger lock was held by a live process for over {self._timeout}s")
+        self._region.replay(self._journal)
+        self._tx = Transaction()
+        return self._tx
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tx, self._tx = self._tx, None
+        try:
+            if exc_type is None and tx is not None and tx._writes:
+                self._region.commit(self._journal, tx._writes)
+        finally:
+            self._region.mutex_unlock(self._mutex)
