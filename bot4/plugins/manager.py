@@ -41,6 +41,11 @@ class PluginManager(pluggy.PluginManager):
         self.generation += 1
         super().set_blocked(name)
 
+    def unblock(self, name: str) -> bool:
+        """Allow ``name`` to be registered again; see :meth:`pluggy.PluginManager.unblock`."""
+        self.generation += 1
+        return super().unblock(name)
+
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (under ``name``) and return its name.
 

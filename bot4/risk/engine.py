@@ -14,7 +14,7 @@ from bot4.risk.correlation import CorrelationView, take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
 from bot4.risk.kill_switch import KillSwitch
 from bot4.risk.ledger import RiskLedger, encode_text, exposure
-from bot4.risk.limits import RiskLimits, TradingState
+from bot4.risk.limits import RiskLimits, TradingState, exceeds
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
 from bot4.shm.mutex import SharedMutex, Transaction
@@ -227,6 +227,8 @@ class RiskEngine:
         if entry is None:
             return Decision((Rejection(ENGINE, "PRICE_UNKNOWN", f"no price for {order.symbol}: send on_price first"),))
         index = self._symbol_for_write(tx, order.symbol)
+        if index is None:
+            return Decision((Rejection(ENGINE, "SYMBOLS_FULL", f"the ledger tracks {lay.max_symbols} symbols"),))
         head = r.load(base + L.L_FREE_HEAD)
         if head:
             slot = head - 1
@@ -265,7 +267,8 @@ class RiskEngine:
     def on_fill(self, reservation: Reservation, quantity: float, price: float, fee: float = 0.0) -> None:
         """Turn ``quantity`` of a reservation into position at ``price``; ``fee`` is paid from equity.
 
-        Realized P&L (average cost) goes to equity. The reservation ends when fully filled.
+        Realized P&L (average cost) goes to equity, and the fill price becomes the mark.
+        The reservation ends when fully filled.
 
         Raises:
             ReservationError: the reservation is not live, or ``quantity`` exceeds what is left.
@@ -312,6 +315,11 @@ class RiskEngine:
             if now - last >= limits.correlation_sample_seconds * 1e9 or last == 0:
                 take_sample(self._seg, tx, limits, now)
             index = self._symbol_for_write(tx, symbol)
+            if index is None:
+                raise CapacityError(
+                    f"the risk ledger tracks its maximum of {self._seg.layout.max_symbols} symbols; cannot add "
+                    f"{symbol!r} (create the core with a larger max_symbols)"
+                )
             _, unrealized = self._symbol_writes(tx, index, mark=price)
             events = self._account_writes(tx, cash=self._r.loadf(self._base + L.L_CASH), unrealized=unrealized)
         self._announce(events)
@@ -321,13 +329,9 @@ class RiskEngine:
         value = _check_price("value", value)
         with self._mutex as tx:
             unrealized = self._r.loadf(self._base + L.L_UNREALIZED)
-            if not self._r.load(self._base + L.L_EQUITY_SET):
-                tx.set(self._base + L.L_EQUITY_SET, 1)
-                tx.set(self._base + L.L_PEAK, value)
-                tx.set(self._base + L.L_DAY_START, value)
-                tx.set(self._base + L.L_DAY_ID, self._day_id(self._ledger.current_limits()))
+            first = not self._r.load(self._base + L.L_EQUITY_SET)
             tx.set(self._base + L.L_CASH, value - unrealized)
-            events = self._account_writes(tx, cash=value - unrealized, unrealized=unrealized, first=value)
+            events = self._account_writes(tx, cash=value - unrealized, unrealized=unrealized, initial=first)
         self._announce(events)
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
@@ -453,17 +457,15 @@ class RiskEngine:
         tx.set(base + L.L_FREE_HEAD, slot + 1)
         tx.set(base + L.L_OPEN_ORDERS, r.load(base + L.L_OPEN_ORDERS) - 1)
 
-    def _symbol_for_write(self, tx: Transaction, symbol: str) -> int:
+    def _symbol_for_write(self, tx: Transaction, symbol: str) -> int | None:
+        """The index of ``symbol``, adding it in ``tx`` if new; None when the table is full."""
         index = self._ledger.symbol_index(symbol)
         if index is not None:
             return index
         lay, base = self._seg.layout, self._base
         used = self._r.load(base + L.L_SYMBOLS_USED)
         if used >= lay.max_symbols:
-            raise CapacityError(
-                f"the risk ledger tracks its maximum of {lay.max_symbols} symbols; cannot add {symbol!r} "
-                "(create the core with a larger max_symbols)"
-            )
+            return None
         for k, word in enumerate(encode_text(symbol, L.SYMBOL_NAME_WORDS)):
             tx.set(lay.symbol(used) + L.Y_NAME + k, word)
         tx.set(base + L.L_SYMBOLS_USED, used + 1)
@@ -504,8 +506,7 @@ class RiskEngine:
         if fill is not None:
             qty, price = fill
             position, average, realized = _apply_fill(position, average, qty, price)
-            if new_mark <= 0:
-                new_mark = price
+            new_mark = price  # a fill is the latest traded price
             tx.set(s + L.Y_REALIZED, f(s + L.Y_REALIZED) + realized)
         value_price = new_mark if new_mark > 0 else average
         new_exposure = exposure(position * value_price, buy_n, sell_n)
@@ -518,31 +519,44 @@ class RiskEngine:
             tx.set(base + L.L_HOLD_GEN, r.load(base + L.L_HOLD_GEN) + 1)
         return realized, unrealized
 
-    def _account_writes(self, tx: Transaction, *, cash: float, unrealized: float, first: float | None = None) -> list[str]:
-        """Peak, trading day, drawdown and daily loss after equity changed; returns kill-switch reasons."""
+    def _account_writes(
+        self, tx: Transaction, *, cash: float, unrealized: float, initial: bool = False
+    ) -> list[str]:
+        """Peak, trading day, drawdown and daily loss after equity changed; returns kill-switch reasons.
+
+        Reads see the ledger before ``tx``: the previous equity starts a new trading day.
+        """
         r, base = self._r, self._base
-        if not r.load(base + L.L_EQUITY_SET) and first is None:
-            return []
-        limits = self._ledger.current_limits()
         equity = cash + unrealized
-        peak = max(first or 0.0, r.loadf(base + L.L_PEAK), equity)
+        if initial:
+            peak = day_start = equity
+            stored_day = None
+            tx.set(base + L.L_EQUITY_SET, 1)
+        elif not r.load(base + L.L_EQUITY_SET):
+            return []
+        else:
+            old_cash, old_unrealized, peak, day_start, _ = r.loadf_range(base + L.L_CASH, L.ACCOUNT_FLOATS)
+            stored_day = r.load(base + L.L_DAY_ID)
+        limits = self._ledger.current_limits()
+        peak = max(peak, equity)
         tx.set(base + L.L_PEAK, peak)
         day = self._day_id(limits)
-        day_start = first if first is not None else r.loadf(base + L.L_DAY_START)
-        if r.load(base + L.L_DAY_ID) != day and first is None:
-            day_start = equity
+        if stored_day != day:
+            if not initial:
+                day_start = old_cash + old_unrealized
             tx.set(base + L.L_DAY_ID, day)
-            tx.set(base + L.L_DAY_START, equity)
+            tx.set(base + L.L_DAY_START, day_start)
         reasons: list[str] = []
         drawdown = 1.0 - equity / peak if peak > 0 else 0.0
-        if limits.max_drawdown is not None and drawdown > limits.max_drawdown:
+        if limits.max_drawdown is not None and exceeds(drawdown, limits.max_drawdown):
             reasons.append(f"drawdown {drawdown:.2%} exceeds max_drawdown {limits.max_drawdown:.2%}")
         loss = (day_start - equity) / day_start if day_start > 0 else 0.0
-        if limits.daily_loss_limit is not None and loss > limits.daily_loss_limit:
+        if limits.daily_loss_limit is not None and exceeds(loss, limits.daily_loss_limit):
             reasons.append(f"daily loss {loss:.2%} exceeds daily_loss_limit {limits.daily_loss_limit:.2%}")
         if reasons and r.load(self._i_trading) & 0xFF != TradingState.HALTED:
-            self._state_writes(tx, TradingState.HALTED, "; ".join(reasons))
-            return reasons[:1] if len(reasons) == 1 else ["; ".join(reasons)]
+            reason = "; ".join(reasons)
+            self._state_writes(tx, TradingState.HALTED, reason)
+            return [reason]
         return []
 
     def _state_writes(self, tx: Transaction, state: TradingState, reason: str) -> bool:

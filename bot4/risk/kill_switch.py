@@ -35,8 +35,9 @@ class KillSwitch:
 
     @property
     def active(self) -> bool:
-        """Whether the desk is halted."""
-        return self._engine.ledger.trading_state is TradingState.HALTED
+        """Whether the desk is halted (read live from the segment)."""
+        seg = self._engine._seg
+        return seg.region.load(seg.layout.ledger + L.L_TRADING) & 0xFF == TradingState.HALTED
 
     @property
     def reason(self) -> str:

@@ -10,7 +10,12 @@ from typing import Any
 
 from bot4.errors import ConfigError
 
-__all__ = ["RiskLimits", "TradingState"]
+__all__ = ["RiskLimits", "TradingState", "exceeds"]
+
+
+def exceeds(value: float, limit: float) -> bool:
+    """Whether ``value`` is past ``limit``. A value at the limit, to rounding error, is within it."""
+    return value > limit + 1e-9 * abs(limit) + 1e-12
 
 
 class TradingState(enum.IntEnum):

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot4 import Core, ManualClock, Order, RiskEngine, RiskLimits, make_plugin_manager
+
+EPOCH = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC
+
+NO_LIMITS = RiskLimits(
+    require_stop_loss=False,
+    max_stop_distance=None,
+    max_position_risk=None,
+    max_position_notional=None,
+    max_correlation=None,
+    max_drawdown=None,
+    daily_loss_limit=None,
+    max_gross_exposure=None,
+    max_symbol_exposure=None,
+    max_open_orders=None,
+    max_orders_per_second=None,
+)
+
+
+def only(**limits: Any) -> RiskLimits:
+    """Every limit off but the ones given."""
+    return dataclasses.replace(NO_LIMITS, **limits)
+
+
+def buy(symbol: str = "BTC/USDT", quantity: float = 1.0, price: float = 100.0, **kw: Any) -> Order:
+    return Order(symbol=symbol, side="buy", quantity=quantity, type="limit", price=price, **kw)
+
+
+def sell(symbol: str = "BTC/USDT", quantity: float = 1.0, price: float = 100.0, **kw: Any) -> Order:
+    return Order(symbol=symbol, side="sell", quantity=quantity, type="limit", price=price, **kw)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(EPOCH)
+
+
+@pytest.fixture
+def core(clock: ManualClock) -> Iterator[Core]:
+    with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as c:
+        yield c
+
+
+@pytest.fixture
+def risk(core: Core) -> RiskEngine:
+    engine = core.risk
+    engine.configure(NO_LIMITS)
+    engine.set_equity(10_000.0)
+    return engine
+
+
+def fill(risk: RiskEngine, order: Order, price: float | None = None) -> None:
+    """Reserve ``order`` and fill it completely."""
+    decision = risk.reserve(order).raise_for_rejection()
+    assert decision.reservation is not None
+    risk.on_fill(decision.reservation, order.quantity, price if price is not None else (order.price or 0.0))
+
+
+@pytest.fixture(scope="module")
+def risk_for_hypothesis() -> Iterator[RiskEngine]:
+    """One engine with default limits for many examples (function fixtures reset per test only)."""
+    with Core.create(clock=ManualClock(EPOCH), plugins=make_plugin_manager(entry_points=False)) as c:
+        engine = c.risk
+        engine.set_equity(100_000.0)
+        engine.on_price("BTC/USDT", 100.0)
+        yield engine
