@@ -23,13 +23,11 @@ def overheads(benchmarks: list[Any]) -> dict[str, dict[str, float]]:
         if bench.stats is None or not bench.group:
             continue
         params = bench.params or {}
-        name = params.get("lib") or params.get("op") or bench.name
+        name = params.get("lib") or params.get("op") or bench.extra_info.get("lib") or bench.name
         medians[bench.group][name] = bench.stats.median / BATCH * 1e9
     table: dict[str, dict[str, float]] = {}
     for group, by_name in medians.items():
-        base = by_name.get("plain")
-        if base is None:
-            continue
+        base = by_name.get("plain", 0.0)
         table[group] = {name: ns - base for name, ns in by_name.items() if name != "plain"}
     return table
 
@@ -42,13 +40,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
     if not table:
         return
     tr = terminalreporter
-    tr.section("overhead per call (ns, median, minus the unguarded baseline) and ratios")
+    tr.section("ns per call (median; minus the unguarded baseline where a group has one) and ratios")
     for group in sorted(table):
         row = table[group]
         tr.write_line(f"{group}:")
         for name, ns in sorted(row.items(), key=lambda kv: kv[1]):
             ratios = []
-            for peer in ("circuitbreaker", "pybreaker", "purgatory"):
+            for peer in ("circuitbreaker", "pybreaker", "purgatory", "nautilus"):
                 if peer in row and peer != name and row[peer] > 0:
                     ratios.append(f"{ns / row[peer]:.2f}x {peer}")
             tr.write_line(f"  {name:<16} {ns:>9.0f} ns   {'  '.join(ratios)}")

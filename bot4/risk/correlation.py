@@ -90,15 +90,23 @@ class CorrelationView:
         self._seg = segment
         self._gens = segment.layout.ledger + L.L_HOLD_GEN
         self._key: tuple[int, int, int] | None = None
+        self._version = -1
+        self._min_samples = -1
         self._long: list[tuple[float, int | None]] = []
         self._short: list[tuple[float, int | None]] = []
 
-    def max_for(self, min_samples: int, index: int, buying: bool) -> tuple[float, int | None]:
-        """(max correlation, other symbol index) over symbols held in the order's direction."""
-        hold_gen, corr_gen = self._seg.region.load_range(self._gens, 2)
-        key = (hold_gen, corr_gen, min_samples)
-        if key != self._key:
-            self._recompute(key)
+    def max_for(self, version: int, min_samples: int, index: int, buying: bool) -> tuple[float, int | None]:
+        """(max correlation, other symbol index) over symbols held in the order's direction.
+
+        ``version`` is the ledger version the caller read at; holdings and correlation
+        change only in ledger transactions, so an unchanged version needs no re-check.
+        """
+        if version != self._version or min_samples != self._min_samples:
+            hold_gen, corr_gen = self._seg.region.load_range(self._gens, 2)
+            key = (hold_gen, corr_gen, min_samples)
+            if key != self._key:
+                self._recompute(key)
+            self._version, self._min_samples = version, min_samples
         table = self._long if buying else self._short
         return table[index] if index < len(table) else (-math.inf, None)
 

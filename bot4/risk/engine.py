@@ -28,6 +28,7 @@ Rule = Callable[[Order, RiskLedger], Any]
 ENGINE = "bot4.risk"
 """The ``rule`` name on rejections that come from the engine itself."""
 _APPROVED = Decision()
+_HALTED = int(TradingState.HALTED)
 _SWEEP_NS = 1_000_000_000
 _BUCKET_NS = 100_000_000
 _EPS = 1e-9
@@ -94,13 +95,17 @@ class RiskEngine:
         self._seg = seg
         self._r = seg.region
         self._base = lay.ledger
-        self._mutex = SharedMutex(seg.region, lay.ledger + L.L_MUTEX, lay.ledger + L.L_JOURNAL)
+        self._mutex = SharedMutex(
+            seg.region, lay.ledger + L.L_MUTEX, lay.ledger + L.L_JOURNAL, version=lay.ledger + L.L_VERSION
+        )
         self._ledger = RiskLedger(seg, CorrelationView(seg), core.clock)
         self._kill_switch = KillSwitch(self)
         self._rules: list[tuple[str, Rule]] = []
         self._rules_gen = -1
         self._halted: tuple[int, Decision] = (-1, _APPROVED)
         self._i_trading = lay.ledger + L.L_TRADING
+        self._res0 = lay.reservations
+        self._load = seg.region.load
 
     # ------------------------------------------------------------------ surface
 
@@ -136,28 +141,23 @@ class RiskEngine:
 
     def check(self, order: Order) -> Decision:
         """Evaluate every rule against ``order``; change nothing. Returns every rejection."""
-        halted = self._halted_or_none(order)
-        if halted is not None:
-            return halted
+        if type(order) is not Order:
+            raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
+        trading = self._load(self._i_trading)
+        if trading & 0xFF == _HALTED:  # the kill switch first of all, without the rules
+            return self._halted_decision(trading)
         ledger = self._ledger
         ledger.prime(order)
         try:
-            return self._evaluate(order)
+            return self._evaluate(order, ledger)
         finally:
             ledger.unprime()
 
-    def _halted_or_none(self, order: Order) -> Decision | None:
-        """Validate ``order``; the kill switch is checked first of all, without the rules."""
-        if type(order) is not Order:
-            raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
-        trading = self._r.load(self._i_trading)
-        return self._halted_decision(trading) if trading & 0xFF == TradingState.HALTED else None
-
-    def _evaluate(self, order: Order) -> Decision:
+    def _evaluate(self, order: Order, ledger: RiskLedger) -> Decision:
         """Run every rule on the primed ledger; collect every rejection."""
+        rules = self._rules if self._core.plugins.generation == self._rules_gen else self._load_rules()
         rejections: list[Rejection] | None = None
-        ledger = self._ledger
-        for name, rule in self._active_rules():
+        for name, rule in rules:
             try:
                 result = rule(order, ledger)
             except Exception as exc:
@@ -181,18 +181,18 @@ class RiskEngine:
             self._halted = (trading, decision)
         return decision
 
-    def _active_rules(self) -> list[tuple[str, Rule]]:
+    def _load_rules(self) -> list[tuple[str, Rule]]:
         pm = self._core.plugins
-        if pm.generation != self._rules_gen:
-            rules: list[tuple[str, Rule]] = []
-            for impl in reversed(pm.hook.bot4_check_order.get_hookimpls()):
-                rules.append((impl.plugin_name, _as_rule(impl.function, tuple(impl.argnames))))
-            self._rules, self._rules_gen = rules, pm.generation
-        return self._rules
+        rules = [
+            (impl.plugin_name, _as_rule(impl.function, tuple(impl.argnames)))
+            for impl in reversed(pm.hook.bot4_check_order.get_hookimpls())
+        ]
+        self._rules, self._rules_gen = rules, pm.generation
+        return rules
 
     def rule_names(self) -> list[str]:
         """The rules that run, in the order they run."""
-        return [name for name, _ in self._active_rules()]
+        return [name for name, _ in self._load_rules()]
 
     # ------------------------------------------------------------------ reserve / release / fill
 
@@ -203,16 +203,20 @@ class RiskEngine:
         :meth:`release` (rejected or cancelled at the venue) or turn it into a position
         with :meth:`on_fill`. A reservation held by a process that dies is reclaimed.
         """
-        decision = self._halted_or_none(order)
-        if decision is None:
+        if type(order) is not Order:
+            raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
+        trading = self._load(self._i_trading)
+        if trading & 0xFF == _HALTED:
+            decision = self._halted_decision(trading)
+        else:
             now = self._core.clock.now_ns()
-            if now - self._r.load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
+            if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
             ledger = self._ledger
             with self._mutex as tx:
                 ledger.prime(order)
                 try:
-                    decision = self._evaluate(order)
+                    decision = self._evaluate(order, ledger)
                     if decision.approved:
                         decision = self._reserve_writes(tx, order, now)
                 finally:
@@ -229,31 +233,30 @@ class RiskEngine:
         index = self._symbol_for_write(tx, order.symbol)
         if index is None:
             return Decision((Rejection(ENGINE, "SYMBOLS_FULL", f"the ledger tracks {lay.max_symbols} symbols"),))
-        head = r.load(base + L.L_FREE_HEAD)
+        high, seq, _, _, head = r.load_range(base + L.L_RES_HIGH, 5)  # L_RES_HIGH .. L_FREE_HEAD
         if head:
             slot = head - 1
-            tx.set(base + L.L_FREE_HEAD, r.load(lay.reservation(slot) + L.V_NEXT_FREE))
+            tx.set(base + L.L_FREE_HEAD, r.load(self._res0 + slot * L.RES_WORDS + L.V_NEXT_FREE))
         else:
-            slot = r.load(base + L.L_RES_HIGH)
+            slot = high
             if slot >= lay.max_reservations:
                 return Decision((Rejection(ENGINE, "RESERVATIONS_FULL", f"all {slot} reservation entries are live"),))
             tx.set(base + L.L_RES_HIGH, slot + 1)
-        res_id = r.load(base + L.L_RES_SEQ) + 1
+        res_id = seq + 1
         tx.set(base + L.L_RES_SEQ, res_id)
-        sign = order.side.sign
+        sign = 1 if order.side is Side.BUY else -1
         # V_OWNER, V_ID, V_SYMBOL, V_SIDE, V_QTY, V_PRICE, V_CREATED_NS, V_NEXT_FREE
-        tx.set(lay.reservation(slot), (self._core._ident, res_id, index, sign, order.quantity, entry, now, 0))
+        tx.set(self._res0 + slot * L.RES_WORDS, (self._core._ident, res_id, index, sign, order.quantity, entry, now, 0))
         self._symbol_writes(tx, index, sign, order.quantity, order.quantity * entry)
-        tx.set(base + L.L_OPEN_ORDERS, r.load(base + L.L_OPEN_ORDERS) + 1)
+        tx.set(base + L.L_OPEN_ORDERS, self._ledger.open_orders + 1)  # primed under the mutex
         self._count_order(tx, now)
         return Decision((), Reservation(res_id, slot, order.symbol, order.side, order.quantity, entry))
 
     def _count_order(self, tx: Transaction, now: int) -> None:
         cur = now // _BUCKET_NS
         i = self._base + L.L_RATE + 2 * (cur % L.RATE_BUCKETS)
-        same = self._r.load(i) == cur
-        tx.set(i, cur)
-        tx.set(i + 1, self._r.load(i + 1) + 1 if same else 1)
+        tag, count = self._r.load_range(i, 2)
+        tx.set(i, (cur, count + 1 if tag == cur else 1))
 
     def release(self, reservation: Reservation) -> bool:
         """Give back what ``reservation`` still holds. False if it was already released or filled."""

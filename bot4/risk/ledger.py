@@ -69,7 +69,6 @@ class RiskLedger:
         daily_loss: loss since the day started, as a fraction of day-start equity.
         gross_exposure: sum over symbols of worst-case notional (positions and live orders).
         open_orders: live reservations, all processes.
-        orders_last_second: orders approved by ``reserve`` in the last second, all processes.
     """
 
     limits: RiskLimits
@@ -83,7 +82,6 @@ class RiskLedger:
     daily_loss: float
     gross_exposure: float
     open_orders: int
-    orders_last_second: int
 
     def __init__(self, segment: Segment, correlation: CorrelationView, clock: Clock) -> None:
         lay = segment.layout
@@ -93,6 +91,7 @@ class RiskLedger:
         self._base = lay.ledger
         self._sym0 = lay.symbols
         self._symbols: dict[str, int] = {}
+        self._names: list[str] = []
         self._symbols_seen = -1
         self._limits: RiskLimits | None = None
         self._limits_gen = -1
@@ -102,12 +101,17 @@ class RiskLedger:
         self._row: tuple[float, ...] = _NO_ROW
         self._entry: float | None = None
         self._reduces: bool | None = None
+        self._i_version = self._base + L.L_VERSION
+        self._version = -1
+        self._rows: dict[str, tuple[float, ...]] = {}
         self.refresh()
 
     # ------------------------------------------------------------------ priming
 
     def refresh(self) -> None:
         """Re-read the account numbers, limits and trading state from the segment."""
+        self._version = self._r.load(self._i_version)
+        self._rows.clear()
         r, b = self._r, self._base
         cash, unrealized, peak, day_start, gross = r.loadf_range(b + L.L_CASH, L.ACCOUNT_FLOATS)
         known, trading, open_orders = r.load_range(b + L.L_EQUITY_SET, L.ACCOUNT_INTS)
@@ -122,18 +126,32 @@ class RiskLedger:
         self.daily_loss = max(0.0, (day_start - equity) / day_start) if day_start > 0 else 0.0
         self.gross_exposure = gross
         self.open_orders = open_orders
+
+    @property
+    def orders_last_second(self) -> int:
+        """Orders approved by ``reserve`` in the last second, all processes."""
         cur = self._clock.now_ns() // _BUCKET_NS
-        self.orders_last_second = r.tagged_sum(b + L.L_RATE, L.RATE_BUCKETS, cur - L.RATE_BUCKETS, cur)
+        return self._r.tagged_sum(self._base + L.L_RATE, L.RATE_BUCKETS, cur - L.RATE_BUCKETS, cur)
 
     def prime(self, order: Order) -> None:
-        """Refresh, and load the row of ``order``'s symbol (the engine calls this per check)."""
-        self.refresh()
+        """Load what the rules read for ``order`` (the engine calls this per check).
+
+        Every ledger transaction bumps a version word; while it is unchanged the numbers
+        read for the previous check are still the ledger's, and are reused.
+        """
         self._order = order
         self._entry = None
         self._reduces = None
-        index = self.symbol_index(order.symbol)
-        self._row_symbol = order.symbol
-        self._row = _NO_ROW if index is None else self._r.loadf_range(self._row_start(index), L.SYMBOL_ROW)
+        if self._r.load(self._i_version) != self._version:
+            self.refresh()
+        symbol = order.symbol
+        row = self._rows.get(symbol)
+        if row is None:
+            index = self.symbol_index(symbol)
+            row = _NO_ROW if index is None else self._r.loadf_range(self._row_start(index), L.SYMBOL_ROW)
+            self._rows[symbol] = row
+        self._row_symbol = symbol
+        self._row = row
 
     def unprime(self) -> None:
         """Forget the checked order (its row may change once the check is over)."""
@@ -183,15 +201,17 @@ class RiskLedger:
         used = self._r.load(self._base + L.L_SYMBOLS_USED)
         if used == self._symbols_seen:
             return
-        for i in range(len(self._symbols), used):
+        for i in range(len(self._names), used):
             start = self._sym0 + i * L.SYM_WORDS + L.Y_NAME
-            self._symbols[decode_text(self._r.load_range(start, L.SYMBOL_NAME_WORDS))] = i
+            name = decode_text(self._r.load_range(start, L.SYMBOL_NAME_WORDS))
+            self._symbols[name] = i
+            self._names.append(name)
         self._symbols_seen = used
 
     def symbols(self) -> list[str]:
         """Every symbol the ledger tracks, in the order first seen."""
         self._refresh_symbols()
-        return sorted(self._symbols, key=self._symbols.__getitem__)
+        return list(self._names)
 
     def _row_start(self, index: int) -> int:
         return self._sym0 + index * L.SYM_WORDS + L.Y_POSITION
@@ -256,12 +276,12 @@ class RiskLedger:
         if entry is None:
             return None
         position, _, mark, _, _, buy, sell, old = self.row(order.symbol)
-        notional = order.quantity * entry
+        value = position * (mark if mark > 0 else entry)
         if order.side is Side.BUY:
-            buy += notional
+            long_side, short_side = value + buy + order.quantity * entry, value - sell
         else:
-            sell += notional
-        new = exposure(position * (mark if mark > 0 else entry), buy, sell)
+            long_side, short_side = value + buy, value - sell - order.quantity * entry
+        new = max(abs(long_side), abs(short_side))  # exposure(), inlined on the hot path
         return new, self.gross_exposure - old + new
 
     def reduces_position(self, order: Order) -> bool:
@@ -288,5 +308,12 @@ class RiskLedger:
         index = self.symbol_index(symbol)
         if index is None:
             return -math.inf, None
-        value, other = self._corr.max_for(self.limits.correlation_min_samples, index, side is Side.BUY)
-        return (value, None) if other is None else (value, self.symbols()[other])
+        primed = self._order is not None
+        version = self._version if primed else self._r.load(self._i_version)
+        min_samples = (self.limits if primed else self.current_limits()).correlation_min_samples
+        value, other = self._corr.max_for(version, min_samples, index, side is Side.BUY)
+        if other is None:
+            return value, None
+        if other >= len(self._names):
+            self._refresh_symbols()
+        return value, self._names[other]

@@ -10,12 +10,15 @@ from typing import Any
 
 from bot4.errors import ConfigError
 
-__all__ = ["RiskLimits", "TradingState", "exceeds"]
+__all__ = ["TOLERANCE", "RiskLimits", "TradingState", "exceeds"]
+
+TOLERANCE = 1e-9
+"""Relative tolerance: a value at a limit, to rounding error, is within it."""
 
 
 def exceeds(value: float, limit: float) -> bool:
-    """Whether ``value`` is past ``limit``. A value at the limit, to rounding error, is within it."""
-    return value > limit + 1e-9 * abs(limit) + 1e-12
+    """Whether ``value`` is past ``limit`` (a positive limit) by more than rounding error."""
+    return value > limit * (1.0 + TOLERANCE) + 1e-12
 
 
 class TradingState(enum.IntEnum):

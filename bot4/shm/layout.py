@@ -97,7 +97,8 @@ L_RES_SEQ = L_CASH + 15  # i: last reservation id
 L_SWEEP_NS = L_CASH + 16  # i: last sweep for reservations of dead processes
 L_SYMBOLS_USED = L_CASH + 17  # i
 L_FREE_HEAD = L_CASH + 18  # i: first free reservation entry + 1; 0 = none (then use L_RES_HIGH)
-L_RATE = L_CASH + 19  # RATE_BUCKETS x (tag, count): approved orders per 100 ms
+L_VERSION = L_CASH + 19  # i: bumped by every ledger transaction (readers cache by it)
+L_RATE = L_CASH + 20  # RATE_BUCKETS x (tag, count): approved orders per 100 ms
 RATE_BUCKETS = 10
 L_REASON = L_RATE + 2 * RATE_BUCKETS  # REASON_WORDS: UTF-8 reason of the trading state
 REASON_WORDS = 16

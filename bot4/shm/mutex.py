@@ -38,15 +38,19 @@ class Transaction:
 class SharedMutex:
     """``with mutex as tx:`` — exclusive across processes; ``tx``'s writes commit at exit.
 
-    Writes are discarded if the block raises.
+    Writes are discarded if the block raises. Every transaction that writes also bumps
+    the word at ``version`` (when given), so readers can cache what they read by it.
     """
 
-    __slots__ = ("_region", "_mutex", "_journal", "_timeout", "_tx")
+    __slots__ = ("_region", "_mutex", "_journal", "_version", "_timeout", "_tx")
 
-    def __init__(self, region: _native.Region, mutex: int, journal: int, timeout: float = 5.0) -> None:
+    def __init__(
+        self, region: _native.Region, mutex: int, journal: int, version: int | None = None, timeout: float = 5.0
+    ) -> None:
         self._region = region
         self._mutex = mutex
         self._journal = journal
+        self._version = version
         self._timeout = timeout
         self._tx: Transaction | None = None
 
@@ -64,6 +68,8 @@ class SharedMutex:
         tx, self._tx = self._tx, None
         try:
             if exc_type is None and tx is not None and tx._writes:
+                if self._version is not None:
+                    tx._writes.append((self._version, self._region.load(self._version) + 1))
                 self._region.commit(self._journal, tx._writes)
         finally:
             self._region.mutex_unlock(self._mutex)

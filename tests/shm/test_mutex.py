@@ -27,7 +27,7 @@ def _hold_mutex(name: str, holding: Any) -> None:
 
 def mutex_of(core: Core, timeout: float = 5.0) -> SharedMutex:
     seg = core._segment
-    return SharedMutex(seg.region, seg.layout.ledger + L.L_MUTEX, seg.layout.ledger + L.L_JOURNAL, timeout)
+    return SharedMutex(seg.region, seg.layout.ledger + L.L_MUTEX, seg.layout.ledger + L.L_JOURNAL, timeout=timeout)
 
 
 @pytest.mark.processes

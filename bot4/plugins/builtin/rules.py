@@ -11,11 +11,12 @@ from bot4.order import Order, Side
 from bot4.plugins.hookspecs import hookimpl
 from bot4.risk.decision import Rejection
 from bot4.risk.ledger import RiskLedger
-from bot4.risk.limits import TradingState, exceeds
+from bot4.risk.limits import TOLERANCE, TradingState
 
 __all__ = ["RULES"]
 
 _HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING
+_TOL, _EPS = 1.0 + TOLERANCE, 1e-12  # a value at a limit, to rounding error, is within it
 
 
 class TradingStateRule:
@@ -55,7 +56,7 @@ class StopLossRule:
             return Rejection(self.name, "STOP_LOSS_WRONG_SIDE", f"stop {stop} must be {where} the entry {entry}")
         limit = ledger.limits.max_stop_distance
         distance = abs(entry - stop) / entry
-        if limit is not None and exceeds(distance, limit):
+        if limit is not None and distance > limit * _TOL + _EPS:
             return Rejection(
                 self.name, "STOP_LOSS_TOO_FAR", f"stop is {distance:.2%} from the entry; max_stop_distance {limit:.2%}"
             )
@@ -78,7 +79,7 @@ class PositionSizeRule:
         equity = ledger.equity
         if limits.max_position_risk is not None and order.stop_loss is not None:
             risk = order.quantity * abs(entry - order.stop_loss)
-            if exceeds(risk, limits.max_position_risk * equity):
+            if risk > limits.max_position_risk * equity * _TOL + _EPS:
                 return Rejection(
                     self.name,
                     "POSITION_RISK",
@@ -87,7 +88,7 @@ class PositionSizeRule:
         if limits.max_position_notional is not None:
             pending = ledger.reserved_quantity(order.symbol, order.side) * order.side.sign
             projected = abs(ledger.position(order.symbol) + pending + order.signed_quantity) * entry
-            if exceeds(projected, limits.max_position_notional * equity):
+            if projected > limits.max_position_notional * equity * _TOL + _EPS:
                 return Rejection(
                     self.name,
                     "POSITION_NOTIONAL",
@@ -107,7 +108,7 @@ class CorrelationRule:
         if limit is None or order.reduce_only:
             return None
         value, other = ledger.max_correlation(order.symbol, order.side)
-        if exceeds(value, limit) and not ledger.reduces_position(order):
+        if value > limit * _TOL + _EPS and not ledger.reduces_position(order):
             return Rejection(
                 self.name,
                 "CORRELATION",
@@ -126,12 +127,12 @@ class AccountRule:
         if not ledger.equity_known:
             return Rejection(self.name, "EQUITY_UNKNOWN", "set the account equity (risk.set_equity) before trading")
         limits = ledger.limits
-        if limits.max_drawdown is not None and exceeds(ledger.drawdown, limits.max_drawdown):
+        if limits.max_drawdown is not None and ledger.drawdown > limits.max_drawdown * _TOL + _EPS:
             if not ledger.reduces_position(order):
                 return Rejection(
                     self.name, "DRAWDOWN_LIMIT", f"drawdown {ledger.drawdown:.2%} exceeds {limits.max_drawdown:.2%}"
                 )
-        if limits.daily_loss_limit is not None and exceeds(ledger.daily_loss, limits.daily_loss_limit):
+        if limits.daily_loss_limit is not None and ledger.daily_loss > limits.daily_loss_limit * _TOL + _EPS:
             if not ledger.reduces_position(order):
                 return Rejection(
                     self.name,
@@ -156,14 +157,14 @@ class ExposureRule:
             return None
         symbol, gross = after
         equity = ledger.equity
-        if limits.max_symbol_exposure is not None and exceeds(symbol, limits.max_symbol_exposure * equity):
+        if limits.max_symbol_exposure is not None and symbol > limits.max_symbol_exposure * equity * _TOL + _EPS:
             if symbol > ledger.symbol_exposure(order.symbol):
                 return Rejection(
                     self.name,
                     "SYMBOL_EXPOSURE",
                     f"{order.symbol} exposure {symbol:.2f} would exceed {limits.max_symbol_exposure:g}x equity",
                 )
-        if limits.max_gross_exposure is not None and exceeds(gross, limits.max_gross_exposure * equity):
+        if limits.max_gross_exposure is not None and gross > limits.max_gross_exposure * equity * _TOL + _EPS:
             if gross > ledger.gross_exposure:
                 return Rejection(
                     self.name,
