@@ -36,7 +36,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
     session = getattr(config, "_benchmarksession", None)
     if session is None or not session.benchmarks:
         return
-    table = overheads(session.benchmarks)
+    for bench in session.benchmarks:
+        percentiles = bench.extra_info.get("percentiles_ns")
+        if percentiles:
+            line = "  ".join(f"{k} {v:,} ns" for k, v in percentiles.items())
+            terminalreporter.write_line(f"{bench.group}: {line}")
+    table = overheads([b for b in session.benchmarks if "percentiles_ns" not in b.extra_info])
     if not table:
         return
     tr = terminalreporter
@@ -49,7 +54,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
             for peer in ("circuitbreaker", "pybreaker", "purgatory", "nautilus"):
                 if peer in row and peer != name and row[peer] > 0:
                     ratios.append(f"{ns / row[peer]:.2f}x {peer}")
-            tr.write_line(f"  {name:<16} {ns:>9.0f} ns   {'  '.join(ratios)}")
+            tr.write_line(f"  {name:<26} {ns:>9.0f} ns   {'  '.join(ratios)}")
 
 
 @pytest.fixture

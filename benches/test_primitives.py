@@ -31,7 +31,10 @@ def ops_plain(n: int) -> None:
         pass
 
 
-@pytest.mark.parametrize("op", ["plain", "native cas", "native add", "numpy +=", "mp.Lock", "fcntl.lockf"])
+@pytest.mark.parametrize(
+    "op",
+    ["plain", "native cas", "native add", "numpy +=", "robust mutex", "journal commit (5 words)", "mp.Lock", "fcntl.lockf"],
+)
 def test_primitive(benchmark: Any, buf: mmap.mmap, op: str, batch: int) -> None:
     benchmark.group = "primitives"
     region = _native.Region(buf)
@@ -63,6 +66,26 @@ def test_primitive(benchmark: Any, buf: mmap.mmap, op: str, batch: int) -> None:
 
         benchmark(run, batch)
         del arr
+    elif op == "robust mutex":
+        region.mutex_init(8)
+        lock, unlock = region.mutex_lock, region.mutex_unlock
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                lock(8, 5.0)
+                unlock(8)
+
+        benchmark(run, batch)
+    elif op == "journal commit (5 words)":
+        region.store(65, 64)  # journal at word 64, capacity 64
+        commit = region.commit
+        writes = [(1, 5), (2, 0.5), (3, 7), (4, 1.5), (5, 2)]
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                commit(64, writes)
+
+        benchmark(run, batch)
     elif op == "mp.Lock":
         lock = mp.get_context("spawn").Lock()
 

@@ -150,3 +150,23 @@ def test_nautilus_halted(benchmark: Any, nautilus: NautilusRisk, batch: int) -> 
     before = len(nautilus.forwarded)
     _nautilus_bench(benchmark, nautilus, batch)
     assert len(nautilus.forwarded) == before, "HALTED must deny"
+
+
+def test_check_latency_percentiles(benchmark: Any, desk: tuple[RiskEngine, Order]) -> None:
+    """Per-call latency of check (each call timed alone, timer cost included): p50, p99."""
+    benchmark.group = "risk check per-call percentiles"
+    benchmark.extra_info["lib"] = "bot4"
+    risk, order = desk
+    check, clock = risk.check, time.perf_counter_ns
+    samples: list[int] = []
+
+    def run() -> None:
+        for _ in range(20_000):
+            t = clock()
+            check(order)
+            samples.append(clock() - t)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    samples.sort()
+    p50, p99 = samples[len(samples) // 2], samples[len(samples) * 99 // 100]
+    benchmark.extra_info["percentiles_ns"] = {"p50": p50, "p99": p99}
