@@ -8,12 +8,12 @@ half-life in samples, from which the correlation matrix is derived.
 
 The matrices are double-buffered in the segment: a sample writes the inactive buffer
 in full, then the transaction flips the active index, so a reader never sees half a
-sample and a writer killed mid-way changes nothing.
+sample and a writer killed mid-way changes nothing. The correlation rule reads the active
+buffer natively (``LedgerKernel.max_correlation``).
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from bot4.shm.mutex import Transaction
     from bot4.shm.segment import Segment
 
-__all__ = ["CorrelationView", "take_sample"]
+__all__ = ["take_sample"]
 
 
 def _buffers(seg: Segment, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,59 +77,3 @@ def take_sample(seg: Segment, tx: Transaction, limits: RiskLimits, now_ns: int) 
     tx.set(base + L.L_CORR_SAMPLES, r.load(base + L.L_CORR_SAMPLES) + 1)
     tx.set(base + L.L_LAST_SAMPLE_NS, now_ns)
     tx.set(base + L.L_CORR_GEN, gen + 1)
-
-
-class CorrelationView:
-    """Per-process cache: for each symbol, its highest correlation with a held symbol.
-
-    Recomputed only when the holdings (which symbols are held long or short), the
-    correlation estimate or the limits change, so a check reads one cached number.
-    """
-
-    def __init__(self, segment: Segment) -> None:
-        self._seg = segment
-        self._gens = segment.layout.ledger + L.L_HOLD_GEN
-        self._key: tuple[int, int, int] | None = None
-        self._version = -1
-        self._min_samples = -1
-        self._long: list[tuple[float, int | None]] = []
-        self._short: list[tuple[float, int | None]] = []
-
-    def max_for(self, version: int, min_samples: int, index: int, buying: bool) -> tuple[float, int | None]:
-        """(max correlation, other symbol index) over symbols held in the order's direction.
-
-        ``version`` is the ledger version the caller read at; holdings and correlation
-        change only in ledger transactions, so an unchanged version needs no re-check.
-        """
-        if version != self._version or min_samples != self._min_samples:
-            hold_gen, corr_gen = self._seg.region.load_range(self._gens, 2)
-            key = (hold_gen, corr_gen, min_samples)
-            if key != self._key:
-                self._recompute(key)
-            self._version, self._min_samples = version, min_samples
-        table = self._long if buying else self._short
-        return table[index] if index < len(table) else (-math.inf, None)
-
-    def _recompute(self, key: tuple[int, int, int]) -> None:
-        min_samples = key[2]
-        seg = self._seg
-        used = seg.region.load(seg.layout.ledger + L.L_SYMBOLS_USED)
-        table = _symbol_table(seg)[:used]
-        position = table[:, L.Y_POSITION]
-        held_long = (position > 0) | (table[:, L.Y_BUY_QTY] > 0)
-        held_short = (position < 0) | (table[:, L.Y_SELL_QTY] > 0)
-        _, corr, samples = _buffers(seg, key[1] & 1)
-        c = np.where(samples[:used, :used] >= min_samples, corr[:used, :used], -np.inf)
-        np.fill_diagonal(c, -np.inf)
-        self._long = _row_max(c, held_long)
-        self._short = _row_max(c, held_short)
-        self._key = key
-
-
-def _row_max(c: np.ndarray, held: np.ndarray) -> list[tuple[float, int | None]]:
-    if c.size == 0:
-        return []
-    masked = np.where(held[None, :], c, -np.inf)
-    best = masked.argmax(axis=1)
-    values = masked[np.arange(len(best)), best]
-    return [(float(v), int(b) if math.isfinite(v) else None) for v, b in zip(values, best)]

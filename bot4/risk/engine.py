@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError
-from bot4.order import Order, Side
-from bot4.risk.correlation import CorrelationView, take_sample
+from bot4.order import Order, OrderType, Side
+from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
+from bot4.risk.correlation import take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
 from bot4.risk.kill_switch import KillSwitch
-from bot4.risk.ledger import RiskLedger, encode_text, exposure
+from bot4.risk.ledger import RiskLedger, encode_text
 from bot4.risk.limits import RiskLimits, TradingState, exceeds
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
@@ -25,13 +26,16 @@ if TYPE_CHECKING:
 __all__ = ["PositionSnapshot", "RiskEngine", "RiskSnapshot"]
 
 Rule = Callable[[Order, RiskLedger], Any]
+RuleEntry = tuple[str, Rule, int]  # (plugin name, rule, native bit or -1)
 ENGINE = "bot4.risk"
 """The ``rule`` name on rejections that come from the engine itself."""
 _APPROVED = Decision()
 _HALTED = int(TradingState.HALTED)
 _SWEEP_NS = 1_000_000_000
-_BUCKET_NS = 100_000_000
 _EPS = 1e-9
+_NAN = math.nan
+_PRICED = (OrderType.LIMIT, OrderType.STOP_LIMIT)
+_new = tuple.__new__  # builds the NamedTuple results without their Python-level __new__
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,14 +75,6 @@ def _check_price(field: str, value: Any) -> float:
     return float(value)
 
 
-def _held(position: float, buy_qty: float, sell_qty: float) -> tuple[bool, bool]:
-    return position > 0 or buy_qty > 0, position < 0 or sell_qty > 0
-
-
-def _unrealized(position: float, average: float, mark: float) -> float:
-    return position * (mark - average) if mark > 0 and position else 0.0
-
-
 class RiskEngine:
     """Pre-trade risk for every process of a core (``core.risk``).
 
@@ -98,14 +94,20 @@ class RiskEngine:
         self._mutex = SharedMutex(
             seg.region, lay.ledger + L.L_MUTEX, lay.ledger + L.L_JOURNAL, version=lay.ledger + L.L_VERSION
         )
-        self._ledger = RiskLedger(seg, CorrelationView(seg), core.clock)
+        self._kernel = make_kernel(seg)
+        self._ledger = RiskLedger(seg, self._kernel, core.clock)
         self._kill_switch = KillSwitch(self)
-        self._rules: list[tuple[str, Rule]] = []
+        self._rules: list[RuleEntry] = []
+        self._native_mask = 0
+        self._python_rules = False
         self._rules_gen = -1
         self._halted: tuple[int, Decision] = (-1, _APPROVED)
         self._i_trading = lay.ledger + L.L_TRADING
         self._res0 = lay.reservations
         self._load = seg.region.load
+        with self._mutex as tx:  # a new ledger starts with the default limits
+            if self._load(self._base + L.L_LIMITS_GEN) == 0:
+                self._limits_writes(tx, RiskLimits())
 
     # ------------------------------------------------------------------ surface
 
@@ -128,14 +130,16 @@ class RiskEngine:
         """Set the limits for every process (from each one's next check)."""
         if not isinstance(limits, RiskLimits):
             raise ConfigError("limits", f"expected a RiskLimits, got {type(limits).__name__}")
-        gen_i = self._base + L.L_LIMITS_GEN
         with self._mutex as tx:
-            gen = self._r.load(gen_i)
-            gen += 2 if gen & 1 == 0 else 1
-            tx.set(gen_i, gen - 1)  # odd: being written (a torn read is retried)
-            for i, value in enumerate(limits.to_floats()):
-                tx.set(self._base + L.L_LIMITS + i, value)
-            tx.set(gen_i, gen)
+            self._limits_writes(tx, limits)
+
+    def _limits_writes(self, tx: Transaction, limits: RiskLimits) -> None:
+        gen_i = self._base + L.L_LIMITS_GEN
+        gen = self._r.load(gen_i)
+        gen += 2 if gen & 1 == 0 else 1
+        tx.set(gen_i, gen - 1)  # odd: being written (a torn read is retried)
+        tx.set(self._base + L.L_LIMITS, tuple(limits.to_floats()))
+        tx.set(gen_i, gen)
 
     # ------------------------------------------------------------------ checks
 
@@ -146,31 +150,57 @@ class RiskEngine:
         trading = self._load(self._i_trading)
         if trading & 0xFF == _HALTED:  # the kill switch first of all, without the rules
             return self._halted_decision(trading)
+        return self._evaluate(order, self._core.clock.now_ns())
+
+    def _evaluate(self, order: Order, now: int) -> Decision:
+        """Run every rule; collect every rejection.
+
+        The built-in rules' verdicts come from one native pass; a built-in rule's plugin
+        is asked for its Rejection only when the native pass says it fails. User rules
+        (and built-ins replaced by a user's plugin) run in Python, in plugin order.
+        """
+        if self._core.plugins.generation != self._rules_gen:
+            self._load_rules()
         ledger = self._ledger
+        fails = 0
+        if self._native_mask:
+            kind = order.type
+            entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+            stop = order.stop_loss
+            index = ledger.symbol_index(order.symbol)
+            fails = self._kernel.evaluate(
+                self._native_mask,
+                -1 if index is None else index,
+                1 if order.side is Side.BUY else -1,
+                order.quantity,
+                entry,
+                _NAN if stop is None else stop,
+                order.reduce_only,
+                now,
+            )
+            if not fails and not self._python_rules:
+                return _APPROVED
+        rejections: list[Rejection] | None = None
         ledger.prime(order)
         try:
-            return self._evaluate(order, ledger)
+            for name, rule, bit in self._rules:
+                if bit >= 0 and not fails >> bit & 1:
+                    continue
+                try:
+                    result = rule(order, ledger)
+                except Exception as exc:
+                    result = Rejection(name, "RULE_ERROR", f"rule {name!r} raised {type(exc).__name__}: {exc}")
+                else:
+                    if result is None:
+                        continue
+                    if type(result) is not Rejection:
+                        result = Rejection(name, "RULE_ERROR", f"rule {name!r} returned {result!r}, not a Rejection")
+                if rejections is None:
+                    rejections = [result]
+                else:
+                    rejections.append(result)
         finally:
             ledger.unprime()
-
-    def _evaluate(self, order: Order, ledger: RiskLedger) -> Decision:
-        """Run every rule on the primed ledger; collect every rejection."""
-        rules = self._rules if self._core.plugins.generation == self._rules_gen else self._load_rules()
-        rejections: list[Rejection] | None = None
-        for name, rule in rules:
-            try:
-                result = rule(order, ledger)
-            except Exception as exc:
-                result = Rejection(name, "RULE_ERROR", f"rule {name!r} raised {type(exc).__name__}: {exc}")
-            else:
-                if result is None:
-                    continue
-                if type(result) is not Rejection:
-                    result = Rejection(name, "RULE_ERROR", f"rule {name!r} returned {result!r}, not a Rejection")
-            if rejections is None:
-                rejections = [result]
-            else:
-                rejections.append(result)
         return _APPROVED if rejections is None else Decision(tuple(rejections))
 
     def _halted_decision(self, trading: int) -> Decision:
@@ -181,18 +211,21 @@ class RiskEngine:
             self._halted = (trading, decision)
         return decision
 
-    def _load_rules(self) -> list[tuple[str, Rule]]:
+    def _load_rules(self) -> list[RuleEntry]:
         pm = self._core.plugins
-        rules = [
-            (impl.plugin_name, _as_rule(impl.function, tuple(impl.argnames)))
-            for impl in reversed(pm.hook.bot4_check_order.get_hookimpls())
-        ]
+        rules: list[RuleEntry] = []
+        for impl in reversed(pm.hook.bot4_check_order.get_hookimpls()):
+            kind = getattr(impl.plugin, "kernel", None) if type(impl.plugin) in NATIVE_RULE_TYPES else None
+            bit = RULE_BITS[kind] if kind is not None else -1
+            rules.append((impl.plugin_name, _as_rule(impl.function, tuple(impl.argnames)), bit))
+        self._native_mask = sum(1 << bit for _, _, bit in rules if bit >= 0)
+        self._python_rules = any(bit < 0 for _, _, bit in rules)
         self._rules, self._rules_gen = rules, pm.generation
         return rules
 
     def rule_names(self) -> list[str]:
         """The rules that run, in the order they run."""
-        return [name for name, _ in self._load_rules()]
+        return [name for name, _, _ in self._load_rules()]
 
     # ------------------------------------------------------------------ reserve / release / fill
 
@@ -212,51 +245,30 @@ class RiskEngine:
             now = self._core.clock.now_ns()
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
-            ledger = self._ledger
             with self._mutex as tx:
-                ledger.prime(order)
-                try:
-                    decision = self._evaluate(order, ledger)
-                    if decision.approved:
-                        decision = self._reserve_writes(tx, order, now)
-                finally:
-                    ledger.unprime()
-        if not decision.approved:
+                decision = self._evaluate(order, now)
+                if decision is _APPROVED:
+                    decision = self._reserve_writes(tx, order, now)
+        if decision.rejections:
             self._core._notify("bot4_order_rejected", order=order, decision=decision)
         return decision
 
     def _reserve_writes(self, tx: Transaction, order: Order, now: int) -> Decision:
-        r, lay, base = self._r, self._seg.layout, self._base
-        entry = self._ledger.entry_price(order)
+        entry = self._ledger.entry_price(order)  # not primed: read live, under the mutex
         if entry is None:
             return Decision((Rejection(ENGINE, "PRICE_UNKNOWN", f"no price for {order.symbol}: send on_price first"),))
         index = self._symbol_for_write(tx, order.symbol)
         if index is None:
-            return Decision((Rejection(ENGINE, "SYMBOLS_FULL", f"the ledger tracks {lay.max_symbols} symbols"),))
-        high, seq, _, _, head = r.load_range(base + L.L_RES_HIGH, 5)  # L_RES_HIGH .. L_FREE_HEAD
-        if head:
-            slot = head - 1
-            tx.set(base + L.L_FREE_HEAD, r.load(self._res0 + slot * L.RES_WORDS + L.V_NEXT_FREE))
-        else:
-            slot = high
-            if slot >= lay.max_reservations:
-                return Decision((Rejection(ENGINE, "RESERVATIONS_FULL", f"all {slot} reservation entries are live"),))
-            tx.set(base + L.L_RES_HIGH, slot + 1)
-        res_id = seq + 1
-        tx.set(base + L.L_RES_SEQ, res_id)
-        sign = 1 if order.side is Side.BUY else -1
-        # V_OWNER, V_ID, V_SYMBOL, V_SIDE, V_QTY, V_PRICE, V_CREATED_NS, V_NEXT_FREE
-        tx.set(self._res0 + slot * L.RES_WORDS, (self._core._ident, res_id, index, sign, order.quantity, entry, now, 0))
-        self._symbol_writes(tx, index, sign, order.quantity, order.quantity * entry)
-        tx.set(base + L.L_OPEN_ORDERS, self._ledger.open_orders + 1)  # primed under the mutex
-        self._count_order(tx, now)
-        return Decision((), Reservation(res_id, slot, order.symbol, order.side, order.quantity, entry))
-
-    def _count_order(self, tx: Transaction, now: int) -> None:
-        cur = now // _BUCKET_NS
-        i = self._base + L.L_RATE + 2 * (cur % L.RATE_BUCKETS)
-        tag, count = self._r.load_range(i, 2)
-        tx.set(i, (cur, count + 1 if tag == cur else 1))
+            limit = self._seg.layout.max_symbols
+            return Decision((Rejection(ENGINE, "SYMBOLS_FULL", f"the ledger tracks {limit} symbols"),))
+        side = order.side
+        tx.staged, res_id, slot = self._kernel.reserve(
+            tx.staged, index, 1 if side is Side.BUY else -1, order.quantity, entry, self._core._ident, now
+        )
+        if res_id == 0:
+            return Decision((Rejection(ENGINE, "RESERVATIONS_FULL", f"all {slot} reservation entries are live"),))
+        reservation = _new(Reservation, (res_id, slot, order.symbol, side, order.quantity, entry))
+        return _new(Decision, ((), reservation))
 
     def release(self, reservation: Reservation) -> bool:
         """Give back what ``reservation`` still holds. False if it was already released or filled."""
@@ -485,41 +497,18 @@ class RiskEngine:
         fill: tuple[float, float] | None = None,
         mark: float | None = None,
     ) -> tuple[float, float]:
-        """Apply a change to one symbol; keep exposure, gross, unrealized and holdings in step.
+        """Stage a change to one symbol: reserved amounts, position, mark, exposure, and with
+        them gross exposure, unrealized P&L and the holdings generation (native arithmetic).
 
         ``d_qty``/``d_notional`` change what is reserved on ``side`` (+1 buy, -1 sell);
-        ``fill`` is (signed quantity, price) moving into the position; ``mark`` a new price.
-        Returns (realized P&L, new total unrealized P&L).
+        ``fill`` is (signed quantity, price) moving into the position (average cost);
+        ``mark`` a new price. Returns (realized P&L, new total unrealized P&L). Reads see the
+        ledger before ``tx``: one call per symbol per transaction.
         """
-        r, base = self._r, self._base
-        s = self._seg.layout.symbol(index)
-        f = r.loadf
-        row = r.loadf_range(s + L.Y_POSITION, L.SYMBOL_ROW)
-        position, average, old_mark, buy_q, sell_q, buy_n, sell_n, old_exposure = row
-        was_held = _held(position, buy_q, sell_q)
-        old_unrealized = _unrealized(position, average, old_mark)
-        if side > 0:
-            buy_q = max(0.0, buy_q + d_qty)
-            buy_n = max(0.0, buy_n + d_notional) if buy_q > 0 else 0.0
-        elif side < 0:
-            sell_q = max(0.0, sell_q + d_qty)
-            sell_n = max(0.0, sell_n + d_notional) if sell_q > 0 else 0.0
-        realized = 0.0
-        new_mark = old_mark if mark is None else mark
-        if fill is not None:
-            qty, price = fill
-            position, average, realized = _apply_fill(position, average, qty, price)
-            new_mark = price  # a fill is the latest traded price
-            tx.set(s + L.Y_REALIZED, f(s + L.Y_REALIZED) + realized)
-        value_price = new_mark if new_mark > 0 else average
-        new_exposure = exposure(position * value_price, buy_n, sell_n)
-        tx.set(s + L.Y_POSITION, (position, average, new_mark, buy_q, sell_q, buy_n, sell_n, new_exposure))
-        cash, unrealized, _, _, gross = r.loadf_range(base + L.L_CASH, L.ACCOUNT_FLOATS)
-        unrealized += _unrealized(position, average, new_mark) - old_unrealized
-        tx.set(base + L.L_UNREALIZED, unrealized)
-        tx.set(base + L.L_GROSS, max(0.0, gross - old_exposure + new_exposure))
-        if _held(position, buy_q, sell_q) != was_held:
-            tx.set(base + L.L_HOLD_GEN, r.load(base + L.L_HOLD_GEN) + 1)
+        fill_qty, fill_price = fill if fill is not None else (0.0, 0.0)
+        tx.staged, realized, unrealized = self._kernel.symbol_update(
+            tx.staged, index, side, float(d_qty), float(d_notional), float(fill_qty), float(fill_price), mark or 0.0
+        )
         return realized, unrealized
 
     def _account_writes(
@@ -581,21 +570,6 @@ class RiskEngine:
     def _announce(self, reasons: list[str]) -> None:
         for reason in reasons:
             self._core._notify("bot4_kill_switch_tripped", reason=reason)
-
-
-def _apply_fill(position: float, average: float, qty: float, price: float) -> tuple[float, float, float]:
-    """Average-cost position update: (new position, new average price, realized P&L)."""
-    if position == 0 or (position > 0) == (qty > 0):
-        new = position + qty
-        return new, (position * average + qty * price) / new, 0.0
-    closing = min(abs(qty), abs(position))
-    realized = closing * (price - average) * (1 if position > 0 else -1)
-    new = position + qty
-    if abs(new) <= _EPS * max(abs(position), abs(qty)):
-        return 0.0, 0.0, realized
-    if (new > 0) != (position > 0):
-        return new, price, realized  # flipped: the remainder opened at the fill price
-    return new, average, realized
 
 
 def _as_rule(function: Callable[..., Any], argnames: tuple[str, ...]) -> Rule:

@@ -21,7 +21,7 @@ from bot4.shm import layout as L
 
 if TYPE_CHECKING:
     from bot4.clock import Clock
-    from bot4.risk.correlation import CorrelationView
+    from bot4.shm._native import LedgerKernel
     from bot4.shm.segment import Segment
 
 __all__ = ["RiskLedger"]
@@ -83,7 +83,7 @@ class RiskLedger:
     gross_exposure: float
     open_orders: int
 
-    def __init__(self, segment: Segment, correlation: CorrelationView, clock: Clock) -> None:
+    def __init__(self, segment: Segment, kernel: LedgerKernel, clock: Clock) -> None:
         lay = segment.layout
         self._seg = segment
         self._r = segment.region
@@ -95,7 +95,7 @@ class RiskLedger:
         self._symbols_seen = -1
         self._limits: RiskLimits | None = None
         self._limits_gen = -1
-        self._corr = correlation
+        self._kernel = kernel
         self._order: Order | None = None
         self._row_symbol: str | None = None
         self._row: tuple[float, ...] = _NO_ROW
@@ -303,16 +303,13 @@ class RiskLedger:
 
         Held means a position or live orders on that side. Pairs with fewer than
         ``correlation_min_samples`` joint samples do not count. Returns (correlation,
-        that symbol), or (-inf, None) when nothing qualifies.
+        that symbol), or (-inf, None) when nothing qualifies. Read live.
         """
         index = self.symbol_index(symbol)
         if index is None:
             return -math.inf, None
-        primed = self._order is not None
-        version = self._version if primed else self._r.load(self._i_version)
-        min_samples = (self.limits if primed else self.current_limits()).correlation_min_samples
-        value, other = self._corr.max_for(version, min_samples, index, side is Side.BUY)
-        if other is None:
+        value, other = self._kernel.max_correlation(index, side is Side.BUY)
+        if other < 0:
             return value, None
         if other >= len(self._names):
             self._refresh_symbols()

@@ -294,7 +294,7 @@ static PyObject *region_mutex_unlock(Region *self, PyObject *const *args, Py_ssi
 
 /* ---- redo journal: multi-word updates that a crash cannot tear ----
  * Journal at word j: [j] committed count (0: empty), [j+1] capacity, then (index, value)
- * pairs. commit() writes the pairs, publishes the count (the commit point), applies the
+ * pairs. stage() writes the pairs, publish() sets the count (the commit point), applies the
  * writes, then clears the count. Whoever finds a non-zero count replays it: applying
  * absolute values twice is harmless. */
 
@@ -309,55 +309,72 @@ static int apply_journal(Region *self, Py_ssize_t j) {
     return (int)count;
 }
 
-static PyObject *region_commit(Region *self, PyObject *const *args, Py_ssize_t n) {
-    Py_ssize_t j;
-    if (n != 2) { PyErr_SetString(PyExc_TypeError, "commit(journal, writes)"); return NULL; }
-    if (parse_index(args[0], &j) < 0 || region_check(self, j) < 0 || region_check(self, j + 1) < 0) return NULL;
-    PyObject *seq = PySequence_Fast(args[1], "writes must be a sequence of (index, value)");
-    if (!seq) return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+/* Stage one write (value: int, float, or a tuple of them for consecutive words) as pair
+ * number n of the journal at word j; return the next n. Staged pairs are invisible until
+ * publish(): under the ledger mutex only one process stages at a time. */
+static Py_ssize_t stage_value(Region *self, Py_ssize_t j, Py_ssize_t n, Py_ssize_t index, PyObject *v) {
+    int run = PyTuple_Check(v);
+    Py_ssize_t width = run ? PyTuple_GET_SIZE(v) : 1;
     int64_t capacity = self->words[j + 1];
-    if (LOAD(&self->words[j]) != 0 && apply_journal(self, j) < 0) {
-        Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "corrupt journal");
+    if (n + width > capacity || j + 2 + 2 * (n + width) > self->nwords) {
+        PyErr_Format(PyExc_ValueError, "transaction exceeds the journal (%lld words)", (long long)capacity);
+        return -1;
+    }
+    for (Py_ssize_t w = 0; w < width; w++) {
+        PyObject *item = run ? PyTuple_GET_ITEM(v, w) : v;
+        int64_t value;
+        if (region_check(self, index + w) < 0) return -1;
+        if (PyFloat_Check(item)) {
+            value = double_to_bits(PyFloat_AS_DOUBLE(item));
+        } else if (parse_i64(item, &value) < 0) {
+            return -1;
+        }
+        self->words[j + 2 + 2 * n] = index + w;
+        self->words[j + 3 + 2 * n] = value;
+        n++;
+    }
+    return n;
+}
+
+static inline int stage_raw(Region *self, Py_ssize_t j, Py_ssize_t *n, Py_ssize_t index, int64_t value) {
+    if (*n + 1 > self->words[j + 1]) {
+        PyErr_SetString(PyExc_ValueError, "transaction exceeds the journal");
+        return -1;
+    }
+    self->words[j + 2 + 2 * *n] = index;
+    self->words[j + 3 + 2 * *n] = value;
+    (*n)++;
+    return 0;
+}
+
+static PyObject *region_stage(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t j, count, index;
+    if (n != 4) { PyErr_SetString(PyExc_TypeError, "stage(journal, n, index, value)"); return NULL; }
+    if (parse_index(args[0], &j) < 0 || parse_index(args[1], &count) < 0 || parse_index(args[2], &index) < 0)
         return NULL;
+    if (region_check(self, j) < 0 || region_check(self, j + 1) < 0) return NULL;
+    Py_ssize_t next = stage_value(self, j, count, index, args[3]);
+    return next < 0 ? NULL : PyLong_FromSsize_t(next);
+}
+
+/* publish(journal, n, version): the commit point (count = n), then apply and clear. With
+ * version >= 0, the word there is bumped by the same transaction. The holder replays any
+ * journal a dead holder left (replay()) before it stages anything. */
+static PyObject *region_publish(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t j, count, version;
+    if (n != 3) { PyErr_SetString(PyExc_TypeError, "publish(journal, n, version)"); return NULL; }
+    if (parse_index(args[0], &j) < 0 || parse_index(args[1], &count) < 0) return NULL;
+    version = PyLong_AsSsize_t(args[2]);
+    if (version == -1 && PyErr_Occurred()) return NULL;
+    if (region_check(self, j) < 0 || region_check(self, j + 1) < 0) return NULL;
+    if (count < 0 || count > self->words[j + 1]) { PyErr_SetString(PyExc_ValueError, "bad journal count"); return NULL; }
+    if (count == 0) Py_RETURN_NONE;
+    if (version >= 0) {
+        if (region_check(self, version) < 0) return NULL;
+        if (stage_raw(self, j, &count, version, LOAD(&self->words[version]) + 1) < 0) return NULL;
     }
-    Py_ssize_t written = 0;
-    for (Py_ssize_t k = 0; k < count; k++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(seq, k);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_TypeError, "each write is an (index, value) or (index, (values...)) tuple");
-            return NULL;
-        }
-        Py_ssize_t index;
-        PyObject *v = PyTuple_GET_ITEM(pair, 1);
-        if (parse_index(PyTuple_GET_ITEM(pair, 0), &index) < 0) { Py_DECREF(seq); return NULL; }
-        int run = PyTuple_Check(v);
-        Py_ssize_t width = run ? PyTuple_GET_SIZE(v) : 1;
-        if (written + width > capacity || j + 2 + 2 * (written + width) > self->nwords) {
-            Py_DECREF(seq);
-            PyErr_Format(PyExc_ValueError, "transaction exceeds the journal (%lld words)", (long long)capacity);
-            return NULL;
-        }
-        for (Py_ssize_t w = 0; w < width; w++) {
-            PyObject *item = run ? PyTuple_GET_ITEM(v, w) : v;
-            int64_t value;
-            if (region_check(self, index + w) < 0) { Py_DECREF(seq); return NULL; }
-            if (PyFloat_Check(item)) {
-                value = double_to_bits(PyFloat_AS_DOUBLE(item));
-            } else if (parse_i64(item, &value) < 0) {
-                Py_DECREF(seq);
-                return NULL;
-            }
-            self->words[j + 2 + 2 * written] = index + w;
-            self->words[j + 3 + 2 * written] = value;
-            written++;
-        }
-    }
-    Py_DECREF(seq);
-    STORE(&self->words[j], (int64_t)written);
-    apply_journal(self, j);
+    STORE(&self->words[j], (int64_t)count);
+    if (apply_journal(self, j) < 0) { PyErr_SetString(PyExc_ValueError, "corrupt journal"); return NULL; }
     Py_RETURN_NONE;
 }
 
@@ -391,8 +408,10 @@ static PyMethodDef region_methods[] = {
     {"mutex_lock", (PyCFunction)(void (*)(void))region_mutex_lock, METH_FASTCALL,
      "mutex_lock(i, timeout) -> 0 acquired, 1 acquired from a dead holder, -1 timed out."},
     {"mutex_unlock", (PyCFunction)(void (*)(void))region_mutex_unlock, METH_FASTCALL, "mutex_unlock(i)."},
-    {"commit", (PyCFunction)(void (*)(void))region_commit, METH_FASTCALL,
-     "commit(journal, [(index, value | (values...)), ...]): apply the writes through the redo journal."},
+    {"stage", (PyCFunction)(void (*)(void))region_stage, METH_FASTCALL,
+     "stage(journal, n, index, value | (values...)) -> n: stage writes in the journal (not yet visible)."},
+    {"publish", (PyCFunction)(void (*)(void))region_publish, METH_FASTCALL,
+     "publish(journal, n, version): commit the n staged writes (and bump the word at version if >= 0)."},
     {"replay", (PyCFunction)(void (*)(void))region_replay, METH_FASTCALL,
      "replay(journal) -> int: finish a committed but unfinished transaction."},
     {NULL}
@@ -685,6 +704,8 @@ static PyTypeObject GateType = {
     .tp_getset = gate_getset,
 };
 
+#include "_ledger.inc"
+
 /* ------------------------------------------------------------------ module */
 
 static PyObject *mod_monotonic_ns(PyObject *m, PyObject *unused) { return PyLong_FromLongLong(monotonic_ns()); }
@@ -698,16 +719,40 @@ static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "bot4.shm._native", "Lock-free shared-memory primitives.", -1, module_methods
 };
 
+/* PyModule_AddObject that takes ownership of `value` either way (like 3.13's PyModule_Add). */
+static int add_owned(PyObject *m, const char *name, PyObject *value) {
+    if (!value) return -1;
+    if (PyModule_AddObject(m, name, value) < 0) { Py_DECREF(value); return -1; }
+    return 0;
+}
+
 #define ADD_INT(m, name) if (PyModule_AddIntConstant(m, #name, name) < 0) goto fail
 
 PyMODINIT_FUNC PyInit__native(void) {
-    if (PyType_Ready(&RegionType) < 0 || PyType_Ready(&GateType) < 0) return NULL;
+    if (PyType_Ready(&RegionType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&LedgerKernelType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&RegionType);
     if (PyModule_AddObject(m, "Region", (PyObject *)&RegionType) < 0) goto fail;
     Py_INCREF(&GateType);
     if (PyModule_AddObject(m, "Gate", (PyObject *)&GateType) < 0) goto fail;
+    Py_INCREF(&LedgerKernelType);
+    if (PyModule_AddObject(m, "LedgerKernel", (PyObject *)&LedgerKernelType) < 0) goto fail;
+    /* The order of LedgerKernel's offset and limit tuples, and of evaluate()'s bits. */
+    if (add_owned(m, "LEDGER_OFFSETS",
+                     Py_BuildValue("(sssssssssssssssss)", "cash", "unrealized", "peak", "day_start", "gross",
+                                   "equity_set", "trading", "open_orders", "hold_gen", "rate", "limits_gen", "limits",
+                                   "symbols_used", "corr_gen", "res_high", "res_seq", "free_head")) < 0 ||
+        add_owned(m, "LEDGER_LIMITS",
+                     Py_BuildValue("(ssssssssssss)", "require_stop_loss", "max_stop_distance", "max_position_risk",
+                                   "max_position_notional", "max_correlation", "max_drawdown", "daily_loss_limit",
+                                   "max_gross_exposure", "max_symbol_exposure", "max_open_orders",
+                                   "max_orders_per_second", "correlation_min_samples")) < 0 ||
+        add_owned(m, "LEDGER_RULES",
+                     Py_BuildValue("(sssssss)", "trading_state", "stop_loss", "position_size", "correlation", "account",
+                                   "exposure", "order_flow")) < 0)
+        goto fail;
     ADD_INT(m, REC_STATUS); ADD_INT(m, REC_NAME); ADD_INT(m, REC_NAME_WORDS); ADD_INT(m, REC_STATE);
     ADD_INT(m, REC_PERMITS); ADD_INT(m, REC_SUCCESSES); ADD_INT(m, REC_CONSEC); ADD_INT(m, REC_WGEN);
     ADD_INT(m, REC_CFG_GEN); ADD_INT(m, REC_CFG_LOCK); ADD_INT(m, REC_TRIPS); ADD_INT(m, REC_REJECTS);

@@ -2,11 +2,11 @@
 
 Multi-word updates (the risk ledger's check-and-reserve, fills, prices) take a
 process-shared robust mutex: when its holder dies the OS hands it to the next waiter
-instead of leaving everyone blocked. The writes of a transaction are collected and
-committed through a redo journal in one native call: the journal is written, then
-published (the commit point), then applied. A holder killed before the commit point
-changed nothing; one killed after it left a journal that the next holder replays before
-doing anything else. Either way every reader sees all of a transaction or none of it.
+instead of leaving everyone blocked. The writes of a transaction are staged in a redo
+journal in the segment, then published (the commit point), then applied. A holder killed
+before the commit point changed nothing; one killed after it left a journal that the next
+holder replays before doing anything else. Either way every reader sees all of a
+transaction or none of it.
 """
 
 from __future__ import annotations
@@ -20,19 +20,25 @@ __all__ = ["SharedMutex", "Transaction"]
 
 
 class Transaction:
-    """The writes of one critical section; applied atomically on commit."""
+    """The writes of one critical section, staged in the journal; applied atomically on commit.
 
-    __slots__ = ("_writes",)
+    ``staged`` counts the journal pairs written so far; native helpers that stage writes
+    of their own take it and return the new count.
+    """
 
-    def __init__(self) -> None:
-        self._writes: list[tuple[int, int | float]] = []
+    __slots__ = ("_region", "_journal", "staged")
 
-    def set(self, index: int, value: int | float) -> None:
-        """Write ``value`` (int or float) to word ``index`` at commit."""
-        self._writes.append((index, value))
+    def __init__(self, region: _native.Region, journal: int) -> None:
+        self._region = region
+        self._journal = journal
+        self.staged = 0
+
+    def set(self, index: int, value: int | float | tuple[int | float, ...]) -> None:
+        """Write ``value`` (int or float; a tuple writes consecutive words) at ``index`` on commit."""
+        self.staged = self._region.stage(self._journal, self.staged, index, value)
 
     def __len__(self) -> int:
-        return len(self._writes)
+        return self.staged
 
 
 class SharedMutex:
@@ -58,8 +64,12 @@ class SharedMutex:
         got = self._region.mutex_lock(self._mutex, self._timeout)
         if got < 0:
             raise LockTimeoutError(f"the risk ledger lock was held by a live process for over {self._timeout}s")
-        self._region.replay(self._journal)
-        self._tx = Transaction()
+        try:
+            self._region.replay(self._journal)
+        except BaseException:
+            self._region.mutex_unlock(self._mutex)
+            raise
+        self._tx = Transaction(self._region, self._journal)
         return self._tx
 
     def __exit__(
@@ -67,9 +77,7 @@ class SharedMutex:
     ) -> None:
         tx, self._tx = self._tx, None
         try:
-            if exc_type is None and tx is not None and tx._writes:
-                if self._version is not None:
-                    tx._writes.append((self._version, self._region.load(self._version) + 1))
-                self._region.commit(self._journal, tx._writes)
+            if exc_type is None and tx is not None and tx.staged:
+                self._region.publish(self._journal, tx.staged, -1 if self._version is None else self._version)
         finally:
             self._region.mutex_unlock(self._mutex)

@@ -1,5 +1,10 @@
 """The built-in pre-trade rules. Each is a plugin of its own, named ``bot4.rule.<name>``.
 
+Each rule's ``bot4_check_order`` is its definition. On the hot path the engine computes
+the verdicts of all built-in rules in one native pass (``kernel`` names the rule there)
+and calls a rule's plugin only to word the Rejection of an order the pass says it fails;
+a test holds the native pass and these definitions to the same verdicts.
+
 Block one by name before it runs (``core.plugins.set_blocked("bot4.rule.correlation")``)
 or replace it: unregister it and register yours under the same name. All run after user
 rules (``trylast``). Limits are read from ``ledger.limits``; a limit set to None is off.
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 from bot4.order import Order, Side
 from bot4.plugins.hookspecs import hookimpl
+from bot4.risk._kernel import native_rule
 from bot4.risk.decision import Rejection
 from bot4.risk.ledger import RiskLedger
 from bot4.risk.limits import TOLERANCE, TradingState
@@ -19,10 +25,12 @@ _HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING
 _TOL, _EPS = 1.0 + TOLERANCE, 1e-12  # a value at a limit, to rounding error, is within it
 
 
+@native_rule
 class TradingStateRule:
     """KILL_SWITCH when halted; REDUCING_ONLY when only reductions may pass; REDUCE_ONLY_INCREASES."""
 
     name = "bot4.rule.trading_state"
+    kernel = "trading_state"
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
@@ -36,10 +44,12 @@ class TradingStateRule:
         return None
 
 
+@native_rule
 class StopLossRule:
     """STOP_LOSS_MISSING, STOP_LOSS_WRONG_SIDE, STOP_LOSS_TOO_FAR (max_stop_distance)."""
 
     name = "bot4.rule.stop_loss"
+    kernel = "stop_loss"
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
@@ -63,10 +73,12 @@ class StopLossRule:
         return None
 
 
+@native_rule
 class PositionSizeRule:
     """PRICE_UNKNOWN; POSITION_RISK (max_position_risk); POSITION_NOTIONAL (max_position_notional)."""
 
     name = "bot4.rule.position_size"
+    kernel = "position_size"
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
@@ -97,10 +109,12 @@ class PositionSizeRule:
         return None
 
 
+@native_rule
 class CorrelationRule:
     """CORRELATION: a new position correlated above max_correlation with one held the same way."""
 
     name = "bot4.rule.correlation"
+    kernel = "correlation"
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
@@ -117,10 +131,12 @@ class CorrelationRule:
         return None
 
 
+@native_rule
 class AccountRule:
     """EQUITY_UNKNOWN; DRAWDOWN_LIMIT (max_drawdown); DAILY_LOSS_LIMIT (daily_loss_limit)."""
 
     name = "bot4.rule.account"
+    kernel = "account"
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
@@ -142,10 +158,12 @@ class AccountRule:
         return None
 
 
+@native_rule
 class ExposureRule:
     """SYMBOL_EXPOSURE (max_symbol_exposure); GROSS_EXPOSURE (max_gross_exposure), as multiples of equity."""
 
     name = "bot4.rule.exposure"
+    kernel = "exposure"
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
@@ -174,10 +192,12 @@ class ExposureRule:
         return None
 
 
+@native_rule
 class OrderFlowRule:
     """OPEN_ORDERS (max_open_orders); ORDER_RATE (max_orders_per_second), across all processes."""
 
     name = "bot4.rule.order_flow"
+    kernel = "order_flow"
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:

@@ -1,0 +1,76 @@
+"""The native ledger kernel of a segment, wired to the layout defined in Python."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from bot4.risk.limits import RiskLimits
+from bot4.shm import _native
+from bot4.shm import layout as L
+from bot4.shm.segment import Segment
+
+__all__ = ["NATIVE_RULE_TYPES", "RULE_BITS", "make_kernel", "native_rule"]
+
+RULE_BITS = {name: bit for bit, name in enumerate(_native.LEDGER_RULES)}
+"""Bit of each built-in rule in :meth:`LedgerKernel.evaluate`'s result, by rule kind."""
+
+NATIVE_RULE_TYPES: set[type] = set()
+"""Rule plugin classes whose verdict the kernel computes (their ``kernel`` names which)."""
+
+
+def native_rule(cls: type) -> type:
+    """Class decorator: the kernel evaluates this built-in rule; its plugin words the Rejection."""
+    if getattr(cls, "kernel", None) not in RULE_BITS:
+        raise TypeError(f"{cls.__name__}.kernel must be one of {sorted(RULE_BITS)}")
+    NATIVE_RULE_TYPES.add(cls)
+    return cls
+
+BUCKET_NS = 100_000_000
+"""The order-rate window moves in 100 ms steps."""
+
+_OFFSETS = {
+    "cash": L.L_CASH,
+    "unrealized": L.L_UNREALIZED,
+    "peak": L.L_PEAK,
+    "day_start": L.L_DAY_START,
+    "gross": L.L_GROSS,
+    "equity_set": L.L_EQUITY_SET,
+    "trading": L.L_TRADING,
+    "open_orders": L.L_OPEN_ORDERS,
+    "hold_gen": L.L_HOLD_GEN,
+    "rate": L.L_RATE,
+    "limits_gen": L.L_LIMITS_GEN,
+    "limits": L.L_LIMITS,
+    "symbols_used": L.L_SYMBOLS_USED,
+    "corr_gen": L.L_CORR_GEN,
+    "res_high": L.L_RES_HIGH,
+    "res_seq": L.L_RES_SEQ,
+    "free_head": L.L_FREE_HEAD,
+}
+# LedgerKernel.reserve writes a reservation entry as these words, in this order.
+assert (L.V_OWNER, L.V_ID, L.V_SYMBOL, L.V_SIDE, L.V_QTY, L.V_PRICE, L.V_CREATED_NS, L.V_NEXT_FREE) == tuple(range(8))
+_LIMIT_WORDS = {f.name: i for i, f in enumerate(fields(RiskLimits))}
+
+
+def make_kernel(segment: Segment) -> _native.LedgerKernel:
+    """The LedgerKernel over ``segment``'s risk ledger."""
+    lay = segment.layout
+    return _native.LedgerKernel(
+        region=segment.region,
+        journal=lay.ledger + L.L_JOURNAL,
+        base=lay.ledger,
+        symbols=lay.symbols,
+        symbol_words=L.SYM_WORDS,
+        max_symbols=lay.max_symbols,
+        row=L.Y_POSITION,
+        realized=L.Y_REALIZED,
+        correlation=lay.correlation,
+        reservations=lay.reservations,
+        reservation_words=L.RES_WORDS,
+        max_reservations=lay.max_reservations,
+        next_free=L.V_NEXT_FREE,
+        offsets=tuple(_OFFSETS[name] for name in _native.LEDGER_OFFSETS),
+        limits=tuple(_LIMIT_WORDS[name] for name in _native.LEDGER_LIMITS),
+        rate_buckets=L.RATE_BUCKETS,
+        bucket_ns=BUCKET_NS,
+    )
