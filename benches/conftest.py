@@ -54,7 +54,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
             for peer in ("circuitbreaker", "pybreaker", "purgatory", "nautilus"):
                 if peer in row and peer != name and row[peer] > 0:
                     ratios.append(f"{ns / row[peer]:.2f}x {peer}")
-            tr.write_line(f"  {name:<26} {ns:>9.0f} ns   {'  '.join(ratios)}")
+            X
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def ops_plain(n: int) -> None:
 
 @pytest.mark.parametrize(
     "op",
-    ["plain", "native cas", "native add", "numpy +=", "robust mutex", "journal commit (5 words)", "mp.Lock", "fcntl.lockf"],
+    ["plain", "native cas", "native add", "numpy +=", "robust mutex", "journal stage + publish (5 words)", "mp.Lock", "fcntl.lockf"],
 )
 def test_primitive(benchmark: Any, buf: mmap.mmap, op: str, batch: int) -> None:
     benchmark.group = "primitives"
@@ -76,14 +76,14 @@ def test_primitive(benchmark: Any, buf: mmap.mmap, op: str, batch: int) -> None:
                 unlock(8)
 
         benchmark(run, batch)
-    elif op == "journal commit (5 words)":
+    elif op == "journal stage + publish (5 words)":
         region.store(65, 64)  # journal at word 64, capacity 64
-        commit = region.commit
-        writes = [(1, 5), (2, 0.5), (3, 7), (4, 1.5), (5, 2)]
+        stage, publish = region.stage, region.publish
+        values = (5, 0.5, 7, 1.5, 2)
 
         def run(n: int) -> None:
             for _ in range(n):
-                commit(64, writes)
+                publish(64, stage(64, 0, 1, values), -1)
 
         benchmark(run, batch)
     elif op == "mp.Lock":
