@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from bot4.risk.decision import Decision, Rejection, Reservation
-from bot4.risk.engine import PositionSnapshot, RiskEngine, RiskSnapshot
+from bot4.risk.engine import RiskEngine
 from bot4.risk.kill_switch import KillSwitch
 from bot4.risk.ledger import RiskLedger
 from bot4.risk.limits import RiskLimits, TradingState
+from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
 
 __all__ = [
     "Decision",

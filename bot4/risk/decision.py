@@ -25,7 +25,7 @@ class Reservation(NamedTuple):
     """Exposure held for an approved order until it is filled or released."""
 
     id: int
-    index: int
+    slot: int
     """The ledger entry holding it."""
     symbol: str
     side: Side

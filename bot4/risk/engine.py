@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError
@@ -16,6 +15,7 @@ from bot4.risk.decision import Decision, Rejection, Reservation
 from bot4.risk.kill_switch import KillSwitch
 from bot4.risk.ledger import RiskLedger, encode_text
 from bot4.risk.limits import RiskLimits, TradingState, exceeds
+from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
 from bot4.shm.mutex import SharedMutex, Transaction
@@ -23,7 +23,7 @@ from bot4.shm.mutex import SharedMutex, Transaction
 if TYPE_CHECKING:
     from bot4.core import Core
 
-__all__ = ["PositionSnapshot", "RiskEngine", "RiskSnapshot"]
+__all__ = ["RiskEngine"]
 
 Rule = Callable[[Order, RiskLedger], Any]
 RuleEntry = tuple[str, Rule, int]  # (plugin name, rule, native bit or -1)
@@ -36,37 +36,6 @@ _EPS = 1e-9
 _NAN = math.nan
 _PRICED = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _new = tuple.__new__  # builds the NamedTuple results without their Python-level __new__
-
-
-@dataclass(frozen=True, kw_only=True)
-class PositionSnapshot:
-    """One symbol in :class:`RiskSnapshot`."""
-
-    quantity: float
-    average_price: float
-    mark: float | None
-    exposure: float
-    reserved_buy: float
-    reserved_sell: float
-    realized_pnl: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class RiskSnapshot:
-    """The risk ledger at one instant (:meth:`RiskEngine.snapshot`)."""
-
-    trading_state: TradingState
-    reason: str
-    equity: float
-    unrealized_pnl: float
-    peak_equity: float
-    drawdown: float
-    daily_loss: float
-    gross_exposure: float
-    open_orders: int
-    orders_last_second: int
-    positions: dict[str, PositionSnapshot]
-    limits: RiskLimits
 
 
 def _check_price(field: str, value: Any) -> float:
@@ -276,7 +245,7 @@ class RiskEngine:
         with self._mutex as tx:
             if not self._live(reservation):
                 return False
-            self._free_entry(tx, reservation.index)
+            self._free_entry(tx, reservation.slot)
         return True
 
     def on_fill(self, reservation: Reservation, quantity: float, price: float, fee: float = 0.0) -> None:
@@ -297,7 +266,7 @@ class RiskEngine:
         with self._mutex as tx:
             if not self._live(reservation):
                 raise ReservationError(f"reservation {reservation.id} is not live (released, filled or reclaimed)")
-            e = self._seg.layout.reservation(reservation.index)
+            e = self._seg.layout.reservation(reservation.slot)
             left = self._r.loadf(e + L.V_QTY)
             if quantity > left * (1 + _EPS):
                 raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
@@ -308,7 +277,7 @@ class RiskEngine:
                 tx, index, sign, -quantity, -quantity * reservation.price, fill=(sign * quantity, price)
             )
             if left <= _EPS * reservation.quantity:
-                self._free_entry(tx, reservation.index, symbol_done=True)
+                self._free_entry(tx, reservation.slot, symbol_done=True)
             else:
                 tx.set(e + L.V_QTY, left)
             cash = self._r.loadf(self._base + L.L_CASH) + realized - float(fee)
@@ -453,11 +422,11 @@ class RiskEngine:
     def _check_reservation(self, reservation: Reservation) -> None:
         if not isinstance(reservation, Reservation):
             raise ReservationError(f"expected a bot4.Reservation, got {type(reservation).__name__}")
-        if not 0 <= reservation.index < self._seg.layout.max_reservations:
-            raise ReservationError(f"reservation {reservation.id} names no ledger entry ({reservation.index})")
+        if not 0 <= reservation.slot < self._seg.layout.max_reservations:
+            raise ReservationError(f"reservation {reservation.id} names no ledger entry ({reservation.slot})")
 
     def _live(self, reservation: Reservation) -> bool:
-        e = self._seg.layout.reservation(reservation.index)
+        e = self._seg.layout.reservation(reservation.slot)
         return self._r.load(e + L.V_OWNER) != 0 and self._r.load(e + L.V_ID) == reservation.id
 
     def _free_entry(self, tx: Transaction, slot: int, *, symbol_done: bool = False) -> None:

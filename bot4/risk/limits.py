@@ -131,7 +131,7 @@ class RiskLimits:
     def from_floats(cls, words: list[float]) -> RiskLimits:
         """Inverse of :meth:`to_floats`."""
         kwargs: dict[str, Any] = {}
-        for f, value in zip(fields(cls), words):
+        for f, value in zip(fields(cls), words, strict=False):  # the block has spare words
             if f.name == "daily_reset_utc":
                 secs = int(value)
                 kwargs[f.name] = datetime.time(secs // 3600, secs // 60 % 60, secs % 60)

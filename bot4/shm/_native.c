@@ -80,6 +80,18 @@ static inline int64_t monotonic_ns(void) {
 
 /* ------------------------------------------------------------------ Region */
 
+/* The error raised on a released region: bot4.SegmentError once bot4 registered it. */
+static PyObject *released_error = NULL;
+
+static void raise_released(void) {
+    if (released_error) {
+        PyObject *args = Py_BuildValue("(ss)", "", "the segment is closed in this process");
+        if (args) { PyErr_SetObject(released_error, args); Py_DECREF(args); }
+    } else {
+        PyErr_SetString(PyExc_ValueError, "the segment is closed in this process");
+    }
+}
+
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
@@ -109,7 +121,7 @@ static void region_dealloc(Region *self) {
 }
 
 static inline int region_check(Region *self, Py_ssize_t i) {
-    if (!self->held) { PyErr_SetString(PyExc_ValueError, "region is released"); return -1; }
+    if (!self->held) { raise_released(); return -1; }
     if (i < 0 || i >= self->nwords) {
         PyErr_Format(PyExc_ValueError, "word index %zd outside the segment (0..%zd)", i, self->nwords - 1);
         return -1;
@@ -604,7 +616,7 @@ static PyObject *gate_failure(Gate *self, PyObject *const *args, Py_ssize_t n) {
 /* counts() -> (calls, failures, slow) in the current window, all slots. */
 static PyObject *gate_counts(Gate *self, PyObject *unused) {
     int err;
-    if (!self->region->held) { PyErr_SetString(PyExc_ValueError, "region is released"); return NULL; }
+    if (!self->region->held) { raise_released(); return NULL; }
     int64_t now = gate_now(self, &err);
     if (err) return NULL;
     HotConfig c; read_config(self->rec, &c);
@@ -627,7 +639,7 @@ static int gate_init(Gate *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nnnnnnnO", kwlist, &RegionType, &region, &record, &cells,
                                      &fuse, &hw, &slot, &max_slots, &buckets, &clock))
         return -1;
-    if (!region->held) { PyErr_SetString(PyExc_ValueError, "region is released"); return -1; }
+    if (!region->held) { raise_released(); return -1; }
     if (buckets <= 0 || max_slots <= 0 || slot < 0 || slot >= max_slots) {
         PyErr_SetString(PyExc_ValueError, "bad gate geometry"); return -1;
     }
@@ -710,8 +722,17 @@ static PyTypeObject GateType = {
 
 static PyObject *mod_monotonic_ns(PyObject *m, PyObject *unused) { return PyLong_FromLongLong(monotonic_ns()); }
 
+static PyObject *mod_set_released_error(PyObject *m, PyObject *cls) {
+    if (!PyExceptionClass_Check(cls)) { PyErr_SetString(PyExc_TypeError, "expected an exception class"); return NULL; }
+    Py_INCREF(cls);
+    Py_XSETREF(released_error, cls);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"monotonic_ns", (PyCFunction)mod_monotonic_ns, METH_NOARGS, "CLOCK_MONOTONIC in ns (host-wide)."},
+    {"set_released_error", (PyCFunction)mod_set_released_error, METH_O,
+     "set_released_error(cls): raise cls(name, message) when a released region is used."},
     {NULL}
 };
 

@@ -22,12 +22,14 @@ import time
 import _posixshmem
 import numpy as np
 
-from bot4.errors import ConfigError, SegmentExistsError, SegmentLayoutError, SegmentNotFoundError
+from bot4.errors import ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError, SegmentNotFoundError
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import my_identity
 
 __all__ = ["Segment", "validate_name"]
+
+_native.set_released_error(SegmentError)  # using a closed core is a bot4 error
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 _INIT_WAIT_SECONDS = 2.0

@@ -90,7 +90,7 @@ def test_bad_inputs_are_bot4_errors(risk: RiskEngine) -> None:
     with pytest.raises(ReservationError):
         risk.release("not a reservation")  # type: ignore[arg-type]
     with pytest.raises(ReservationError):
-        risk.release(res._replace(index=10**9))
+        risk.release(res._replace(slot=10**9))
 
 
 def test_symbols_full_is_a_rejection_not_a_crash(clock: ManualClock) -> None:
@@ -120,7 +120,7 @@ def test_reservations_full_is_a_rejection(clock: ManualClock) -> None:
         assert risk.reserve(buy()).codes == ("RESERVATIONS_FULL",)
         assert risk.release(held[0])  # type: ignore[arg-type]
         again = risk.reserve(buy()).reservation
-        assert again is not None and again.index == held[0].index  # type: ignore[union-attr]
+        assert again is not None and again.slot == held[0].slot  # type: ignore[union-attr]
 
 
 def test_kill_switch_survives_reattach(core: Core, risk: RiskEngine, clock: ManualClock) -> None:

@@ -6,6 +6,7 @@ import mmap
 
 import pytest
 
+from bot4 import SegmentError
 from bot4.shm import _native
 
 
@@ -35,7 +36,7 @@ def test_out_of_range_index_is_an_error(region: _native.Region) -> None:
 
 def test_released_region_refuses_access(region: _native.Region) -> None:
     region.release()
-    with pytest.raises(ValueError, match="released"):
+    with pytest.raises(SegmentError, match="closed"):
         region.load(0)
 
 

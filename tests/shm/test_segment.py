@@ -148,6 +148,22 @@ def test_closed_core_raises_bot4_error() -> None:
     assert isinstance(SegmentError("n", "m"), Bot4Error)
 
 
+def test_a_closed_cores_risk_engine_raises_bot4_errors() -> None:
+    from bot4 import Order
+
+    core = Core.create()
+    risk = core.risk
+    core.close()
+    core.unlink()
+    order = Order(symbol="BTC/USDT", side="buy", quantity=1, type="limit", price=10)
+    with pytest.raises(SegmentError, match="closed"):
+        risk.check(order)
+    with pytest.raises(SegmentError, match="closed"):
+        risk.reserve(order)
+    with pytest.raises(SegmentError):
+        core.risk
+
+
 def _attach_and_exit(name: str) -> None:
     core = Core.attach(name)
     core.breaker("from-child").force_open()
