@@ -13,8 +13,10 @@ __all__ = [
     "CapacityError",
     "CircuitOpenError",
     "ConfigError",
+    "FillError",
     "FuseTrippedError",
     "InvalidOrderError",
+    "InvalidTransitionError",
     "OrderRejectedError",
     "PluginError",
     "ReservationError",
@@ -62,6 +64,14 @@ class OrderRejectedError(Bot4Error):
 
 class ReservationError(Bot4Error):
     """A reservation that is not live was used (already released or filled), or a fill too large."""
+
+
+class InvalidTransitionError(Bot4Error):
+    """An order event that the state machine does not allow in the order's status."""
+
+
+class FillError(Bot4Error):
+    """A fill that cannot apply: it would exceed the order's quantity, or is malformed."""
 
 
 class SegmentError(Bot4Error):

@@ -1,0 +1,154 @@
+"""An order as it lives: status, fills, and every transition with its time."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bot4.errors import FillError, InvalidTransitionError
+from bot4.order import Order
+from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, OrderEvent, OrderStatus, next_status
+
+__all__ = ["Fill", "TrackedOrder", "Transition"]
+
+_FILLED = OrderEvent.FILLED
+_PENDING = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
+_UNFILLED_OPEN = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.TRIGGERED)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One entry of an order's history."""
+
+    time_ns: int
+    old: OrderStatus
+    event: OrderEvent
+    new: OrderStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    """A trade against an order."""
+
+    trade_id: str
+    quantity: float
+    price: float
+    fee: float = 0.0
+    """In quote currency, paid (positive) or rebated (negative)."""
+    liquidity: str = "taker"
+    """``"maker"`` or ``"taker"``."""
+    venue: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("quantity", "price"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise FillError(f"fill {self.trade_id!r}: {name} must be a finite number > 0, got {value!r}")
+        if isinstance(self.fee, bool) or not isinstance(self.fee, (int, float)) or not math.isfinite(self.fee):
+            raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {self.fee!r}")
+        if not isinstance(self.trade_id, str) or not self.trade_id:
+            raise FillError(f"a fill needs a non-empty trade_id, got {self.trade_id!r}")
+
+
+class TrackedOrder:
+    """An order and its state: every change goes through :meth:`apply` or :meth:`fill`.
+
+    An event the state machine does not allow raises :class:`bot4.InvalidTransitionError`
+    and changes nothing.
+    """
+
+    __slots__ = (
+        "order",
+        "status",
+        "filled_quantity",
+        "average_fill_price",
+        "fees",
+        "venue",
+        "venue_order_id",
+        "history",
+        "fills",
+        "_trade_ids",
+        "_resume",
+    )
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        self.status = OrderStatus.INITIALIZED
+        self.filled_quantity = 0.0
+        self.average_fill_price = 0.0
+        self.fees = 0.0
+        self.venue: str | None = None
+        self.venue_order_id: str | None = None
+        self.history: list[Transition] = []
+        self.fills: list[Fill] = []
+        self._trade_ids: set[str] = set()
+        self._resume = OrderStatus.SUBMITTED
+
+    @property
+    def id(self) -> str:
+        """The order's client order id."""
+        return self.order.client_order_id
+
+    @property
+    def remaining(self) -> float:
+        """Quantity not yet filled."""
+        return max(0.0, self.order.quantity - self.filled_quantity)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the order may still trade."""
+        return self.status in OPEN_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the order's life is over."""
+        return self.status in TERMINAL_STATUSES
+
+    def apply(self, event: OrderEvent, time_ns: int, detail: str = "") -> OrderStatus:
+        """Apply a non-fill event; return the new status."""
+        if event is _FILLED:
+            raise InvalidTransitionError(f"order {self.id}: fills go through fill(), with their quantity")
+        return self._move(event, time_ns, detail, complete=False)
+
+    def fill(self, fill: Fill, time_ns: int) -> bool:
+        """Apply a fill; False if its trade id was applied already (the duplicate is ignored).
+
+        Raises:
+            FillError: the fill would take the filled quantity past the order's.
+            InvalidTransitionError: the order's status takes no fill.
+        """
+        if fill.trade_id in self._trade_ids:
+            return False
+        total = self.filled_quantity + fill.quantity
+        quantity = self.order.quantity
+        if total > quantity * (1 + 1e-9):
+            raise FillError(
+                f"order {self.id}: fill {fill.trade_id!r} of {fill.quantity} would fill {total} of {quantity}"
+            )
+        complete = total >= quantity * (1 - 1e-9)
+        self._move(_FILLED, time_ns, f"{fill.quantity}@{fill.price} ({fill.trade_id})", complete=complete)
+        self.average_fill_price = (self.average_fill_price * self.filled_quantity + fill.price * fill.quantity) / total
+        self.filled_quantity = quantity if complete else total
+        self.fees += fill.fee
+        self.fills.append(fill)
+        self._trade_ids.add(fill.trade_id)
+        if self.status in _PENDING and self._resume in _UNFILLED_OPEN:
+            self._resume = OrderStatus.PARTIALLY_FILLED
+        return True
+
+    def _move(self, event: OrderEvent, time_ns: int, detail: str, *, complete: bool) -> OrderStatus:
+        old = self.status
+        new = next_status(old, event, resume=self._resume, complete=complete)
+        if new is None:
+            raise InvalidTransitionError(f"order {self.id}: {event.name} is not allowed in {old.name}")
+        if new in _PENDING and old not in _PENDING:
+            self._resume = old
+        elif old is OrderStatus.PENDING_CANCEL and event is OrderEvent.ACCEPTED and self._resume is OrderStatus.SUBMITTED:
+            self._resume = OrderStatus.ACCEPTED
+        self.status = new
+        self.history.append(Transition(time_ns, old, event, new, detail))
+        return new
+
+    def __repr__(self) -> str:
+        return f"<TrackedOrder {self.id} {self.status.name} {self.filled_quantity}/{self.order.quantity}>"
