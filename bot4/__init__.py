@@ -20,12 +20,16 @@ from bot4.core import Core
 from bot4.errors import (
     Bot4Error,
     CapacityError,
+    ExchangeError,
+    ExchangeTimeoutError,
+    ExchangeUnavailableError,
     CircuitOpenError,
     ConfigError,
     FillError,
     FuseTrippedError,
     InvalidOrderError,
     InvalidTransitionError,
+    OrderNotFoundError,
     OrderRejectedError,
     PluginError,
     ReservationError,
@@ -36,6 +40,9 @@ from bot4.errors import (
 )
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders import Fill, OrderEvent, OrderStatus, TrackedOrder, Transition
+from bot4.orders.adapter import ExchangeAdapter, Fees
+from bot4.orders.pnl import CostMethod, PnlBook
+from bot4.plugins.builtin.paper import Faults, PaperExchange
 from bot4.plugins import PluginManager, hookimpl, make_plugin_manager
 from bot4.risk import (
     Decision,
@@ -67,7 +74,14 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Core",
+    "CostMethod",
     "Decision",
+    "ExchangeAdapter",
+    "ExchangeError",
+    "ExchangeTimeoutError",
+    "ExchangeUnavailableError",
+    "Faults",
+    "Fees",
     "Fill",
     "FillError",
     "Fuse",
@@ -83,11 +97,14 @@ __all__ = [
     "MonotonicClock",
     "Order",
     "OrderEvent",
+    "OrderNotFoundError",
     "OrderRejectedError",
     "OrderStatus",
     "OrderType",
+    "PaperExchange",
     "PluginError",
     "PluginManager",
+    "PnlBook",
     "PositionSnapshot",
     "Rejection",
     "Reservation",

@@ -13,10 +13,14 @@ __all__ = [
     "CapacityError",
     "CircuitOpenError",
     "ConfigError",
+    "ExchangeError",
+    "ExchangeTimeoutError",
+    "ExchangeUnavailableError",
     "FillError",
     "FuseTrippedError",
     "InvalidOrderError",
     "InvalidTransitionError",
+    "OrderNotFoundError",
     "OrderRejectedError",
     "PluginError",
     "ReservationError",
@@ -72,6 +76,30 @@ class InvalidTransitionError(Bot4Error):
 
 class FillError(Bot4Error):
     """A fill that cannot apply: it would exceed the order's quantity, or is malformed."""
+
+
+class ExchangeError(Bot4Error):
+    """A venue refused or failed a request; ``venue`` names it."""
+
+    def __init__(self, venue: str, message: str) -> None:
+        super().__init__(venue, message)
+        self.venue = venue
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.venue}: {self.message}"
+
+
+class ExchangeUnavailableError(ExchangeError):
+    """The venue is down or unreachable (an outage, a network error)."""
+
+
+class ExchangeTimeoutError(ExchangeError):
+    """The venue did not answer in time; the request's outcome is unknown."""
+
+
+class OrderNotFoundError(ExchangeError):
+    """The venue knows no order with that id."""
 
 
 class SegmentError(Bot4Error):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from bot4.core import Core
     from bot4.errors import CircuitOpenError
     from bot4.order import Order
+    from bot4.orders.adapter import ExchangeAdapter
     from bot4.risk.decision import Decision, Rejection
     from bot4.risk.ledger import RiskLedger
 
@@ -126,4 +127,22 @@ def bot4_kill_switch_tripped(reason: str) -> None:
 
     :param reason: why, in words.
     :return: nothing; the result is ignored.
+    """
+
+
+@hookspec
+def bot4_exchange_adapters() -> list[ExchangeAdapter]:
+    """Venues this plugin offers to order managers.
+
+    Every implementation is called; their lists are joined. A venue's ``name`` must be
+    unique: it also names the venue's circuit breaker.
+
+    Example::
+
+        class Venues:
+            @bot4.hookimpl
+            def bot4_exchange_adapters(self):
+                return [MyBinanceAdapter(), bot4.PaperExchange("paper")]
+
+    :return: a list of :class:`bot4.ExchangeAdapter` objects.
     """

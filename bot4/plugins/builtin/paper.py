@@ -1,0 +1,295 @@
+"""A deterministic simulated venue with the ccxt-shaped adapter interface.
+
+Each symbol has an order book of price levels; market and limit orders take liquidity
+level by level (partial fills when the book runs out), limit remainders rest and fill as
+maker when a later book crosses them. Maker and taker fees apply. Faults are injected on
+purpose and reproducibly (a seeded generator): latency, an error rate, a timeout rate, and
+outage windows on the venue's clock. Register an instance as a plugin and it offers itself
+through ``bot4_exchange_adapters``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot4.clock import Clock, MonotonicClock
+from bot4.errors import (
+    ConfigError,
+    ExchangeError,
+    ExchangeTimeoutError,
+    ExchangeUnavailableError,
+    OrderNotFoundError,
+)
+from bot4.orders.adapter import CAPABILITIES, Fees
+from bot4.plugins.hookspecs import hookimpl
+
+__all__ = ["Faults", "PaperExchange"]
+
+Level = list[float]  # [price, amount]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Faults:
+    """What goes wrong at a :class:`PaperExchange`, on purpose."""
+
+    latency_seconds: float = 0.0
+    """Every request sleeps this long (real time) before it is served."""
+    error_rate: float = 0.0
+    """Share of requests refused with :class:`bot4.ExchangeError`."""
+    timeout_rate: float = 0.0
+    """Share of requests failing with :class:`bot4.ExchangeTimeoutError` (nothing is done)."""
+    outages: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+    """``(start, end)`` windows, in seconds of the venue's clock, when every request fails
+    with :class:`bot4.ExchangeUnavailableError`."""
+
+    def __post_init__(self) -> None:
+        for name in ("latency_seconds", "error_rate", "timeout_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(name, f"must be a finite number >= 0, got {value!r}")
+        if self.error_rate + self.timeout_rate > 1:
+            raise ConfigError("error_rate", "error_rate + timeout_rate must not exceed 1")
+        for window in self.outages:
+            if len(window) != 2 or not window[0] < window[1]:
+                raise ConfigError("outages", f"each outage is (start, end) with start < end, got {window!r}")
+
+
+class PaperExchange:
+    """A simulated venue. ``name`` is also the name of its circuit breaker.
+
+    Args:
+        name: the venue's name.
+        fees: maker and taker fees.
+        faults: injected faults (none by default).
+        clock: the clock outage windows are read on (default: monotonic).
+        seed: seed of the fault generator (the same seed, the same faults).
+        capabilities: overrides of the capability map (e.g. ``{"createStopOrder": True}``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        fees: Fees | None = None,
+        faults: Faults | None = None,
+        clock: Clock | None = None,
+        seed: int = 0,
+        capabilities: Mapping[str, bool] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError("name", f"a venue name is a non-empty string, got {name!r}")
+        self.name = name
+        self.fees = fees if fees is not None else Fees()
+        self.faults = faults if faults is not None else Faults()
+        self._clock = clock if clock is not None else MonotonicClock()
+        self._rng = random.Random(seed)
+        self.capabilities: dict[str, bool] = {cap: True for cap in CAPABILITIES}
+        self.capabilities["createStopOrder"] = False
+        self.capabilities.update(capabilities or {})
+        self._books: dict[str, dict[str, list[Level]]] = {}
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self.requests = 0
+        """Requests received (including those that failed)."""
+
+    @hookimpl
+    def bot4_exchange_adapters(self) -> list[PaperExchange]:
+        """This venue, offered to the order manager."""
+        return [self]
+
+    # ------------------------------------------------------------------ market data
+
+    def set_book(self, symbol: str, bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, float]]) -> None:
+        """Replace the book of ``symbol``; resting orders the new book crosses fill as maker."""
+        book = {
+            "bids": sorted(([float(p), float(a)] for p, a in bids if a > 0), key=lambda lv: -lv[0]),
+            "asks": sorted(([float(p), float(a)] for p, a in asks if a > 0), key=lambda lv: lv[0]),
+        }
+        self._books[symbol] = book
+        for order in list(self._orders.values()):
+            if order["symbol"] == symbol and order["status"] == "open":
+                self._match(order, book, maker=True)
+
+    def _book(self, symbol: str) -> dict[str, list[Level]]:
+        book = self._books.get(symbol)
+        if book is None:
+            raise ExchangeError(self.name, f"no market {symbol!r}")
+        return book
+
+    # ------------------------------------------------------------------ faults
+
+    def _request(self) -> None:
+        self.requests += 1
+        faults = self.faults
+        if faults.latency_seconds:
+            time.sleep(faults.latency_seconds)
+        now = self._clock.now_ns() / 1e9
+        for start, end in faults.outages:
+            if start <= now < end:
+                raise ExchangeUnavailableError(self.name, f"outage until {end:.3f}s")
+        draw = self._rng.random()
+        if draw < faults.timeout_rate:
+            raise ExchangeTimeoutError(self.name, "request timed out")
+        if draw < faults.timeout_rate + faults.error_rate:
+            raise ExchangeError(self.name, "internal error (injected)")
+
+    # ------------------------------------------------------------------ orders
+
+    def create_order(
+        self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Place an order; market and crossing limit orders fill at once against the book."""
+        self._request()
+        params = dict(params or {})
+        if type not in ("market", "limit") or side not in ("buy", "sell"):
+            raise ExchangeError(self.name, f"unsupported order {type} {side}")
+        if not (isinstance(amount, (int, float)) and math.isfinite(amount) and amount > 0):
+            raise ExchangeError(self.name, f"invalid amount {amount!r}")
+        if type == "limit" and not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
+            raise ExchangeError(self.name, f"invalid price {price!r}")
+        book = self._book(symbol)
+        tif = str(params.get("timeInForce", "GTC")).upper()
+        order: dict[str, Any] = {
+            "id": f"{self.name}-{next(self._ids)}",
+            "clientOrderId": params.get("clientOrderId"),
+            "symbol": symbol,
+            "type": type,
+            "side": side,
+            "price": price,
+            "amount": float(amount),
+            "filled": 0.0,
+            "remaining": float(amount),
+            "cost": 0.0,
+            "average": None,
+            "status": "open",
+            "timeInForce": tif,
+            "trades": [],
+            "fee": {"cost": 0.0, "currency": symbol.split("/")[-1]},
+        }
+        opposite = book["asks" if side == "buy" else "bids"]
+        crosses = bool(opposite) and (
+            type == "market" or (opposite[0][0] <= price if side == "buy" else opposite[0][0] >= price)  # type: ignore[operator]
+        )
+        if tif == "PO" and crosses:
+            order["status"] = "rejected"
+            self._orders[order["id"]] = order
+            return dict(order)
+        if tif == "FOK" and self._available(opposite, side, price if type == "limit" else None) < amount:
+            order["status"] = "canceled"
+            self._orders[order["id"]] = order
+            return dict(order)
+        self._orders[order["id"]] = order
+        self._match(order, book, maker=False)
+        if order["status"] == "open" and (type == "market" or tif in ("IOC", "FOK")):
+            order["status"] = "canceled"  # what could not fill now is canceled
+        return dict(order, trades=list(order["trades"]))
+
+    def _available(self, levels: list[Level], side: str, limit: float | None) -> float:
+        total = 0.0
+        for price, amount in levels:
+            if limit is not None and (price > limit if side == "buy" else price < limit):
+                break
+            total += amount
+        return total
+
+    def _match(self, order: dict[str, Any], book: dict[str, list[Level]], *, maker: bool) -> None:
+        side, limit = order["side"], order["price"] if order["type"] == "limit" else None
+        levels = book["asks" if side == "buy" else "bids"]
+        fee_rate = self.fees.maker if maker else self.fees.taker
+        while order["remaining"] > 1e-12 and levels:
+            level_price, level_amount = levels[0]
+            if limit is not None and (level_price > limit if side == "buy" else level_price < limit):
+                break
+            take = min(order["remaining"], level_amount)
+            price = limit if maker and limit is not None else level_price
+            fee = take * price * fee_rate
+            order["trades"].append(
+                {
+                    "id": f"{self.name}-t{next(self._trade_ids)}",
+                    "order": order["id"],
+                    "price": price,
+                    "amount": take,
+                    "cost": take * price,
+                    "takerOrMaker": "maker" if maker else "taker",
+                    "fee": {"cost": fee, "currency": order["fee"]["currency"]},
+                }
+            )
+            order["filled"] += take
+            order["remaining"] = max(0.0, order["amount"] - order["filled"])
+            order["cost"] += take * price
+            order["fee"]["cost"] += fee
+            order["average"] = order["cost"] / order["filled"]
+            level_amount -= take
+            if level_amount <= 1e-12:
+                levels.pop(0)
+            else:
+                levels[0][1] = level_amount
+        if order["remaining"] <= 1e-12 * order["amount"]:
+            order["remaining"] = 0.0
+            order["status"] = "closed"
+
+    def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
+        """Cancel an open order."""
+        self._request()
+        order = self._orders.get(id)
+        if order is None:
+            raise OrderNotFoundError(self.name, f"no order {id!r}")
+        if order["status"] != "open":
+            raise ExchangeError(self.name, f"order {id!r} is {order['status']}, not open")
+        order["status"] = "canceled"
+        return dict(order, trades=list(order["trades"]))
+
+    def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
+        """One order."""
+        self._request()
+        order = self._orders.get(id)
+        if order is None:
+            raise OrderNotFoundError(self.name, f"no order {id!r}")
+        return dict(order, trades=list(order["trades"]))
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Open orders (of ``symbol``)."""
+        self._request()
+        return [
+            dict(o, trades=list(o["trades"]))
+            for o in self._orders.values()
+            if o["status"] == "open" and (symbol is None or o["symbol"] == symbol)
+        ]
+
+    def fetch_balance(self) -> dict[str, Any]:
+        """Net traded amounts per currency (the venue starts everyone at zero)."""
+        self._request()
+        total: dict[str, float] = {}
+        for o in self._orders.values():
+            base, quote = o["symbol"].split("/") if "/" in o["symbol"] else (o["symbol"], "QUOTE")
+            sign = 1 if o["side"] == "buy" else -1
+            total[base] = total.get(base, 0.0) + sign * o["filled"]
+            total[quote] = total.get(quote, 0.0) - sign * o["cost"] - o["fee"]["cost"]
+        return {"total": total, "free": dict(total), "used": {k: 0.0 for k in total}}
+
+    def fetch_order_book(self, symbol: str, limit: int | None = None) -> dict[str, Any]:
+        """The book, best levels first."""
+        self._request()
+        book = self._book(symbol)
+        n = limit if limit is not None else None
+        return {"symbol": symbol, "bids": [list(lv) for lv in book["bids"][:n]], "asks": [list(lv) for lv in book["asks"][:n]]}
+
+    def fetch_ticker(self, symbol: str) -> dict[str, Any]:
+        """Best bid, best ask, and their mid as ``last``."""
+        self._request()
+        book = self._book(symbol)
+        bid = book["bids"][0][0] if book["bids"] else None
+        ask = book["asks"][0][0] if book["asks"] else None
+        last = (bid + ask) / 2 if bid is not None and ask is not None else bid or ask
+        return {"symbol": symbol, "bid": bid, "ask": ask, "last": last}
+
+    def __repr__(self) -> str:
+        return f"<PaperExchange {self.name}>"
