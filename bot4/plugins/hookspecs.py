@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from bot4.errors import CircuitOpenError
     from bot4.order import Order
     from bot4.orders.adapter import ExchangeAdapter
+    from bot4.orders.routing import Route, VenueInfo
     from bot4.risk.decision import Decision, Rejection
     from bot4.risk.ledger import RiskLedger
 
@@ -145,4 +146,22 @@ def bot4_exchange_adapters() -> list[ExchangeAdapter]:
                 return [MyBinanceAdapter(), bot4.PaperExchange("paper")]
 
     :return: a list of :class:`bot4.ExchangeAdapter` objects.
+    """
+
+
+@hookspec(firstresult=True)
+def bot4_route_order(order: Order, venues: list[VenueInfo], strategy: str) -> Route | None:
+    """Decide where ``order`` goes. Stops at the first non-None result.
+
+    ``venues`` holds only the venues that can take the order now (their breaker is not
+    open, they have the capability the order needs), in the order manager's order. The
+    built-in strategies (``bot4.route.best_price``, ``lowest_fee``, ``fastest``, ``split``,
+    ``round_robin``, ``primary``) answer only when ``strategy`` is their name; a user's
+    strategy runs first and may answer for any name.
+
+    :param order: the :class:`bot4.Order` to route.
+    :param venues: the :class:`bot4.VenueInfo` candidates (``name``, ``fees``,
+        ``capabilities``, ``latency``, ``book()``).
+    :param strategy: the strategy name the order manager was configured with.
+    :return: a :class:`bot4.Route` (legs of venue and quantity), or None to pass.
     """
