@@ -37,10 +37,13 @@ from bot4.errors import (
     SegmentExistsError,
     SegmentLayoutError,
     SegmentNotFoundError,
+    UnknownOrderError,
 )
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders import Fill, OrderEvent, OrderStatus, TrackedOrder, Transition
 from bot4.orders.adapter import ExchangeAdapter, Fees
+from bot4.orders.manager import ManagedOrder, OrderManager
+from bot4.orders.routing import Leg, Route, VenueInfo
 from bot4.orders.pnl import CostMethod, PnlBook
 from bot4.plugins.builtin.paper import Faults, PaperExchange
 from bot4.plugins import PluginManager, hookimpl, make_plugin_manager
@@ -92,11 +95,14 @@ __all__ = [
     "InvalidOrderError",
     "InvalidTransitionError",
     "KillSwitch",
+    "Leg",
     "LockTimeoutError",
+    "ManagedOrder",
     "ManualClock",
     "MonotonicClock",
     "Order",
     "OrderEvent",
+    "OrderManager",
     "OrderNotFoundError",
     "OrderRejectedError",
     "OrderStatus",
@@ -113,6 +119,7 @@ __all__ = [
     "RiskLedger",
     "RiskLimits",
     "RiskSnapshot",
+    "Route",
     "SegmentError",
     "SegmentExistsError",
     "SegmentLayoutError",
@@ -122,6 +129,8 @@ __all__ = [
     "TrackedOrder",
     "TradingState",
     "Transition",
+    "UnknownOrderError",
+    "VenueInfo",
     "WorkerSlot",
     "hookimpl",
     "make_plugin_manager",

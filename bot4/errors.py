@@ -28,6 +28,7 @@ __all__ = [
     "SegmentExistsError",
     "SegmentLayoutError",
     "SegmentNotFoundError",
+    "UnknownOrderError",
 ]
 
 
@@ -76,6 +77,10 @@ class InvalidTransitionError(Bot4Error):
 
 class FillError(Bot4Error):
     """A fill that cannot apply: it would exceed the order's quantity, or is malformed."""
+
+
+class UnknownOrderError(Bot4Error):
+    """No order with that id is known to the order manager."""
 
 
 class ExchangeError(Bot4Error):

@@ -66,8 +66,13 @@ RESUME = "resume"
 LATE_FILL = "late_fill"
 """Target marker: FILLED if the late fill completes the order, else the status stays."""
 
-_OPEN_EVENTS = {E.PENDING_UPDATE: S.PENDING_UPDATE, E.PENDING_CANCEL: S.PENDING_CANCEL, E.FILLED: FILL,
-                E.CANCELED: S.CANCELED, E.EXPIRED: S.EXPIRED}
+_OPEN_EVENTS: dict[OrderEvent, OrderStatus | str] = {
+    E.PENDING_UPDATE: S.PENDING_UPDATE,
+    E.PENDING_CANCEL: S.PENDING_CANCEL,
+    E.FILLED: FILL,
+    E.CANCELED: S.CANCELED,
+    E.EXPIRED: S.EXPIRED,
+}
 
 TRANSITIONS: dict[tuple[OrderStatus, OrderEvent], OrderStatus | str] = {
     (S.INITIALIZED, E.DENIED): S.DENIED,

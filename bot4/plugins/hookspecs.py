@@ -147,6 +147,7 @@ def bot4_exchange_adapters() -> list[ExchangeAdapter]:
 
     :return: a list of :class:`bot4.ExchangeAdapter` objects.
     """
+    return []
 
 
 @hookspec(firstresult=True)

@@ -88,7 +88,7 @@ class Split:
                 if adjusted > 0:
                     offers.append((adjusted if buying else -adjusted, v.name, amount))
         offers.sort()
-        left, legs = order.quantity, defaultdict(float)
+        left, legs = order.quantity, defaultdict[str, float](float)
         for _, venue, amount in offers:
             if left <= 0:
                 break

@@ -1,0 +1,333 @@
+"""The order manager: risk, routing, venues behind their breakers, fills, positions and P&L."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bot4.breaker.config import BreakerConfig
+from bot4.errors import Bot4Error, CircuitOpenError, ConfigError, ExchangeError, UnknownOrderError
+from bot4.order import Order, OrderType, TimeInForce
+from bot4.orders.adapter import ExchangeAdapter
+from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
+from bot4.orders.routing import Route, VenueInfo, required_capability
+from bot4.orders.status import OrderEvent, OrderStatus
+from bot4.orders.tracked import Fill, TrackedOrder
+from bot4.risk.decision import Decision, Reservation
+
+if TYPE_CHECKING:
+    from bot4.core import Core
+
+__all__ = ["ManagedOrder", "OrderManager"]
+
+_LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
+
+
+@dataclass(eq=False)
+class ManagedOrder:
+    """An order under management: its tracked state, risk decision and venue legs."""
+
+    tracked: TrackedOrder
+    decision: Decision | None = None
+    route: Route | None = None
+    legs: dict[str, str] = field(default_factory=dict)
+    """venue -> venue order id, for every leg the venues accepted."""
+    open_legs: set[str] = field(default_factory=set)
+    """Venues where a leg is still open."""
+    reason: str = ""
+    """Why the order was denied or rejected, in words."""
+
+    @property
+    def id(self) -> str:
+        """The client order id."""
+        return self.tracked.id
+
+    @property
+    def status(self) -> OrderStatus:
+        """The order's status."""
+        return self.tracked.status
+
+    @property
+    def reservation(self) -> Reservation | None:
+        """The risk reservation held for the order while it is open."""
+        return None if self.decision is None else self.decision.reservation
+
+
+class OrderManager:
+    """Submits orders through risk, routing and the venues' breakers; tracks them to the end.
+
+    Venues come from the ``bot4_exchange_adapters`` hook, in plugin registration order; each is guarded by the core's
+    breaker of the same name. An order goes: ``risk.reserve`` → the routing strategy →
+    ``create_order`` at the venue(s) → acknowledgements and fills → positions, P&L and the
+    risk ledger (``risk.on_fill``). Every terminal path releases what the order still holds.
+
+    Args:
+        core: the core (risk engine, breakers, plugins).
+        routing: the routing strategy's name (built-in: ``best_price``, ``lowest_fee``,
+            ``fastest``, ``split``, ``round_robin``, ``primary``).
+        cost_method: how P&L measures the cost of what is closed.
+        breaker_config: the config of venue breakers this manager creates.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        routing: str = "best_price",
+        cost_method: CostMethod = CostMethod.AVERAGE,
+        breaker_config: BreakerConfig | None = None,
+    ) -> None:
+        if not isinstance(routing, str) or not routing:
+            raise ConfigError("routing", f"expected a strategy name, got {routing!r}")
+        self._core = core
+        self._risk = core.risk
+        self._routing = routing
+        self._pnl = PnlBook(cost_method)
+        self._orders: dict[str, ManagedOrder] = {}
+        self._latency: dict[str, float] = {}
+        self._venues: dict[str, ExchangeAdapter] = {}
+        for group in reversed(core.plugins.hook.bot4_exchange_adapters()):  # in registration order
+            for adapter in group:
+                if not isinstance(adapter, ExchangeAdapter):
+                    raise ConfigError("venues", f"{adapter!r} is not an ExchangeAdapter")
+                if adapter.name in self._venues:
+                    raise ConfigError("venues", f"two venues are named {adapter.name!r}")
+                self._venues[adapter.name] = adapter
+        if not self._venues:
+            raise ConfigError("venues", "no venue: register an adapter plugin (bot4_exchange_adapters) first")
+        self._breakers = {name: core.breaker(name, breaker_config) for name in self._venues}
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def venues(self) -> list[str]:
+        """Venue names, in the order routing sees them."""
+        return list(self._venues)
+
+    def get(self, order_id: str) -> ManagedOrder:
+        """The order with client order id ``order_id``."""
+        managed = self._orders.get(order_id)
+        if managed is None:
+            raise UnknownOrderError(f"no order {order_id!r} in this order manager")
+        return managed
+
+    def orders(self) -> list[ManagedOrder]:
+        """Every order, in submission order."""
+        return list(self._orders.values())
+
+    def open_orders(self) -> list[ManagedOrder]:
+        """Orders that may still trade."""
+        return [m for m in self._orders.values() if m.tracked.is_open]
+
+    def positions(self) -> list[PositionView]:
+        """Positions per symbol, venue and strategy."""
+        return self._pnl.positions()
+
+    def pnl(self, *, symbol: str | None = None, venue: str | None = None, strategy: str | None = None) -> PnlTotals:
+        """Realized, fees and unrealized P&L, optionally for one symbol, venue or strategy."""
+        return self._pnl.totals(symbol=symbol, venue=venue, strategy=strategy)
+
+    @property
+    def book(self) -> PnlBook:
+        """The P&L book."""
+        return self._pnl
+
+    def mark(self, symbol: str, price: float) -> None:
+        """A new price: unrealized P&L here, and marks, exposure and drawdown in the risk ledger."""
+        self._pnl.on_mark(symbol, price)
+        self._risk.on_price(symbol, price)
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(self, order: Order) -> ManagedOrder:
+        """Send ``order``: reserve, route, place. Returns the managed order in its new status.
+
+        A risk rejection ends DENIED with the decision attached and nothing sent; no venue
+        able to take it ends DENIED with the reason; venue errors move on to the next venue
+        the strategy picks, and end REJECTED when none is left. What is not filled is
+        released from the risk ledger when the order ends.
+        """
+        if not isinstance(order, Order):
+            raise ConfigError("order", f"expected a bot4.Order, got {type(order).__name__}")
+        if order.client_order_id in self._orders:
+            raise ConfigError("client_order_id", f"order {order.client_order_id!r} was already submitted")
+        managed = ManagedOrder(TrackedOrder(order))
+        self._orders[order.client_order_id] = managed
+        now = self._core.clock.now_ns
+        decision = self._risk.reserve(order)
+        managed.decision = decision
+        if not decision.approved:
+            managed.reason = "risk: " + ", ".join(decision.codes)
+            managed.tracked.apply(OrderEvent.DENIED, now(), managed.reason)
+            return managed
+        failed: set[str] = set()
+        while True:
+            route = self._route(order, failed)
+            if route is None:
+                why = "no venue can take the order" + (f" (failed: {', '.join(sorted(failed))})" if failed else "")
+                managed.reason = why
+                event = OrderEvent.DENIED if not managed.legs and not failed else OrderEvent.REJECTED
+                if managed.status is OrderStatus.INITIALIZED and event is OrderEvent.REJECTED:
+                    managed.tracked.apply(OrderEvent.SUBMITTED, now(), "routing")
+                managed.tracked.apply(event, now(), why)
+                self._finish(managed)
+                return managed
+            managed.route = route
+            if managed.status is OrderStatus.INITIALIZED:
+                managed.tracked.apply(OrderEvent.SUBMITTED, now(), f"{route.strategy}: {', '.join(route.venues)}")
+            placed_any = False
+            for leg in route.legs:
+                try:
+                    result = self._call(leg.venue, "create_order", *self._venue_args(order, leg.quantity))
+                except (ExchangeError, CircuitOpenError) as exc:
+                    failed.add(leg.venue)
+                    managed.reason = str(exc)
+                    continue
+                placed_any = True
+                self._absorb(managed, leg.venue, result)
+            if placed_any:
+                return managed
+
+    def _venue_args(self, order: Order, quantity: float) -> tuple[Any, ...]:
+        kind = "market" if order.type is OrderType.MARKET else "limit"
+        params: dict[str, Any] = {"clientOrderId": order.client_order_id}
+        if order.time_in_force is not TimeInForce.GTC:
+            params["timeInForce"] = order.time_in_force.value
+        if order.reduce_only:
+            params["reduceOnly"] = True
+        return (order.symbol, kind, order.side.value, quantity, order.price, params)
+
+    def _route(self, order: Order, excluded: set[str]) -> Route | None:
+        capability = required_capability(order)
+        candidates = [
+            VenueInfo(
+                name=name,
+                fees=adapter.fees,
+                capabilities=adapter.capabilities,
+                latency=self._latency.get(name),
+                _book=self._book_reader(name, order.symbol),
+            )
+            for name, adapter in self._venues.items()
+            if name not in excluded
+            and adapter.capabilities.get(capability, False)
+            and self._breakers[name].state.name not in ("OPEN", "FORCED_OPEN")
+            and not self._core.fuse.tripped
+        ]
+        if not candidates:
+            return None
+        try:
+            route = self._core.plugins.hook.bot4_route_order(order=order, venues=candidates, strategy=self._routing)
+        except (ExchangeError, CircuitOpenError) as exc:  # a venue failed while the strategy read its book
+            failed = exc.venue if isinstance(exc, ExchangeError) else exc.breaker
+            return self._route(order, excluded | {failed if failed in self._venues else candidates[0].name})
+        if route is None:
+            raise ConfigError("routing", f"no routing strategy named {self._routing!r} answered")
+        allowed = {v.name for v in candidates}
+        if not route.legs or any(leg.venue not in allowed or not leg.quantity > 0 for leg in route.legs):
+            raise Bot4Error(f"routing strategy {route.strategy!r} returned an invalid route {route!r}")
+        return route
+
+    def _book_reader(self, venue: str, symbol: str) -> Callable[[], Any]:
+        return lambda: self._call(venue, "fetch_order_book", symbol)
+
+    def _call(self, venue: str, method: str, *args: Any) -> Any:
+        clock = self._core.clock
+        start = clock.now_ns()
+        with self._breakers[venue].call():
+            result = getattr(self._venues[venue], method)(*args)
+        seconds = (clock.now_ns() - start) / 1e9
+        previous = self._latency.get(venue)
+        self._latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
+        return result
+
+    # ------------------------------------------------------------------ venue reports
+
+    def _absorb(self, managed: ManagedOrder, venue: str, report: Mapping[str, Any]) -> None:
+        """Apply a venue's order report: acknowledgement, new trades, final status."""
+        tracked, now = managed.tracked, self._core.clock.now_ns
+        status = report.get("status")
+        managed.legs[venue] = str(report.get("id"))
+        tracked.venue = venue if tracked.venue in (None, venue) else "split"
+        tracked.venue_order_id = managed.legs[venue] if len(managed.legs) == 1 else None
+        if status == "rejected":
+            if len(managed.legs) == 1 and tracked.status is OrderStatus.SUBMITTED:
+                managed.reason = f"{venue} rejected the order"
+                tracked.apply(OrderEvent.REJECTED, now(), managed.reason)
+                self._finish(managed)
+            return
+        if tracked.status is OrderStatus.SUBMITTED:
+            tracked.apply(OrderEvent.ACCEPTED, now(), f"{venue} {report.get('id')}")
+        for trade in report.get("trades") or ():
+            self._apply_trade(managed, venue, trade)
+        if status == "open":
+            managed.open_legs.add(venue)
+        else:
+            managed.open_legs.discard(venue)
+        if tracked.status is OrderStatus.FILLED:
+            self._finish(managed)
+        elif status in ("canceled", "expired") and tracked.is_open and not managed.open_legs:
+            tracked.apply(OrderEvent.CANCELED if status == "canceled" else OrderEvent.EXPIRED, now(), venue)
+            self._finish(managed)
+    def _apply_trade(self, managed: ManagedOrder, venue: str, trade: Mapping[str, Any]) -> None:
+        order = managed.tracked.order
+        fee = (trade.get("fee") or {}).get("cost") or 0.0
+        fill = Fill(
+            trade_id=f"{venue}:{trade['id']}",
+            quantity=float(trade["amount"]),
+            price=float(trade["price"]),
+            fee=float(fee),
+            liquidity=str(trade.get("takerOrMaker") or "taker"),
+            venue=venue,
+        )
+        if not managed.tracked.fill(fill, self._core.clock.now_ns()):
+            return  # a trade already applied
+        self._pnl.on_fill(
+            order.symbol, order.side, fill.quantity, fill.price, fee=fill.fee, venue=venue, strategy=order.strategy
+        )
+        reservation = managed.reservation
+        if reservation is not None:
+            self._risk.on_fill(reservation, fill.quantity, fill.price, fee=fill.fee)
+
+    def _finish(self, managed: ManagedOrder) -> None:
+        """Give back what the order's reservation still holds (idempotent)."""
+        if managed.reservation is not None:
+            self._risk.release(managed.reservation)
+
+    # ------------------------------------------------------------------ cancel and poll
+
+    def cancel(self, order_id: str) -> ManagedOrder:
+        """Cancel an open order at its venue(s); a refused cancel returns it to its open status."""
+        managed = self.get(order_id)
+        tracked, now = managed.tracked, self._core.clock.now_ns
+        tracked.apply(OrderEvent.PENDING_CANCEL, now(), "cancel requested")
+        symbol = tracked.order.symbol
+        refused: list[str] = []
+        for venue, venue_id in managed.legs.items():
+            try:
+                report = self._call(venue, "cancel_order", venue_id, symbol)
+            except (ExchangeError, CircuitOpenError) as exc:
+                refused.append(f"{venue}: {exc}")
+                continue
+            for trade in report.get("trades") or ():
+                self._apply_trade(managed, venue, trade)
+        if refused:
+            tracked.apply(OrderEvent.CANCEL_REJECTED, now(), "; ".join(refused))
+        elif tracked.is_open:
+            tracked.apply(OrderEvent.CANCELED, now(), "canceled")
+            self._finish(managed)
+        return managed
+
+    def poll(self) -> int:
+        """Fetch every open order from its venue(s) and apply what changed; returns how many were polled."""
+        polled = 0
+        for managed in self.open_orders():
+            symbol = managed.tracked.order.symbol
+            for venue, venue_id in list(managed.legs.items()):
+                try:
+                    report = self._call(venue, "fetch_order", venue_id, symbol)
+                except (ExchangeError, CircuitOpenError):
+                    continue
+                polled += 1
+                self._absorb(managed, venue, report)
+        return polled
