@@ -1,0 +1,1 @@
+"""Adapters to real venues (optional extras)."""
