@@ -73,3 +73,17 @@ class NautilusRisk:
     def halt(self) -> None:
         """Set the trading state to HALTED."""
         self.engine.set_trading_state(TradingState.HALTED)
+
+
+def nautilus_orders_to_accept(n: int) -> tuple[list[Any], list[Any]]:
+    """``n`` submitted NautilusTrader limit orders and an OrderAccepted event for each."""
+    from nautilus_trader.test_kit.stubs.events import TestEventStubs
+
+    risk = NautilusRisk()
+    orders, events = [], []
+    for command in risk.commands(n):
+        order = command.order
+        order.apply(TestEventStubs.order_submitted(order))
+        orders.append(order)
+        events.append(TestEventStubs.order_accepted(order))
+    return orders, events

@@ -24,7 +24,7 @@ def overheads(benchmarks: list[Any]) -> dict[str, dict[str, float]]:
             continue
         params = bench.params or {}
         name = params.get("lib") or params.get("op") or bench.extra_info.get("lib") or bench.name
-        medians[bench.group][name] = bench.stats.median / BATCH * 1e9
+        medians[bench.group][name] = bench.stats.median / bench.extra_info.get("per_order_divisor", BATCH) * 1e9
     table: dict[str, dict[str, float]] = {}
     for group, by_name in medians.items():
         base = by_name.get("plain", 0.0)
@@ -54,7 +54,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
             for peer in ("circuitbreaker", "pybreaker", "purgatory", "nautilus"):
                 if peer in row and peer != name and row[peer] > 0:
                     ratios.append(f"{ns / row[peer]:.2f}x {peer}")
-            X
+            tr.write_line(f"  {name:<34} {ns:>9.0f} ns   {'  '.join(ratios)}")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
 from bot4.breaker.config import BreakerConfig, Outcome
-from bot4.breaker.state import BreakerState, StateWord
+from bot4.breaker.state import BreakerState, StateWord, ns_until
 from bot4.errors import CircuitOpenError, FuseTrippedError, SegmentError
 from bot4.shm import _native
 from bot4.shm import layout as L
@@ -23,7 +23,6 @@ __all__ = ["BreakerSnapshot", "CircuitBreaker"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_MS = 1_000_000
 _LOW32 = 0xFFFFFFFF
 _OPEN = BreakerState.OPEN
 _PASS = object()  # token: the breaker is disabled, the call is neither checked nor recorded
@@ -38,10 +37,6 @@ class _Trial:
     def __init__(self, seq: int, t0: int) -> None:
         self.seq = seq
         self.t0 = t0
-
-
-def _ceil_ms(ns: int) -> int:
-    return -(-ns // _MS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,20 +240,20 @@ class CircuitBreaker:
                 return now
             if state is BreakerState.FORCED_OPEN:
                 self._reject(CircuitOpenError(self._name, state, None, "forced open"))
-            until = sw.until_ms * _MS
+            left = ns_until(sw.until_ms, now)
             if state is BreakerState.OPEN:
-                if now < until:
-                    self._reject(CircuitOpenError(self._name, state, (until - now) / 1e9, ""))
+                if left > 0:
+                    self._reject(CircuitOpenError(self._name, state, left / 1e9, ""))
                 cfg = self._config_words()
                 new = sw.successor(
-                    BreakerState.HALF_OPEN, until_ms=_ceil_ms(now + int(cfg[_native.CFG_HALF_OPEN_MAX_NS]))
+                    BreakerState.HALF_OPEN, until_ns=now + int(cfg[_native.CFG_HALF_OPEN_MAX_NS])
                 )
                 if r.cas(self._state_i, word, new):
                     self._changed(BreakerState.OPEN, BreakerState.HALF_OPEN, "open period elapsed", now)
                 continue
             # HALF_OPEN
-            if now >= until:
-                new = sw.successor(BreakerState.OPEN, until_ms=_ceil_ms(now + self._open_ns(sw.level)))
+            if left <= 0:
+                new = sw.successor(BreakerState.OPEN, until_ns=now + self._open_ns(sw.level))
                 if r.cas(self._state_i, word, new):
                     self._changed(
                         BreakerState.HALF_OPEN, BreakerState.OPEN, "no trial verdict within half_open_max_seconds", now
@@ -268,7 +263,7 @@ class CircuitBreaker:
             permits = r.load(self._permits_i)
             issued = permits & _LOW32 if permits >> 32 == sw.seq else 0
             if issued >= limit:
-                self._reject(CircuitOpenError(self._name, state, (until - now) / 1e9, "trial permits in use"))
+                self._reject(CircuitOpenError(self._name, state, left / 1e9, "trial permits in use"))
             if r.cas(self._permits_i, permits, (sw.seq << 32) | (issued + 1)):
                 if r.load(self._state_i) == word:
                     return _Trial(sw.seq, now)
@@ -294,7 +289,7 @@ class CircuitBreaker:
             sw = StateWord.unpack(word)
             if sw.state is BreakerState.HALF_OPEN and sw.seq == trial.seq:
                 level = sw.level + 1
-                new = sw.successor(BreakerState.OPEN, level=level, until_ms=_ceil_ms(now + self._open_ns(level)))
+                new = sw.successor(BreakerState.OPEN, level=level, until_ns=now + self._open_ns(level))
                 if r.cas(self._state_i, word, new):
                     self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, "trial call failed", now)
             return
@@ -323,7 +318,7 @@ class CircuitBreaker:
             return
         calls, failures, slow = self._gate.counts()
         consecutive = r.load(self._rec + _native.REC_CONSEC)
-        new = sw.successor(BreakerState.OPEN, level=0, until_ms=_ceil_ms(now + self._open_ns(0)))
+        new = sw.successor(BreakerState.OPEN, level=0, until_ns=now + self._open_ns(0))
         if r.cas(self._state_i, word, new):
             r.store(self._rec + _native.REC_CONSEC, 0)
             if verdict == _native.VERDICT_CONSECUTIVE:
@@ -361,6 +356,24 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         """The breaker's current state (an OPEN breaker whose period elapsed shows OPEN until its next call)."""
         return StateWord.unpack(self._r.load(self._state_i)).state
+
+    def would_reject(self) -> bool:
+        """Whether a call made now would be rejected without running (no side effects).
+
+        False for a closed breaker, an open one whose period has ended (its next call is a
+        trial), half-open and disabled ones; True while open, forced open, or under the fuse.
+        """
+        code = self._gate.acquire()
+        if code >= 0:
+            return False
+        if code < -1:
+            return True
+        state = self._r.load(self._state_i) & 7
+        if state == BreakerState.FORCED_OPEN:
+            return True
+        if state == BreakerState.CLOSED:
+            return self._r.load(L.H_FUSE) != 0
+        return False
 
     def force_open(self, reason: str = "forced open") -> None:
         """Reject every call in every process until :meth:`reset`."""
@@ -416,7 +429,7 @@ class CircuitBreaker:
         in_use = permits & _LOW32 if sw.state is BreakerState.HALF_OPEN and permits >> 32 == sw.seq else 0
         until = None
         if sw.state is BreakerState.OPEN:
-            until = max(0.0, (sw.until_ms * _MS - now) / 1e9)
+            until = max(0.0, ns_until(sw.until_ms, now) / 1e9)
         return BreakerSnapshot(
             name=self._name,
             state=sw.state,

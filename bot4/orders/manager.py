@@ -97,6 +97,10 @@ class OrderManager:
         if not self._venues:
             raise ConfigError("venues", "no venue: register an adapter plugin (bot4_exchange_adapters) first")
         self._breakers = {name: core.breaker(name, breaker_config) for name in self._venues}
+        self._infos = {
+            name: VenueInfo(name=name, fees=a.fees, capabilities=a.capabilities, latency=None, _book=lambda: None)
+            for name, a in self._venues.items()
+        }
 
     # ------------------------------------------------------------------ queries
 
@@ -200,20 +204,17 @@ class OrderManager:
 
     def _route(self, order: Order, excluded: set[str]) -> Route | None:
         capability = required_capability(order)
-        candidates = [
-            VenueInfo(
-                name=name,
-                fees=adapter.fees,
-                capabilities=adapter.capabilities,
-                latency=self._latency.get(name),
-                _book=self._book_reader(name, order.symbol),
-            )
-            for name, adapter in self._venues.items()
-            if name not in excluded
-            and adapter.capabilities.get(capability, False)
-            and self._breakers[name].state.name not in ("OPEN", "FORCED_OPEN")
-            and not self._core.fuse.tripped
-        ]
+        candidates = []
+        for name, adapter in self._venues.items():
+            if name in excluded or not adapter.capabilities.get(capability, False):
+                continue
+            if self._breakers[name].would_reject():
+                continue
+            info = self._infos[name]
+            info.latency = self._latency.get(name)
+            info._book = self._book_reader(name, order.symbol)
+            info._cached = None
+            candidates.append(info)
         if not candidates:
             return None
         try:
@@ -291,8 +292,8 @@ class OrderManager:
 
     def _finish(self, managed: ManagedOrder) -> None:
         """Give back what the order's reservation still holds (idempotent)."""
-        if managed.reservation is not None:
-            self._risk.release(managed.reservation)
+        if managed.reservation is not None and managed.tracked.status is not OrderStatus.FILLED:
+            self._risk.release(managed.reservation)  # a filled order's reservation ended with its last fill
 
     # ------------------------------------------------------------------ cancel and poll
 

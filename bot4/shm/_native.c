@@ -560,10 +560,15 @@ static PyObject *gate_acquire(Gate *self, PyObject *unused) {
         return PyLong_FromLongLong(now);
     }
     if ((word & 7) == STATE_OPEN) {
-        int64_t until = ((word >> 24) & ((1LL << 39) - 1)) * 1000000LL;
+        /* The deadline is ms modulo 2^39 (see bot4/breaker/state.py): compare by difference. */
+        const int64_t mask = (1LL << 39) - 1;
         int64_t now = gate_now(self, &err);
         if (err) return NULL;
-        if (now < until) return PyLong_FromLongLong(-2 - (until - now));
+        int64_t now_ms = now / 1000000LL;
+        int64_t delta = (((word >> 24) & mask) - now_ms) & mask;
+        if (delta >= (1LL << 38)) delta -= mask + 1;
+        int64_t left = delta * 1000000LL - (now - now_ms * 1000000LL);
+        if (left > 0) return PyLong_FromLongLong(-2 - left);
     }
     return PyLong_FromLong(-1);
 }

@@ -372,3 +372,18 @@ def test_body_exception_propagates_unchanged(core: Core) -> None:
         with br.call():
             raise err
     assert info.value is err
+
+
+def test_deadlines_work_with_any_clock_origin() -> None:
+    from bot4 import make_plugin_manager
+
+    clock = ManualClock(1_767_268_800.0)  # a wall-clock epoch: beyond 2**39 ms
+    with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as core:
+        br = core.breaker("x", BreakerConfig(consecutive_failures=1, open_seconds=5.0, half_open_calls=1))
+        fail(br)
+        assert rejected(br).retry_after == pytest.approx(5.0, abs=0.002)
+        clock.advance(4.0)
+        assert rejected(br).retry_after == pytest.approx(1.0, abs=0.002)
+        clock.advance(1.0)
+        succeed(br)
+        assert br.state is BreakerState.CLOSED

@@ -1,0 +1,115 @@
+"""Order management: the whole internal path of an order, and one state transition.
+
+Pipeline: ``OrderManager.submit`` of a market order with every risk rule on —
+risk reserve → best-price routing over two paper venues (both books read) → the venue
+(zero latency, deep books) → acknowledgement → fill → P&L → risk ledger fill. Each
+benchmark times a batch of orders. Transition: applying an ACCEPTED event to a
+submitted order, bot4's ``TrackedOrder.apply`` against NautilusTrader's ``Order.apply``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from benches._nautilus import nautilus_orders_to_accept
+from bot4 import Core, Order, OrderEvent, OrderManager, PaperExchange, RiskLimits, TrackedOrder
+
+DEEP = 1e12
+
+
+@pytest.fixture(scope="module")
+def desk() -> Iterator[OrderManager]:
+    with Core.create(max_reservations=65536) as core:
+        core.risk.configure(
+            dataclasses.replace(
+                RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
+            )
+        )
+        core.risk.set_equity(1e9)
+        core.risk.on_price("BTC/USDT", 100.0)
+        for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
+            venue = PaperExchange(name)
+            venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
+            core.plugins.register(venue, name=name)
+        yield OrderManager(core, routing="best_price")
+
+
+def _orders(n: int) -> list[Order]:
+    return [Order(symbol="BTC/USDT", side="buy", quantity=0.01, stop_loss=98.0) for _ in range(n)]
+
+
+def test_submit_to_fill_pipeline(benchmark: Any, desk: OrderManager) -> None:
+    benchmark.group = "order submit -> fill -> P&L"
+    benchmark.extra_info["lib"] = "bot4"
+    batch: list[Order] = []
+
+    def fresh() -> None:
+        batch[:] = _orders(200)
+
+    def run() -> None:
+        for order in batch:
+            desk.submit(order)
+
+    benchmark.pedantic(run, setup=fresh, rounds=30, iterations=1)
+    assert all(m.status.name == "FILLED" for m in desk.orders()[-200:])
+    benchmark.extra_info["per_order_divisor"] = 200
+
+
+def test_submit_latency_percentiles(benchmark: Any, desk: OrderManager) -> None:
+    benchmark.group = "order submit per-call percentiles"
+    benchmark.extra_info["lib"] = "bot4"
+    orders, samples = _orders(5000), []
+
+    def run() -> None:
+        for order in orders:
+            t = time.perf_counter_ns()
+            desk.submit(order)
+            samples.append(time.perf_counter_ns() - t)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    samples.sort()
+    benchmark.extra_info["percentiles_ns"] = {
+        "p50": samples[len(samples) // 2],
+        "p99": samples[len(samples) * 99 // 100],
+    }
+
+
+def test_transition(benchmark: Any, batch: int) -> None:
+    benchmark.group = "order transition (accept a submitted order)"
+    benchmark.extra_info["lib"] = "bot4"
+    pending: list[TrackedOrder] = []
+
+    def fresh() -> None:
+        pending.clear()
+        for order in _orders(batch):
+            tracked = TrackedOrder(order)
+            tracked.apply(OrderEvent.SUBMITTED, 0)
+            pending.append(tracked)
+
+    def run() -> None:
+        accepted = OrderEvent.ACCEPTED
+        for tracked in pending:
+            tracked.apply(accepted, 1)
+
+    benchmark.pedantic(run, setup=fresh, rounds=100, iterations=1)
+
+
+def test_nautilus_transition(benchmark: Any, batch: int) -> None:
+    benchmark.group = "order transition (accept a submitted order)"
+    benchmark.extra_info["lib"] = "nautilus"
+    pending: list[tuple[Any, Any]] = []
+
+    def fresh() -> None:
+        orders, events = nautilus_orders_to_accept(batch)
+        pending[:] = list(zip(orders, events, strict=True))
+
+    def run() -> None:
+        for order, event in pending:
+            order.apply(event)
+
+    benchmark.pedantic(run, setup=fresh, rounds=30, iterations=1)
