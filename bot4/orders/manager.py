@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,7 @@ class OrderManager:
             ``fastest``, ``split``, ``round_robin``, ``primary``).
         cost_method: how P&L measures the cost of what is closed.
         breaker_config: the config of venue breakers this manager creates.
+        keep_finished: how many finished orders :meth:`get` still finds (oldest forgotten first).
     """
 
     def __init__(
@@ -77,7 +79,10 @@ class OrderManager:
         routing: str = "best_price",
         cost_method: CostMethod = CostMethod.AVERAGE,
         breaker_config: BreakerConfig | None = None,
+        keep_finished: int = 10_000,
     ) -> None:
+        if isinstance(keep_finished, bool) or not isinstance(keep_finished, int) or keep_finished < 0:
+            raise ConfigError("keep_finished", f"expected an integer >= 0, got {keep_finished!r}")
         if not isinstance(routing, str) or not routing:
             raise ConfigError("routing", f"expected a strategy name, got {routing!r}")
         self._core = core
@@ -85,6 +90,8 @@ class OrderManager:
         self._routing = routing
         self._pnl = PnlBook(cost_method)
         self._orders: dict[str, ManagedOrder] = {}
+        self._keep_finished = keep_finished
+        self._finished: deque[str] = deque()
         self._latency: dict[str, float] = {}
         self._venues: dict[str, ExchangeAdapter] = {}
         for group in reversed(core.plugins.hook.bot4_exchange_adapters()):  # in registration order
@@ -117,7 +124,7 @@ class OrderManager:
         return managed
 
     def orders(self) -> list[ManagedOrder]:
-        """Every order, in submission order."""
+        """Every open order and the last ``keep_finished`` finished ones, in submission order."""
         return list(self._orders.values())
 
     def open_orders(self) -> list[ManagedOrder]:
@@ -291,9 +298,14 @@ class OrderManager:
             self._risk.on_fill(reservation, fill.quantity, fill.price, fee=fill.fee)
 
     def _finish(self, managed: ManagedOrder) -> None:
-        """Give back what the order's reservation still holds (idempotent)."""
+        """Give back what the order's reservation still holds (idempotent); remember a bounded past."""
         if managed.reservation is not None and managed.tracked.status is not OrderStatus.FILLED:
             self._risk.release(managed.reservation)  # a filled order's reservation ended with its last fill
+        self._finished.append(managed.id)
+        while len(self._finished) > self._keep_finished:
+            old = self._orders.get(self._finished.popleft())
+            if old is not None and not old.tracked.is_open:
+                del self._orders[old.id]
 
     # ------------------------------------------------------------------ cancel and poll
 

@@ -11,6 +11,7 @@ through ``bot4_exchange_adapters``.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 import math
 import random
 import time
@@ -70,6 +71,7 @@ class PaperExchange:
         clock: the clock outage windows are read on (default: monotonic).
         seed: seed of the fault generator (the same seed, the same faults).
         capabilities: overrides of the capability map (e.g. ``{"createStopOrder": True}``).
+        keep_closed: how many finished orders ``fetch_order`` still finds (oldest forgotten first).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class PaperExchange:
         clock: Clock | None = None,
         seed: int = 0,
         capabilities: Mapping[str, bool] | None = None,
+        keep_closed: int = 10_000,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError("name", f"a venue name is a non-empty string, got {name!r}")
@@ -94,6 +97,8 @@ class PaperExchange:
         self.capabilities.update(capabilities or {})
         self._books: dict[str, dict[str, list[Level]]] = {}
         self._orders: dict[str, dict[str, Any]] = {}
+        self._closed: deque[str] = deque()
+        self._keep_closed = keep_closed
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self.requests = 0
@@ -190,7 +195,16 @@ class PaperExchange:
         self._match(order, book, maker=False)
         if order["status"] == "open" and (type == "market" or tif in ("IOC", "FOK")):
             order["status"] = "canceled"  # what could not fill now is canceled
+        if order["status"] != "open":
+            self._closed_order(order["id"])
         return dict(order, trades=list(order["trades"]))
+
+    def _closed_order(self, order_id: str) -> None:
+        self._closed.append(order_id)
+        while len(self._closed) > self._keep_closed:
+            old = self._orders.get(self._closed.popleft())
+            if old is not None and old["status"] != "open":
+                del self._orders[old["id"]]
 
     def _available(self, levels: list[Level], side: str, limit: float | None) -> float:
         total = 0.0
