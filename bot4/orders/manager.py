@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from bot4.breaker.config import BreakerConfig
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
     from bot4.core import Core
 
 __all__ = ["ManagedOrder", "OrderManager"]
+
+
+def _invoke(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Callable[..., Any]:
+    """Call a ``bot4_route_order`` implementation with (order, venues, strategy), whatever it takes."""
+    if argnames == ("order", "venues", "strategy"):
+        return function
+    return lambda order, venues, strategy: function(
+        **{name: value for name, value in (("order", order), ("venues", venues), ("strategy", strategy)) if name in argnames}
+    )
+
 
 _LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
 
@@ -104,6 +119,9 @@ class OrderManager:
         if not self._venues:
             raise ConfigError("venues", "no venue: register an adapter plugin (bot4_exchange_adapters) first")
         self._breakers = {name: core.breaker(name, breaker_config) for name in self._venues}
+        self._guarded = {name: breaker(_invoke) for name, breaker in self._breakers.items()}
+        self._strategies: list[Callable[..., Route | None]] = []
+        self._strategies_gen = -1
         self._infos = {
             name: VenueInfo(name=name, fees=a.fees, capabilities=a.capabilities, latency=None, _book=lambda: None)
             for name, a in self._venues.items()
@@ -225,7 +243,7 @@ class OrderManager:
         if not candidates:
             return None
         try:
-            route = self._core.plugins.hook.bot4_route_order(order=order, venues=candidates, strategy=self._routing)
+            route = self._strategy_route(order, candidates)
         except (ExchangeError, CircuitOpenError) as exc:  # a venue failed while the strategy read its book
             failed = exc.venue if isinstance(exc, ExchangeError) else exc.breaker
             return self._route(order, excluded | {failed if failed in self._venues else candidates[0].name})
@@ -236,15 +254,29 @@ class OrderManager:
             raise Bot4Error(f"routing strategy {route.strategy!r} returned an invalid route {route!r}")
         return route
 
+    def _strategy_route(self, order: Order, candidates: list[VenueInfo]) -> Route | None:
+        """The first answer of the routing hook's implementations, in pluggy's order."""
+        pm = self._core.plugins
+        if pm.generation != self._strategies_gen:
+            self._strategies = [
+                _positional(impl.function, tuple(impl.argnames))
+                for impl in reversed(pm.hook.bot4_route_order.get_hookimpls())
+            ]
+            self._strategies_gen = pm.generation
+        for strategy in self._strategies:
+            route = strategy(order, candidates, self._routing)
+            if route is not None:
+                return route
+        return None
+
     def _book_reader(self, venue: str, symbol: str) -> Callable[[], Any]:
         return lambda: self._call(venue, "fetch_order_book", symbol)
 
     def _call(self, venue: str, method: str, *args: Any) -> Any:
-        clock = self._core.clock
-        start = clock.now_ns()
-        with self._breakers[venue].call():
-            result = getattr(self._venues[venue], method)(*args)
-        seconds = (clock.now_ns() - start) / 1e9
+        """Call ``method`` of ``venue`` through its breaker; keep its latency average."""
+        start = perf_counter_ns()
+        result = self._guarded[venue](getattr(self._venues[venue], method), *args)
+        seconds = (perf_counter_ns() - start) / 1e9
         previous = self._latency.get(venue)
         self._latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
         return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bot4.errors import FillError, InvalidTransitionError
 from bot4.order import Order
@@ -12,12 +13,12 @@ from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, OrderEvent, Ord
 __all__ = ["Fill", "TrackedOrder", "Transition"]
 
 _FILLED = OrderEvent.FILLED
+_new = tuple.__new__  # NamedTuple construction without its Python-level __new__
 _PENDING = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 _UNFILLED_OPEN = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.TRIGGERED)
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """One entry of an order's history."""
 
     time_ns: int
@@ -147,7 +148,7 @@ class TrackedOrder:
         elif old is OrderStatus.PENDING_CANCEL and event is OrderEvent.ACCEPTED and self._resume is OrderStatus.SUBMITTED:
             self._resume = OrderStatus.ACCEPTED
         self.status = new
-        self.history.append(Transition(time_ns, old, event, new, detail))
+        self.history.append(_new(Transition, (time_ns, old, event, new, detail)))
         return new
 
     def __repr__(self) -> str:

@@ -39,6 +39,8 @@ _new = tuple.__new__  # builds the NamedTuple results without their Python-level
 
 
 def _check_price(field: str, value: Any) -> float:
+    if type(value) is float and 0.0 < value < math.inf:  # the common case, quickly
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ConfigError(field, f"must be a finite number > 0, got {value!r}")
     return float(value)
@@ -260,7 +262,9 @@ class RiskEngine:
         self._check_reservation(reservation)
         quantity = _check_price("quantity", quantity)
         price = _check_price("price", price)
-        if isinstance(fee, bool) or not isinstance(fee, numbers.Real) or not math.isfinite(fee):
+        if type(fee) is not float and (isinstance(fee, bool) or not isinstance(fee, numbers.Real)) or not math.isfinite(
+            fee
+        ):
             raise ConfigError("fee", f"must be a finite number, got {fee!r}")
         events: list[str] = []
         with self._mutex as tx:
@@ -272,7 +276,7 @@ class RiskEngine:
                 raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
             left = max(0.0, left - quantity)
             index = self._r.load(e + L.V_SYMBOL)
-            sign = reservation.side.sign
+            sign = 1 if reservation.side is Side.BUY else -1
             realized, unrealized = self._symbol_writes(
                 tx, index, sign, -quantity, -quantity * reservation.price, fill=(sign * quantity, price)
             )
@@ -426,8 +430,8 @@ class RiskEngine:
             raise ReservationError(f"reservation {reservation.id} names no ledger entry ({reservation.slot})")
 
     def _live(self, reservation: Reservation) -> bool:
-        e = self._seg.layout.reservation(reservation.slot)
-        return self._r.load(e + L.V_OWNER) != 0 and self._r.load(e + L.V_ID) == reservation.id
+        owner, res_id = self._r.load_range(self._res0 + reservation.slot * L.RES_WORDS + L.V_OWNER, 2)
+        return owner != 0 and res_id == reservation.id
 
     def _free_entry(self, tx: Transaction, slot: int, *, symbol_done: bool = False) -> None:
         """Free reservation entry ``slot``, giving back what it still holds (unless done)."""
