@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot4.breaker.config import BreakerConfig
 from bot4.errors import Bot4Error, CircuitOpenError, ConfigError, ExchangeError, UnknownOrderError
@@ -24,8 +26,18 @@ if TYPE_CHECKING:
 __all__ = ["ManagedOrder", "OrderManager"]
 
 
+T = TypeVar("T")
+Flow = Generator[tuple[Any, ...], Any, T]
+"""An order manager operation: yields venue requests, receives their results."""
+
+
 def _invoke(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
+
+
+async def _ainvoke(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    return await result if inspect.isawaitable(result) else result
 
 
 def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Callable[..., Any]:
@@ -120,6 +132,8 @@ class OrderManager:
             raise ConfigError("venues", "no venue: register an adapter plugin (bot4_exchange_adapters) first")
         self._breakers = {name: core.breaker(name, breaker_config) for name in self._venues}
         self._guarded = {name: breaker(_invoke) for name, breaker in self._breakers.items()}
+        self._aguarded = {name: breaker(_ainvoke) for name, breaker in self._breakers.items()}
+        self._symbol_of_books = ""
         self._strategies: list[Callable[..., Route | None]] = []
         self._strategies_gen = -1
         self._infos = {
@@ -175,8 +189,19 @@ class OrderManager:
         A risk rejection ends DENIED with the decision attached and nothing sent; no venue
         able to take it ends DENIED with the reason; venue errors move on to the next venue
         the strategy picks, and end REJECTED when none is left. What is not filled is
-        released from the risk ledger when the order ends.
+        released from the risk ledger when the order ends. For venues whose adapter is
+        async, use :meth:`asubmit`.
         """
+        return self._run(self._submit_flow(order))
+
+    async def asubmit(self, order: Order) -> ManagedOrder:
+        """:meth:`submit` from asyncio; adapters may be sync or async.
+
+        Before routing, the books of the candidate venues are fetched concurrently.
+        """
+        return await self._arun(self._submit_flow(order))
+
+    def _submit_flow(self, order: Order) -> Flow[ManagedOrder]:
         if not isinstance(order, Order):
             raise ConfigError("order", f"expected a bot4.Order, got {type(order).__name__}")
         if order.client_order_id in self._orders:
@@ -192,11 +217,17 @@ class OrderManager:
             return managed
         failed: set[str] = set()
         while True:
-            route = self._route(order, failed)
+            candidates = self._candidates(order, failed)
+            if candidates:
+                unreadable: set[str] = yield ("books", candidates)
+                if unreadable:
+                    failed |= unreadable
+                    continue
+            route = self._pick(order, candidates, failed) if candidates else None
             if route is None:
                 why = "no venue can take the order" + (f" (failed: {', '.join(sorted(failed))})" if failed else "")
                 managed.reason = why
-                event = OrderEvent.DENIED if not managed.legs and not failed else OrderEvent.REJECTED
+                event = OrderEvent.DENIED if not failed else OrderEvent.REJECTED
                 if managed.status is OrderStatus.INITIALIZED and event is OrderEvent.REJECTED:
                     managed.tracked.apply(OrderEvent.SUBMITTED, now(), "routing")
                 managed.tracked.apply(event, now(), why)
@@ -208,7 +239,7 @@ class OrderManager:
             placed_any = False
             for leg in route.legs:
                 try:
-                    result = self._call(leg.venue, "create_order", *self._venue_args(order, leg.quantity))
+                    result = yield ("call", leg.venue, "create_order", self._venue_args(order, leg.quantity))
                 except (ExchangeError, CircuitOpenError) as exc:
                     failed.add(leg.venue)
                     managed.reason = str(exc)
@@ -217,6 +248,63 @@ class OrderManager:
                 self._absorb(managed, leg.venue, result)
             if placed_any:
                 return managed
+
+    # ------------------------------------------------------------------ running flows
+
+    def _run(self, flow: Flow[T]) -> T:
+        """Drive a flow with sync venue calls (books are read lazily by the strategy)."""
+        try:
+            request = next(flow)
+            while True:
+                if request[0] == "books":
+                    request = flow.send(set())
+                    continue
+                _, venue, method, args = request
+                try:
+                    result = self._call(venue, method, *args)
+                except (ExchangeError, CircuitOpenError) as exc:
+                    request = flow.throw(exc)
+                    continue
+                request = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        """Drive a flow with awaited venue calls; candidate books are prefetched concurrently."""
+        try:
+            request = next(flow)
+            while True:
+                if request[0] == "books":
+                    request = flow.send(await self._prefetch_books(request[1]))
+                    continue
+                _, venue, method, args = request
+                try:
+                    result = await self._acall(venue, method, *args)
+                except (ExchangeError, CircuitOpenError) as exc:
+                    request = flow.throw(exc)
+                    continue
+                request = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _prefetch_books(self, candidates: list[VenueInfo]) -> set[str]:
+        symbol = self._symbol_of_books
+
+        async def fetch(info: VenueInfo) -> str | None:
+            try:
+                info._cached = await self._acall(info.name, "fetch_order_book", symbol)
+            except (ExchangeError, CircuitOpenError):
+                return info.name
+            return None
+
+        results = await asyncio.gather(*(fetch(info) for info in candidates))
+        return {name for name in results if name is not None}
+
+    async def _acall(self, venue: str, method: str, *args: Any) -> Any:
+        start = perf_counter_ns()
+        result = await self._aguarded[venue](getattr(self._venues[venue], method), *args)
+        self._note_latency(venue, start)
+        return result
 
     def _venue_args(self, order: Order, quantity: float) -> tuple[Any, ...]:
         kind = "market" if order.type is OrderType.MARKET else "limit"
@@ -227,8 +315,10 @@ class OrderManager:
             params["reduceOnly"] = True
         return (order.symbol, kind, order.side.value, quantity, order.price, params)
 
-    def _route(self, order: Order, excluded: set[str]) -> Route | None:
+    def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
+        """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
         capability = required_capability(order)
+        self._symbol_of_books = order.symbol
         candidates = []
         for name, adapter in self._venues.items():
             if name in excluded or not adapter.capabilities.get(capability, False):
@@ -240,13 +330,17 @@ class OrderManager:
             info._book = self._book_reader(name, order.symbol)
             info._cached = None
             candidates.append(info)
-        if not candidates:
-            return None
+        return candidates
+
+    def _pick(self, order: Order, candidates: list[VenueInfo], excluded: set[str]) -> Route | None:
+        """The routing strategy's route over ``candidates`` (a venue failing as it is read is dropped)."""
         try:
             route = self._strategy_route(order, candidates)
         except (ExchangeError, CircuitOpenError) as exc:  # a venue failed while the strategy read its book
             failed = exc.venue if isinstance(exc, ExchangeError) else exc.breaker
-            return self._route(order, excluded | {failed if failed in self._venues else candidates[0].name})
+            excluded = excluded | {failed if failed in self._venues else candidates[0].name}
+            remaining = self._candidates(order, excluded)
+            return self._pick(order, remaining, excluded) if remaining else None
         if route is None:
             raise ConfigError("routing", f"no routing strategy named {self._routing!r} answered")
         allowed = {v.name for v in candidates}
@@ -276,10 +370,18 @@ class OrderManager:
         """Call ``method`` of ``venue`` through its breaker; keep its latency average."""
         start = perf_counter_ns()
         result = self._guarded[venue](getattr(self._venues[venue], method), *args)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise ConfigError("venues", f"venue {venue!r} is async: use the order manager's async methods")
+        self._note_latency(venue, start)
+        return result
+
+    def _note_latency(self, venue: str, start: int) -> None:
         seconds = (perf_counter_ns() - start) / 1e9
         previous = self._latency.get(venue)
         self._latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
-        return result
 
     # ------------------------------------------------------------------ venue reports
 
@@ -343,14 +445,21 @@ class OrderManager:
 
     def cancel(self, order_id: str) -> ManagedOrder:
         """Cancel an open order at its venue(s); a refused cancel returns it to its open status."""
+        return self._run(self._cancel_flow(order_id))
+
+    async def acancel(self, order_id: str) -> ManagedOrder:
+        """:meth:`cancel` from asyncio."""
+        return await self._arun(self._cancel_flow(order_id))
+
+    def _cancel_flow(self, order_id: str) -> Flow[ManagedOrder]:
         managed = self.get(order_id)
         tracked, now = managed.tracked, self._core.clock.now_ns
         tracked.apply(OrderEvent.PENDING_CANCEL, now(), "cancel requested")
         symbol = tracked.order.symbol
         refused: list[str] = []
-        for venue, venue_id in managed.legs.items():
+        for venue, venue_id in list(managed.legs.items()):
             try:
-                report = self._call(venue, "cancel_order", venue_id, symbol)
+                report = yield ("call", venue, "cancel_order", (venue_id, symbol))
             except (ExchangeError, CircuitOpenError) as exc:
                 refused.append(f"{venue}: {exc}")
                 continue
@@ -365,12 +474,19 @@ class OrderManager:
 
     def poll(self) -> int:
         """Fetch every open order from its venue(s) and apply what changed; returns how many were polled."""
+        return self._run(self._poll_flow())
+
+    async def apoll(self) -> int:
+        """:meth:`poll` from asyncio."""
+        return await self._arun(self._poll_flow())
+
+    def _poll_flow(self) -> Flow[int]:
         polled = 0
         for managed in self.open_orders():
             symbol = managed.tracked.order.symbol
             for venue, venue_id in list(managed.legs.items()):
                 try:
-                    report = self._call(venue, "fetch_order", venue_id, symbol)
+                    report = yield ("call", venue, "fetch_order", (venue_id, symbol))
                 except (ExchangeError, CircuitOpenError):
                     continue
                 polled += 1
