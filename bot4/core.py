@@ -18,6 +18,7 @@ from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsE
 from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
 from bot4.risk.engine import RiskEngine
 from bot4.shm import _native
+from bot4.shm._native import monotonic_ns
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive, my_identity
 from bot4.shm.lock import OwnerLock
@@ -48,6 +49,8 @@ class Core:
         self._segment = segment
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._gate_clock = None if type(self._clock) is MonotonicClock else self._clock.now_ns
+        self._now_ns = monotonic_ns if self._gate_clock is None else self._clock.now_ns
+        """The clock's now_ns, straight to the native function for the default clock."""
         self._plugins = plugins if plugins is not None else make_plugin_manager()
         self._slots = SlotRegistry(segment)
         self._ident = my_identity()

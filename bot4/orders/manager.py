@@ -208,7 +208,7 @@ class OrderManager:
             raise ConfigError("client_order_id", f"order {order.client_order_id!r} was already submitted")
         managed = ManagedOrder(TrackedOrder(order))
         self._orders[order.client_order_id] = managed
-        now = self._core.clock.now_ns
+        now = self._core._now_ns
         decision = self._risk.reserve(order)
         managed.decision = decision
         if not decision.approved:
@@ -370,7 +370,7 @@ class OrderManager:
         """Call ``method`` of ``venue`` through its breaker; keep its latency average."""
         start = perf_counter_ns()
         result = self._guarded[venue](getattr(self._venues[venue], method), *args)
-        if inspect.isawaitable(result):
+        if type(result) is not dict and type(result) is not list and inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if close is not None:
                 close()
@@ -387,7 +387,7 @@ class OrderManager:
 
     def _absorb(self, managed: ManagedOrder, venue: str, report: Mapping[str, Any]) -> None:
         """Apply a venue's order report: acknowledgement, new trades, final status."""
-        tracked, now = managed.tracked, self._core.clock.now_ns
+        tracked, now = managed.tracked, self._core._now_ns
         status = report.get("status")
         managed.legs[venue] = str(report.get("id"))
         tracked.venue = venue if tracked.venue in (None, venue) else "split"
@@ -422,7 +422,7 @@ class OrderManager:
             liquidity=str(trade.get("takerOrMaker") or "taker"),
             venue=venue,
         )
-        if not managed.tracked.fill(fill, self._core.clock.now_ns()):
+        if not managed.tracked.fill(fill, self._core._now_ns()):
             return  # a trade already applied
         self._pnl.on_fill(
             order.symbol, order.side, fill.quantity, fill.price, fee=fill.fee, venue=venue, strategy=order.strategy

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from bot4.errors import ConfigError, FillError
 from bot4.order import Side
+from bot4.orders.tracked import _positive
 
 __all__ = ["CostMethod", "PnlBook", "PnlTotals", "PositionKey", "PositionView"]
 
@@ -142,9 +143,11 @@ class PnlBook:
     ) -> float:
         """Apply a fill; return its realized P&L (gross of the fee). The fill price becomes the mark."""
         for name, value in (("quantity", quantity), ("price", price)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not _positive(value):
                 raise FillError(f"{name} must be a finite number > 0, got {value!r}")
-        if isinstance(fee, bool) or not isinstance(fee, (int, float)) or not math.isfinite(fee):
+        if type(fee) is not float and (isinstance(fee, bool) or not isinstance(fee, (int, float))) or not math.isfinite(
+            fee
+        ):
             raise FillError(f"fee must be a finite number, got {fee!r}")
         key = PositionKey(symbol, venue, strategy)
         position = self._positions.get(key)

@@ -114,6 +114,10 @@ TRANSITIONS: dict[tuple[OrderStatus, OrderEvent], OrderStatus | str] = {
 """(status, event) -> next status, or a marker resolved with the order's quantities."""
 
 
+# The same table keyed by the members' values: str hashing is native, Enum hashing is not.
+_BY_VALUE = {(s._value_, e._value_): target for (s, e), target in TRANSITIONS.items()}
+
+
 def next_status(
     status: OrderStatus, event: OrderEvent, *, resume: OrderStatus, complete: bool
 ) -> OrderStatus | None:
@@ -122,7 +126,7 @@ def next_status(
     ``resume`` is the open status to return to from a PENDING_* status; ``complete``
     says whether the order is fully filled after this event (for fills).
     """
-    target = TRANSITIONS.get((status, event))
+    target = _BY_VALUE.get((status._value_, event._value_))
     if target is None or type(target) is OrderStatus:
         return target  # type: ignore[return-value]
     if target == FILL:

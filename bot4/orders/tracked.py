@@ -44,12 +44,22 @@ class Fill:
     def __post_init__(self) -> None:
         for name in ("quantity", "price"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if not _positive(value):
                 raise FillError(f"fill {self.trade_id!r}: {name} must be a finite number > 0, got {value!r}")
-        if isinstance(self.fee, bool) or not isinstance(self.fee, (int, float)) or not math.isfinite(self.fee):
-            raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {self.fee!r}")
-        if not isinstance(self.trade_id, str) or not self.trade_id:
+        fee = self.fee
+        if type(fee) is not float and (isinstance(fee, bool) or not isinstance(fee, (int, float))) or not math.isfinite(
+            fee
+        ):
+            raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {fee!r}")
+        if type(self.trade_id) is not str or not self.trade_id:
             raise FillError(f"a fill needs a non-empty trade_id, got {self.trade_id!r}")
+
+
+def _positive(value: object) -> bool:
+    """A finite number > 0 (floats checked first: the common case)."""
+    if type(value) is float:
+        return 0.0 < value < math.inf
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value < math.inf
 
 
 class TrackedOrder:

@@ -121,7 +121,7 @@ class RiskEngine:
         trading = self._load(self._i_trading)
         if trading & 0xFF == _HALTED:  # the kill switch first of all, without the rules
             return self._halted_decision(trading)
-        return self._evaluate(order, self._core.clock.now_ns())
+        return self._evaluate(order, self._core._now_ns())
 
     def _evaluate(self, order: Order, now: int) -> Decision:
         """Run every rule; collect every rejection.
@@ -213,7 +213,7 @@ class RiskEngine:
         if trading & 0xFF == _HALTED:
             decision = self._halted_decision(trading)
         else:
-            now = self._core.clock.now_ns()
+            now = self._core._now_ns()
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
             with self._mutex as tx:
