@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["OPEN_STATUSES", "TERMINAL_STATUSES", "TRANSITIONS", "OrderEvent", "OrderStatus", "next_status"]
+__all__ = ["BY_VALUE", "OPEN_STATUSES", "TERMINAL_STATUSES", "TRANSITIONS", "OrderEvent", "OrderStatus", "next_status"]
 
 
 class OrderStatus(enum.Enum):
@@ -115,7 +115,7 @@ TRANSITIONS: dict[tuple[OrderStatus, OrderEvent], OrderStatus | str] = {
 
 
 # The same table keyed by the members' values: str hashing is native, Enum hashing is not.
-_BY_VALUE = {(s._value_, e._value_): target for (s, e), target in TRANSITIONS.items()}
+BY_VALUE = {(s._value_, e._value_): target for (s, e), target in TRANSITIONS.items()}
 
 
 def next_status(
@@ -126,7 +126,7 @@ def next_status(
     ``resume`` is the open status to return to from a PENDING_* status; ``complete``
     says whether the order is fully filled after this event (for fills).
     """
-    target = _BY_VALUE.get((status._value_, event._value_))
+    target = BY_VALUE.get((status._value_, event._value_))
     if target is None or type(target) is OrderStatus:
         return target  # type: ignore[return-value]
     if target == FILL:

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from bot4.errors import FillError, InvalidTransitionError
 from bot4.order import Order
+from bot4.orders.status import BY_VALUE as _TABLE  # noqa: N811
 from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, OrderEvent, OrderStatus, next_status
 
 __all__ = ["Fill", "TrackedOrder", "Transition"]
@@ -118,6 +119,12 @@ class TrackedOrder:
 
     def apply(self, event: OrderEvent, time_ns: int, detail: str = "") -> OrderStatus:
         """Apply a non-fill event; return the new status."""
+        old = self.status
+        new = _TABLE.get((old._value_, event._value_))
+        if type(new) is OrderStatus and new not in _PENDING and old not in _PENDING:
+            self.status = new  # the common case: a plain transition between non-pending statuses
+            self.history.append(_new(Transition, (time_ns, old, event, new, detail)))
+            return new
         if event is _FILLED:
             raise InvalidTransitionError(f"order {self.id}: fills go through fill(), with their quantity")
         return self._move(event, time_ns, detail, complete=False)
