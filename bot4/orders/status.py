@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["BY_VALUE", "OPEN_STATUSES", "TERMINAL_STATUSES", "TRANSITIONS", "OrderEvent", "OrderStatus", "next_status"]
+__all__ = [
+    "BY_VALUE",
+    "OPEN_STATUSES",
+    "TERMINAL_STATUSES",
+    "TRANSITIONS",
+    "OrderEvent",
+    "OrderStatus",
+    "next_status",
+]
 
 
 class OrderStatus(enum.Enum):
@@ -114,8 +122,8 @@ TRANSITIONS: dict[tuple[OrderStatus, OrderEvent], OrderStatus | str] = {
 """(status, event) -> next status, or a marker resolved with the order's quantities."""
 
 
-# The same table keyed by the members' values: str hashing is native, Enum hashing is not.
 BY_VALUE = {(s._value_, e._value_): target for (s, e), target in TRANSITIONS.items()}
+""":data:`TRANSITIONS` keyed by the members' values (str hashing is native, Enum hashing is not)."""
 
 
 def next_status(
