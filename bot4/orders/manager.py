@@ -133,11 +133,10 @@ class OrderManager:
         self._breakers = {name: core.breaker(name, breaker_config) for name in self._venues}
         self._guarded = {name: breaker(_invoke) for name, breaker in self._breakers.items()}
         self._aguarded = {name: breaker(_ainvoke) for name, breaker in self._breakers.items()}
-        self._symbol_of_books = ""
         self._strategies: list[Callable[..., Route | None]] = []
         self._strategies_gen = -1
         self._infos = {
-            name: VenueInfo(name=name, fees=a.fees, capabilities=a.capabilities, latency=None, _book=lambda: None)
+            name: VenueInfo(name=name, fees=a.fees, capabilities=a.capabilities, latency=None, _reader=self._read_book)
             for name, a in self._venues.items()
         }
 
@@ -235,7 +234,7 @@ class OrderManager:
                 return managed
             managed.route = route
             if managed.status is OrderStatus.INITIALIZED:
-                managed.tracked.apply(OrderEvent.SUBMITTED, now(), f"{route.strategy}: {', '.join(route.venues)}")
+                managed.tracked.apply(OrderEvent.SUBMITTED, now(), route.strategy)
             placed_any = False
             for leg in route.legs:
                 try:
@@ -288,11 +287,9 @@ class OrderManager:
             return stop.value  # type: ignore[no-any-return]
 
     async def _prefetch_books(self, candidates: list[VenueInfo]) -> set[str]:
-        symbol = self._symbol_of_books
-
         async def fetch(info: VenueInfo) -> str | None:
             try:
-                info._cached = await self._acall(info.name, "fetch_order_book", symbol)
+                info._cached = await self._acall(info.name, "fetch_order_book", info.symbol)
             except (ExchangeError, CircuitOpenError):
                 return info.name
             return None
@@ -318,7 +315,6 @@ class OrderManager:
     def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
         """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
         capability = required_capability(order)
-        self._symbol_of_books = order.symbol
         candidates = []
         for name, adapter in self._venues.items():
             if name in excluded or not adapter.capabilities.get(capability, False):
@@ -327,7 +323,7 @@ class OrderManager:
                 continue
             info = self._infos[name]
             info.latency = self._latency.get(name)
-            info._book = self._book_reader(name, order.symbol)
+            info.symbol = order.symbol
             info._cached = None
             candidates.append(info)
         return candidates
@@ -363,8 +359,8 @@ class OrderManager:
                 return route
         return None
 
-    def _book_reader(self, venue: str, symbol: str) -> Callable[[], Any]:
-        return lambda: self._call(venue, "fetch_order_book", symbol)
+    def _read_book(self, venue: str, symbol: str) -> Any:
+        return self._call(venue, "fetch_order_book", symbol)
 
     def _call(self, venue: str, method: str, *args: Any) -> Any:
         """Call ``method`` of ``venue`` through its breaker; keep its latency average."""
@@ -399,7 +395,7 @@ class OrderManager:
                 self._finish(managed)
             return
         if tracked.status is OrderStatus.SUBMITTED:
-            tracked.apply(OrderEvent.ACCEPTED, now(), f"{venue} {report.get('id')}")
+            tracked.apply(OrderEvent.ACCEPTED, now(), venue)
         for trade in report.get("trades") or ():
             self._apply_trade(managed, venue, trade)
         if status == "open":

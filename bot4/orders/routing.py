@@ -42,13 +42,16 @@ class VenueInfo:
     capabilities: Mapping[str, bool]
     latency: float | None
     """Measured seconds per request (an average), None before the first."""
-    _book: Callable[[], Any] = field(repr=False)
+    _reader: Callable[[str, str], Any] = field(repr=False)
+    """Fetches (venue, symbol) -> book, through the venue's breaker."""
+    symbol: str = ""
+    """The symbol of the order being routed."""
     _cached: Any = field(default=None, repr=False)
 
     def book(self) -> dict[str, list[list[float]]]:
         """The venue's order book for the order's symbol (fetched once, through its breaker)."""
         if self._cached is None:
-            self._cached = self._book()
+            self._cached = self._reader(self.name, self.symbol)
         return self._cached  # type: ignore[no-any-return]
 
 

@@ -145,7 +145,7 @@ class TrackedOrder:
                 f"order {self.id}: fill {fill.trade_id!r} of {fill.quantity} would fill {total} of {quantity}"
             )
         complete = total >= quantity * (1 - 1e-9)
-        self._move(_FILLED, time_ns, f"{fill.quantity}@{fill.price} ({fill.trade_id})", complete=complete)
+        self._move(_FILLED, time_ns, fill.trade_id, complete=complete)  # the fill itself is in self.fills
         self.average_fill_price = (self.average_fill_price * self.filled_quantity + fill.price * fill.quantity) / total
         self.filled_quantity = quantity if complete else total
         self.fees += fill.fee

@@ -76,6 +76,8 @@ class RiskEngine:
         self._i_trading = lay.ledger + L.L_TRADING
         self._res0 = lay.reservations
         self._load = seg.region.load
+        self._day: tuple[int, int, int] = (0, 0, 0)  # (start ns, end ns, number) of the trading day
+        self._day_limits: RiskLimits | None = None
         with self._mutex as tx:  # a new ledger starts with the default limits
             if self._load(self._base + L.L_LIMITS_GEN) == 0:
                 self._limits_writes(tx, RiskLimits())
@@ -537,8 +539,15 @@ class RiskEngine:
         return word & 0xFF != state
 
     def _day_id(self, limits: RiskLimits) -> int:
-        seconds = self._core.clock.time_ns() // 1_000_000_000 - limits.daily_reset_seconds
-        return seconds // 86_400
+        now = self._core.clock.time_ns()
+        day_start, day_end, day = self._day
+        if day_start <= now < day_end and limits is self._day_limits:
+            return day
+        seconds = now // 1_000_000_000 - limits.daily_reset_seconds
+        day = seconds // 86_400
+        start = (day * 86_400 + limits.daily_reset_seconds) * 1_000_000_000
+        self._day, self._day_limits = (start, start + 86_400 * 1_000_000_000, day), limits
+        return day
 
     def _announce(self, reasons: list[str]) -> None:
         for reason in reasons:

@@ -135,10 +135,13 @@ class PaperExchange:
         faults = self.faults
         if faults.latency_seconds:
             time.sleep(faults.latency_seconds)
-        now = self._clock.now_ns() / 1e9
-        for start, end in faults.outages:
-            if start <= now < end:
-                raise ExchangeUnavailableError(self.name, f"outage until {end:.3f}s")
+        if faults.outages:
+            now = self._clock.now_ns() / 1e9
+            for start, end in faults.outages:
+                if start <= now < end:
+                    raise ExchangeUnavailableError(self.name, f"outage until {end:.3f}s")
+        if not (faults.timeout_rate or faults.error_rate):
+            return
         draw = self._rng.random()
         if draw < faults.timeout_rate:
             raise ExchangeTimeoutError(self.name, "request timed out")
