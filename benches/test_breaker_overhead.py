@@ -64,8 +64,10 @@ def breaker_for(lib: str, core: Core, loop: asyncio.AbstractEventLoop, rejecting
     if lib == "plain":
         return lambda fn: fn
     if lib == "bot4":
-        cfg = BreakerConfig(consecutive_failures=1, open_seconds=3600) if rejecting else BreakerConfig(
-            consecutive_failures=None, minimum_calls=HUGE
+        cfg = (
+            BreakerConfig(consecutive_failures=1, open_seconds=3600)
+            if rejecting
+            else BreakerConfig(consecutive_failures=None, minimum_calls=HUGE)
         )
         return core.breaker(name, cfg)
     if lib == "circuitbreaker":

@@ -33,7 +33,16 @@ def ops_plain(n: int) -> None:
 
 @pytest.mark.parametrize(
     "op",
-    ["plain", "native cas", "native add", "numpy +=", "robust mutex", "journal stage + publish (5 words)", "mp.Lock", "fcntl.lockf"],
+    [
+        "plain",
+        "native cas",
+        "native add",
+        "numpy +=",
+        "robust mutex",
+        "journal stage + publish (5 words)",
+        "mp.Lock",
+        "fcntl.lockf",
+    ],
 )
 def test_primitive(benchmark: Any, buf: mmap.mmap, op: str, batch: int) -> None:
     benchmark.group = "primitives"

@@ -20,11 +20,11 @@ from bot4.core import Core
 from bot4.errors import (
     Bot4Error,
     CapacityError,
+    CircuitOpenError,
+    ConfigError,
     ExchangeError,
     ExchangeTimeoutError,
     ExchangeUnavailableError,
-    CircuitOpenError,
-    ConfigError,
     FillError,
     FuseTrippedError,
     InvalidOrderError,
@@ -43,10 +43,10 @@ from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders import Fill, OrderEvent, OrderStatus, TrackedOrder, Transition
 from bot4.orders.adapter import ExchangeAdapter, Fees
 from bot4.orders.manager import ManagedOrder, OrderManager
-from bot4.orders.routing import Leg, Route, VenueInfo
 from bot4.orders.pnl import CostMethod, PnlBook
-from bot4.plugins.builtin.paper import Faults, PaperExchange
+from bot4.orders.routing import Leg, Route, VenueInfo
 from bot4.plugins import PluginManager, hookimpl, make_plugin_manager
+from bot4.plugins.builtin.paper import Faults, PaperExchange
 from bot4.risk import (
     Decision,
     KillSwitch,

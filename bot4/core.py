@@ -8,7 +8,6 @@ import weakref
 from types import TracebackType
 from typing import Any
 
-
 from bot4.breaker.breaker import CircuitBreaker
 from bot4.breaker.config import BreakerConfig, FuseConfig
 from bot4.breaker.fuse import Fuse, pack_config
@@ -18,8 +17,8 @@ from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsE
 from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
 from bot4.risk.engine import RiskEngine
 from bot4.shm import _native
-from bot4.shm._native import monotonic_ns
 from bot4.shm import layout as L
+from bot4.shm._native import monotonic_ns
 from bot4.shm._proc import is_alive, my_identity
 from bot4.shm.lock import OwnerLock
 from bot4.shm.segment import Segment, unlink
@@ -120,9 +119,7 @@ class Core:
             raise
 
     @classmethod
-    def attach(
-        cls, name: str, *, clock: Clock | None = None, plugins: PluginManager | None = None
-    ) -> Core:
+    def attach(cls, name: str, *, clock: Clock | None = None, plugins: PluginManager | None = None) -> Core:
         """Attach to an existing segment by name.
 
         Raises:

@@ -100,11 +100,18 @@ class CcxtAdapter:
         return dict(order, trades=trades)
 
     def create_order(
-        self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Place an order through ccxt."""
-        return self._order(self._call(self.exchange.create_order, symbol, type, side, amount, price, dict(params or {})))
+        return self._order(
+            self._call(self.exchange.create_order, symbol, type, side, amount, price, dict(params or {}))
+        )
 
     def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
         """Cancel an order through ccxt."""

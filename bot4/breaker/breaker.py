@@ -28,7 +28,6 @@ _OPEN = BreakerState.OPEN
 _PASS = object()  # token: the breaker is disabled, the call is neither checked nor recorded
 
 
-
 class _Trial:
     """Token of a half-open trial call: the episode (seq) that granted the permit."""
 
@@ -245,9 +244,7 @@ class CircuitBreaker:
                 if left > 0:
                     self._reject(CircuitOpenError(self._name, state, left / 1e9, ""))
                 cfg = self._config_words()
-                new = sw.successor(
-                    BreakerState.HALF_OPEN, until_ns=now + int(cfg[_native.CFG_HALF_OPEN_MAX_NS])
-                )
+                new = sw.successor(BreakerState.HALF_OPEN, until_ns=now + int(cfg[_native.CFG_HALF_OPEN_MAX_NS]))
                 if r.cas(self._state_i, word, new):
                     self._changed(BreakerState.OPEN, BreakerState.HALF_OPEN, "open period elapsed", now)
                 continue
@@ -472,4 +469,3 @@ class _Guard:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.__exit__(exc_type, exc, tb)
-

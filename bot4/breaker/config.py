@@ -196,5 +196,3 @@ class FuseConfig:
         if self.close_ratio >= self.open_ratio:
             raise ConfigError("close_ratio", f"must be below open_ratio ({self.open_ratio}), got {self.close_ratio}")
         _integer("min_components", self.min_components, lo=1)
-
-

@@ -58,7 +58,12 @@ class ExchangeAdapter(Protocol):
     """ccxt-style ``has``: which of :data:`CAPABILITIES` the venue supports."""
 
     def create_order(
-        self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Any:
         """Place an order; return its ccxt order structure."""

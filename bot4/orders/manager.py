@@ -45,7 +45,11 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Call
     if argnames == ("order", "venues", "strategy"):
         return function
     return lambda order, venues, strategy: function(
-        **{name: value for name, value in (("order", order), ("venues", venues), ("strategy", strategy)) if name in argnames}
+        **{
+            name: value
+            for name, value in (("order", order), ("venues", venues), ("strategy", strategy))
+            if name in argnames
+        }
     )
 
 
@@ -407,6 +411,7 @@ class OrderManager:
         elif status in ("canceled", "expired") and tracked.is_open and not managed.open_legs:
             tracked.apply(OrderEvent.CANCELED if status == "canceled" else OrderEvent.EXPIRED, now(), venue)
             self._finish(managed)
+
     def _apply_trade(self, managed: ManagedOrder, venue: str, trade: Mapping[str, Any]) -> None:
         order = managed.tracked.order
         fee = (trade.get("fee") or {}).get("cost") or 0.0

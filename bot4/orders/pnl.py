@@ -138,15 +138,24 @@ class PnlBook:
         self._marks: dict[str, float] = {}
 
     def on_fill(
-        self, symbol: str, side: Side, quantity: float, price: float, *, fee: float = 0.0, venue: str = "",
+        self,
+        symbol: str,
+        side: Side,
+        quantity: float,
+        price: float,
+        *,
+        fee: float = 0.0,
+        venue: str = "",
         strategy: str = "default",
     ) -> float:
         """Apply a fill; return its realized P&L (gross of the fee). The fill price becomes the mark."""
         for name, value in (("quantity", quantity), ("price", price)):
             if not _positive(value):
                 raise FillError(f"{name} must be a finite number > 0, got {value!r}")
-        if type(fee) is not float and (isinstance(fee, bool) or not isinstance(fee, (int, float))) or not math.isfinite(
-            fee
+        if (
+            type(fee) is not float
+            and (isinstance(fee, bool) or not isinstance(fee, (int, float)))
+            or not math.isfinite(fee)
         ):
             raise FillError(f"fee must be a finite number, got {fee!r}")
         key = PositionKey(symbol, venue, strategy)
@@ -183,8 +192,9 @@ class PnlBook:
             unrealized_pnl=unrealized,
         )
 
-    def positions(self, *, symbol: str | None = None, venue: str | None = None, strategy: str | None = None
-                  ) -> list[PositionView]:
+    def positions(
+        self, *, symbol: str | None = None, venue: str | None = None, strategy: str | None = None
+    ) -> list[PositionView]:
         """Every position (open or closed), optionally filtered."""
         return [
             self._view(key, p)
@@ -198,8 +208,7 @@ class PnlBook:
         """The position in ``symbol`` summed over venues and strategies."""
         return sum(p.quantity for key, p in self._positions.items() if key.symbol == symbol)
 
-    def totals(self, *, symbol: str | None = None, venue: str | None = None, strategy: str | None = None
-               ) -> PnlTotals:
+    def totals(self, *, symbol: str | None = None, venue: str | None = None, strategy: str | None = None) -> PnlTotals:
         """Realized, fees and unrealized summed over the matching positions."""
         views = self.positions(symbol=symbol, venue=venue, strategy=strategy)
         return PnlTotals(

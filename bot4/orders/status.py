@@ -62,7 +62,9 @@ class OrderEvent(enum.Enum):
 
 S, E = OrderStatus, OrderEvent
 
-OPEN_STATUSES = frozenset({S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PENDING_UPDATE, S.PENDING_CANCEL, S.PARTIALLY_FILLED})
+OPEN_STATUSES = frozenset(
+    {S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PENDING_UPDATE, S.PENDING_CANCEL, S.PARTIALLY_FILLED}
+)
 """Statuses in which the order may still trade."""
 TERMINAL_STATUSES = frozenset({S.DENIED, S.REJECTED, S.FILLED, S.CANCELED, S.EXPIRED})
 """Statuses an order never leaves (but for a late fill of a canceled or expired order)."""
@@ -126,9 +128,7 @@ BY_VALUE = {(s._value_, e._value_): target for (s, e), target in TRANSITIONS.ite
 """:data:`TRANSITIONS` keyed by the members' values (str hashing is native, Enum hashing is not)."""
 
 
-def next_status(
-    status: OrderStatus, event: OrderEvent, *, resume: OrderStatus, complete: bool
-) -> OrderStatus | None:
+def next_status(status: OrderStatus, event: OrderEvent, *, resume: OrderStatus, complete: bool) -> OrderStatus | None:
     """The status after ``event``, or None if the table does not allow it.
 
     ``resume`` is the open status to return to from a PENDING_* status; ``complete``

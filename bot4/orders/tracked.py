@@ -48,8 +48,10 @@ class Fill:
             if not _positive(value):
                 raise FillError(f"fill {self.trade_id!r}: {name} must be a finite number > 0, got {value!r}")
         fee = self.fee
-        if type(fee) is not float and (isinstance(fee, bool) or not isinstance(fee, (int, float))) or not math.isfinite(
-            fee
+        if (
+            type(fee) is not float
+            and (isinstance(fee, bool) or not isinstance(fee, (int, float)))
+            or not math.isfinite(fee)
         ):
             raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {fee!r}")
         if type(self.trade_id) is not str or not self.trade_id:
@@ -162,7 +164,9 @@ class TrackedOrder:
             raise InvalidTransitionError(f"order {self.id}: {event.name} is not allowed in {old.name}")
         if new in _PENDING and old not in _PENDING:
             self._resume = old
-        elif old is OrderStatus.PENDING_CANCEL and event is OrderEvent.ACCEPTED and self._resume is OrderStatus.SUBMITTED:
+        elif (
+            old is OrderStatus.PENDING_CANCEL and event is OrderEvent.ACCEPTED and self._resume is OrderStatus.SUBMITTED
+        ):
             self._resume = OrderStatus.ACCEPTED
         self.status = new
         self.history.append(_new(Transition, (time_ns, old, event, new, detail)))

@@ -25,6 +25,7 @@ def native_rule(cls: type) -> type:
     NATIVE_RULE_TYPES.add(cls)
     return cls
 
+
 BUCKET_NS = 100_000_000
 """The order-rate window moves in 100 ms steps."""
 

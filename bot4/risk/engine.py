@@ -264,8 +264,10 @@ class RiskEngine:
         self._check_reservation(reservation)
         quantity = _check_price("quantity", quantity)
         price = _check_price("price", price)
-        if type(fee) is not float and (isinstance(fee, bool) or not isinstance(fee, numbers.Real)) or not math.isfinite(
-            fee
+        if (
+            type(fee) is not float
+            and (isinstance(fee, bool) or not isinstance(fee, numbers.Real))
+            or not math.isfinite(fee)
         ):
             raise ConfigError("fee", f"must be a finite number, got {fee!r}")
         events: list[str] = []
@@ -486,9 +488,7 @@ class RiskEngine:
         )
         return realized, unrealized
 
-    def _account_writes(
-        self, tx: Transaction, *, cash: float, unrealized: float, initial: bool = False
-    ) -> list[str]:
+    def _account_writes(self, tx: Transaction, *, cash: float, unrealized: float, initial: bool = False) -> list[str]:
         """Peak, trading day, drawdown and daily loss after equity changed; returns kill-switch reasons.
 
         Reads see the ledger before ``tx``: the previous equity starts a new trading day.
@@ -564,4 +564,3 @@ def _as_rule(function: Callable[..., Any], argnames: tuple[str, ...]) -> Rule:
     if argnames == ("ledger", "order"):
         return lambda order, ledger: function(ledger, order)
     return lambda order, ledger: function()
-

@@ -51,7 +51,7 @@ class KillSwitch:
         ns = seg.region.load(seg.layout.ledger + L.L_TRIPPED_AT)
         if ns == 0:
             return None
-        return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
 
     def __repr__(self) -> str:
         return f"<KillSwitch {'TRIPPED' if self.active else 'armed'}: {self.reason!r}>"

@@ -100,7 +100,7 @@ class RiskLimits:
         _fraction("daily_loss_limit", self.daily_loss_limit)
         if not isinstance(self.daily_reset_utc, datetime.time) or self.daily_reset_utc.tzinfo not in (
             None,
-            datetime.timezone.utc,
+            datetime.UTC,
         ):
             raise ConfigError("daily_reset_utc", f"expected a datetime.time in UTC, got {self.daily_reset_utc!r}")
         _fraction("max_gross_exposure", self.max_gross_exposure, hi=1000.0)

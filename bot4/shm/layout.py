@@ -144,8 +144,29 @@ def _layout_hash() -> int:
         if k.isupper()
         and isinstance(v, int)
         and k.split("_")[0]
-        in {"H", "S", "REC", "CFG", "CELL", "BUCKETS", "HEADER", "SLOT", "L", "Y", "V", "JOURNAL", "LIMITS", "RATE",
-            "REASON", "LEDGER", "SYM", "RES", "MUTEX", "SYMBOL", "ACCOUNT"}
+        in {
+            "H",
+            "S",
+            "REC",
+            "CFG",
+            "CELL",
+            "BUCKETS",
+            "HEADER",
+            "SLOT",
+            "L",
+            "Y",
+            "V",
+            "JOURNAL",
+            "LIMITS",
+            "RATE",
+            "REASON",
+            "LEDGER",
+            "SYM",
+            "RES",
+            "MUTEX",
+            "SYMBOL",
+            "ACCOUNT",
+        }
     )
     digest = hashlib.blake2b(repr((LAYOUT_VERSION, names)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)

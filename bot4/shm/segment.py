@@ -12,6 +12,7 @@ half-built segment.
 
 from __future__ import annotations
 
+import _posixshmem
 import mmap
 import os
 import re
@@ -19,7 +20,6 @@ import secrets
 import struct
 import time
 
-import _posixshmem
 import numpy as np
 
 from bot4.errors import ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError, SegmentNotFoundError
@@ -38,9 +38,7 @@ _INIT_WAIT_SECONDS = 2.0
 def validate_name(name: object) -> str:
     """Return ``name`` if it is a valid segment name, else raise :class:`ConfigError`."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ConfigError(
-            "name", f"a segment name is 1-200 characters of letters, digits, '_', '.', '-', got {name!r}"
-        )
+        raise ConfigError("name", f"a segment name is 1-200 characters of letters, digits, '_', '.', '-', got {name!r}")
     return name
 
 

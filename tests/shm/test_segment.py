@@ -161,7 +161,7 @@ def test_a_closed_cores_risk_engine_raises_bot4_errors() -> None:
     with pytest.raises(SegmentError, match="closed"):
         risk.reserve(order)
     with pytest.raises(SegmentError):
-        core.risk
+        _ = core.risk
 
 
 def _attach_and_exit(name: str) -> None:

@@ -11,10 +11,10 @@ through ``bot4_exchange_adapters``.
 from __future__ import annotations
 
 import itertools
-from collections import deque
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,7 +151,12 @@ class PaperExchange:
     # ------------------------------------------------------------------ orders
 
     def create_order(
-        self, symbol: str, type: str, side: str, amount: float, price: float | None = None,
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Place an order; market and crossing limit orders fill at once against the book."""
@@ -297,7 +302,11 @@ class PaperExchange:
         self._request()
         book = self._book(symbol)
         n = limit if limit is not None else None
-        return {"symbol": symbol, "bids": [list(lv) for lv in book["bids"][:n]], "asks": [list(lv) for lv in book["asks"][:n]]}
+        return {
+            "symbol": symbol,
+            "bids": [list(lv) for lv in book["bids"][:n]],
+            "asks": [list(lv) for lv in book["asks"][:n]],
+        }
 
     def fetch_ticker(self, symbol: str) -> dict[str, Any]:
         """Best bid, best ask, and their mid as ``last``."""

@@ -16,7 +16,6 @@ from bot4.plugins.hookspecs import hookimpl
 __all__ = ["STRATEGIES"]
 
 
-
 class BestPrice:
     """The venue whose book fills the whole order at the best fee-adjusted average price."""
 
@@ -132,4 +131,3 @@ class Primary:
 
 STRATEGIES = (BestPrice(), LowestFee(), Fastest(), Split(), RoundRobin(), Primary())
 """One instance of every built-in routing strategy."""
-

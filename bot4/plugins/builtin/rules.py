@@ -38,7 +38,9 @@ class TradingStateRule:
         if state is _HALTED:
             return Rejection(self.name, "KILL_SWITCH", f"trading halted: {ledger.state_reason}")
         if state is _REDUCING and not ledger.reduces_position(order):
-            return Rejection(self.name, "REDUCING_ONLY", f"only orders that reduce a position pass: {ledger.state_reason}")
+            return Rejection(
+                self.name, "REDUCING_ONLY", f"only orders that reduce a position pass: {ledger.state_reason}"
+            )
         if order.reduce_only and not ledger.reduces_position(order):
             return Rejection(self.name, "REDUCE_ONLY_INCREASES", "a reduce-only order would not reduce the position")
         return None
@@ -203,7 +205,9 @@ class OrderFlowRule:
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
         limits = ledger.limits
         if limits.max_open_orders is not None and ledger.open_orders >= limits.max_open_orders:
-            return Rejection(self.name, "OPEN_ORDERS", f"{ledger.open_orders} orders open; max {limits.max_open_orders}")
+            return Rejection(
+                self.name, "OPEN_ORDERS", f"{ledger.open_orders} orders open; max {limits.max_open_orders}"
+            )
         if limits.max_orders_per_second is not None:
             recent = ledger.orders_last_second
             if recent >= limits.max_orders_per_second:
