@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot4.errors import Bot4Error
+from bot4.errors import Bot4Error, ConfigError
 
 __all__ = ["main"]
 
@@ -31,11 +31,20 @@ def _positive_float(text: str) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bot4", description="Shared circuit breakers for trading workers.")
+    parser = argparse.ArgumentParser(
+        prog="bot4", description="Circuit breakers, pre-trade risk and orders shared by trading worker processes."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="several worker processes share one breaker through a failure and recovery")
     demo.add_argument("--workers", type=_positive_int, default=4, help="worker processes (default 4)")
     demo.add_argument("--duration", type=_positive_float, default=4.0, help="seconds to run (default 4)")
+    status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
+    status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    for verb, text in (("kill", "trip the kill switch: every process denies every order"), ("resume", "reset it")):
+        cmd = sub.add_parser(verb, help=text)
+        cmd.add_argument("name", help="segment name")
+        cmd.add_argument("--reason", required=True, help="why (recorded with the state)")
     return parser
 
 
@@ -55,12 +64,50 @@ def main(argv: list[str] | None = None) -> int:
                     outage_end=0.375 * duration,
                 )
             )
+        if args.command == "status":
+            return _status(args.name, args.json)
+        if args.command in ("kill", "resume"):
+            from bot4.core import Core
+
+            if not args.reason.strip():
+                raise ConfigError("reason", "give a reason")
+            with Core.attach(args.name) as core:
+                switch = core.risk.kill_switch
+                (switch.trip if args.command == "kill" else switch.reset)(args.reason)
+                print(f"{args.name}: {'HALTED' if switch.active else 'ACTIVE'} ({switch.reason})")
+            return 0
     except Bot4Error as exc:
         print(f"bot4: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bot4: interrupted", file=sys.stderr)
         return 130
+    return 0
+
+
+def _status(name: str | None, as_json: bool) -> int:
+    import json
+
+    from bot4.status import find_segments, render, status_of
+
+    names = [name] if name else find_segments()
+    if not names:
+        print("no bot4 segment on this host")
+        return 0
+    if name:
+        status = status_of(name)
+        print(json.dumps(status, indent=2, default=str) if as_json else render(status))
+        return 0
+    statuses, skipped = [], []
+    for n in names:  # every segment on the host: one that cannot be read is reported, not fatal
+        try:
+            statuses.append(status_of(n))
+        except Bot4Error as exc:
+            skipped.append({"segment": n, "error": str(exc)})
+    if as_json:
+        print(json.dumps({"segments": statuses, "skipped": skipped}, indent=2, default=str))
+    else:
+        print("\n\n".join([render(s) for s in statuses] + [f"segment {x['segment']}: {x['error']}" for x in skipped]))
     return 0
 
 

@@ -29,3 +29,48 @@ def test_bad_arguments_exit_non_zero_with_one_line() -> None:
     assert result.returncode == 2
     assert "must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_kill_and_resume_a_live_segment() -> None:
+    import json
+    import os
+
+    from bot4 import Core
+
+    name = f"bot4-cli-{os.getpid()}"
+    with Core.create(name) as core:
+        core.breaker("binance").force_open()
+        core.risk.set_equity(1000.0)
+        text = run("status", name)
+        assert text.returncode == 0, text.stderr
+        assert "binance" in text.stdout and "FORCED_OPEN" in text.stdout and "ACTIVE" in text.stdout
+        killed = run("kill", name, "--reason", "exchange incident")
+        assert killed.returncode == 0 and "HALTED" in killed.stdout
+        assert core.risk.kill_switch.active and core.risk.kill_switch.reason == "exchange incident"
+        data = json.loads(run("status", name, "--json").stdout)
+        assert data["kill_switch"]["active"] is True
+        assert data["breakers"][0]["state"] == "FORCED_OPEN"
+        assert data["risk"]["equity"] == 1000.0
+        assert run("resume", name, "--reason", "all clear").returncode == 0
+        assert not core.risk.kill_switch.active
+        everything = run("status")
+        assert name in everything.stdout
+
+
+def test_cli_errors_are_one_line() -> None:
+    import os
+
+    from bot4 import Core
+    from bot4.shm import layout as L
+
+    missing = run("status", "no-such-segment")
+    assert missing.returncode == 2 and missing.stderr.strip() == "bot4: error: no segment named 'no-such-segment'"
+    assert run("kill", "no-such-segment", "--reason", "x").returncode == 2
+    assert run("kill", "x").returncode == 2  # --reason is required
+    name = f"bot4-old-{os.getpid()}"
+    with Core.create(name) as core:
+        core._segment.region.store(L.H_VERSION, L.LAYOUT_VERSION + 1)  # made by another bot4
+        other = run("status", name)
+        assert other.returncode == 2 and "layout version" in other.stderr
+        assert "Traceback" not in other.stderr and len(other.stderr.strip().splitlines()) == 1
+        core._segment.region.store(L.H_VERSION, L.LAYOUT_VERSION)

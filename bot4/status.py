@@ -1,0 +1,107 @@
+"""What ``bot4 status`` shows: a live segment's breakers, fuse, workers, risk ledger."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import asdict
+from typing import Any
+
+from bot4.core import Core
+from bot4.shm import layout as L
+from bot4.shm.segment import Segment
+
+__all__ = ["find_segments", "render", "status_of"]
+
+
+def find_segments() -> list[str]:
+    """Names of the bot4 segments on this host that this user can open."""
+    names = []
+    for path in sorted(glob.glob("/dev/shm/*")):
+        name = os.path.basename(path)
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(8)
+        except OSError:
+            continue
+        if int.from_bytes(magic.ljust(8, b"\0"), "little") == L.MAGIC:
+            names.append(name)
+    return names
+
+
+def status_of(name: str) -> dict[str, Any]:
+    """The state of segment ``name`` as plain data (what ``--json`` prints)."""
+    Segment.attach(name).close()  # a clear error for a missing or foreign segment, before claiming a slot
+    with Core.attach(name) as core:
+        me = core.slot
+        breakers = []
+        for breaker_name in core.breaker_names():
+            snap = core.breaker(breaker_name).snapshot()
+            breakers.append(
+                {
+                    "name": snap.name,
+                    "state": snap.state.name,
+                    "calls": snap.calls,
+                    "failure_rate": round(snap.failure_rate, 4),
+                    "slow_call_rate": round(snap.slow_call_rate, 4),
+                    "trips": snap.trips,
+                    "rejections": snap.rejections,
+                    "seconds_until_half_open": snap.seconds_until_half_open,
+                }
+            )
+        fuse = core.fuse.snapshot()
+        risk = core.risk.snapshot()
+        switch = core.risk.kill_switch
+        return {
+            "segment": name,
+            "workers": [asdict(w) for w in core.workers() if w.slot != me],
+            "breakers": breakers,
+            "fuse": {
+                "state": fuse.state.name,
+                "open_breakers": fuse.open_breakers,
+                "counted_breakers": fuse.counted_breakers,
+                "trips": fuse.trips,
+            },
+            "kill_switch": {
+                "active": switch.active,
+                "reason": switch.reason,
+                "tripped_at": None if switch.tripped_at is None else switch.tripped_at.isoformat(),
+            },
+            "risk": {
+                "trading_state": risk.trading_state.name,
+                "equity": risk.equity,
+                "peak_equity": risk.peak_equity,
+                "drawdown": risk.drawdown,
+                "daily_loss": risk.daily_loss,
+                "gross_exposure": risk.gross_exposure,
+                "open_orders": risk.open_orders,
+                "positions": {s: asdict(p) for s, p in risk.positions.items()},
+            },
+        }
+
+
+def render(status: dict[str, Any]) -> str:
+    """Human-readable text of :func:`status_of`'s result."""
+    lines = [f"segment {status['segment']}"]
+    switch = status["kill_switch"]
+    risk = status["risk"]
+    state = "HALTED by the kill switch" if switch["active"] else risk["trading_state"]
+    lines.append(f"  trading: {state}" + (f" ({switch['reason']})" if switch["reason"] else ""))
+    lines.append(
+        f"  equity {risk['equity']:,.2f}  peak {risk['peak_equity']:,.2f}  drawdown {risk['drawdown']:.2%}  "
+        f"gross exposure {risk['gross_exposure']:,.2f}  open orders {risk['open_orders']}"
+    )
+    for symbol, pos in risk["positions"].items():
+        if pos["quantity"] or pos["reserved_buy"] or pos["reserved_sell"]:
+            lines.append(f"    {symbol:<14} qty {pos['quantity']:>12,.6g}  avg {pos['average_price']:,.6g}")
+    fuse = status["fuse"]
+    lines.append(f"  fuse: {fuse['state']} ({fuse['open_breakers']} of {fuse['counted_breakers']} breakers open)")
+    for b in status["breakers"]:
+        extra = f"  half-open in {b['seconds_until_half_open']:.1f}s" if b["seconds_until_half_open"] else ""
+        lines.append(
+            f"  breaker {b['name']:<16} {b['state']:<11} calls {b['calls']:>6}  failures {b['failure_rate']:>6.1%}  "
+            f"trips {b['trips']}{extra}"
+        )
+    alive = [w for w in status["workers"] if w["alive"]]
+    lines.append(f"  workers: {len(alive)} alive" + "".join(f"\n    pid {w['pid']}" for w in alive))
+    return "\n".join(lines)
