@@ -61,6 +61,7 @@ from bot4.risk import (
 )
 from bot4.shm.lock import LockTimeoutError
 from bot4.shm.slots import WorkerSlot
+from bot4.workers import Supervisor, WorkerContext, run_workers
 
 __version__ = "0.1.0"
 
@@ -125,13 +126,16 @@ __all__ = [
     "SegmentLayoutError",
     "SegmentNotFoundError",
     "Side",
+    "Supervisor",
     "TimeInForce",
     "TrackedOrder",
     "TradingState",
     "Transition",
     "UnknownOrderError",
     "VenueInfo",
+    "WorkerContext",
     "WorkerSlot",
     "hookimpl",
     "make_plugin_manager",
+    "run_workers",
 ]
