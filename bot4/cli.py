@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
     status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    bench = sub.add_parser("bench", help="run the benchmarks of docs/benchmarks.md and print the ratio table")
+    bench.add_argument("-k", dest="select", default=None, help="only benchmarks matching this pytest expression")
     for verb, text in (("kill", "trip the kill switch: every process denies every order"), ("resume", "reset it")):
         cmd = sub.add_parser(verb, help=text)
         cmd.add_argument("name", help="segment name")
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                     outage_end=0.375 * duration,
                 )
             )
+        if args.command == "bench":
+            return _bench(args.select)
         if args.command == "status":
             return _status(args.name, args.json)
         if args.command in ("kill", "resume"):
@@ -83,6 +87,27 @@ def main(argv: list[str] | None = None) -> int:
         print("bot4: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _bench(select: str | None) -> int:
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    benches = Path(__file__).resolve().parent.parent / "benches"
+    missing = [
+        m
+        for m in ("pytest_benchmark", "pybreaker", "circuitbreaker", "purgatory", "nautilus_trader")
+        if importlib.util.find_spec(m) is None
+    ]
+    if not benches.is_dir():
+        raise ConfigError("bench", f"no benches/ next to the bot4 package ({benches}): run from a source checkout")
+    if missing:
+        raise ConfigError("bench", f"missing {', '.join(missing)}: pip install -e '.[bench]' (or make bench)")
+    command = [sys.executable, "-m", "pytest", str(benches), "--benchmark-only", "-q", "--benchmark-columns=median"]
+    if select:
+        command += ["-k", select]
+    return subprocess.call(command, cwd=benches.parent)
 
 
 def _status(name: str | None, as_json: bool) -> int:

@@ -74,3 +74,16 @@ def test_cli_errors_are_one_line() -> None:
         assert other.returncode == 2 and "layout version" in other.stderr
         assert "Traceback" not in other.stderr and len(other.stderr.strip().splitlines()) == 1
         core._segment.region.store(L.H_VERSION, L.LAYOUT_VERSION)
+
+
+def test_bench_runs_the_benchmarks_or_says_what_is_missing() -> None:
+    import importlib.util
+
+    result = run("bench", "-k", "primitive and native", timeout=300)
+    extras = ("pytest_benchmark", "pybreaker", "circuitbreaker", "purgatory", "nautilus_trader")
+    if all(importlib.util.find_spec(m) for m in extras):
+        assert result.returncode == 0, result.stdout[-2000:]
+        assert "native cas" in result.stdout and "ns per call" in result.stdout
+    else:
+        assert result.returncode == 2
+        assert "pip install -e '.[bench]'" in result.stderr and "Traceback" not in result.stderr
