@@ -35,9 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="bot4", description="Circuit breakers, pre-trade risk and orders shared by trading worker processes."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="several worker processes share one breaker through a failure and recovery")
+    demo = sub.add_parser("demo", help="a multi-process paper-trading simulation: risk, routing, breakers, P&L")
     demo.add_argument("--workers", type=_positive_int, default=4, help="worker processes (default 4)")
-    demo.add_argument("--duration", type=_positive_float, default=4.0, help="seconds to run (default 4)")
+    demo.add_argument("--duration", type=_positive_float, default=30.0, help="seconds to run (default 30)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of prices and strategies (default 7)")
+    demo.add_argument("--json", action="store_true", help="print the report as JSON (no live view)")
     status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
     status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -55,17 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from bot4.demo import DemoConfig, run_demo
+            import json
 
-            duration = args.duration
-            return run_demo(
-                DemoConfig(
-                    workers=args.workers,
-                    duration=duration,
-                    outage_start=0.2 * duration,
-                    outage_end=0.375 * duration,
+            from bot4.simulation import SimulationConfig, render, run_simulation
+
+            config = SimulationConfig(workers=args.workers, duration=args.duration, seed=args.seed)
+            if not args.json:
+                print(
+                    f"{config.workers} workers trade {', '.join(config.symbols)} for {config.duration:g}s over "
+                    "venue-a and venue-b (cheaper; injected errors, down between "
+                    f"{config.outage[0]:.0%} and {config.outage[1]:.0%} of the run)\n"
                 )
-            )
+            report = run_simulation(config, live=not args.json)
+            print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+            return 0 if report["exit_code"] == 0 and all(report["invariants"].values()) else 1
         if args.command == "bench":
             return _bench(args.select)
         if args.command == "status":

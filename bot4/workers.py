@@ -136,10 +136,11 @@ class Supervisor:
         """Ask every worker to stop (they see it at their next ``context.running()``)."""
         self._stop.value = 1
 
-    def run(self, duration: float | None = None) -> int:
+    def run(self, duration: float | None = None, *, on_tick: Callable[[], None] | None = None) -> int:
         """Start the workers and supervise them until they finish, ``duration`` passes, or a signal.
 
-        Returns 0 on a clean end, 1 when a worker kept dying (see :attr:`failure`).
+        ``on_tick`` is called every ~50 ms in this process (a live view, say). Returns 0 on a
+        clean end, 1 when a worker kept dying (see :attr:`failure`).
         """
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -160,6 +161,8 @@ class Supervisor:
                 if all(p is not None and not p.is_alive() and p.exitcode == 0 for p in self._procs):
                     break  # every worker finished its work
                 self._watch()
+                if on_tick is not None:
+                    on_tick()
                 time.sleep(0.05)
             return 1 if self.failure else 0
         finally:

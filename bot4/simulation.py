@@ -1,0 +1,304 @@
+"""The paper-trading simulation behind ``bot4 demo``.
+
+Worker processes share one core. Each runs a simple strategy over correlated random-walk
+prices (the same paths in every process, from the seed) and trades through its own
+order manager: risk reserve → routing → two paper venues, ``venue-a`` (healthy) and
+``venue-b`` (cheaper, but with injected errors and an outage window) — each behind a
+breaker every worker shares. When venue-b fails, its breaker opens for everyone and
+routing moves to venue-a; when it recovers, trial calls close the breaker again.
+The supervisor shows a live view, then a report with its invariants checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bot4.breaker.config import BreakerConfig
+from bot4.core import Core
+from bot4.errors import ConfigError
+from bot4.order import Order, Side
+from bot4.orders.adapter import Fees
+from bot4.orders.manager import OrderManager
+from bot4.orders.status import OrderStatus
+from bot4.plugins.builtin.paper import Faults, PaperExchange
+from bot4.risk.limits import RiskLimits
+from bot4.workers import Supervisor, WorkerContext
+
+__all__ = ["SimulationConfig", "run_simulation"]
+
+VENUE_BREAKER = BreakerConfig(
+    minimum_calls=10, consecutive_failures=3, window_seconds=2.0, open_seconds=1.0, half_open_calls=2
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationConfig:
+    """Parameters of :func:`run_simulation` (``bot4 demo``)."""
+
+    workers: int = 4
+    duration: float = 30.0
+    seed: int = 7
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")
+    tick_seconds: float = 0.05
+    outage: tuple[float, float] = (0.35, 0.6)
+    """venue-b is down between these fractions of the run."""
+    error_rate: float = 0.05
+    """Share of venue-b's requests that fail outside the outage."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 32:
+            raise ConfigError("workers", f"expected 1..32, got {self.workers!r}")
+        if not (isinstance(self.duration, (int, float)) and 1.0 <= self.duration <= 3600):
+            raise ConfigError("duration", f"expected 1..3600 seconds, got {self.duration!r}")
+        if not 0 <= self.outage[0] < self.outage[1] <= 1:
+            raise ConfigError("outage", f"expected 0 <= start < end <= 1, got {self.outage!r}")
+
+
+def price_paths(config: SimulationConfig) -> np.ndarray:
+    """Prices per tick and symbol: correlated log random walks, the same for a given seed."""
+    ticks = int(config.duration / config.tick_seconds) + 2
+    rng = np.random.default_rng(config.seed)
+    n = len(config.symbols)
+    common = rng.normal(0, 0.002, size=(ticks, 1))
+    own = rng.normal(0, 0.001, size=(ticks, n))
+    loadings = np.linspace(1.0, 0.2, n)  # the first symbols move together, the last mostly alone
+    steps = common * loadings + own
+    start = np.array([60_000.0, 3_000.0, 150.0, 0.6][:n] + [100.0] * max(0, n - 4))
+    return np.asarray(start * np.exp(np.cumsum(steps, axis=0)))
+
+
+def _books(venues: list[PaperExchange], symbols: tuple[str, ...], prices: np.ndarray) -> None:
+    for venue, spread in zip(venues, (0.0004, 0.0003), strict=True):
+        for symbol, price in zip(symbols, prices, strict=True):
+            depth = 5e5 / price
+            venue.set_book(
+                symbol,
+                bids=[(price * (1 - spread), depth), (price * (1 - 3 * spread), 4 * depth)],
+                asks=[(price * (1 + spread), depth), (price * (1 + 3 * spread), 4 * depth)],
+            )
+
+
+def _worker(config: SimulationConfig, t0: float, out_dir: str, context: WorkerContext) -> None:
+    core, index = context.core, context.index
+    paths = price_paths(config)
+    start, end = (t0 + f * config.duration for f in config.outage)
+    healthy = PaperExchange("venue-a", fees=Fees(maker=0.0002, taker=0.0006), seed=config.seed + index)
+    faulty = PaperExchange(
+        "venue-b",
+        fees=Fees(maker=0.0001, taker=0.0004),
+        faults=Faults(error_rate=config.error_rate, outages=((start, end),)),
+        seed=config.seed + 100 + index,
+    )
+    venues = [healthy, faulty]
+    for venue in venues:
+        core.plugins.register(venue, name=venue.name)
+    om = OrderManager(core, routing="lowest_fee", breaker_config=VENUE_BREAKER)
+    rng = np.random.default_rng(config.seed * 1000 + index)
+    latencies: list[int] = []
+    rejections: Counter[str] = Counter()
+    while context.running():
+        now = time.monotonic()
+        if now >= t0 + config.duration:
+            break
+        tick = min(int((now - t0) / config.tick_seconds), len(paths) - 1)
+        prices = paths[tick]
+        _books(venues, config.symbols, prices)
+        if index == 0:  # one process feeds the shared ledger's marks and correlation
+            for symbol, price in zip(config.symbols, prices, strict=True):
+                om.mark(symbol, float(price))
+        else:
+            for symbol, price in zip(config.symbols, prices, strict=True):
+                om.book.on_mark(symbol, float(price))
+        k = int(rng.integers(len(config.symbols)))
+        symbol, price = config.symbols[k], float(prices[k])
+        momentum = prices[k] / paths[max(0, tick - 10)][k] - 1
+        side = Side.BUY if momentum > 0 else Side.SELL
+        held = om.book.net_quantity(symbol)
+        stop: float | None
+        if held and rng.random() < 0.3:  # take profit or cut: reduce what this worker holds
+            side, qty, stop = (Side.SELL if held > 0 else Side.BUY), abs(held), None
+        else:
+            qty = round(float(rng.uniform(0.5, 2.0)) * 2_000 / price, 6)
+            stop = price * (0.985 if side is Side.BUY else 1.015)
+        order = Order(
+            symbol=symbol,
+            side=side,
+            quantity=qty,
+            stop_loss=stop,
+            strategy=f"momentum-{index}",
+            reduce_only=stop is None,
+        )
+        started = time.perf_counter_ns()
+        managed = om.submit(order)
+        latencies.append(time.perf_counter_ns() - started)
+        if managed.decision is not None:
+            rejections.update(managed.decision.codes)
+        context.sleep(config.tick_seconds)
+    orders = om.orders()
+    fills = [f for m in orders for f in m.tracked.fills]
+    summary = {
+        "worker": index,
+        "incarnation": context.incarnation,
+        "orders_by_status": Counter(m.status.name for m in orders),
+        "rejections_by_code": rejections,
+        "fills_by_venue": Counter(f.venue for f in fills),
+        "net_quantity_from_fills": _net_from_fills(orders),
+        "net_quantity_from_pnl": {s: om.book.net_quantity(s) for s in config.symbols},
+        "pnl_by_venue": {v: t._asdict() for v, t in om.book.by("venue").items()},
+        "pnl_by_strategy": {v: t._asdict() for v, t in om.book.by("strategy").items()},
+        "submit_latency_ns": latencies,
+        "undeclared_states": [m.status.name for m in orders if m.status not in OrderStatus],
+    }
+    path = Path(out_dir) / f"worker-{index}-{context.incarnation}.json"
+    path.write_text(json.dumps(summary, default=float))
+
+
+def _net_from_fills(orders: list[Any]) -> dict[str, float]:
+    net: dict[str, float] = {}
+    for m in orders:
+        order = m.tracked.order
+        signed = sum(f.quantity for f in m.tracked.fills) * (1 if order.side.value == "buy" else -1)
+        net[order.symbol] = net.get(order.symbol, 0.0) + signed
+    return net
+
+
+def _live(core: Core, started: float, duration: float) -> str:
+    risk = core.risk.snapshot()
+    breakers = "  ".join(f"{n} {core.breaker(n).state.name}" for n in core.breaker_names())
+    switch = "HALTED" if core.risk.kill_switch.active else risk.trading_state.name
+    return (
+        f"[{time.monotonic() - started:5.1f}/{duration:.0f}s] {breakers}  | {switch}  equity {risk.equity:,.0f}  "
+        f"dd {risk.drawdown:.2%}  gross {risk.gross_exposure:,.0f}  open {risk.open_orders}"
+    )
+
+
+def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, Any]:
+    """Run the simulation; return the report (see ``bot4 demo --json``)."""
+    limits = RiskLimits(
+        max_open_orders=200,
+        max_orders_per_second=500,
+        max_correlation=0.9,
+        correlation_sample_seconds=0.25,
+        correlation_min_samples=20,
+    )
+    with tempfile.TemporaryDirectory(prefix="bot4-demo-") as out_dir, Core.create() as core:
+        core.risk.configure(limits)
+        core.risk.set_equity(1_000_000.0)
+        for name in ("venue-a", "venue-b"):
+            core.breaker(name, VENUE_BREAKER)
+        t0 = time.monotonic() + 1.0  # every worker starts before the clock runs
+        started = time.monotonic()
+        supervisor = Supervisor(core, functools.partial(_worker, config, t0, out_dir), config.workers)
+        last = [0.0]
+
+        def tick() -> None:
+            if live and time.monotonic() - last[0] >= 1.0:
+                last[0] = time.monotonic()
+                print(_live(core, started, config.duration + 1.0), flush=True)
+
+        code = supervisor.run(duration=config.duration + 30.0, on_tick=tick)
+        summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("worker-*.json"))]
+        return _report(core, config, summaries, code, supervisor)
+
+
+def _report(
+    core: Core, config: SimulationConfig, summaries: list[dict[str, Any]], code: int, supervisor: Supervisor
+) -> dict[str, Any]:
+    risk = core.risk.snapshot()
+    by_status: Counter[str] = Counter()
+    by_code: Counter[str] = Counter()
+    fills: Counter[str] = Counter()
+    latencies: list[int] = []
+    net_fills: dict[str, float] = {}
+    for s in summaries:
+        by_status.update(s["orders_by_status"])
+        by_code.update(s["rejections_by_code"])
+        fills.update(s["fills_by_venue"])
+        latencies.extend(s["submit_latency_ns"])
+        for symbol, q in s["net_quantity_from_fills"].items():
+            net_fills[symbol] = net_fills.get(symbol, 0.0) + q
+    latencies.sort()
+    pct = (
+        {p: latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))] / 1e3 for p in (50, 90, 99)}
+        if latencies
+        else {}
+    )
+    pnl_venue: dict[str, dict[str, float]] = {}
+    for s in summaries:
+        for venue, t in s["pnl_by_venue"].items():
+            row = pnl_venue.setdefault(venue, {"realized": 0.0, "fees": 0.0, "unrealized": 0.0})
+            for k in row:
+                row[k] += t[k]
+    ledger_positions = {s: p.quantity for s, p in risk.positions.items()}
+    breakers = {
+        n: asdict(core.breaker(n).snapshot()) | {"state": core.breaker(n).state.name} for n in core.breaker_names()
+    }
+    for b in breakers.values():
+        b.pop("config", None)
+    limits = core.risk.limits
+    invariants = {
+        "gross_exposure_within_limit": risk.gross_exposure
+        <= (limits.max_gross_exposure or math.inf) * risk.equity + 1e-6,
+        "open_orders_within_limit": risk.open_orders <= (limits.max_open_orders or 10**9),
+        "every_order_in_a_declared_state": all(not s["undeclared_states"] for s in summaries),
+        "positions_reconcile_with_fills": all(
+            abs(ledger_positions.get(sym, 0.0) - q) <= 1e-6 * max(1.0, abs(q)) for sym, q in net_fills.items()
+        ),
+        "pnl_book_matches_fills": all(
+            abs(s["net_quantity_from_pnl"].get(sym, 0.0) - q) <= 1e-6 * max(1.0, abs(q))
+            for s in summaries
+            for sym, q in s["net_quantity_from_fills"].items()
+        ),
+        "faulty_venue_breaker_opened": breakers.get("venue-b", {}).get("trips", 0) >= 1,
+        "routing_moved_to_the_healthy_venue": fills.get("venue-a", 0) > 0,
+        "audit_clean": core.risk.audit() == [],
+    }
+    return {
+        "config": asdict(config),
+        "exit_code": code,
+        "restarts": supervisor.restarts,
+        "orders_by_status": dict(by_status),
+        "rejections_by_code": dict(by_code),
+        "fills_by_venue": dict(fills),
+        "breakers": breakers,
+        "pnl_by_venue": pnl_venue,
+        "equity": risk.equity,
+        "drawdown": risk.drawdown,
+        "positions": ledger_positions,
+        "submit_latency_us": pct,
+        "invariants": invariants,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """The report as text."""
+    lines = ["", "orders by outcome: " + ", ".join(f"{k} {v}" for k, v in sorted(report["orders_by_status"].items()))]
+    lines.append(
+        "rejections by rule: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(report["rejections_by_code"].items())) or "none")
+    )
+    lines.append("fills by venue: " + ", ".join(f"{k} {v}" for k, v in sorted(report["fills_by_venue"].items())))
+    for name, b in report["breakers"].items():
+        lines.append(f"breaker {name}: {b['state']}, {b['trips']} trip(s), {b['rejections']} rejected calls")
+    for venue, t in sorted(report["pnl_by_venue"].items()):
+        net = t["realized"] - t["fees"] + t["unrealized"]
+        lines.append(
+            f"P&L {venue}: realized {t['realized']:,.2f}  fees {t['fees']:,.2f}  unrealized {t['unrealized']:,.2f}  net {net:,.2f}"
+        )
+    lines.append(f"equity {report['equity']:,.2f}  drawdown {report['drawdown']:.2%}")
+    if report["submit_latency_us"]:
+        lines.append(
+            "submit latency (µs): " + "  ".join(f"p{k} {v:,.0f}" for k, v in report["submit_latency_us"].items())
+        )
+    lines.append("invariants: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in report["invariants"].items()))
+    return "\n".join(lines)
