@@ -105,7 +105,9 @@ def _worker(config: SimulationConfig, t0: float, out_dir: str, context: WorkerCo
     om = OrderManager(core, routing="lowest_fee", breaker_config=VENUE_BREAKER)
     rng = np.random.default_rng(config.seed * 1000 + index)
     latencies: list[int] = []
+    check_latencies: list[int] = []
     rejections: Counter[str] = Counter()
+    live_path, next_live = Path(out_dir) / f"live-{index}.json", 0.0
     while context.running():
         now = time.monotonic()
         if now >= t0 + config.duration:
@@ -139,8 +141,16 @@ def _worker(config: SimulationConfig, t0: float, out_dir: str, context: WorkerCo
             reduce_only=stop is None,
         )
         started = time.perf_counter_ns()
+        core.risk.check(order)
+        check_latencies.append(time.perf_counter_ns() - started)
+        started = time.perf_counter_ns()
         managed = om.submit(order)
         latencies.append(time.perf_counter_ns() - started)
+        if now >= next_live:  # what the supervisor's live view shows of this worker
+            next_live = now + 0.5
+            totals = om.pnl()
+            live = {"orders": Counter(m.status.name for m in om.orders()), "net_pnl": totals.net}
+            live_path.write_text(json.dumps(live))
         if managed.decision is not None:
             rejections.update(managed.decision.codes)
         context.sleep(config.tick_seconds)
@@ -157,6 +167,7 @@ def _worker(config: SimulationConfig, t0: float, out_dir: str, context: WorkerCo
         "pnl_by_venue": {v: t._asdict() for v, t in om.book.by("venue").items()},
         "pnl_by_strategy": {v: t._asdict() for v, t in om.book.by("strategy").items()},
         "submit_latency_ns": latencies,
+        "check_latency_ns": check_latencies,
         "undeclared_states": [m.status.name for m in orders if m.status not in OrderStatus],
     }
     path = Path(out_dir) / f"worker-{index}-{context.incarnation}.json"
@@ -172,13 +183,23 @@ def _net_from_fills(orders: list[Any]) -> dict[str, float]:
     return net
 
 
-def _live(core: Core, started: float, duration: float) -> str:
+def _live(core: Core, started: float, duration: float, out_dir: str) -> str:
     risk = core.risk.snapshot()
     breakers = "  ".join(f"{n} {core.breaker(n).state.name}" for n in core.breaker_names())
     switch = "HALTED" if core.risk.kill_switch.active else risk.trading_state.name
+    orders: Counter[str] = Counter()
+    pnl = 0.0
+    for path in Path(out_dir).glob("live-*.json"):
+        try:
+            live = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being rewritten
+        orders.update(live["orders"])
+        pnl += live["net_pnl"]
+    by_state = " ".join(f"{k.lower()} {v}" for k, v in sorted(orders.items()))
     return (
-        f"[{time.monotonic() - started:5.1f}/{duration:.0f}s] {breakers}  | {switch}  equity {risk.equity:,.0f}  "
-        f"dd {risk.drawdown:.2%}  gross {risk.gross_exposure:,.0f}  open {risk.open_orders}"
+        f"[{time.monotonic() - started:5.1f}/{duration:.0f}s] {breakers} | {switch} equity {risk.equity:,.0f} "
+        f"dd {risk.drawdown:.2%} gross {risk.gross_exposure:,.0f} | orders: {by_state or '-'} | P&L {pnl:,.0f}"
     )
 
 
@@ -204,7 +225,7 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
         def tick() -> None:
             if live and time.monotonic() - last[0] >= 1.0:
                 last[0] = time.monotonic()
-                print(_live(core, started, config.duration + 1.0), flush=True)
+                print(_live(core, started, config.duration + 1.0, out_dir), flush=True)
 
         code = supervisor.run(duration=config.duration + 30.0, on_tick=tick)
         summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("worker-*.json"))]
@@ -219,26 +240,19 @@ def _report(
     by_code: Counter[str] = Counter()
     fills: Counter[str] = Counter()
     latencies: list[int] = []
+    checks: list[int] = []
     net_fills: dict[str, float] = {}
     for s in summaries:
+        checks.extend(s["check_latency_ns"])
         by_status.update(s["orders_by_status"])
         by_code.update(s["rejections_by_code"])
         fills.update(s["fills_by_venue"])
         latencies.extend(s["submit_latency_ns"])
         for symbol, q in s["net_quantity_from_fills"].items():
             net_fills[symbol] = net_fills.get(symbol, 0.0) + q
-    latencies.sort()
-    pct = (
-        {p: latencies[min(len(latencies) - 1, int(len(latencies) * p / 100))] / 1e3 for p in (50, 90, 99)}
-        if latencies
-        else {}
-    )
-    pnl_venue: dict[str, dict[str, float]] = {}
-    for s in summaries:
-        for venue, t in s["pnl_by_venue"].items():
-            row = pnl_venue.setdefault(venue, {"realized": 0.0, "fees": 0.0, "unrealized": 0.0})
-            for k in row:
-                row[k] += t[k]
+    pct, check_pct = _percentiles(latencies), _percentiles(checks)
+    pnl_venue = _sum_pnl(summaries, "pnl_by_venue")
+    pnl_strategy = _sum_pnl(summaries, "pnl_by_strategy")
     ledger_positions = {s: p.quantity for s, p in risk.positions.items()}
     breakers = {
         n: asdict(core.breaker(n).snapshot()) | {"state": core.breaker(n).state.name} for n in core.breaker_names()
@@ -272,12 +286,31 @@ def _report(
         "fills_by_venue": dict(fills),
         "breakers": breakers,
         "pnl_by_venue": pnl_venue,
+        "pnl_by_strategy": pnl_strategy,
         "equity": risk.equity,
         "drawdown": risk.drawdown,
         "positions": ledger_positions,
         "submit_latency_us": pct,
+        "check_latency_us": check_pct,
         "invariants": invariants,
     }
+
+
+def _percentiles(samples: list[int]) -> dict[int, float]:
+    samples = sorted(samples)
+    if not samples:
+        return {}
+    return {p: samples[min(len(samples) - 1, len(samples) * p // 100)] / 1e3 for p in (50, 90, 99)}
+
+
+def _sum_pnl(summaries: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for s in summaries:
+        for name, t in s[key].items():
+            row = out.setdefault(name, {"realized": 0.0, "fees": 0.0, "unrealized": 0.0})
+            for k in row:
+                row[k] += t[k]
+    return out
 
 
 def render(report: dict[str, Any]) -> str:
@@ -290,15 +323,16 @@ def render(report: dict[str, Any]) -> str:
     lines.append("fills by venue: " + ", ".join(f"{k} {v}" for k, v in sorted(report["fills_by_venue"].items())))
     for name, b in report["breakers"].items():
         lines.append(f"breaker {name}: {b['state']}, {b['trips']} trip(s), {b['rejections']} rejected calls")
-    for venue, t in sorted(report["pnl_by_venue"].items()):
-        net = t["realized"] - t["fees"] + t["unrealized"]
-        lines.append(
-            f"P&L {venue}: realized {t['realized']:,.2f}  fees {t['fees']:,.2f}  unrealized {t['unrealized']:,.2f}  net {net:,.2f}"
-        )
+    for group in ("pnl_by_venue", "pnl_by_strategy"):
+        for name, t in sorted(report[group].items()):
+            net = t["realized"] - t["fees"] + t["unrealized"]
+            lines.append(
+                f"P&L {name}: realized {t['realized']:,.2f}  fees {t['fees']:,.2f}  "
+                f"unrealized {t['unrealized']:,.2f}  net {net:,.2f}"
+            )
     lines.append(f"equity {report['equity']:,.2f}  drawdown {report['drawdown']:.2%}")
-    if report["submit_latency_us"]:
-        lines.append(
-            "submit latency (µs): " + "  ".join(f"p{k} {v:,.0f}" for k, v in report["submit_latency_us"].items())
-        )
+    for label, key in (("risk check", "check_latency_us"), ("order processing", "submit_latency_us")):
+        if report[key]:
+            lines.append(f"{label} latency (µs): " + "  ".join(f"p{k} {v:,.1f}" for k, v in report[key].items()))
     lines.append("invariants: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in report["invariants"].items()))
     return "\n".join(lines)
