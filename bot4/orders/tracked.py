@@ -8,12 +8,19 @@ from typing import NamedTuple
 
 from bot4.errors import FillError, InvalidTransitionError
 from bot4.order import Order
-from bot4.orders.status import BY_VALUE as _TABLE  # noqa: N811
-from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, OrderEvent, OrderStatus, next_status
+from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, OrderEvent, OrderStatus, next_status
+
+_PENDING_ALL = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 
 __all__ = ["Fill", "TrackedOrder", "Transition"]
 
 _FILLED = OrderEvent.FILLED
+# Per status value: event value -> next status, for the transitions that need no context
+# (neither end is PENDING_*, the target is a plain status). Everything else goes the long way.
+_PLAIN: dict[str, dict[str, OrderStatus]] = {status._value_: {} for status in OrderStatus}
+for (_s, _e), _t in TRANSITIONS.items():
+    if type(_t) is OrderStatus and _s not in _PENDING_ALL and _t not in _PENDING_ALL:
+        _PLAIN[_s._value_][_e._value_] = _t
 _new = tuple.__new__  # NamedTuple construction without its Python-level __new__
 _PENDING = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 _UNFILLED_OPEN = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.TRIGGERED)
@@ -122,9 +129,9 @@ class TrackedOrder:
     def apply(self, event: OrderEvent, time_ns: int, detail: str = "") -> OrderStatus:
         """Apply a non-fill event; return the new status."""
         old = self.status
-        new = _TABLE.get((old._value_, event._value_))
-        if type(new) is OrderStatus and new not in _PENDING and old not in _PENDING:
-            self.status = new  # the common case: a plain transition between non-pending statuses
+        new = _PLAIN[old._value_].get(event._value_)
+        if new is not None:  # the common case: a plain transition between non-pending statuses
+            self.status = new
             self.history.append(_new(Transition, (time_ns, old, event, new, detail)))
             return new
         if event is _FILLED:
