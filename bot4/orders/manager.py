@@ -11,7 +11,14 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot4.breaker.config import BreakerConfig
-from bot4.errors import Bot4Error, CircuitOpenError, ConfigError, ExchangeError, UnknownOrderError
+from bot4.errors import (
+    Bot4Error,
+    CircuitOpenError,
+    ConfigError,
+    ExchangeError,
+    ExchangeTimeoutError,
+    UnknownOrderError,
+)
 from bot4.order import Order, OrderType, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
@@ -67,6 +74,8 @@ class ManagedOrder:
     """venue -> venue order id, for every leg the venues accepted."""
     open_legs: set[str] = field(default_factory=set)
     """Venues where a leg is still open."""
+    unknown_legs: set[str] = field(default_factory=set)
+    """Venues that timed out on placing a leg: it may or may not exist there."""
     reason: str = ""
     """Why the order was denied or rejected, in words."""
 
@@ -243,6 +252,13 @@ class OrderManager:
             for leg in route.legs:
                 try:
                     result = yield ("call", leg.venue, "create_order", self._venue_args(order, leg.quantity))
+                except ExchangeTimeoutError as exc:
+                    # The venue may have placed it: never send it elsewhere too. The order stays
+                    # SUBMITTED with its reservation held until it is reconciled.
+                    managed.unknown_legs.add(leg.venue)
+                    managed.reason = f"{exc}: outcome unknown, not sent elsewhere; reconcile with the venue"
+                    placed_any = True
+                    continue
                 except (ExchangeError, CircuitOpenError) as exc:
                     failed.add(leg.venue)
                     managed.reason = str(exc)

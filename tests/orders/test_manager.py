@@ -180,3 +180,13 @@ def test_bad_calls(core: Core, clock: ManualClock) -> None:
         om.submit(market(1.0))
     with pytest.raises(bot4.UnknownOrderError):
         OrderManager(core).get("nope")
+
+
+def test_a_timeout_is_never_sent_elsewhere(core: Core, clock: ManualClock) -> None:
+    a, b = venues(core, clock, timeout_rate=1.0)
+    om = OrderManager(core, routing="primary")
+    done = om.submit(market(1.0))
+    assert done.status is OrderStatus.SUBMITTED  # the venue may have it: outcome unknown
+    assert done.unknown_legs == {"venue-a"} and "outcome unknown" in done.reason
+    assert b.requests == 0  # not placed a second time at venue-b
+    assert core.risk.snapshot().open_orders == 1  # its exposure stays reserved until reconciled
