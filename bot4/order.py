@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import enum
-import math
-import numbers
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot4._numbers import is_positive
 from bot4.errors import InvalidOrderError
 
 __all__ = ["Order", "OrderType", "Side", "TimeInForce"]
@@ -70,12 +69,9 @@ def _price(field_name: str, value: Any, *, required: bool = False) -> float | No
         if required:
             raise InvalidOrderError(field_name, "is required for this order type")
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidOrderError(field_name, f"must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
+    if not is_positive(value):
         raise InvalidOrderError(field_name, f"must be a finite number > 0, got {value!r}")
-    return number
+    return float(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, kw_only=True)

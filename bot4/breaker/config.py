@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot4._numbers import is_number
 from bot4.errors import ConfigError
 from bot4.shm import _native
 from bot4.shm.layout import BUCKETS
@@ -17,7 +18,7 @@ ExceptionTypes = tuple[type[BaseException], ...]
 
 
 def _number(name: str, value: Any, *, lo: float, hi: float = math.inf, lo_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         raise ConfigError(name, f"expected a finite number, got {value!r}")
     if value < lo or (lo_open and value == lo) or value > hi:
         left = "(" if lo_open else "["

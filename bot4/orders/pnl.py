@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import enum
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from bot4._numbers import is_number, is_positive
 from bot4.errors import ConfigError, FillError
 from bot4.order import Side
-from bot4.orders.tracked import _positive
 
 __all__ = ["CostMethod", "PnlBook", "PnlTotals", "PositionKey", "PositionView"]
 
@@ -150,13 +149,9 @@ class PnlBook:
     ) -> float:
         """Apply a fill; return its realized P&L (gross of the fee). The fill price becomes the mark."""
         for name, value in (("quantity", quantity), ("price", price)):
-            if not _positive(value):
+            if not is_positive(value):
                 raise FillError(f"{name} must be a finite number > 0, got {value!r}")
-        if (
-            type(fee) is not float
-            and (isinstance(fee, bool) or not isinstance(fee, (int, float)))
-            or not math.isfinite(fee)
-        ):
+        if not is_number(fee):
             raise FillError(f"fee must be a finite number, got {fee!r}")
         key = PositionKey(symbol, venue, strategy)
         position = self._positions.get(key)
@@ -170,7 +165,7 @@ class PnlBook:
 
     def on_mark(self, symbol: str, price: float) -> None:
         """Set the mark of ``symbol`` (for unrealized P&L)."""
-        if isinstance(price, bool) or not isinstance(price, (int, float)) or not math.isfinite(price) or price <= 0:
+        if not is_positive(price):
             raise ConfigError("price", f"must be a finite number > 0, got {price!r}")
         self._marks[symbol] = float(price)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from bot4._numbers import is_number, is_positive
 from bot4.errors import FillError, InvalidTransitionError
 from bot4.order import Order
 from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, OrderEvent, OrderStatus, next_status
@@ -52,24 +52,12 @@ class Fill:
     def __post_init__(self) -> None:
         for name in ("quantity", "price"):
             value = getattr(self, name)
-            if not _positive(value):
+            if not is_positive(value):
                 raise FillError(f"fill {self.trade_id!r}: {name} must be a finite number > 0, got {value!r}")
-        fee = self.fee
-        if (
-            type(fee) is not float
-            and (isinstance(fee, bool) or not isinstance(fee, (int, float)))
-            or not math.isfinite(fee)
-        ):
-            raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {fee!r}")
+        if not is_number(self.fee):
+            raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {self.fee!r}")
         if type(self.trade_id) is not str or not self.trade_id:
             raise FillError(f"a fill needs a non-empty trade_id, got {self.trade_id!r}")
-
-
-def _positive(value: object) -> bool:
-    """A finite number > 0 (floats checked first: the common case)."""
-    if type(value) is float:
-        return 0.0 < value < math.inf
-    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value < math.inf
 
 
 class TrackedOrder:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bot4._numbers import is_number, is_positive
 from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError
 from bot4.order import Order, OrderType, Side
 from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
@@ -39,9 +39,7 @@ _new = tuple.__new__  # builds the NamedTuple results without their Python-level
 
 
 def _check_price(field: str, value: Any) -> float:
-    if type(value) is float and 0.0 < value < math.inf:  # the common case, quickly
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+    if not is_positive(value):
         raise ConfigError(field, f"must be a finite number > 0, got {value!r}")
     return float(value)
 
@@ -264,11 +262,7 @@ class RiskEngine:
         self._check_reservation(reservation)
         quantity = _check_price("quantity", quantity)
         price = _check_price("price", price)
-        if (
-            type(fee) is not float
-            and (isinstance(fee, bool) or not isinstance(fee, numbers.Real))
-            or not math.isfinite(fee)
-        ):
+        if not is_number(fee):
             raise ConfigError("fee", f"must be a finite number, got {fee!r}")
         events: list[str] = []
         with self._mutex as tx:

@@ -49,11 +49,6 @@ def decode_text(values: tuple[int, ...] | list[int]) -> str:
     return b"".join(v.to_bytes(8, "little", signed=True) for v in values).rstrip(b"\0").decode()
 
 
-def exposure(position_value: float, buy_notional: float, sell_notional: float) -> float:
-    """Worst-case notional if every live order on one side filled."""
-    return max(abs(position_value + buy_notional), abs(position_value - sell_notional))
-
-
 class RiskLedger:
     """The shared risk numbers, primed for the order under check.
 
@@ -281,7 +276,7 @@ class RiskLedger:
             long_side, short_side = value + buy + order.quantity * entry, value - sell
         else:
             long_side, short_side = value + buy, value - sell - order.quantity * entry
-        new = max(abs(long_side), abs(short_side))  # exposure(), inlined on the hot path
+        new = max(abs(long_side), abs(short_side))  # worst case: every live order on one side fills
         return new, self.gross_exposure - old + new
 
     def reduces_position(self, order: Order) -> bool:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from bot4._numbers import is_number
 from bot4.errors import ConfigError
 
 __all__ = ["TOLERANCE", "RiskLimits", "TradingState", "exceeds"]
@@ -35,7 +36,7 @@ class TradingState(enum.IntEnum):
 def _fraction(name: str, value: Any, *, hi: float = 1.0, optional: bool = True) -> None:
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         raise ConfigError(name, f"expected a finite number{' or None' if optional else ''}, got {value!r}")
     if not 0 < value <= hi:
         raise ConfigError(name, f"must be in (0, {hi}], got {value!r}")

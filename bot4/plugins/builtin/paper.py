@@ -11,7 +11,6 @@ through ``bot4_exchange_adapters``.
 from __future__ import annotations
 
 import itertools
-import math
 import random
 import time
 from collections import deque
@@ -19,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot4._numbers import is_number, is_positive
 from bot4.clock import Clock, MonotonicClock
 from bot4.errors import (
     ConfigError,
@@ -52,7 +52,7 @@ class Faults:
     def __post_init__(self) -> None:
         for name in ("latency_seconds", "error_rate", "timeout_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if not is_number(value) or value < 0:
                 raise ConfigError(name, f"must be a finite number >= 0, got {value!r}")
         if self.error_rate + self.timeout_rate > 1:
             raise ConfigError("error_rate", "error_rate + timeout_rate must not exceed 1")
@@ -164,9 +164,9 @@ class PaperExchange:
         params = dict(params or {})
         if type not in ("market", "limit") or side not in ("buy", "sell"):
             raise ExchangeError(self.name, f"unsupported order {type} {side}")
-        if not (isinstance(amount, (int, float)) and math.isfinite(amount) and amount > 0):
+        if not is_positive(amount):
             raise ExchangeError(self.name, f"invalid amount {amount!r}")
-        if type == "limit" and not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
+        if type == "limit" and not is_positive(price):
             raise ExchangeError(self.name, f"invalid price {price!r}")
         book = self._book(symbol)
         tif = str(params.get("timeInForce", "GTC")).upper()
