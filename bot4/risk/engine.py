@@ -335,27 +335,26 @@ class RiskEngine:
 
     def reclaim(self) -> int:
         """Release every reservation whose process is dead; return how many."""
-        freed = 0
-        while self._reclaim_one():
-            freed += 1
-        return freed
-
-    def _reclaim_one(self) -> bool:
-        # One entry per transaction: each free reads the totals the previous one wrote.
         lay, r = self._seg.layout, self._r
-        with self._mutex as tx:
-            tx.set(self._base + L.L_SWEEP_NS, self._core.clock.now_ns())
-            alive: dict[int, bool] = {}
-            for slot in range(r.load(self._base + L.L_RES_HIGH)):
-                owner = r.load(lay.reservation(slot) + L.V_OWNER)
-                if owner == 0:
-                    continue
-                if owner not in alive:
-                    alive[owner] = is_alive(owner)
-                if not alive[owner]:
+        alive: dict[int, bool] = {}
+        dead: list[tuple[int, int]] = []
+        for slot in range(r.load(self._base + L.L_RES_HIGH)):
+            owner = r.load(lay.reservation(slot) + L.V_OWNER)
+            if owner == 0:
+                continue
+            if owner not in alive:
+                alive[owner] = is_alive(owner)
+            if not alive[owner]:
+                dead.append((slot, owner))
+        freed = 0
+        for slot, owner in dead:  # one entry per transaction: each reads the totals the last one wrote
+            with self._mutex as tx:
+                if r.load(lay.reservation(slot) + L.V_OWNER) == owner:
                     self._free_entry(tx, slot)
-                    return True
-        return False
+                    freed += 1
+        with self._mutex as tx:
+            tx.set(self._base + L.L_SWEEP_NS, self._core._now_ns())
+        return freed
 
     def audit(self) -> list[str]:
         """Cross-check the ledger's totals against its reservations; return every discrepancy."""
