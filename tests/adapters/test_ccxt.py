@@ -22,10 +22,9 @@ from bot4 import (
     OrderManager,
     OrderNotFoundError,
     OrderStatus,
-    make_plugin_manager,
 )
 from bot4.adapters.ccxt import CcxtAdapter, order_status
-from tests.risk.conftest import EPOCH, NO_LIMITS
+from tests.risk.conftest import EPOCH, open_desk
 
 MARKET = {
     "id": "BTCUSDT",
@@ -164,10 +163,7 @@ def test_ccxt_errors_become_bot4_errors(adapter: CcxtAdapter, venue: Venue, erro
 
 @pytest.fixture
 def core() -> Iterator[Core]:
-    with Core.create(clock=ManualClock(EPOCH), plugins=make_plugin_manager(entry_points=False)) as c:
-        c.risk.configure(NO_LIMITS)
-        c.risk.set_equity(1_000_000.0)
-        c.risk.on_price("BTC/USDT", 100000.0)
+    with open_desk(ManualClock(EPOCH), equity=1_000_000.0, prices={"BTC/USDT": 100000.0}) as c:
         yield c
 
 

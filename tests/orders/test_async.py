@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import bot4
-from bot4 import Core, Faults, Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange, make_plugin_manager
-from tests.risk.conftest import EPOCH, NO_LIMITS
+from bot4 import Core, Faults, Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange
+from tests.risk.conftest import EPOCH, open_desk
 
 
 class AsyncVenue:
@@ -62,10 +62,7 @@ class AsyncVenue:
 
 @pytest.fixture
 def core() -> Iterator[Core]:
-    with Core.create(clock=ManualClock(EPOCH), plugins=make_plugin_manager(entry_points=False)) as c:
-        c.risk.configure(NO_LIMITS)
-        c.risk.set_equity(100_000.0)
-        c.risk.on_price("BTC/USDT", 100.0)
+    with open_desk(ManualClock(EPOCH), equity=100_000.0, prices={"BTC/USDT": 100.0}) as c:
         yield c
 
 

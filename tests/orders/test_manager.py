@@ -19,9 +19,8 @@ from bot4 import (
     OrderManager,
     OrderStatus,
     PaperExchange,
-    make_plugin_manager,
 )
-from tests.risk.conftest import EPOCH, NO_LIMITS
+from tests.risk.conftest import EPOCH, NO_LIMITS, open_desk
 
 BOOK_A = dict(bids=[(99.0, 5.0)], asks=[(101.0, 1.0), (102.0, 5.0)])
 BOOK_B = dict(bids=[(98.5, 5.0)], asks=[(101.5, 5.0)])
@@ -34,10 +33,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def core(clock: ManualClock) -> Iterator[Core]:
-    with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as c:
-        c.risk.configure(NO_LIMITS)
-        c.risk.set_equity(100_000.0)
-        c.risk.on_price("BTC/USDT", 100.0)  # market orders are priced at the mark by risk
+    with open_desk(clock, equity=100_000.0, prices={"BTC/USDT": 100.0}) as c:  # market orders need a mark
         yield c
 
 

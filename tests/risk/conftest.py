@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,17 @@ def buy(symbol: str = "BTC/USDT", quantity: float = 1.0, price: float = 100.0, *
 
 def sell(symbol: str = "BTC/USDT", quantity: float = 1.0, price: float = 100.0, **kw: Any) -> Order:
     return Order(symbol=symbol, side="sell", quantity=quantity, type="limit", price=price, **kw)
+
+
+@contextlib.contextmanager
+def open_desk(clock: ManualClock, *, equity: float, prices: dict[str, float]) -> Iterator[Core]:
+    """A core with every risk limit off, equity set and the given marks: orders only need a venue."""
+    with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as core:
+        core.risk.configure(NO_LIMITS)
+        core.risk.set_equity(equity)
+        for symbol, price in prices.items():
+            core.risk.on_price(symbol, price)
+        yield core
 
 
 @pytest.fixture
