@@ -48,8 +48,8 @@ class Core:
         self._segment = segment
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._gate_clock = None if type(self._clock) is MonotonicClock else self._clock.now_ns
+        # The clock's now_ns for hot paths: the native function itself for the default clock.
         self._now_ns = monotonic_ns if self._gate_clock is None else self._clock.now_ns
-        """The clock's now_ns, straight to the native function for the default clock."""
         self._plugins = plugins if plugins is not None else make_plugin_manager()
         self._slots = SlotRegistry(segment)
         self._ident = my_identity()
