@@ -22,7 +22,7 @@ from bot4.errors import (
 from bot4.order import Order, OrderType, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
-from bot4.orders.routing import Route, VenueInfo, required_capability
+from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
 from bot4.risk.decision import Decision, Reservation
@@ -36,10 +36,6 @@ __all__ = ["ManagedOrder", "OrderManager"]
 T = TypeVar("T")
 Flow = Generator[tuple[Any, ...], Any, T]
 """An order manager operation: yields venue requests, receives their results."""
-
-
-def _invoke(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
 
 
 async def _ainvoke(fn: Callable[..., Any], *args: Any) -> Any:
@@ -61,9 +57,10 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Call
 
 
 _LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
+_FILLED = OrderStatus.FILLED
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ManagedOrder:
     """An order under management: its tracked state, risk decision and venue legs."""
 
@@ -144,14 +141,15 @@ class OrderManager:
         if not self._venues:
             raise ConfigError("venues", "no venue: register an adapter plugin (bot4_exchange_adapters) first")
         self._breakers = {name: core.breaker(name, breaker_config) for name in self._venues}
-        self._guarded = {name: breaker(_invoke) for name, breaker in self._breakers.items()}
+        self._guarded: dict[tuple[str, str], Callable[..., Any]] = {}  # (venue, method) -> through its breaker
         self._aguarded = {name: breaker(_ainvoke) for name, breaker in self._breakers.items()}
         self._strategies: list[Callable[..., Route | None]] = []
         self._strategies_gen = -1
         self._infos = {
-            name: VenueInfo(name=name, fees=a.fees, capabilities=a.capabilities, latency=None, _reader=self._read_book)
+            name: VenueInfo(name=name, fees=a.fees, capabilities=a.capabilities, latency=None, _reader=self._call)
             for name, a in self._venues.items()
         }
+        self._venue_rows = [(name, a, self._breakers[name], self._infos[name]) for name, a in self._venues.items()]
 
     # ------------------------------------------------------------------ queries
 
@@ -334,16 +332,13 @@ class OrderManager:
 
     def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
         """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
-        capability = required_capability(order)
+        capability, symbol, latency = required_capability(order), order.symbol, self._latency
         candidates = []
-        for name, adapter in self._venues.items():
-            if name in excluded or not adapter.capabilities.get(capability, False):
+        for name, adapter, breaker, info in self._venue_rows:
+            if name in excluded or not adapter.capabilities.get(capability, False) or breaker.would_reject():
                 continue
-            if self._breakers[name].would_reject():
-                continue
-            info = self._infos[name]
-            info.latency = self._latency.get(name)
-            info.symbol = order.symbol
+            info.latency = latency.get(name)
+            info.symbol = symbol
             info._cached = None
             candidates.append(info)
         return candidates
@@ -359,9 +354,13 @@ class OrderManager:
             return self._pick(order, remaining, excluded) if remaining else None
         if route is None:
             raise ConfigError("routing", f"no routing strategy named {self._routing!r} answered")
-        allowed = {v.name for v in candidates}
-        if not route.legs or any(leg.venue not in allowed or not leg.quantity > 0 for leg in route.legs):
-            raise Bot4Error(f"routing strategy {route.strategy!r} returned an invalid route {route!r}")
+        legs = route.legs if type(route) is Route else None
+        if not legs:
+            raise Bot4Error(f"routing strategy returned an invalid route {route!r}")
+        names = [v.name for v in candidates]
+        for leg in legs:
+            if not (type(leg) is Leg and leg.quantity > 0 and leg.venue in names):
+                raise Bot4Error(f"routing strategy {route.strategy!r} returned an invalid route {route!r}")
         return route
 
     def _strategy_route(self, order: Order, candidates: list[VenueInfo]) -> Route | None:
@@ -379,45 +378,53 @@ class OrderManager:
                 return route
         return None
 
-    def _read_book(self, venue: str, symbol: str) -> Any:
-        return self._call(venue, "fetch_order_book", symbol)
-
     def _call(self, venue: str, method: str, *args: Any) -> Any:
         """Call ``method`` of ``venue`` through its breaker; keep its latency average."""
         start = perf_counter_ns()
-        result = self._guarded[venue](getattr(self._venues[venue], method), *args)
+        guarded = self._guarded.get((venue, method))
+        if guarded is None:
+            guarded = self._guarded[venue, method] = self._breakers[venue](getattr(self._venues[venue], method))
+        result = guarded(*args)
         if type(result) is not dict and type(result) is not list and inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if close is not None:
                 close()
             raise ConfigError("venues", f"venue {venue!r} is async: use the order manager's async methods")
-        self._note_latency(venue, start)
+        seconds = (perf_counter_ns() - start) * 1e-9
+        previous = self._latency.get(venue)
+        self._latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
         return result
 
     def _note_latency(self, venue: str, start: int) -> None:
-        seconds = (perf_counter_ns() - start) / 1e9
-        previous = self._latency.get(venue)
-        self._latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
+        seconds = (perf_counter_ns() - start) * 1e-9
+        latency = self._latency
+        previous = latency.get(venue)
+        latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
 
     # ------------------------------------------------------------------ venue reports
 
     def _absorb(self, managed: ManagedOrder, venue: str, report: Mapping[str, Any]) -> None:
         """Apply a venue's order report: acknowledgement, new trades, final status."""
-        tracked, now = managed.tracked, self._core._now_ns
+        tracked, legs = managed.tracked, managed.legs
         status = report.get("status")
-        managed.legs[venue] = str(report.get("id"))
-        tracked.venue = venue if tracked.venue in (None, venue) else "split"
-        tracked.venue_order_id = managed.legs[venue] if len(managed.legs) == 1 else None
+        legs[venue] = venue_id = str(report.get("id"))
+        if tracked.venue is None:
+            tracked.venue = venue
+        elif tracked.venue != venue:
+            tracked.venue = "split"
+        tracked.venue_order_id = venue_id if len(legs) == 1 else None
         if status == "rejected":
-            if len(managed.legs) == 1 and tracked.status is OrderStatus.SUBMITTED:
+            if len(legs) == 1 and tracked.status is OrderStatus.SUBMITTED:
                 managed.reason = f"{venue} rejected the order"
-                tracked.apply(OrderEvent.REJECTED, now(), managed.reason)
+                tracked.apply(OrderEvent.REJECTED, self._core._now_ns(), managed.reason)
                 self._finish(managed)
             return
         if tracked.status is OrderStatus.SUBMITTED:
-            tracked.apply(OrderEvent.ACCEPTED, now(), venue)
-        for trade in report.get("trades") or ():
-            self._apply_trade(managed, venue, trade)
+            tracked.apply(OrderEvent.ACCEPTED, self._core._now_ns(), venue)
+        trades = report.get("trades")
+        if trades:
+            for trade in trades:
+                self._apply_trade(managed, venue, trade)
         if status == "open":
             managed.open_legs.add(venue)
         else:
@@ -425,12 +432,15 @@ class OrderManager:
         if tracked.status is OrderStatus.FILLED:
             self._finish(managed)
         elif status in ("canceled", "expired") and tracked.is_open and not managed.open_legs:
-            tracked.apply(OrderEvent.CANCELED if status == "canceled" else OrderEvent.EXPIRED, now(), venue)
+            event = OrderEvent.CANCELED if status == "canceled" else OrderEvent.EXPIRED
+            tracked.apply(event, self._core._now_ns(), venue)
             self._finish(managed)
 
     def _apply_trade(self, managed: ManagedOrder, venue: str, trade: Mapping[str, Any]) -> None:
-        order = managed.tracked.order
-        fee = (trade.get("fee") or {}).get("cost") or 0.0
+        tracked = managed.tracked
+        order = tracked.order
+        fee = trade.get("fee")
+        fee = (fee.get("cost") if fee else None) or 0.0
         fill = Fill(
             trade_id=f"{venue}:{trade['id']}",
             quantity=float(trade["amount"]),
@@ -439,24 +449,28 @@ class OrderManager:
             liquidity=str(trade.get("takerOrMaker") or "taker"),
             venue=venue,
         )
-        if not managed.tracked.fill(fill, self._core._now_ns()):
+        if not tracked.fill(fill, self._core._now_ns()):
             return  # a trade already applied
         self._pnl.on_fill(
             order.symbol, order.side, fill.quantity, fill.price, fee=fill.fee, venue=venue, strategy=order.strategy
         )
-        reservation = managed.reservation
-        if reservation is not None:
-            self._risk.on_fill(reservation, fill.quantity, fill.price, fee=fill.fee)
+        decision = managed.decision
+        if decision is not None and decision.reservation is not None:
+            self._risk.on_fill(decision.reservation, fill.quantity, fill.price, fee=fill.fee)
 
     def _finish(self, managed: ManagedOrder) -> None:
         """Give back what the order's reservation still holds (idempotent); remember a bounded past."""
-        if managed.reservation is not None and managed.tracked.status is not OrderStatus.FILLED:
-            self._risk.release(managed.reservation)  # a filled order's reservation ended with its last fill
-        self._finished.append(managed.id)
-        while len(self._finished) > self._keep_finished:
-            old = self._orders.get(self._finished.popleft())
-            if old is not None and not old.tracked.is_open:
-                del self._orders[old.id]
+        decision = managed.decision
+        if decision is not None and decision.reservation is not None and managed.tracked.status is not _FILLED:
+            self._risk.release(decision.reservation)  # a filled order's reservation ended with its last fill
+        finished = self._finished
+        finished.append(managed.tracked.order.client_order_id)
+        if len(finished) > self._keep_finished:
+            orders = self._orders
+            while len(finished) > self._keep_finished:
+                old = orders.get(finished.popleft())
+                if old is not None and not old.tracked.is_open:
+                    del orders[old.id]
 
     # ------------------------------------------------------------------ cancel and poll
 

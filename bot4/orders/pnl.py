@@ -73,7 +73,7 @@ class _Position:
     def __init__(self) -> None:
         self.quantity = 0.0
         self.cost = 0.0  # signed quantity x price of what is open (average cost)
-        self.lots: deque[list[float]] = deque()  # [signed quantity, price] (FIFO)
+        self.lots: deque[list[float]] = deque()  # [signed quantity, price], kept for FIFO only
         self.realized = 0.0
         self.fees = 0.0
 
@@ -87,14 +87,16 @@ class _Position:
     def apply(self, qty: float, price: float, method: CostMethod) -> float:
         """Apply a signed fill; return the realized P&L (gross of fees)."""
         position = self.quantity
+        fifo = method is CostMethod.FIFO
         if position == 0 or (position > 0) == (qty > 0):
             self.quantity = position + qty
             self.cost += qty * price
-            self.lots.append([qty, price])
+            if fifo:
+                self.lots.append([qty, price])
             return 0.0
         sign = 1.0 if position > 0 else -1.0
         closing = min(abs(qty), abs(position))
-        if method is CostMethod.AVERAGE:
+        if not fifo:
             realized = closing * (price - self.cost / position) * sign
         else:
             realized, left = 0.0, closing
@@ -113,11 +115,12 @@ class _Position:
             if rest > _EPS:  # flipped: the remainder opens at the fill price
                 self.quantity = -sign * rest
                 self.cost = self.quantity * price
-                self.lots.append([self.quantity, price])
+                if fifo:
+                    self.lots.append([self.quantity, price])
         else:
             average = self.cost / position
             self.quantity = position + qty
-            self.cost = self.quantity * average if method is CostMethod.AVERAGE else sum(q * p for q, p in self.lots)
+            self.cost = sum(q * p for q, p in self.lots) if fifo else self.quantity * average
         self.realized += realized
         return realized
 
@@ -148,9 +151,10 @@ class PnlBook:
         strategy: str = "default",
     ) -> float:
         """Apply a fill; return its realized P&L (gross of the fee). The fill price becomes the mark."""
-        for name, value in (("quantity", quantity), ("price", price)):
-            if not is_positive(value):
-                raise FillError(f"{name} must be a finite number > 0, got {value!r}")
+        if not is_positive(quantity):
+            raise FillError(f"quantity must be a finite number > 0, got {quantity!r}")
+        if not is_positive(price):
+            raise FillError(f"price must be a finite number > 0, got {price!r}")
         if not is_number(fee):
             raise FillError(f"fee must be a finite number, got {fee!r}")
         key = PositionKey(symbol, venue, strategy)

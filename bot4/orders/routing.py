@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import Fees
@@ -12,16 +12,14 @@ from bot4.orders.adapter import Fees
 __all__ = ["Leg", "Route", "VenueInfo", "book_cost", "required_capability"]
 
 
-@dataclass(frozen=True)
-class Leg:
+class Leg(NamedTuple):
     """Part of a route: how much goes to one venue."""
 
     venue: str
     quantity: float
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """Where an order goes: one leg, or several when split. ``strategy`` names who decided."""
 
     legs: tuple[Leg, ...]
@@ -42,8 +40,8 @@ class VenueInfo:
     capabilities: Mapping[str, bool]
     latency: float | None
     """Measured seconds per request (an average), None before the first."""
-    _reader: Callable[[str, str], Any] = field(repr=False)
-    """Fetches (venue, symbol) -> book, through the venue's breaker."""
+    _reader: Callable[[str, str, str], Any] = field(repr=False)
+    """Calls (venue, method, symbol) through the venue's breaker."""
     symbol: str = ""
     """The symbol of the order being routed."""
     _cached: Any = field(default=None, repr=False)
@@ -51,7 +49,7 @@ class VenueInfo:
     def book(self) -> dict[str, list[list[float]]]:
         """The venue's order book for the order's symbol (fetched once, through its breaker)."""
         if self._cached is None:
-            self._cached = self._reader(self.name, self.symbol)
+            self._cached = self._reader(self.name, "fetch_order_book", self.symbol)
         return self._cached  # type: ignore[no-any-return]
 
 

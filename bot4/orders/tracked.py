@@ -15,6 +15,7 @@ _PENDING_ALL = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 __all__ = ["Fill", "TrackedOrder", "Transition"]
 
 _FILLED = OrderEvent.FILLED
+_ACCEPTED, _PARTIALLY_FILLED, _FILLED_STATUS = OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
 # Per status value: event value -> next status, for the transitions that need no context
 # (neither end is PENDING_*, the target is a plain status). Everything else goes the long way.
 _PLAIN: dict[str, dict[str, OrderStatus]] = {status._value_: {} for status in OrderStatus}
@@ -50,14 +51,23 @@ class Fill:
     venue: str = ""
 
     def __post_init__(self) -> None:
+        if not (
+            is_positive(self.quantity)
+            and is_positive(self.price)
+            and is_number(self.fee)
+            and type(self.trade_id) is str
+            and self.trade_id
+        ):
+            self._refuse()
+
+    def _refuse(self) -> None:
+        if type(self.trade_id) is not str or not self.trade_id:
+            raise FillError(f"a fill needs a non-empty trade_id, got {self.trade_id!r}")
         for name in ("quantity", "price"):
             value = getattr(self, name)
             if not is_positive(value):
                 raise FillError(f"fill {self.trade_id!r}: {name} must be a finite number > 0, got {value!r}")
-        if not is_number(self.fee):
-            raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {self.fee!r}")
-        if type(self.trade_id) is not str or not self.trade_id:
-            raise FillError(f"a fill needs a non-empty trade_id, got {self.trade_id!r}")
+        raise FillError(f"fill {self.trade_id!r}: fee must be a finite number, got {self.fee!r}")
 
 
 class TrackedOrder:
@@ -142,7 +152,12 @@ class TrackedOrder:
                 f"order {self.id}: fill {fill.trade_id!r} of {fill.quantity} would fill {total} of {quantity}"
             )
         complete = total >= quantity * (1 - 1e-9)
-        self._move(_FILLED, time_ns, fill.trade_id, complete=complete)  # the fill itself is in self.fills
+        old = self.status
+        if old is _ACCEPTED or old is _PARTIALLY_FILLED:  # the common case, straight from the table
+            self.status = new = _FILLED_STATUS if complete else _PARTIALLY_FILLED
+            self.history.append(_new(Transition, (time_ns, old, _FILLED, new, fill.trade_id)))
+        else:
+            self._move(_FILLED, time_ns, fill.trade_id, complete=complete)  # the fill itself is in self.fills
         self.average_fill_price = (self.average_fill_price * self.filled_quantity + fill.price * fill.quantity) / total
         self.filled_quantity = quantity if complete else total
         self.fees += fill.fee

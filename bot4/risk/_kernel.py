@@ -47,6 +47,7 @@ _OFFSETS = {
     "res_high": L.L_RES_HIGH,
     "res_seq": L.L_RES_SEQ,
     "free_head": L.L_FREE_HEAD,
+    "day_id": L.L_DAY_ID,
 }
 # LedgerKernel.reserve writes a reservation entry as these words, in this order.
 assert (L.V_OWNER, L.V_ID, L.V_SYMBOL, L.V_SIDE, L.V_QTY, L.V_PRICE, L.V_CREATED_NS, L.V_NEXT_FREE) == tuple(range(8))

@@ -33,6 +33,7 @@ _APPROVED = Decision()
 _HALTED = int(TradingState.HALTED)
 _SWEEP_NS = 1_000_000_000
 _EPS = 1e-9
+_NOT_LIVE, _OVERFILL = 1, 2  # LedgerKernel.fill's refusals
 _NAN = math.nan
 _PRICED = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _new = tuple.__new__  # builds the NamedTuple results without their Python-level __new__
@@ -225,18 +226,24 @@ class RiskEngine:
         return decision
 
     def _reserve_writes(self, tx: Transaction, order: Order, now: int) -> Decision:
-        entry = self._ledger.entry_price(order)  # not primed: read live, under the mutex
-        if entry is None:
-            return Decision((Rejection(ENGINE, "PRICE_UNKNOWN", f"no price for {order.symbol}: send on_price first"),))
-        index = self._symbol_for_write(tx, order.symbol)
+        kind = order.type
+        entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+        index = self._ledger.symbol_index(order.symbol)
         if index is None:
-            limit = self._seg.layout.max_symbols
-            return Decision((Rejection(ENGINE, "SYMBOLS_FULL", f"the ledger tracks {limit} symbols"),))
+            if entry != entry:  # NaN: the mark of a symbol never priced
+                return _price_unknown(order)
+            index = self._symbol_for_write(tx, order.symbol)
+            if index is None:
+                limit = self._seg.layout.max_symbols
+                return Decision((Rejection(ENGINE, "SYMBOLS_FULL", f"the ledger tracks {limit} symbols"),))
         side = order.side
-        tx.staged, res_id, slot = self._kernel.reserve(
+        # entry NaN: the kernel reads the mark under the mutex (live, not the primed ledger)
+        tx.staged, res_id, slot, entry = self._kernel.reserve(
             tx.staged, index, 1 if side is Side.BUY else -1, order.quantity, entry, self._core._ident, now
         )
         if res_id == 0:
+            if slot < 0:
+                return _price_unknown(order)
             return Decision((Rejection(ENGINE, "RESERVATIONS_FULL", f"all {slot} reservation entries are live"),))
         reservation = _new(Reservation, (res_id, slot, order.symbol, side, order.quantity, entry))
         return _new(Decision, ((), reservation))
@@ -264,27 +271,23 @@ class RiskEngine:
         price = _check_price("price", price)
         if not is_number(fee):
             raise ConfigError("fee", f"must be a finite number, got {fee!r}")
-        events: list[str] = []
         with self._mutex as tx:
-            if not self._live(reservation):
-                raise ReservationError(f"reservation {reservation.id} is not live (released, filled or reclaimed)")
-            e = self._seg.layout.reservation(reservation.slot)
-            left = self._r.loadf(e + L.V_QTY)
-            if quantity > left * (1 + _EPS):
-                raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
-            left = max(0.0, left - quantity)
-            index = self._r.load(e + L.V_SYMBOL)
-            sign = 1 if reservation.side is Side.BUY else -1
-            realized, unrealized = self._symbol_writes(
-                tx, index, sign, -quantity, -quantity * reservation.price, fill=(sign * quantity, price)
+            limits = self._ledger.current_limits()
+            tx.staged, code, left, drawdown, loss = self._kernel.fill(
+                tx.staged,
+                reservation.slot,
+                reservation.id,
+                quantity,
+                price,
+                float(fee),
+                self._day_id(limits),
+                _EPS * reservation.quantity,
             )
-            if left <= _EPS * reservation.quantity:
-                self._free_entry(tx, reservation.slot, symbol_done=True)
-            else:
-                tx.set(e + L.V_QTY, left)
-            cash = self._r.loadf(self._base + L.L_CASH) + realized - float(fee)
-            tx.set(self._base + L.L_CASH, cash)
-            events = self._account_writes(tx, cash=cash, unrealized=unrealized)
+            if code == _NOT_LIVE:
+                raise ReservationError(f"reservation {reservation.id} is not live (released, filled or reclaimed)")
+            if code == _OVERFILL:
+                raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
+            events = self._kill_writes(tx, limits, drawdown, loss)
         self._announce(events)
 
     # ------------------------------------------------------------------ prices and equity
@@ -306,7 +309,7 @@ class RiskEngine:
                     f"the risk ledger tracks its maximum of {self._seg.layout.max_symbols} symbols; cannot add "
                     f"{symbol!r} (create the core with a larger max_symbols)"
                 )
-            _, unrealized = self._symbol_writes(tx, index, mark=price)
+            unrealized = self._symbol_writes(tx, index, mark=price)
             events = self._account_writes(tx, cash=self._r.loadf(self._base + L.L_CASH), unrealized=unrealized)
         self._announce(events)
 
@@ -430,13 +433,12 @@ class RiskEngine:
         owner, res_id = self._r.load_range(self._res0 + reservation.slot * L.RES_WORDS + L.V_OWNER, 2)
         return owner != 0 and res_id == reservation.id
 
-    def _free_entry(self, tx: Transaction, slot: int, *, symbol_done: bool = False) -> None:
-        """Free reservation entry ``slot``, giving back what it still holds (unless done)."""
+    def _free_entry(self, tx: Transaction, slot: int) -> None:
+        """Free reservation entry ``slot``, giving back what it still holds."""
         lay, r, base = self._seg.layout, self._r, self._base
         e = lay.reservation(slot)
-        if not symbol_done:
-            left = r.loadf(e + L.V_QTY)
-            self._symbol_writes(tx, r.load(e + L.V_SYMBOL), r.load(e + L.V_SIDE), -left, -left * r.loadf(e + L.V_PRICE))
+        left = r.loadf(e + L.V_QTY)
+        self._symbol_writes(tx, r.load(e + L.V_SYMBOL), r.load(e + L.V_SIDE), -left, -left * r.loadf(e + L.V_PRICE))
         tx.set(e + L.V_OWNER, 0)
         tx.set(e + L.V_NEXT_FREE, r.load(base + L.L_FREE_HEAD))
         tx.set(base + L.L_FREE_HEAD, slot + 1)
@@ -464,56 +466,43 @@ class RiskEngine:
         d_qty: float = 0.0,
         d_notional: float = 0.0,
         *,
-        fill: tuple[float, float] | None = None,
         mark: float | None = None,
-    ) -> tuple[float, float]:
-        """Stage a change to one symbol: reserved amounts, position, mark, exposure, and with
-        them gross exposure, unrealized P&L and the holdings generation (native arithmetic).
+    ) -> float:
+        """Stage a change to one symbol: reserved amounts, mark, exposure, and with them gross
+        exposure, unrealized P&L and the holdings generation (native arithmetic; fills go
+        through ``LedgerKernel.fill``).
 
         ``d_qty``/``d_notional`` change what is reserved on ``side`` (+1 buy, -1 sell);
-        ``fill`` is (signed quantity, price) moving into the position (average cost);
-        ``mark`` a new price. Returns (realized P&L, new total unrealized P&L). Reads see the
-        ledger before ``tx``: one call per symbol per transaction.
+        ``mark`` is a new price. Returns the new total unrealized P&L. Reads see the ledger
+        before ``tx``: one call per symbol per transaction.
         """
-        fill_qty, fill_price = fill if fill is not None else (0.0, 0.0)
-        tx.staged, realized, unrealized = self._kernel.symbol_update(
-            tx.staged, index, side, float(d_qty), float(d_notional), float(fill_qty), float(fill_price), mark or 0.0
+        tx.staged, _, unrealized = self._kernel.symbol_update(
+            tx.staged, index, side, float(d_qty), float(d_notional), 0.0, 0.0, mark or 0.0
         )
-        return realized, unrealized
+        return unrealized
 
     def _account_writes(self, tx: Transaction, *, cash: float, unrealized: float, initial: bool = False) -> list[str]:
         """Peak, trading day, drawdown and daily loss after equity changed; returns kill-switch reasons.
 
         Reads see the ledger before ``tx``: the previous equity starts a new trading day.
         """
-        r, base = self._r, self._base
-        equity = cash + unrealized
-        if initial:
-            peak = day_start = equity
-            stored_day = None
-            tx.set(base + L.L_EQUITY_SET, 1)
-        elif not r.load(base + L.L_EQUITY_SET):
-            return []
-        else:
-            old_cash, old_unrealized, peak, day_start, _ = r.loadf_range(base + L.L_CASH, L.ACCOUNT_FLOATS)
-            stored_day = r.load(base + L.L_DAY_ID)
         limits = self._ledger.current_limits()
-        peak = max(peak, equity)
-        tx.set(base + L.L_PEAK, peak)
-        day = self._day_id(limits)
-        if stored_day != day:
-            if not initial:
-                day_start = old_cash + old_unrealized
-            tx.set(base + L.L_DAY_ID, day)
-            tx.set(base + L.L_DAY_START, day_start)
+        tx.staged, drawdown, loss = self._kernel.account(tx.staged, cash, unrealized, self._day_id(limits), initial)
+        return self._kill_writes(tx, limits, drawdown, loss)
+
+    def _kill_writes(self, tx: Transaction, limits: RiskLimits, drawdown: float, loss: float) -> list[str]:
+        """Halt trading in ``tx`` when drawdown or daily loss (NaN: equity never set) breach limits."""
+        max_drawdown, max_loss = limits.max_drawdown, limits.daily_loss_limit
+        drawn = max_drawdown is not None and exceeds(drawdown, max_drawdown)
+        lost = max_loss is not None and exceeds(loss, max_loss)
+        if not (drawn or lost):
+            return []
         reasons: list[str] = []
-        drawdown = 1.0 - equity / peak if peak > 0 else 0.0
-        if limits.max_drawdown is not None and exceeds(drawdown, limits.max_drawdown):
-            reasons.append(f"drawdown {drawdown:.2%} exceeds max_drawdown {limits.max_drawdown:.2%}")
-        loss = (day_start - equity) / day_start if day_start > 0 else 0.0
-        if limits.daily_loss_limit is not None and exceeds(loss, limits.daily_loss_limit):
-            reasons.append(f"daily loss {loss:.2%} exceeds daily_loss_limit {limits.daily_loss_limit:.2%}")
-        if reasons and r.load(self._i_trading) & 0xFF != TradingState.HALTED:
+        if drawn:
+            reasons.append(f"drawdown {drawdown:.2%} exceeds max_drawdown {max_drawdown:.2%}")
+        if lost:
+            reasons.append(f"daily loss {loss:.2%} exceeds daily_loss_limit {max_loss:.2%}")
+        if self._r.load(self._i_trading) & 0xFF != TradingState.HALTED:
             reason = "; ".join(reasons)
             self._state_writes(tx, TradingState.HALTED, reason)
             return [reason]
@@ -545,6 +534,10 @@ class RiskEngine:
     def _announce(self, reasons: list[str]) -> None:
         for reason in reasons:
             self._core._notify("bot4_kill_switch_tripped", reason=reason)
+
+
+def _price_unknown(order: Order) -> Decision:
+    return Decision((Rejection(ENGINE, "PRICE_UNKNOWN", f"no price for {order.symbol}: send on_price first"),))
 
 
 def _as_rule(function: Callable[..., Any], argnames: tuple[str, ...]) -> Rule:

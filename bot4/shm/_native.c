@@ -767,9 +767,9 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (PyModule_AddObject(m, "LedgerKernel", (PyObject *)&LedgerKernelType) < 0) goto fail;
     /* The order of LedgerKernel's offset and limit tuples, and of evaluate()'s bits. */
     if (add_owned(m, "LEDGER_OFFSETS",
-                     Py_BuildValue("(sssssssssssssssss)", "cash", "unrealized", "peak", "day_start", "gross",
+                     Py_BuildValue("(ssssssssssssssssss)", "cash", "unrealized", "peak", "day_start", "gross",
                                    "equity_set", "trading", "open_orders", "hold_gen", "rate", "limits_gen", "limits",
-                                   "symbols_used", "corr_gen", "res_high", "res_seq", "free_head")) < 0 ||
+                                   "symbols_used", "corr_gen", "res_high", "res_seq", "free_head", "day_id")) < 0 ||
         add_owned(m, "LEDGER_LIMITS",
                      Py_BuildValue("(ssssssssssss)", "require_stop_loss", "max_stop_distance", "max_position_risk",
                                    "max_position_notional", "max_correlation", "max_drawdown", "daily_loss_limit",

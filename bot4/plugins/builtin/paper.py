@@ -161,7 +161,6 @@ class PaperExchange:
     ) -> dict[str, Any]:
         """Place an order; market and crossing limit orders fill at once against the book."""
         self._request()
-        params = dict(params or {})
         if type not in ("market", "limit") or side not in ("buy", "sell"):
             raise ExchangeError(self.name, f"unsupported order {type} {side}")
         if not is_positive(amount):
@@ -169,43 +168,51 @@ class PaperExchange:
         if type == "limit" and not is_positive(price):
             raise ExchangeError(self.name, f"invalid price {price!r}")
         book = self._book(symbol)
+        params = params or {}
         tif = str(params.get("timeInForce", "GTC")).upper()
+        amount = float(amount)
+        order_id = f"{self.name}-{next(self._ids)}"
         order: dict[str, Any] = {
-            "id": f"{self.name}-{next(self._ids)}",
+            "id": order_id,
             "clientOrderId": params.get("clientOrderId"),
             "symbol": symbol,
             "type": type,
             "side": side,
             "price": price,
-            "amount": float(amount),
+            "amount": amount,
             "filled": 0.0,
-            "remaining": float(amount),
+            "remaining": amount,
             "cost": 0.0,
             "average": None,
             "status": "open",
             "timeInForce": tif,
             "trades": [],
-            "fee": {"cost": 0.0, "currency": symbol.split("/")[-1]},
+            "fee": {"cost": 0.0, "currency": symbol.rpartition("/")[2]},
         }
+        self._orders[order_id] = order
         opposite = book["asks" if side == "buy" else "bids"]
-        crosses = bool(opposite) and (
-            type == "market" or (opposite[0][0] <= price if side == "buy" else opposite[0][0] >= price)  # type: ignore[operator]
-        )
-        if tif == "PO" and crosses:
-            order["status"] = "rejected"
-            self._orders[order["id"]] = order
-            return dict(order)
-        if tif == "FOK" and self._available(opposite, side, price if type == "limit" else None) < amount:
-            order["status"] = "canceled"
-            self._orders[order["id"]] = order
-            return dict(order)
-        self._orders[order["id"]] = order
-        self._match(order, book, maker=False)
-        if order["status"] == "open" and (type == "market" or tif in ("IOC", "FOK")):
-            order["status"] = "canceled"  # what could not fill now is canceled
+        if tif == "PO" or tif == "FOK":
+            crosses = bool(opposite) and (
+                type == "market" or (opposite[0][0] <= price if side == "buy" else opposite[0][0] >= price)  # type: ignore[operator]
+            )
+            if tif == "PO" and crosses:
+                order["status"] = "rejected"
+            elif tif == "FOK" and self._available(opposite, side, price if type == "limit" else None) < amount:
+                order["status"] = "canceled"
+        if order["status"] == "open":
+            self._match(order, book, maker=False)
+            if order["status"] == "open" and (type == "market" or tif == "IOC" or tif == "FOK"):
+                order["status"] = "canceled"  # what could not fill now is canceled
         if order["status"] != "open":
-            self._closed_order(order["id"])
-        return dict(order, trades=list(order["trades"]))
+            self._closed_order(order_id)
+        return self._report(order)
+
+    @staticmethod
+    def _report(order: dict[str, Any]) -> dict[str, Any]:
+        """A copy of ``order`` for the caller (the venue's own record stays untouched)."""
+        report = order.copy()
+        report["trades"] = order["trades"].copy()
+        return report
 
     def _closed_order(self, order_id: str) -> None:
         self._closed.append(order_id)
@@ -223,40 +230,50 @@ class PaperExchange:
         return total
 
     def _match(self, order: dict[str, Any], book: dict[str, list[Level]], *, maker: bool) -> None:
-        side, limit = order["side"], order["price"] if order["type"] == "limit" else None
-        levels = book["asks" if side == "buy" else "bids"]
+        side, amount = order["side"], order["amount"]
+        limit = order["price"] if order["type"] == "limit" else None
+        buying = side == "buy"
+        levels = book["asks" if buying else "bids"]
         fee_rate = self.fees.maker if maker else self.fees.taker
-        while order["remaining"] > 1e-12 and levels:
-            level_price, level_amount = levels[0]
-            if limit is not None and (level_price > limit if side == "buy" else level_price < limit):
+        liquidity = "maker" if maker else "taker"
+        trades, order_fee = order["trades"], order["fee"]
+        filled, cost, fees = order["filled"], order["cost"], order_fee["cost"]
+        remaining = order["remaining"]
+        while remaining > 1e-12 and levels:
+            level = levels[0]
+            level_price, level_amount = level
+            if limit is not None and (level_price > limit if buying else level_price < limit):
                 break
-            take = min(order["remaining"], level_amount)
+            take = remaining if remaining < level_amount else level_amount
             price = limit if maker and limit is not None else level_price
             fee = take * price * fee_rate
-            order["trades"].append(
+            trades.append(
                 {
                     "id": f"{self.name}-t{next(self._trade_ids)}",
                     "order": order["id"],
                     "price": price,
                     "amount": take,
                     "cost": take * price,
-                    "takerOrMaker": "maker" if maker else "taker",
-                    "fee": {"cost": fee, "currency": order["fee"]["currency"]},
+                    "takerOrMaker": liquidity,
+                    "fee": {"cost": fee, "currency": order_fee["currency"]},
                 }
             )
-            order["filled"] += take
-            order["remaining"] = max(0.0, order["amount"] - order["filled"])
-            order["cost"] += take * price
-            order["fee"]["cost"] += fee
-            order["average"] = order["cost"] / order["filled"]
+            filled += take
+            cost += take * price
+            fees += fee
+            remaining = max(0.0, amount - filled)
             level_amount -= take
             if level_amount <= 1e-12:
                 levels.pop(0)
             else:
-                levels[0][1] = level_amount
-        if order["remaining"] <= 1e-12 * order["amount"]:
-            order["remaining"] = 0.0
+                level[1] = level_amount
+        order["filled"], order["cost"], order_fee["cost"] = filled, cost, fees
+        if filled > 0:
+            order["average"] = cost / filled
+        if remaining <= 1e-12 * amount:
+            remaining = 0.0
             order["status"] = "closed"
+        order["remaining"] = remaining
 
     def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
         """Cancel an open order."""
@@ -267,7 +284,7 @@ class PaperExchange:
         if order["status"] != "open":
             raise ExchangeError(self.name, f"order {id!r} is {order['status']}, not open")
         order["status"] = "canceled"
-        return dict(order, trades=list(order["trades"]))
+        return self._report(order)
 
     def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
         """One order."""
@@ -275,13 +292,13 @@ class PaperExchange:
         order = self._orders.get(id)
         if order is None:
             raise OrderNotFoundError(self.name, f"no order {id!r}")
-        return dict(order, trades=list(order["trades"]))
+        return self._report(order)
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Open orders (of ``symbol``)."""
         self._request()
         return [
-            dict(o, trades=list(o["trades"]))
+            self._report(o)
             for o in self._orders.values()
             if o["status"] == "open" and (symbol is None or o["symbol"] == symbol)
         ]
@@ -301,12 +318,10 @@ class PaperExchange:
         """The book, best levels first."""
         self._request()
         book = self._book(symbol)
-        n = limit if limit is not None else None
-        return {
-            "symbol": symbol,
-            "bids": [list(lv) for lv in book["bids"][:n]],
-            "asks": [list(lv) for lv in book["asks"][:n]],
-        }
+        bids, asks = book["bids"], book["asks"]
+        if limit is not None:
+            bids, asks = bids[:limit], asks[:limit]
+        return {"symbol": symbol, "bids": [[p, a] for p, a in bids], "asks": [[p, a] for p, a in asks]}
 
     def fetch_ticker(self, symbol: str) -> dict[str, Any]:
         """Best bid, best ask, and their mid as ``last``."""
