@@ -39,6 +39,7 @@ from bot4.errors import (
     SegmentNotFoundError,
     UnknownOrderError,
 )
+from bot4.fleet import FleetLink, FleetPolicy
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders import Fill, OrderEvent, OrderStatus, TrackedOrder, Transition
 from bot4.orders.adapter import ExchangeAdapter, Fees
@@ -88,6 +89,8 @@ __all__ = [
     "Fees",
     "Fill",
     "FillError",
+    "FleetLink",
+    "FleetPolicy",
     "Fuse",
     "FuseConfig",
     "FuseSnapshot",

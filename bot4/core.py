@@ -6,7 +6,7 @@ import logging
 import os
 import weakref
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot4.breaker.breaker import CircuitBreaker
 from bot4.breaker.config import BreakerConfig, FuseConfig
@@ -23,6 +23,10 @@ from bot4.shm._proc import is_alive, my_identity
 from bot4.shm.lock import OwnerLock
 from bot4.shm.segment import Segment, unlink
 from bot4.shm.slots import SlotRegistry, WorkerSlot
+
+if TYPE_CHECKING:
+    from bot4.fleet.link import FleetLink
+    from bot4.fleet.policy import FleetPolicy
 
 __all__ = ["Core"]
 
@@ -57,6 +61,7 @@ class Core:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._fuse = Fuse(self)
         self._risk: RiskEngine | None = None
+        self._fleet: FleetLink | None = None
         _live_cores.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -134,6 +139,74 @@ class Core:
             segment.close()
             raise
 
+    @classmethod
+    def connect(
+        cls,
+        url: str,
+        *,
+        name: str,
+        desk: str = "default",
+        host: str | None = None,
+        attach: bool = False,
+        policy: FleetPolicy | None = None,
+        clock: Clock | None = None,
+        plugins: PluginManager | None = None,
+        **create_options: Any,
+    ) -> Core:
+        """A core whose breakers, kill switch and risk exposure are shared by a fleet through Redis.
+
+        This host keeps its segment ``name`` as the fast local view (created, or attached
+        with ``attach=True`` by this host's other processes); the Redis server at ``url``
+        holds the state of the desk ``desk`` for every host. The fleet state is read before
+        this returns. See ``docs/scaling.md``.
+
+        Args:
+            url: ``redis://host:port/db`` (redis-py's URL forms).
+            name: this host's segment name.
+            desk: the fleet's unit of shared state (hosts of one desk share everything).
+            host: this host's name in the fleet (default: the machine's host name).
+            attach: attach to this host's existing segment instead of creating it.
+            policy: what happens while Redis is unreachable (default :class:`bot4.FleetPolicy`).
+            clock, plugins: as for :meth:`create` / :meth:`attach`.
+            create_options: capacities and fuse for :meth:`create`.
+
+        Raises:
+            ConfigError: a bad URL, desk, host or policy (or redis-py missing).
+        """
+        import socket
+
+        from bot4.fleet.link import FleetLink
+        from bot4.fleet.policy import FleetPolicy
+
+        if attach:
+            if create_options:
+                raise ConfigError("attach", f"options {sorted(create_options)} apply only when creating")
+            core = cls.attach(name, clock=clock, plugins=plugins)
+        else:
+            core = cls.create(name, clock=clock, plugins=plugins, **create_options)
+        try:
+            core._fleet = FleetLink(
+                core,
+                url,
+                desk=desk,
+                host=host if host is not None else socket.gethostname(),
+                policy=policy if policy is not None else FleetPolicy(),
+            )
+            core._fleet.start()
+        except BaseException:
+            owner = core.is_owner
+            core._fleet = None
+            core.close()
+            if owner:
+                core.unlink()
+            raise
+        return core
+
+    @property
+    def fleet(self) -> FleetLink | None:
+        """The link to the fleet's Redis (cores made by :meth:`connect`), else None."""
+        return self._fleet
+
     @property
     def name(self) -> str:
         """The segment name other processes attach to."""
@@ -181,6 +254,9 @@ class Core:
         """Give back the worker slot and unmap the segment (idempotent). Does not unlink."""
         if self.closed:
             return
+        if self._fleet is not None:
+            self._fleet.close()
+            self._fleet = None
         self._slots.release(self._slot, self._ident)
         self._breakers.clear()
         self._risk = None
@@ -268,7 +344,10 @@ class Core:
             clock=self._gate_clock,
         )
         breaker = CircuitBreaker(self, index, name, gate, wanted)
+        fresh = name not in self._breakers
         self._breakers[name] = breaker
+        if fresh and self._fleet is not None:
+            self._fleet.adopt_breaker(breaker)  # this process's first use: read the fleet's state
         return breaker
 
     def breaker_names(self) -> list[str]:
@@ -352,6 +431,8 @@ class Core:
         notify(self._plugins, hook_name, **kwargs)
 
     def _breaker_changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
+        if self._fleet is not None:
+            self._fleet.breaker_changed(breaker, old, new)
         self._notify("bot4_breaker_state_changed", breaker=breaker, old=old, new=new, reason=reason)
         self._fuse.evaluate()
 

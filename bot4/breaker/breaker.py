@@ -263,6 +263,10 @@ class CircuitBreaker:
                 self._reject(CircuitOpenError(self._name, state, left / 1e9, "trial permits in use"))
             if r.cas(self._permits_i, permits, (sw.seq << 32) | (issued + 1)):
                 if r.load(self._state_i) == word:
+                    fleet = core._fleet
+                    if fleet is not None and not fleet.permit(self, limit):  # the fleet-wide budget
+                        self._return_permit(sw.seq)
+                        self._reject(CircuitOpenError(self._name, state, left / 1e9, "fleet trial permits in use"))
                     return _Trial(sw.seq, now)
                 self._return_permit(sw.seq)
 
@@ -290,6 +294,9 @@ class CircuitBreaker:
                 if r.cas(self._state_i, word, new):
                     self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, "trial call failed", now)
             return
+        fleet = self._core._fleet
+        if fleet is not None and fleet.trial_succeeded(self):
+            return  # counted fleet-wide; the fleet closes the breaker everywhere
         while True:
             succ = r.load(self._succ_i)
             done = (succ & _LOW32 if succ >> 32 == trial.seq else 0) + 1
@@ -384,6 +391,30 @@ class CircuitBreaker:
         """Close the breaker and empty its window, whatever its state."""
         self._clear_window()
         self._set_state(BreakerState.CLOSED, reason)
+
+    def _adopt(self, target: BreakerState, left_ns: int, reason: str) -> bool:
+        """Take ``target`` (for ``left_ns`` more, when OPEN or HALF_OPEN) from the fleet; False if already in it."""
+        r = self._r
+        now = self._gate.now()
+        while True:
+            word = r.load(self._state_i)
+            sw = StateWord.unpack(word)
+            if sw.state is target:
+                return False
+            level = sw.level + 1 if target is BreakerState.OPEN and sw.state is BreakerState.HALF_OPEN else None
+            if target is BreakerState.CLOSED:
+                level = 0
+            if r.cas(self._state_i, word, sw.successor(target, level=level, until_ns=now + max(0, left_ns))):
+                break
+        if target is BreakerState.CLOSED:
+            self._clear_window()
+        self._changed(sw.state, target, reason, now)
+        return True
+
+    def _deadline_ns(self) -> int:
+        """Nanoseconds until the current state's deadline (OPEN, HALF_OPEN); 0 when none or passed."""
+        sw = StateWord.unpack(self._r.load(self._state_i))
+        return max(0, ns_until(sw.until_ms, self._gate.now()))
 
     def _set_state(self, target: BreakerState, reason: str) -> None:
         r = self._r

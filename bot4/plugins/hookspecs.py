@@ -166,3 +166,18 @@ def bot4_route_order(order: Order, venues: list[VenueInfo], strategy: str) -> Ro
     :param strategy: the strategy name the order manager was configured with.
     :return: a :class:`bot4.Route` (legs of venue and quantity), or None to pass.
     """
+
+
+@hookspec
+def bot4_fleet_changed(core: Core, connected: bool, reason: str) -> None:
+    """The fleet's Redis became unreachable (``connected`` False) or reachable again.
+
+    Called in every process linked to the fleet (:meth:`bot4.Core.connect`), from its
+    listener thread when Redis comes back. While unreachable the
+    :class:`bot4.FleetPolicy` applies; on return the fleet state has been read again.
+
+    :param core: the core whose link changed.
+    :param connected: whether Redis answers now.
+    :param reason: what happened, in words.
+    :return: nothing; the result is ignored.
+    """

@@ -22,6 +22,7 @@ from bot4.shm.mutex import SharedMutex, Transaction
 
 if TYPE_CHECKING:
     from bot4.core import Core
+    from bot4.fleet.link import FleetLink
 
 __all__ = ["RiskEngine"]
 
@@ -221,9 +222,47 @@ class RiskEngine:
                 decision = self._evaluate(order, now)
                 if decision is _APPROVED:
                     decision = self._reserve_writes(tx, order, now)
+        fleet = self._core._fleet
+        if fleet is not None and decision.reservation is not None:
+            decision = self._fleet_claim(fleet, order, decision.reservation)
         if decision.rejections:
             self._core._notify("bot4_order_rejected", order=order, decision=decision)
         return decision
+
+    def _fleet_claim(self, fleet: FleetLink, order: Order, reservation: Reservation) -> Decision:
+        """Count an approved reservation in the fleet's exposure; undo it here if the fleet refuses."""
+        code = fleet.claim(checked=True)
+        if code is None:
+            return _new(Decision, ((), reservation))
+        with self._mutex as tx:
+            if self._live(reservation):
+                self._free_entry(tx, reservation.slot)
+        if code == "FLEET_EXPOSURE":
+            limit = self.limits.max_gross_exposure
+            why = f"the fleet's gross exposure would exceed max_gross_exposure {limit}"
+        else:
+            why = "the fleet's Redis is unreachable: reservations fail closed"
+        return Decision((Rejection(ENGINE, code, why),))
+
+    def _gross_and_version(self) -> tuple[float, int]:
+        """This ledger's gross exposure and the version it was read at (one consistent pair)."""
+        with self._mutex:
+            return self._r.loadf(self._base + L.L_GROSS), self._r.load(self._base + L.L_VERSION)
+
+    def _tell_fleet(self) -> None:
+        fleet = self._core._fleet
+        if fleet is not None:
+            fleet.claim(checked=False)
+
+    @property
+    def trading_state(self) -> TradingState:
+        """The desk's trading state now (ACTIVE, REDUCING or HALTED)."""
+        return TradingState(self._load(self._i_trading) & 0xFF)
+
+    @property
+    def state_reason(self) -> str:
+        """Why the trading state was last changed."""
+        return self._ledger.state_reason
 
     def _reserve_writes(self, tx: Transaction, order: Order, now: int) -> Decision:
         kind = order.type
@@ -255,6 +294,7 @@ class RiskEngine:
             if not self._live(reservation):
                 return False
             self._free_entry(tx, reservation.slot)
+        self._tell_fleet()
         return True
 
     def on_fill(self, reservation: Reservation, quantity: float, price: float, fee: float = 0.0) -> None:
@@ -288,7 +328,8 @@ class RiskEngine:
             if code == _OVERFILL:
                 raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
             events = self._kill_writes(tx, limits, drawdown, loss)
-        self._announce(events)
+        self._tell_fleet()
+        self._tripped(events)
 
     # ------------------------------------------------------------------ prices and equity
 
@@ -311,7 +352,8 @@ class RiskEngine:
                 )
             unrealized = self._symbol_writes(tx, index, mark=price)
             events = self._account_writes(tx, cash=self._r.loadf(self._base + L.L_CASH), unrealized=unrealized)
-        self._announce(events)
+        self._tell_fleet()
+        self._tripped(events)
 
     def set_equity(self, value: float) -> None:
         """Set account equity (realized and unrealized) as reported by the account; drives drawdown."""
@@ -321,7 +363,7 @@ class RiskEngine:
             first = not self._r.load(self._base + L.L_EQUITY_SET)
             tx.set(self._base + L.L_CASH, value - unrealized)
             events = self._account_writes(tx, cash=value - unrealized, unrealized=unrealized, initial=first)
-        self._announce(events)
+        self._tripped(events)
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
         """Set ACTIVE, REDUCING or HALTED for every process, with a reason."""
@@ -331,6 +373,9 @@ class RiskEngine:
             raise ConfigError("reason", f"expected a string, got {reason!r}")
         with self._mutex as tx:
             changed = self._state_writes(tx, state, reason)
+        fleet = self._core._fleet
+        if fleet is not None:
+            fleet.trading_changed(state, reason)
         if changed and state is TradingState.HALTED:
             self._announce([reason])
 
@@ -357,6 +402,8 @@ class RiskEngine:
                     freed += 1
         with self._mutex as tx:
             tx.set(self._base + L.L_SWEEP_NS, self._core._now_ns())
+        if freed:
+            self._tell_fleet()
         return freed
 
     def audit(self) -> list[str]:
@@ -530,6 +577,14 @@ class RiskEngine:
         start = (day * 86_400 + limits.daily_reset_seconds) * 1_000_000_000
         self._day, self._day_limits = (start, start + 86_400 * 1_000_000_000, day), limits
         return day
+
+    def _tripped(self, reasons: list[str]) -> None:
+        """The limits halted trading (``reasons``, if any): tell the fleet and the plugins."""
+        fleet = self._core._fleet
+        for reason in reasons:
+            if fleet is not None:
+                fleet.trading_changed(TradingState.HALTED, reason)
+            self._core._notify("bot4_kill_switch_tripped", reason=reason)
 
     def _announce(self, reasons: list[str]) -> None:
         for reason in reasons:

@@ -1,0 +1,56 @@
+"""Process bodies for the multi-process fleet tests (importable by spawned processes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import redis
+
+from bot4 import BreakerConfig, CircuitOpenError, Core
+from tests.helpers import Boom
+from tests.risk.conftest import NO_LIMITS, buy
+
+HALF_OPEN = BreakerConfig(consecutive_failures=1, open_seconds=0.5, half_open_calls=2, open_backoff=20.0)
+LIMITS = dataclasses.replace(NO_LIMITS, max_gross_exposure=1000.0)
+
+
+def hammer(url: str, desk: str, segment: str, host: str, until: float, counter: str) -> None:
+    """Call the shared breaker until ``until``; the backend counts the calls that reach it."""
+    client = redis.Redis.from_url(url)
+    with Core.connect(url, name=segment, desk=desk, host=host, attach=True) as core:
+        br = core.breaker("venue", HALF_OPEN)
+
+        def backend() -> None:
+            client.incr(counter)
+            time.sleep(0.2)
+            raise Boom("still down")
+
+        while time.time() < until:
+            try:
+                with br.call():
+                    backend()
+            except (CircuitOpenError, Boom):
+                pass
+            time.sleep(0.001)
+    client.close()
+
+
+def other_host(url: str, desk: str, segment: str) -> None:
+    """Host a: trip the shared breaker, hold 600 of the fleet's 1000, wait to be told to stop."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    with Core.connect(url, name=segment, desk=desk, host="a") as core:
+        core.risk.configure(LIMITS)
+        core.risk.set_equity(1e6)
+        br = core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60))
+        try:
+            with br.call():
+                raise Boom("venue down")
+        except Boom:
+            pass
+        decision = core.risk.reserve(buy(quantity=6, price=100))
+        client.set(f"{desk}:a", "ready" if decision.approved else ",".join(decision.codes))
+        deadline = time.time() + 30
+        while client.get(f"{desk}:stop") is None and time.time() < deadline:
+            time.sleep(0.01)
+    client.close()

@@ -1,0 +1,70 @@
+"""The fleet with real processes: hosts are segments, each with its own processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import uuid
+
+import redis
+
+from bot4 import BreakerState, Core
+from tests.fleet.targets import HALF_OPEN, LIMITS, hammer, other_host
+from tests.fleet.test_fleet import wait_for
+from tests.helpers import fail
+from tests.redis_server import RedisServer
+from tests.risk.conftest import buy
+
+SPAWN = mp.get_context("spawn")
+
+
+def test_two_host_processes_share_a_breaker_and_an_exposure_limit(
+    redis_server: RedisServer, desk: str, client: redis.Redis
+) -> None:
+    a = SPAWN.Process(target=other_host, args=(redis_server.url, desk, f"a-{uuid.uuid4().hex[:6]}"))
+    a.start()
+    try:
+        wait_for(lambda: client.get(f"{desk}:a") is not None, timeout=30)
+        assert client.get(f"{desk}:a") == "ready"
+        with Core.connect(redis_server.url, name=f"b-{uuid.uuid4().hex[:6]}", desk=desk, host="b") as b:
+            b.risk.configure(LIMITS)
+            b.risk.set_equity(1e6)
+            assert b.breaker("venue").state is BreakerState.OPEN
+            assert b.risk.reserve(buy(quantity=6, price=100)).codes == ("FLEET_EXPOSURE",)
+            assert b.risk.reserve(buy(quantity=4, price=100)).approved
+    finally:
+        client.set(f"{desk}:stop", "1")
+        a.join(timeout=30)
+    assert a.exitcode == 0
+
+
+def test_eight_processes_on_two_hosts_share_one_half_open_budget(
+    redis_server: RedisServer, desk: str, client: redis.Redis
+) -> None:
+    counter = f"{desk}:backend-calls"
+    hosts = [
+        Core.connect(redis_server.url, name=f"h{i}-{uuid.uuid4().hex[:6]}", desk=desk, host=f"h{i}") for i in (1, 2)
+    ]
+    try:
+        fail(hosts[0].breaker("venue", HALF_OPEN))  # open on both hosts; half-open 0.5 s later
+        wait_for(lambda: hosts[1].breaker("venue", HALF_OPEN).state is BreakerState.OPEN)
+        until = time.time() + 4.0
+        workers = [
+            SPAWN.Process(
+                target=hammer, args=(redis_server.url, desk, h.name, h.fleet.host.split("/")[0], until, counter)
+            )  # type: ignore[union-attr]
+            for h in hosts
+            for _ in range(4)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+        assert [w.exitcode for w in workers] == [0] * 8
+        calls = int(client.get(counter) or 0)
+        assert 1 <= calls <= HALF_OPEN.half_open_calls  # one trial episode, one budget for all eight
+        assert hosts[0].breaker("venue").state is BreakerState.OPEN  # the trials failed: open again
+    finally:
+        for h in hosts:
+            h.close()
+            h.unlink()
