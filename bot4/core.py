@@ -304,6 +304,12 @@ class Core:
         self._slot = self._slots.claim(self._ident, self._clock.now_ns())
         for breaker in self._breakers.values():
             breaker._gate.slot = self._slot
+        if self._fleet is not None:  # the parent's listener thread did not come along: a link of our own
+            from bot4.fleet.link import FleetLink
+
+            args = self._fleet.connect_args()
+            self._fleet = FleetLink(self, args.pop("url"), **args)
+            self._fleet.start()
 
     # ------------------------------------------------------------------ breakers
 
@@ -432,7 +438,7 @@ class Core:
 
     def _breaker_changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
         if self._fleet is not None:
-            self._fleet.breaker_changed(breaker, old, new)
+            self._fleet.breaker_changed(breaker, old, new, reason)
         self._notify("bot4_breaker_state_changed", breaker=breaker, old=old, new=new, reason=reason)
         self._fuse.evaluate()
 

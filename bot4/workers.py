@@ -59,9 +59,18 @@ class WorkerContext:
         return False
 
 
-def _worker_main(name: str, target: Callable[[WorkerContext], None], index: int, incarnation: int, stop: Any) -> None:
+def _worker_main(
+    name: str,
+    target: Callable[[WorkerContext], None],
+    index: int,
+    incarnation: int,
+    stop: Any,
+    fleet: dict[str, Any] | None = None,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
-    with Core.attach(name) as core:
+    # a core linked to a fleet gives its workers links of their own to the same desk
+    core = Core.attach(name) if fleet is None else Core.connect(name=name, attach=True, **fleet)
+    with core:
         target(WorkerContext(core=core, index=index, incarnation=incarnation, _stop=stop))
 
 
@@ -124,7 +133,14 @@ class Supervisor:
     def _start(self, index: int) -> None:
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(self.core.name, self.target, index, self._incarnations[index], self._stop),
+            args=(
+                self.core.name,
+                self.target,
+                index,
+                self._incarnations[index],
+                self._stop,
+                None if self.core.fleet is None else self.core.fleet.connect_args(),
+            ),
             name=f"bot4-worker-{index}",
             daemon=True,
         )

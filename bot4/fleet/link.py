@@ -61,6 +61,7 @@ class FleetLink:
         except ValueError as exc:
             raise ConfigError("url", f"not a Redis URL: {exc}") from None
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._args: dict[str, Any] = {"url": url, "desk": desk, "host": host, "policy": policy}
         self._core = core
         self._policy = policy
         self.desk = desk
@@ -85,6 +86,11 @@ class FleetLink:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
+
+    def connect_args(self) -> dict[str, Any]:
+        """``url``, ``desk``, ``host`` and ``policy``: what another process passes to
+        :meth:`bot4.Core.connect` (with ``attach=True``) to join the fleet the same way."""
+        return dict(self._args)
 
     @property
     def connected(self) -> bool:
@@ -118,7 +124,7 @@ class FleetLink:
 
     # ------------------------------------------------------------------ breakers (called by the core)
 
-    def breaker_changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+    def breaker_changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
         """A local transition: make it the fleet's (unless it came from the fleet)."""
         if getattr(self._local, "applying", False) or not self._connected:
             return
@@ -128,7 +134,9 @@ class FleetLink:
         span = breaker._deadline_ns() // 1_000_000 if new in (BreakerState.OPEN, BreakerState.HALF_OPEN) else 0
         try:
             applied, state, gen, left = self._run(
-                "SET_STATE", [self._key(breaker.name), self._channel], [breaker.name, expected, int(new), span, ""]
+                "SET_STATE",
+                [self._key(breaker.name), self._channel],
+                [breaker.name, expected, int(new), span, f"{reason} (on {self.host})"],
             )
         except self._errors as exc:
             self._lost(exc)

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from bot4 import BreakerConfig, CircuitOpenError, Core
+from bot4 import BreakerConfig, CircuitOpenError, Core, WorkerContext
 from tests.helpers import Boom
 from tests.risk.conftest import NO_LIMITS, buy
 
@@ -54,3 +54,13 @@ def other_host(url: str, desk: str, segment: str) -> None:
         while client.get(f"{desk}:stop") is None and time.time() < deadline:
             time.sleep(0.01)
     client.close()
+
+
+def trip_venue(ctx: WorkerContext) -> None:
+    """A worker whose venue fails once: its breaker trips (and the fleet hears of it)."""
+    br = ctx.core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60))
+    try:
+        with br.call():
+            raise Boom("venue down")
+    except Boom:
+        pass

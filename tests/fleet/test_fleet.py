@@ -31,7 +31,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
 
 @contextmanager
 def host(server: RedisServer, desk: str, name: str, **kw: Any) -> Iterator[Core]:
-    with Core.connect(server.url, name=f"{name}-{uuid.uuid4().hex[:6]}", desk=desk, host=name, **kw) as core:
+    with Core.connect(server.url, name=f"bot4-{name}-{uuid.uuid4().hex[:6]}", desk=desk, host=name, **kw) as core:
         yield core
 
 
@@ -172,9 +172,9 @@ def test_an_open_breaker_survives_a_redis_restart(redis_server: RedisServer, des
 
 def test_bad_arguments_are_clear_errors(redis_server: RedisServer) -> None:
     with pytest.raises(bot4.ConfigError, match="desk"):
-        Core.connect(redis_server.url, name=f"x-{uuid.uuid4().hex[:6]}", desk="a{b}")
+        Core.connect(redis_server.url, name=f"bot4-x-{uuid.uuid4().hex[:6]}", desk="a{b}")
     with pytest.raises(bot4.ConfigError, match="url"):
-        Core.connect("http://nowhere", name=f"x-{uuid.uuid4().hex[:6]}")
+        Core.connect("http://nowhere", name=f"bot4-x-{uuid.uuid4().hex[:6]}")
     with pytest.raises(bot4.ConfigError, match="breakers"):
         FleetPolicy(breakers="maybe")  # type: ignore[arg-type]
 

@@ -8,8 +8,8 @@ import uuid
 
 import redis
 
-from bot4 import BreakerState, Core
-from tests.fleet.targets import HALF_OPEN, LIMITS, hammer, other_host
+from bot4 import BreakerState, Core, run_workers
+from tests.fleet.targets import HALF_OPEN, LIMITS, hammer, other_host, trip_venue
 from tests.fleet.test_fleet import wait_for
 from tests.helpers import fail
 from tests.redis_server import RedisServer
@@ -21,12 +21,12 @@ SPAWN = mp.get_context("spawn")
 def test_two_host_processes_share_a_breaker_and_an_exposure_limit(
     redis_server: RedisServer, desk: str, client: redis.Redis
 ) -> None:
-    a = SPAWN.Process(target=other_host, args=(redis_server.url, desk, f"a-{uuid.uuid4().hex[:6]}"))
+    a = SPAWN.Process(target=other_host, args=(redis_server.url, desk, f"bot4-a-{uuid.uuid4().hex[:6]}"))
     a.start()
     try:
         wait_for(lambda: client.get(f"{desk}:a") is not None, timeout=30)
         assert client.get(f"{desk}:a") == "ready"
-        with Core.connect(redis_server.url, name=f"b-{uuid.uuid4().hex[:6]}", desk=desk, host="b") as b:
+        with Core.connect(redis_server.url, name=f"bot4-b-{uuid.uuid4().hex[:6]}", desk=desk, host="b") as b:
             b.risk.configure(LIMITS)
             b.risk.set_equity(1e6)
             assert b.breaker("venue").state is BreakerState.OPEN
@@ -43,7 +43,8 @@ def test_eight_processes_on_two_hosts_share_one_half_open_budget(
 ) -> None:
     counter = f"{desk}:backend-calls"
     hosts = [
-        Core.connect(redis_server.url, name=f"h{i}-{uuid.uuid4().hex[:6]}", desk=desk, host=f"h{i}") for i in (1, 2)
+        Core.connect(redis_server.url, name=f"bot4-h{i}-{uuid.uuid4().hex[:6]}", desk=desk, host=f"h{i}")
+        for i in (1, 2)
     ]
     try:
         fail(hosts[0].breaker("venue", HALF_OPEN))  # open on both hosts; half-open 0.5 s later
@@ -68,3 +69,12 @@ def test_eight_processes_on_two_hosts_share_one_half_open_budget(
         for h in hosts:
             h.close()
             h.unlink()
+
+
+def test_workers_of_a_linked_core_join_the_fleet(redis_server: RedisServer, desk: str) -> None:
+    url = redis_server.url
+    with Core.connect(url, name=f"bot4-a-{uuid.uuid4().hex[:6]}", desk=desk, host="a") as a:
+        with Core.connect(url, name=f"bot4-b-{uuid.uuid4().hex[:6]}", desk=desk, host="b") as b:
+            watched = b.breaker("venue")
+            assert run_workers(trip_venue, 1, core=a, duration=None) == 0  # the worker trips it on host a
+            wait_for(lambda: watched.state is BreakerState.OPEN)
