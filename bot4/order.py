@@ -74,7 +74,7 @@ def _price(field_name: str, value: Any, *, required: bool = False) -> float | No
     return float(value)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Order:
     """An order request. Invalid fields raise :class:`bot4.InvalidOrderError` naming the field.
 

@@ -101,8 +101,8 @@ class FleetLink:
         """Read the fleet state (before this process's first call) and start listening."""
         try:
             self._client.ping()
-            self._connected = True
             self._resync()
+            self._connected = True
         except self._errors as exc:
             self._connected = True  # so that _lost applies the policy once
             self._lost(exc)
@@ -147,6 +147,8 @@ class FleetLink:
 
     def adopt_breaker(self, breaker: CircuitBreaker) -> None:
         """Read ``breaker``'s fleet state (a process's first use of it)."""
+        if getattr(self._local, "syncing", False):
+            return  # this thread's resynchronisation reads it
         if not self._connected:
             self._apply_policy(breaker)
             return
@@ -231,19 +233,23 @@ class FleetLink:
         """
         if not self._connected:
             return "FLEET_UNAVAILABLE"
-        risk = self._core.risk
-        gross, version = risk._gross_and_version()
-        limit = risk.limits.max_gross_exposure
         try:
-            accepted, _total = self._run(
-                "CLAIM",
-                [self._exposure_key],
-                [self.host, repr(gross), version, -1 if limit is None else repr(limit), 1 if checked else 0],
-            )
+            accepted = self._push_exposure(checked)
         except self._errors as exc:
             self._lost(exc)
             return "FLEET_UNAVAILABLE"
         return None if accepted else "FLEET_EXPOSURE"
+
+    def _push_exposure(self, checked: bool) -> bool:
+        risk = self._core.risk
+        gross, version = risk._gross_and_version()
+        limit = risk.limits.max_gross_exposure
+        accepted, _total = self._run(
+            "CLAIM",
+            [self._exposure_key],
+            [self.host, repr(gross), version, -1 if limit is None else repr(limit), 1 if checked else 0],
+        )
+        return bool(accepted)
 
     def fleet_gross(self) -> float:
         """The fleet's gross exposure: the sum of every host's."""
@@ -310,8 +316,13 @@ class FleetLink:
     def _resync(self) -> None:
         """Read the fleet's state into this host (and give the fleet what only this host knows)."""
         with self._state_lock:
-            for name in self._core.breaker_names():
-                self._sync_breaker(self._core.breaker(name))
+            self._local.syncing = True
+            try:
+                breakers = [self._core.breaker(name) for name in self._core.breaker_names()]
+            finally:
+                self._local.syncing = False
+            for breaker in breakers:
+                self._sync_breaker(breaker)
             desk: list[str | None] = self._client.hmget(  # type: ignore[assignment]
                 self._desk_key, ["trading", "reason", "trading_gen"]
             )
@@ -321,8 +332,7 @@ class FleetLink:
                 self._adopt_trading(TradingState(int(desk[0])), desk[1] or "")
             elif risk.trading_state is not TradingState.ACTIVE:
                 self._run("SET_TRADING", [self._desk_key, self._channel], [int(risk.trading_state), risk.state_reason])
-            self._connected = True
-            self.claim(checked=False)
+            self._push_exposure(checked=False)
 
     def _lost(self, exc: BaseException) -> None:
         with self._state_lock:

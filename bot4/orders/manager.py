@@ -19,12 +19,13 @@ from bot4.errors import (
     ExchangeTimeoutError,
     UnknownOrderError,
 )
-from bot4.order import Order, OrderType, TimeInForce
+from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
+from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
 from bot4.risk.decision import Decision, Reservation
 
 if TYPE_CHECKING:
@@ -202,16 +203,17 @@ class OrderManager:
         released from the risk ledger when the order ends. For venues whose adapter is
         async, use :meth:`asubmit`.
         """
-        return self._run(self._submit_flow(order))
+        return self._run(self._submit_flow(order, prefetch=False))
 
     async def asubmit(self, order: Order) -> ManagedOrder:
         """:meth:`submit` from asyncio; adapters may be sync or async.
 
         Before routing, the books of the candidate venues are fetched concurrently.
         """
-        return await self._arun(self._submit_flow(order))
+        return await self._arun(self._submit_flow(order, prefetch=True))
 
-    def _submit_flow(self, order: Order) -> Flow[ManagedOrder]:
+    def _submit_flow(self, order: Order, *, prefetch: bool) -> Flow[ManagedOrder]:
+        """``prefetch``: ask the driver for the candidates' books first (async: concurrently)."""
         if not isinstance(order, Order):
             raise ConfigError("order", f"expected a bot4.Order, got {type(order).__name__}")
         if order.client_order_id in self._orders:
@@ -228,7 +230,7 @@ class OrderManager:
         failed: set[str] = set()
         while True:
             candidates = self._candidates(order, failed)
-            if candidates:
+            if candidates and prefetch:
                 unreadable: set[str] = yield ("books", candidates)
                 if unreadable:
                     failed |= unreadable
@@ -367,9 +369,11 @@ class OrderManager:
         """The first answer of the routing hook's implementations, in pluggy's order."""
         pm = self._core.plugins
         if pm.generation != self._strategies_gen:
+            # a built-in strategy answers only to its own name: the others need not be asked
             self._strategies = [
                 _positional(impl.function, tuple(impl.argnames))
                 for impl in reversed(pm.hook.bot4_route_order.get_hookimpls())
+                if impl.plugin not in BUILTIN_STRATEGIES or impl.plugin.name == self._routing
             ]
             self._strategies_gen = pm.generation
         for strategy in self._strategies:
@@ -451,12 +455,13 @@ class OrderManager:
         )
         if not tracked.fill(fill, self._core._now_ns()):
             return  # a trade already applied
-        self._pnl.on_fill(
-            order.symbol, order.side, fill.quantity, fill.price, fee=fill.fee, venue=venue, strategy=order.strategy
+        quantity, price, fee = float(fill.quantity), float(fill.price), float(fill.fee)  # checked by Fill
+        self._pnl._fill(
+            order.symbol, quantity if order.side is Side.BUY else -quantity, price, fee, venue, order.strategy
         )
         decision = managed.decision
         if decision is not None and decision.reservation is not None:
-            self._risk.on_fill(decision.reservation, fill.quantity, fill.price, fee=fill.fee)
+            self._risk._fill(decision.reservation, quantity, price, fee)
 
     def _finish(self, managed: ManagedOrder) -> None:
         """Give back what the order's reservation still holds (idempotent); remember a bounded past."""

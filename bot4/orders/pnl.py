@@ -157,14 +157,17 @@ class PnlBook:
             raise FillError(f"price must be a finite number > 0, got {price!r}")
         if not is_number(fee):
             raise FillError(f"fee must be a finite number, got {fee!r}")
-        key = PositionKey(symbol, venue, strategy)
-        position = self._positions.get(key)
-        if position is None:
-            position = self._positions[key] = _Position()
         signed = float(quantity) if side is Side.BUY else -float(quantity)
-        realized = position.apply(signed, float(price), self.method)
+        return self._fill(symbol, signed, float(price), float(fee), venue, strategy)
+
+    def _fill(self, symbol: str, signed: float, price: float, fee: float, venue: str, strategy: str) -> float:
+        """:meth:`on_fill` of checked floats (``signed``: + bought, - sold)."""
+        position = self._positions.get((symbol, venue, strategy))  # type: ignore[call-overload]  # a tuple finds its PositionKey
+        if position is None:
+            position = self._positions[PositionKey(symbol, venue, strategy)] = _Position()
+        realized = position.apply(signed, price, self.method)
         position.fees += fee
-        self._marks[symbol] = float(price)
+        self._marks[symbol] = price
         return realized
 
     def on_mark(self, symbol: str, price: float) -> None:

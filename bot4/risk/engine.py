@@ -311,6 +311,10 @@ class RiskEngine:
         price = _check_price("price", price)
         if not is_number(fee):
             raise ConfigError("fee", f"must be a finite number, got {fee!r}")
+        self._fill(reservation, quantity, price, float(fee))
+
+    def _fill(self, reservation: Reservation, quantity: float, price: float, fee: float) -> None:
+        """:meth:`on_fill` of a checked reservation and floats."""
         with self._mutex as tx:
             limits = self._ledger.current_limits()
             tx.staged, code, left, drawdown, loss = self._kernel.fill(

@@ -130,9 +130,25 @@ class PaperExchange:
 
     # ------------------------------------------------------------------ faults
 
+    @property
+    def faults(self) -> Faults:
+        """The faults injected now (assign a new :class:`Faults` to change them)."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        if not isinstance(faults, Faults):
+            raise ConfigError("faults", f"expected a Faults, got {type(faults).__name__}")
+        self._faults = faults
+        self._faulty = faults != Faults()
+
     def _request(self) -> None:
         self.requests += 1
-        faults = self.faults
+        if self._faulty:
+            self._inject()
+
+    def _inject(self) -> None:
+        faults = self._faults
         if faults.latency_seconds:
             time.sleep(faults.latency_seconds)
         if faults.outages:
@@ -169,7 +185,8 @@ class PaperExchange:
             raise ExchangeError(self.name, f"invalid price {price!r}")
         book = self._book(symbol)
         params = params or {}
-        tif = str(params.get("timeInForce", "GTC")).upper()
+        tif = params.get("timeInForce")
+        tif = "GTC" if tif is None else str(tif).upper()
         amount = float(amount)
         order_id = f"{self.name}-{next(self._ids)}"
         order: dict[str, Any] = {
