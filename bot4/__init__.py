@@ -15,7 +15,7 @@ from bot4.breaker import (
     FuseSnapshot,
     FuseState,
 )
-from bot4.clock import Clock, ManualClock, MonotonicClock
+from bot4.clock import Clock, ManualClock, MonotonicClock, SharedClock
 from bot4.core import Core
 from bot4.errors import (
     Bot4Error,
@@ -128,6 +128,7 @@ __all__ = [
     "SegmentExistsError",
     "SegmentLayoutError",
     "SegmentNotFoundError",
+    "SharedClock",
     "Side",
     "Supervisor",
     "TimeInForce",

@@ -3,20 +3,22 @@
 The default :class:`MonotonicClock` reads ``CLOCK_MONOTONIC``, which is host-wide on
 Linux: every process on the machine sees the same time, so deadlines written to the
 shared segment by one worker mean the same to all the others. :class:`ManualClock`
-is for tests: time stands still until you move it.
+is for tests: time stands still until you move it. :class:`SharedClock` is a manual clock
+that worker processes share, for runs in simulated time.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import threading
 import time
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bot4.errors import ConfigError
 from bot4.shm._native import monotonic_ns
 
-__all__ = ["Clock", "ManualClock", "MonotonicClock"]
+__all__ = ["Clock", "ManualClock", "MonotonicClock", "SharedClock"]
 
 
 @runtime_checkable
@@ -89,6 +91,51 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock({self.now()!r})"
+
+
+class SharedClock:
+    """A manual clock shared by processes: simulated time that one process moves and all read.
+
+    Give it to :class:`bot4.Supervisor` (``clock=``): every worker's core reads it, so
+    breaker deadlines, rate windows and outage windows follow simulated time, and a run
+    driven turn by turn replays exactly (``bot4 demo`` does this). It lives in shared
+    memory made at construction and travels to spawned workers with them. Move it from
+    one process at a time (moves are not atomic across processes).
+
+    Args:
+        start: the initial time in seconds (not negative).
+        epoch: the wall-clock time, in seconds since the epoch, that time 0 stands for.
+    """
+
+    def __init__(self, start: float = 0.0, *, epoch: float = 0.0) -> None:
+        self._ns: Any = multiprocessing.get_context("spawn").RawValue("q", _to_ns("start", start))
+        self._epoch_ns = _to_ns("epoch", epoch)
+
+    def now_ns(self) -> int:
+        """Return the shared simulated time in nanoseconds."""
+        return int(self._ns.value)
+
+    def time_ns(self) -> int:
+        """Return the simulated time as nanoseconds since the epoch (``epoch`` + now)."""
+        return self._epoch_ns + int(self._ns.value)
+
+    def now(self) -> float:
+        """Return the shared simulated time in seconds."""
+        return int(self._ns.value) / 1e9
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (not negative)."""
+        self._ns.value += _to_ns("seconds", seconds)
+
+    def set(self, seconds: float) -> None:
+        """Set the time to ``seconds``; it may not move backwards."""
+        target = _to_ns("seconds", seconds)
+        if target < self._ns.value:
+            raise ConfigError("seconds", f"a clock never goes backwards ({seconds} < {self.now()})")
+        self._ns.value = target
+
+    def __repr__(self) -> str:
+        return f"SharedClock({self.now()!r})"
 
 
 def _to_ns(field: str, seconds: float) -> int:

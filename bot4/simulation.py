@@ -7,6 +7,10 @@ order manager: risk reserve → routing → two paper venues, ``venue-a`` (healt
 breaker every worker shares. When venue-b fails, its breaker opens for everyone and
 routing moves to venue-a; when it recovers, trial calls close the breaker again.
 The supervisor shows a live view, then a report with its invariants checked.
+
+The run is in simulated time (a :class:`bot4.SharedClock` every worker's core reads) and
+the workers take turns, one order each per round, in index order, paced to real time: so
+the same seed gives the same report (its measured latencies aside), whatever the machine.
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ from __future__ import annotations
 import functools
 import json
 import math
+import multiprocessing as mp
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bot4.breaker.config import BreakerConfig
+from bot4.clock import SharedClock
 from bot4.core import Core
 from bot4.errors import ConfigError
 from bot4.order import Order, Side
@@ -36,6 +42,7 @@ from bot4.workers import Supervisor, WorkerContext
 
 __all__ = ["SimulationConfig", "run_simulation"]
 
+SIMULATED_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time 0, for trading days
 VENUE_BREAKER = BreakerConfig(
     minimum_calls=10, consecutive_failures=3, window_seconds=2.0, open_seconds=1.0, half_open_calls=2
 )
@@ -88,90 +95,133 @@ def _books(venues: list[PaperExchange], symbols: tuple[str, ...], prices: np.nda
             )
 
 
-def _worker(config: SimulationConfig, t0: float, out_dir: str, context: WorkerContext) -> None:
-    core, index = context.core, context.index
+@dataclass
+class _Tally:
+    """What a worker counts and times as it goes."""
+
+    rejections: Counter[str] = field(default_factory=Counter)
+    submit_ns: list[int] = field(default_factory=list)
+    check_ns: list[int] = field(default_factory=list)
+
+
+def _act(
+    config: SimulationConfig,
+    paths: np.ndarray,
+    tick: int,
+    index: int,
+    core: Core,
+    om: OrderManager,
+    venues: list[PaperExchange],
+    rng: np.random.Generator,
+    tally: _Tally,
+) -> None:
+    """One worker's turn: this tick's books and marks, then one order of its momentum strategy."""
+    prices = paths[tick]
+    _books(venues, config.symbols, prices)
+    if index == 0:  # one process feeds the shared ledger's marks and correlation
+        for symbol, price in zip(config.symbols, prices, strict=True):
+            om.mark(symbol, float(price))
+    else:
+        for symbol, price in zip(config.symbols, prices, strict=True):
+            om.book.on_mark(symbol, float(price))
+    k = int(rng.integers(len(config.symbols)))
+    symbol, price = config.symbols[k], float(prices[k])
+    momentum = prices[k] / paths[max(0, tick - 10)][k] - 1
+    side = Side.BUY if momentum > 0 else Side.SELL
+    held = om.book.net_quantity(symbol)
+    stop: float | None
+    if held and rng.random() < 0.3:  # take profit or cut: reduce what this worker holds
+        side, qty, stop = (Side.SELL if held > 0 else Side.BUY), abs(held), None
+    else:
+        qty = round(float(rng.uniform(0.5, 2.0)) * 2_000 / price, 6)
+        stop = price * (0.985 if side is Side.BUY else 1.015)
+    order = Order(
+        symbol=symbol,
+        side=side,
+        quantity=qty,
+        stop_loss=stop,
+        strategy=f"momentum-{index}",
+        reduce_only=stop is None,
+    )
+    started = time.perf_counter_ns()
+    core.risk.check(order)
+    tally.check_ns.append(time.perf_counter_ns() - started)
+    started = time.perf_counter_ns()
+    managed = om.submit(order)
+    tally.submit_ns.append(time.perf_counter_ns() - started)
+    if managed.decision is not None:
+        tally.rejections.update(managed.decision.codes)
+
+
+def _worker(config: SimulationConfig, turns: Any, t0: float, out_dir: str, context: WorkerContext) -> None:
+    """One worker: in round ``r`` it acts when ``turns`` reaches ``r * workers + index``.
+
+    Turns make the run replay exactly from its seed: the workers act one after another in
+    index order, in simulated time (the shared clock moves ``tick_seconds`` per round),
+    paced to real time from ``t0`` (monotonic). Only a worker's restart breaks the replay.
+    """
+    core, index, n = context.core, context.index, config.workers
+    clock = core.clock
     paths = price_paths(config)
-    start, end = (t0 + f * config.duration for f in config.outage)
-    healthy = PaperExchange("venue-a", fees=Fees(maker=0.0002, taker=0.0006), seed=config.seed + index)
+    rounds = min(int(config.duration / config.tick_seconds), len(paths))
+    start, end = (f * config.duration for f in config.outage)
+    healthy = PaperExchange("venue-a", fees=Fees(maker=0.0002, taker=0.0006), seed=config.seed + index, clock=clock)
     faulty = PaperExchange(
         "venue-b",
         fees=Fees(maker=0.0001, taker=0.0004),
         faults=Faults(error_rate=config.error_rate, outages=((start, end),)),
         seed=config.seed + 100 + index,
+        clock=clock,
     )
     venues = [healthy, faulty]
     for venue in venues:
         core.plugins.register(venue, name=venue.name)
     om = OrderManager(core, routing="lowest_fee", breaker_config=VENUE_BREAKER)
     rng = np.random.default_rng(config.seed * 1000 + index)
-    latencies: list[int] = []
-    check_latencies: list[int] = []
-    rejections: Counter[str] = Counter()
+    tally = _Tally()
     live_path, next_live = Path(out_dir) / f"live-{index}.json", 0.0
-    while context.running():
-        now = time.monotonic()
-        if now >= t0 + config.duration:
+    turn = int(turns.value)
+    first = turn // n + (1 if turn % n > index else 0)  # a restarted worker joins at its next turn
+    for tick in range(first, rounds):
+        mine = tick * n + index
+        if not _wait_turn(turns, mine, t0 + tick * config.tick_seconds, context):
             break
-        tick = min(int((now - t0) / config.tick_seconds), len(paths) - 1)
-        prices = paths[tick]
-        _books(venues, config.symbols, prices)
-        if index == 0:  # one process feeds the shared ledger's marks and correlation
-            for symbol, price in zip(config.symbols, prices, strict=True):
-                om.mark(symbol, float(price))
-        else:
-            for symbol, price in zip(config.symbols, prices, strict=True):
-                om.book.on_mark(symbol, float(price))
-        k = int(rng.integers(len(config.symbols)))
-        symbol, price = config.symbols[k], float(prices[k])
-        momentum = prices[k] / paths[max(0, tick - 10)][k] - 1
-        side = Side.BUY if momentum > 0 else Side.SELL
-        held = om.book.net_quantity(symbol)
-        stop: float | None
-        if held and rng.random() < 0.3:  # take profit or cut: reduce what this worker holds
-            side, qty, stop = (Side.SELL if held > 0 else Side.BUY), abs(held), None
-        else:
-            qty = round(float(rng.uniform(0.5, 2.0)) * 2_000 / price, 6)
-            stop = price * (0.985 if side is Side.BUY else 1.015)
-        order = Order(
-            symbol=symbol,
-            side=side,
-            quantity=qty,
-            stop_loss=stop,
-            strategy=f"momentum-{index}",
-            reduce_only=stop is None,
-        )
-        started = time.perf_counter_ns()
-        core.risk.check(order)
-        check_latencies.append(time.perf_counter_ns() - started)
-        started = time.perf_counter_ns()
-        managed = om.submit(order)
-        latencies.append(time.perf_counter_ns() - started)
+        if index == 0:  # the first turn of a round moves the simulated clock
+            clock.set(tick * config.tick_seconds)  # type: ignore[attr-defined]
+        _act(config, paths, tick, index, core, om, venues, rng, tally)
+        turns.value = mine + 1
+        now = time.monotonic()
         if now >= next_live:  # what the supervisor's live view shows of this worker
             next_live = now + 0.5
-            totals = om.pnl()
-            live = {"orders": Counter(m.status.name for m in om.orders()), "net_pnl": totals.net}
+            live = {"orders": Counter(m.status.name for m in om.orders()), "net_pnl": om.pnl().net}
             live_path.write_text(json.dumps(live))
-        if managed.decision is not None:
-            rejections.update(managed.decision.codes)
-        context.sleep(config.tick_seconds)
     orders = om.orders()
     fills = [f for m in orders for f in m.tracked.fills]
     summary = {
         "worker": index,
         "incarnation": context.incarnation,
         "orders_by_status": Counter(m.status.name for m in orders),
-        "rejections_by_code": rejections,
+        "rejections_by_code": tally.rejections,
         "fills_by_venue": Counter(f.venue for f in fills),
         "net_quantity_from_fills": _net_from_fills(orders),
         "net_quantity_from_pnl": {s: om.book.net_quantity(s) for s in config.symbols},
         "pnl_by_venue": {v: t._asdict() for v, t in om.book.by("venue").items()},
         "pnl_by_strategy": {v: t._asdict() for v, t in om.book.by("strategy").items()},
-        "submit_latency_ns": latencies,
-        "check_latency_ns": check_latencies,
+        "submit_latency_ns": tally.submit_ns,
+        "check_latency_ns": tally.check_ns,
         "undeclared_states": [m.status.name for m in orders if m.status not in OrderStatus],
     }
     path = Path(out_dir) / f"worker-{index}-{context.incarnation}.json"
     path.write_text(json.dumps(summary, default=float))
+
+
+def _wait_turn(turns: Any, mine: int, pace: float, context: WorkerContext) -> bool:
+    """Wait for turn ``mine`` and for real time ``pace`` (monotonic); False when the run stops."""
+    while turns.value != mine or time.monotonic() < pace:
+        if not context.running():
+            return False
+        time.sleep(0.0002)
+    return True
 
 
 def _net_from_fills(orders: list[Any]) -> dict[str, float]:
@@ -212,14 +262,18 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
         correlation_sample_seconds=0.25,
         correlation_min_samples=20,
     )
-    with tempfile.TemporaryDirectory(prefix="bot4-demo-") as out_dir, Core.create() as core:
+    clock = SharedClock(epoch=SIMULATED_EPOCH)  # simulated time: the same run from the same seed
+    turns = mp.get_context("spawn").RawValue("q", 0)
+    with tempfile.TemporaryDirectory(prefix="bot4-demo-") as out_dir, Core.create(clock=clock) as core:
         core.risk.configure(limits)
         core.risk.set_equity(1_000_000.0)
         for name in ("venue-a", "venue-b"):
             core.breaker(name, VENUE_BREAKER)
-        t0 = time.monotonic() + 1.0  # every worker starts before the clock runs
+        t0 = time.monotonic() + 1.0  # every worker starts before the first round
         started = time.monotonic()
-        supervisor = Supervisor(core, functools.partial(_worker, config, t0, out_dir), config.workers)
+        supervisor = Supervisor(
+            core, functools.partial(_worker, config, turns, t0, out_dir), config.workers, clock=clock
+        )
         last = [0.0]
 
         def tick() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
+from bot4.clock import Clock
 from bot4.core import Core
 from bot4.errors import ConfigError
 
@@ -66,10 +67,14 @@ def _worker_main(
     incarnation: int,
     stop: Any,
     fleet: dict[str, Any] | None = None,
+    clock: Clock | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
     # a core linked to a fleet gives its workers links of their own to the same desk
-    core = Core.attach(name) if fleet is None else Core.connect(name=name, attach=True, **fleet)
+    if fleet is None:
+        core = Core.attach(name, clock=clock)
+    else:
+        core = Core.connect(name=name, attach=True, clock=clock, **fleet)
     with core:
         target(WorkerContext(core=core, index=index, incarnation=incarnation, _stop=stop))
 
@@ -84,6 +89,8 @@ class Supervisor:
         max_restarts: restarts of one worker allowed within ``restart_window`` seconds;
             one more stops the run (exit code 1).
         backoff: seconds before the first restart of a worker, doubling to ``max_backoff``.
+        clock: the clock of the workers' cores (picklable, e.g. a :class:`bot4.SharedClock`);
+            default: the host's monotonic clock.
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class Supervisor:
         restart_window: float = 60.0,
         backoff: float = 0.2,
         max_backoff: float = 5.0,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError("n", f"expected an integer >= 1, got {n!r}")
@@ -110,7 +118,10 @@ class Supervisor:
                 raise ConfigError(field_name, f"expected seconds >= 0, got {value!r}")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ConfigError("max_restarts", f"expected an integer >= 0, got {max_restarts!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError("clock", f"expected a bot4.Clock, got {clock!r}")
         self.core = core
+        self.clock = clock
         self.target = target
         self.n = n
         self.max_restarts = max_restarts
@@ -140,6 +151,7 @@ class Supervisor:
                 self._incarnations[index],
                 self._stop,
                 None if self.core.fleet is None else self.core.fleet.connect_args(),
+                self.clock,
             ),
             name=f"bot4-worker-{index}",
             daemon=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bot4 import Core, Supervisor, WorkerContext
+from bot4 import BreakerConfig, Core, Supervisor, WorkerContext
 
 
 def count_calls(context: WorkerContext) -> None:
@@ -33,3 +33,13 @@ def supervise(name: str, duration: float, n: int) -> None:
 
 if __name__ == "__main__":
     supervise(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]))
+
+
+def read_shared_clock(context: WorkerContext) -> None:
+    """Trip a breaker open for 10 s of the worker core's clock: its deadline shows which clock that was."""
+    br = context.core.breaker("clocked", BreakerConfig(consecutive_failures=1, open_seconds=10))
+    try:
+        with br.call():
+            raise RuntimeError("down")
+    except RuntimeError:
+        pass

@@ -27,6 +27,23 @@ def test_demo_report_holds_its_invariants() -> None:
     assert report["submit_latency_us"]["99"] > 0
 
 
+def test_the_same_seed_gives_the_same_report() -> None:
+    import json
+
+    def report(seed: str, workers: str = "3") -> dict[str, object]:
+        result = run("demo", "--workers", workers, "--duration", "2", "--seed", seed, "--json", timeout=180)
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = json.loads(result.stdout)
+        for timing in ("submit_latency_us", "check_latency_us"):  # measured, not simulated
+            assert out.pop(timing)
+        return out  # type: ignore[no-any-return]
+
+    first = report("11")
+    assert first == report("11")
+    other = report("12")
+    assert other["orders_by_status"] != first["orders_by_status"] or other["positions"] != first["positions"]
+
+
 def test_bad_arguments_exit_non_zero_with_one_line() -> None:
     result = run("demo", "--workers", "0")
     assert result.returncode == 2
