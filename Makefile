@@ -16,9 +16,11 @@ demo: $(STAMP)
 	$(VENV)/bin/bot4 demo
 
 test: $(STAMP)
+	tools/ensure-redis-server
 	$(PY) -m pytest
 
 bench: $(STAMP)
+	tools/ensure-redis-server
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pytest benches --benchmark-only --benchmark-columns=median,mean,stddev,rounds
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 
 from bot4.errors import Bot4Error, ConfigError
@@ -102,13 +103,15 @@ def _bench(select: str | None) -> int:
     benches = Path(__file__).resolve().parent.parent / "benches"
     missing = [
         m
-        for m in ("pytest_benchmark", "pybreaker", "circuitbreaker", "purgatory", "nautilus_trader")
+        for m in ("pytest_benchmark", "pybreaker", "circuitbreaker", "purgatory", "nautilus_trader", "redis")
         if importlib.util.find_spec(m) is None
     ]
     if not benches.is_dir():
         raise ConfigError("bench", f"no benches/ next to the bot4 package ({benches}): run from a source checkout")
     if missing:
         raise ConfigError("bench", f"missing {', '.join(missing)}: pip install -e '.[bench]' (or make bench)")
+    if shutil.which("redis-server") is None:
+        raise ConfigError("bench", "the Redis benchmarks need redis-server (apt-get install redis-server)")
     command = [sys.executable, "-m", "pytest", str(benches), "--benchmark-only", "-q", "--benchmark-columns=median"]
     if select:
         command += ["-k", select]
