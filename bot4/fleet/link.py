@@ -1,8 +1,9 @@
 """A host's link to the fleet: its segment stays the fast local view, Redis holds the truth.
 
 Local breaker transitions go to Redis (atomic scripts on the server's clock) and come back
-to every other host by pub/sub; half-open trial permits and trial successes are counted
-fleet-wide; the kill switch is the desk's; a risk reservation is approved only when the
+to every other host by pub/sub; each host sends its breakers' window counts once per
+bucket, and the fleet's window (their sum) trips a breaker everywhere when it meets a rate
+threshold; half-open trial permits and trial successes are counted fleet-wide; the kill switch is the desk's; a risk reservation is approved only when the
 fleet's gross exposure stays within the limit. The closed path of a breaker call never
 touches Redis. When Redis cannot be reached the :class:`FleetPolicy` applies, and the
 fleet state is read again when it comes back.
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from bot4.breaker.state import BreakerState
@@ -20,6 +23,7 @@ from bot4.errors import ConfigError
 from bot4.fleet import scripts
 from bot4.fleet.policy import FleetPolicy
 from bot4.risk.limits import TradingState
+from bot4.shm import layout as L
 
 if TYPE_CHECKING:
     from bot4.breaker.breaker import CircuitBreaker
@@ -75,13 +79,14 @@ class FleetLink:
         self._exposure_key = prefix + "exposure"
         self._script = {
             name: self._client.register_script(getattr(scripts, name))
-            for name in ("READ", "SET_STATE", "PERMIT", "SUCCESS", "SET_TRADING", "CLAIM")
+            for name in ("READ", "SET_STATE", "PERMIT", "SUCCESS", "SET_TRADING", "CLAIM", "WINDOW")
         }
         self._connected = False
         self._state_lock = threading.RLock()
         self._local = threading.local()
         self._gens: dict[str, int] = {}
         self._forced: set[str] = set()
+        self._windows: dict[str, tuple[float, tuple[int, int, int]]] = {}  # name -> (sent at, counts sent)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -189,6 +194,35 @@ class FleetLink:
             self._adopt(breaker, int(state), int(left), "trial calls succeeded across the fleet")
         return True
 
+    def _send_windows(self) -> None:
+        """Once per bucket, each closed breaker's window counts to the fleet's window (which may trip it)."""
+        now = time.monotonic()
+        for name in self._core.breaker_names():
+            breaker = self._core.breaker(name)
+            config = breaker.config
+            sent_at, sent = self._windows.get(name, (-math.inf, (-1, -1, -1)))
+            if now - sent_at < config.window_seconds / L.BUCKETS or breaker.state is not BreakerState.CLOSED:
+                continue
+            counts = breaker._gate.counts()
+            if counts == sent and now - sent_at < config.window_seconds / 2:
+                continue  # nothing new, and what was sent still counts
+            self._windows[name] = (now, counts)
+            slow_rate = config.slow_call_rate_threshold if config.slow_call_seconds is not None else -1
+            self._run(
+                "WINDOW",
+                [f"{self._prefix}window:{name}", self._key(name), self._channel],
+                [
+                    name,
+                    self.host,
+                    *counts,
+                    int(config.window_seconds * 1000),
+                    config.minimum_calls,
+                    repr(config.failure_rate_threshold),
+                    repr(slow_rate),
+                    breaker._open_ns(0) // 1_000_000,
+                ],
+            )
+
     def _sync_breaker(self, breaker: CircuitBreaker) -> None:
         exists, state, gen, left = self._run("READ", [self._key(breaker.name)], [])
         name = breaker.name
@@ -271,6 +305,7 @@ class FleetLink:
                 message = pubsub.get_message(timeout=0.05)
                 if message is not None and message.get("type") == "message":
                     self._apply(message["data"])
+                self._send_windows()
             except self._errors as exc:
                 self._lost(exc)
                 if pubsub is not None:

@@ -10,13 +10,14 @@ at; HALF_OPEN → give up at), ``permits`` and ``successes`` (of the half-open e
 Transitions are announced on ``bot4:{desk}:events`` as JSON objects: ``{"kind":
 "breaker", "name", "state", "gen", "left" (ms), "reason"}`` and ``{"kind": "trading",
 "state", "gen", "reason"}``. Desk hash ``bot4:{desk}:desk``: ``trading``, ``reason``,
-``trading_gen``. Exposure hash ``bot4:{desk}:exposure``: per host ``g:<host>`` (its gross
+``trading_gen``. Window hash ``bot4:{desk}:window:<name>``: per host
+``<calls>,<failures>,<slow>,<server ms>``. Exposure hash ``bot4:{desk}:exposure``: per host ``g:<host>`` (its gross
 exposure) and ``v:<host>`` (the ledger version it was read at).
 """
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "PERMIT", "READ", "SET_STATE", "SET_TRADING", "SUCCESS"]
+__all__ = ["CLAIM", "PERMIT", "READ", "SET_STATE", "SET_TRADING", "SUCCESS", "WINDOW"]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -157,3 +158,49 @@ end
 redis.call('HSET', key, 'g:' .. host, ARGV[2], 'v:' .. host, version)
 return {1, tostring(new_total)}
 """
+
+WINDOW = (
+    _NOW
+    + _ANNOUNCE
+    + """
+-- KEYS[1] window hash, KEYS[2] breaker hash, KEYS[3] channel
+-- ARGV: name, host, calls, failures, slow calls (this host's window now), window ms,
+--       minimum calls, failure rate threshold, slow call rate threshold (-1: off), open ms
+-- Hosts send their window counts once per bucket. The fleet's window is the sum of the
+-- counts sent within the window; when it meets a rate threshold a CLOSED breaker opens
+-- everywhere. Returns {tripped, fleet calls, fleet failures, fleet slow calls}.
+local wkey, bkey, name = KEYS[1], KEYS[2], ARGV[1]
+redis.call('HSET', wkey, ARGV[2], ARGV[3] .. ',' .. ARGV[4] .. ',' .. ARGV[5] .. ',' .. now)
+local span = tonumber(ARGV[6])
+redis.call('PEXPIRE', wkey, span * 2)
+local calls, failures, slow = 0, 0, 0
+local all = redis.call('HGETALL', wkey)
+for i = 1, #all, 2 do
+  local c, f, s, t = string.match(all[i + 1], '([^,]+),([^,]+),([^,]+),([^,]+)')
+  if now - tonumber(t) <= span then
+    calls, failures, slow = calls + tonumber(c), failures + tonumber(f), slow + tonumber(s)
+  else
+    redis.call('HDEL', wkey, all[i])
+  end
+end
+local min_calls, rate, slow_rate = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local state = tonumber(redis.call('HGET', bkey, 'state') or 0)
+if state ~= 0 or calls < min_calls or calls == 0 then
+  return {0, calls, failures, slow}
+end
+local reason = nil
+if failures / calls >= rate then
+  reason = 'fleet failure rate ' .. failures .. '/' .. calls .. ' calls reached its threshold'
+elseif slow_rate >= 0 and slow / calls >= slow_rate then
+  reason = 'fleet slow call rate ' .. slow .. '/' .. calls .. ' calls reached its threshold'
+end
+if not reason then
+  return {0, calls, failures, slow}
+end
+local gen = redis.call('HINCRBY', bkey, 'gen', 1)
+local open_ms = tonumber(ARGV[10])
+redis.call('HSET', bkey, 'state', 1, 'until', now + open_ms, 'permits', 0, 'successes', 0)
+announce(KEYS[3], name, 1, gen, open_ms, reason)
+return {1, calls, failures, slow}
+"""
+)

@@ -187,3 +187,27 @@ def test_keys_carry_the_desk_hash_tag(redis_server: RedisServer, desk: str, clie
         a.risk.kill_switch.trip("x")
         keys = client.keys(f"*{desk}*")
         assert keys and all(f"{{{desk}}}" in k for k in keys)
+
+
+def test_the_fleets_window_trips_what_no_host_alone_would(redis_server: RedisServer, desk: str) -> None:
+    config = BreakerConfig(consecutive_failures=None, minimum_calls=10, failure_rate_threshold=0.5, window_seconds=2.0)
+    reasons: list[str] = []
+
+    class Watch:
+        @bot4.hookimpl
+        def bot4_breaker_state_changed(self, breaker: Any, old: Any, new: Any, reason: str) -> None:
+            reasons.append(reason)
+
+    plugins = bot4.make_plugin_manager()
+    plugins.register(Watch())
+    with host(redis_server, desk, "a", plugins=plugins) as a, host(redis_server, desk, "b") as b:
+        on_a, on_b = a.breaker("venue", config), b.breaker("venue", config)
+        quiet = a.breaker("quiet", config), b.breaker("quiet", config)
+        for br, failures in ((on_a, 4), (on_b, 4), *((q, 1) for q in quiet)):
+            for i in range(6):  # six calls per host: under minimum_calls on each host alone
+                fail(br) if i < failures else succeed(br)
+        assert on_a.state is BreakerState.CLOSED and on_b.state is BreakerState.CLOSED
+        wait_for(lambda: on_a.state is BreakerState.OPEN and on_b.state is BreakerState.OPEN)
+        assert any(r.startswith("fleet failure rate 8/12") for r in reasons)
+        time.sleep(0.5)  # a few more buckets: 2 failures in 12 calls trip nothing
+        assert all(q.state is BreakerState.CLOSED for q in quiet)
