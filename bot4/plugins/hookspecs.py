@@ -48,7 +48,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def bot4_breaker_state_changed(breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
     """A breaker changed state.
 
-    Called once, in the process that made the transition.
+    Called once, in the process that made the transition. With a fleet
+    (:meth:`bot4.Core.connect`) each other host also calls it once, in the process that
+    applied the fleet's transition to that host's segment.
 
     :param breaker: the breaker (its ``name``, ``snapshot()``, ...).
     :param old: the state it left.
