@@ -3,9 +3,9 @@
 Local breaker transitions go to Redis (atomic scripts on the server's clock) and come back
 to every other host by pub/sub; each host sends its breakers' window counts once per
 bucket, and the fleet's window (their sum) trips a breaker everywhere when it meets a rate
-threshold; half-open trial permits and trial successes are counted fleet-wide; the kill switch is the desk's; a risk reservation is approved only when the
-fleet's gross exposure stays within the limit. The closed path of a breaker call never
-touches Redis. When Redis cannot be reached the :class:`FleetPolicy` applies, and the
+threshold; half-open trial permits and trial successes are counted fleet-wide; the kill
+switch is the desk's; a risk reservation is approved only when the fleet's gross exposure
+stays within the limit. The closed path of a breaker call never touches Redis. When Redis cannot be reached the :class:`FleetPolicy` applies, and the
 fleet state is read again when it comes back.
 """
 
@@ -231,6 +231,7 @@ class FleetLink:
             self._adopt(breaker, int(state), int(left), "fleet state read")
             self._forced.discard(name)
             return
+        self._gens.pop(name, None)  # a Redis restarted empty counts generations from 1 again
         local = breaker.state
         if name in self._forced:  # forced open by the policy only: the fleet (restarted empty) says closed
             self._forced.discard(name)
@@ -238,7 +239,8 @@ class FleetLink:
             return
         if local is not BreakerState.CLOSED:  # the fleet lost it (a restarted Redis): this host knows better
             span = breaker._deadline_ns() // 1_000_000
-            self._run("SET_STATE", [self._key(name), self._channel], [name, -1, int(local), span, "restored"])
+            reply = self._run("SET_STATE", [self._key(name), self._channel], [name, -1, int(local), span, "restored"])
+            self._gens[name] = int(reply[2])
 
     def _adopt(self, breaker: CircuitBreaker, state: int, left_ms: int, reason: str) -> None:
         self._local.applying = True
@@ -362,11 +364,14 @@ class FleetLink:
                 self._desk_key, ["trading", "reason", "trading_gen"]
             )
             risk = self._core.risk
+            self._gens["\0trading"] = int(desk[2] or 0)
             if desk[0] is not None:
-                self._gens["\0trading"] = int(desk[2] or 0)
                 self._adopt_trading(TradingState(int(desk[0])), desk[1] or "")
             elif risk.trading_state is not TradingState.ACTIVE:
-                self._run("SET_TRADING", [self._desk_key, self._channel], [int(risk.trading_state), risk.state_reason])
+                gen = self._run(
+                    "SET_TRADING", [self._desk_key, self._channel], [int(risk.trading_state), risk.state_reason]
+                )
+                self._gens["\0trading"] = int(gen)
             self._push_exposure(checked=False)
 
     def _lost(self, exc: BaseException) -> None:

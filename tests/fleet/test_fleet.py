@@ -158,6 +158,10 @@ def test_an_open_breaker_survives_a_redis_restart(redis_server: RedisServer, des
     policy = FleetPolicy(breakers="open")
     with host(redis_server, desk, "a", policy=policy) as a:
         br = a.breaker("venue", TRIP_FAST)
+        other = a.breaker("other", TRIP_FAST)
+        for _ in range(3):  # the fleet's generations of "other" grow before the restart
+            other.force_open("x")
+            other.reset("y")
         redis_server.stop()
         try:
             fail(br)
@@ -168,6 +172,8 @@ def test_an_open_breaker_survives_a_redis_restart(redis_server: RedisServer, des
         wait_for(lambda: a.fleet.connected, timeout=5)  # type: ignore[union-attr]
         with host(redis_server, desk, "b") as b:  # the restarted fleet learned it from host a
             assert b.breaker("venue", TRIP_FAST).state is BreakerState.OPEN
+            b.breaker("other", TRIP_FAST).force_open("after the restart")  # generation 1 again
+            wait_for(lambda: other.state is BreakerState.FORCED_OPEN)
 
 
 def test_bad_arguments_are_clear_errors(redis_server: RedisServer) -> None:
