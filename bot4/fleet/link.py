@@ -263,7 +263,8 @@ class FleetLink:
     def claim(self, *, checked: bool) -> str | None:
         """Put this host's gross exposure in the fleet's; None when accepted, else a rejection code.
 
-        ``checked``: refuse when it would take the fleet past ``max_gross_exposure``.
+        ``checked``: refuse when it would take the fleet past ``max_gross_exposure`` times
+        the equity this host's ledger holds (each host of a desk sets the desk's equity).
         Unchecked claims (a release, a fill, a price) are never refused; one that cannot
         reach Redis is made good by the next claim or the resynchronisation.
         """
@@ -278,12 +279,11 @@ class FleetLink:
 
     def _push_exposure(self, checked: bool) -> bool:
         risk = self._core.risk
-        gross, version = risk._gross_and_version()
-        limit = risk.limits.max_gross_exposure
+        gross, equity, version = risk._exposure_figures()
+        multiple = risk.limits.max_gross_exposure  # of equity: every host of a desk sets the desk's equity
+        limit = -1.0 if multiple is None else multiple * max(equity, 0.0)
         accepted, _total = self._run(
-            "CLAIM",
-            [self._exposure_key],
-            [self.host, repr(gross), version, -1 if limit is None else repr(limit), 1 if checked else 0],
+            "CLAIM", [self._exposure_key], [self.host, repr(gross), version, repr(limit), 1 if checked else 0]
         )
         return bool(accepted)
 

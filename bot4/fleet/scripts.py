@@ -134,7 +134,8 @@ return gen
 """
 
 CLAIM = """
--- KEYS[1] exposure hash; ARGV: host, its gross exposure, its ledger version, limit (-1: none), checked (1/0)
+-- KEYS[1] exposure hash; ARGV: host, its gross exposure, its ledger version, limit in notional (-1: none),
+-- checked (1/0)
 -- A host's gross exposure (its whole ledger: positions and live reservations) as of ledger
 -- version ARGV[3]; the fleet's is the sum over hosts. A claim older than the one held is
 -- not applied (a newer one already counts it). A checked claim that would take the fleet

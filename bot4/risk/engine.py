@@ -239,15 +239,16 @@ class RiskEngine:
                 self._free_entry(tx, reservation.slot)
         if code == "FLEET_EXPOSURE":
             limit = self.limits.max_gross_exposure
-            why = f"the fleet's gross exposure would exceed max_gross_exposure {limit}"
+            why = f"the fleet's gross exposure would pass max_gross_exposure ({limit}x equity)"
         else:
             why = "the fleet's Redis is unreachable: reservations fail closed"
         return Decision((Rejection(ENGINE, code, why),))
 
-    def _gross_and_version(self) -> tuple[float, int]:
-        """This ledger's gross exposure and the version it was read at (one consistent pair)."""
+    def _exposure_figures(self) -> tuple[float, float, int]:
+        """This ledger's gross exposure, equity, and the version they were read at (one consistent read)."""
         with self._mutex:
-            return self._r.loadf(self._base + L.L_GROSS), self._r.load(self._base + L.L_VERSION)
+            cash, unrealized, _, _, gross = self._r.loadf_range(self._base + L.L_CASH, L.ACCOUNT_FLOATS)
+            return gross, cash + unrealized, self._r.load(self._base + L.L_VERSION)
 
     def _tell_fleet(self) -> None:
         fleet = self._core._fleet

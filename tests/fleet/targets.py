@@ -12,7 +12,8 @@ from tests.helpers import Boom
 from tests.risk.conftest import NO_LIMITS, buy
 
 HALF_OPEN = BreakerConfig(consecutive_failures=1, open_seconds=0.5, half_open_calls=2, open_backoff=20.0)
-LIMITS = dataclasses.replace(NO_LIMITS, max_gross_exposure=1000.0)
+EQUITY = 1000.0
+LIMITS = dataclasses.replace(NO_LIMITS, max_gross_exposure=1.0)  # 1x the equity: 1000 of gross exposure
 
 
 def hammer(url: str, desk: str, segment: str, host: str, until: float, counter: str) -> None:
@@ -41,7 +42,7 @@ def other_host(url: str, desk: str, segment: str) -> None:
     client = redis.Redis.from_url(url, decode_responses=True)
     with Core.connect(url, name=segment, desk=desk, host="a") as core:
         core.risk.configure(LIMITS)
-        core.risk.set_equity(1e6)
+        core.risk.set_equity(EQUITY)
         br = core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60))
         try:
             with br.call():

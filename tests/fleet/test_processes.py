@@ -9,7 +9,7 @@ import uuid
 import redis
 
 from bot4 import BreakerState, Core, run_workers
-from tests.fleet.targets import HALF_OPEN, LIMITS, hammer, other_host, trip_venue
+from tests.fleet.targets import EQUITY, HALF_OPEN, LIMITS, hammer, other_host, trip_venue
 from tests.fleet.test_fleet import wait_for
 from tests.helpers import fail
 from tests.redis_server import RedisServer
@@ -28,7 +28,7 @@ def test_two_host_processes_share_a_breaker_and_an_exposure_limit(
         assert client.get(f"{desk}:a") == "ready"
         with Core.connect(redis_server.url, name=f"bot4-b-{uuid.uuid4().hex[:6]}", desk=desk, host="b") as b:
             b.risk.configure(LIMITS)
-            b.risk.set_equity(1e6)
+            b.risk.set_equity(EQUITY)
             assert b.breaker("venue").state is BreakerState.OPEN
             assert b.risk.reserve(buy(quantity=6, price=100)).codes == ("FLEET_EXPOSURE",)
             assert b.risk.reserve(buy(quantity=4, price=100)).approved
