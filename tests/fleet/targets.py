@@ -8,7 +8,7 @@ import time
 import redis
 
 from bot4 import BreakerConfig, CircuitOpenError, Core, WorkerContext
-from tests.helpers import Boom
+from tests.helpers import Boom, fail
 from tests.risk.conftest import NO_LIMITS, buy
 
 HALF_OPEN = BreakerConfig(consecutive_failures=1, open_seconds=0.5, half_open_calls=2, open_backoff=20.0)
@@ -43,12 +43,7 @@ def other_host(url: str, desk: str, segment: str) -> None:
     with Core.connect(url, name=segment, desk=desk, host="a") as core:
         core.risk.configure(LIMITS)
         core.risk.set_equity(EQUITY)
-        br = core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60))
-        try:
-            with br.call():
-                raise Boom("venue down")
-        except Boom:
-            pass
+        fail(core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60)))
         decision = core.risk.reserve(buy(quantity=6, price=100))
         client.set(f"{desk}:a", "ready" if decision.approved else ",".join(decision.codes))
         deadline = time.time() + 30
@@ -59,9 +54,4 @@ def other_host(url: str, desk: str, segment: str) -> None:
 
 def trip_venue(ctx: WorkerContext) -> None:
     """A worker whose venue fails once: its breaker trips (and the fleet hears of it)."""
-    br = ctx.core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60))
-    try:
-        with br.call():
-            raise Boom("venue down")
-    except Boom:
-        pass
+    fail(ctx.core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60)))
