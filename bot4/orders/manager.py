@@ -394,9 +394,7 @@ class OrderManager:
             if close is not None:
                 close()
             raise ConfigError("venues", f"venue {venue!r} is async: use the order manager's async methods")
-        seconds = (perf_counter_ns() - start) * 1e-9
-        previous = self._latency.get(venue)
-        self._latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
+        self._note_latency(venue, start)
         return result
 
     def _note_latency(self, venue: str, start: int) -> None:
