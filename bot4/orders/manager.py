@@ -70,9 +70,9 @@ class ManagedOrder:
     route: Route | None = None
     legs: dict[str, str] = field(default_factory=dict)
     """venue -> venue order id, for every leg the venues accepted."""
-    open_legs: set[str] = field(default_factory=set)
+    open_legs: frozenset[str] = frozenset()
     """Venues where a leg is still open."""
-    unknown_legs: set[str] = field(default_factory=set)
+    unknown_legs: frozenset[str] = frozenset()
     """Venues that timed out on placing a leg: it may or may not exist there."""
     reason: str = ""
     """Why the order was denied or rejected, in words."""
@@ -255,7 +255,7 @@ class OrderManager:
                 except ExchangeTimeoutError as exc:
                     # The venue may have placed it: never send it elsewhere too. The order stays
                     # SUBMITTED with its reservation held until it is reconciled.
-                    managed.unknown_legs.add(leg.venue)
+                    managed.unknown_legs |= {leg.venue}
                     managed.reason = f"{exc}: outcome unknown, not sent elsewhere; reconcile with the venue"
                     placed_any = True
                     continue
@@ -428,9 +428,9 @@ class OrderManager:
             for trade in trades:
                 self._apply_trade(managed, venue, trade)
         if status == "open":
-            managed.open_legs.add(venue)
-        else:
-            managed.open_legs.discard(venue)
+            managed.open_legs |= {venue}
+        elif venue in managed.open_legs:
+            managed.open_legs -= {venue}
         if tracked.status is OrderStatus.FILLED:
             self._finish(managed)
         elif status in ("canceled", "expired") and tracked.is_open and not managed.open_legs:

@@ -15,6 +15,7 @@ _PENDING_ALL = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 __all__ = ["Fill", "TrackedOrder", "Transition"]
 
 _FILLED = OrderEvent.FILLED
+_SCAN_FILLS = 8  # up to this many fills, a duplicate trade id is found by scanning them
 _ACCEPTED, _PARTIALLY_FILLED, _FILLED_STATUS = OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
 # Per status value: event value -> next status, for the transitions that need no context
 # (neither end is PENDING_*, the target is a plain status). Everything else goes the long way.
@@ -101,7 +102,7 @@ class TrackedOrder:
         self.venue_order_id: str | None = None
         self.history: list[Transition] = []
         self.fills: list[Fill] = []
-        self._trade_ids: set[str] = set()
+        self._trade_ids: set[str] | None = None  # made once an order has many fills
         self._resume = OrderStatus.SUBMITTED
 
     @property
@@ -143,7 +144,7 @@ class TrackedOrder:
             FillError: the fill would take the filled quantity past the order's.
             InvalidTransitionError: the order's status takes no fill.
         """
-        if fill.trade_id in self._trade_ids:
+        if self._applied(fill.trade_id):
             return False
         total = self.filled_quantity + fill.quantity
         quantity = self.order.quantity
@@ -162,10 +163,19 @@ class TrackedOrder:
         self.filled_quantity = quantity if complete else total
         self.fees += fill.fee
         self.fills.append(fill)
-        self._trade_ids.add(fill.trade_id)
+        if self._trade_ids is not None:
+            self._trade_ids.add(fill.trade_id)
+        elif len(self.fills) > _SCAN_FILLS:
+            self._trade_ids = {f.trade_id for f in self.fills}
         if self.status in _PENDING and self._resume in _UNFILLED_OPEN:
             self._resume = OrderStatus.PARTIALLY_FILLED
         return True
+
+    def _applied(self, trade_id: str) -> bool:
+        ids = self._trade_ids
+        if ids is not None:
+            return trade_id in ids
+        return any(f.trade_id == trade_id for f in self.fills)
 
     def _move(self, event: OrderEvent, time_ns: int, detail: str, *, complete: bool) -> OrderStatus:
         old = self.status
