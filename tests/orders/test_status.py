@@ -155,6 +155,16 @@ def test_duplicate_trade_ids_are_ignored_and_overfills_refused() -> None:
     assert o.average_fill_price == pytest.approx(106.0)
 
 
+def test_duplicates_are_found_among_many_fills() -> None:
+    o = in_status(S.ACCEPTED)  # an order of 10
+    for i in range(20):
+        assert o.fill(fill(f"t{i}", 0.25), i)
+    for i in (0, 7, 8, 19):  # before and after the order has more fills than a scan covers
+        assert not o.fill(fill(f"t{i}", 0.25), 100 + i)
+    assert len(o.fills) == 20 and o.filled_quantity == pytest.approx(5.0)
+    assert o.fill(fill("t20", 0.25), 200)
+
+
 def test_a_late_fill_after_cancel() -> None:
     o = in_status(S.ACCEPTED)
     o.fill(fill("t1", 6.0), 1)
