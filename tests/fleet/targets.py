@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
+from collections import Counter
+from typing import Any
 
 import redis
 
-from bot4 import BreakerConfig, CircuitOpenError, Core, WorkerContext
+from bot4 import BreakerConfig, CircuitOpenError, Core, FleetPolicy, WorkerContext
 from tests.helpers import Boom, fail
 from tests.risk.conftest import NO_LIMITS, buy
 
@@ -55,3 +58,29 @@ def other_host(url: str, desk: str, segment: str) -> None:
 def trip_venue(ctx: WorkerContext) -> None:
     """A worker whose venue fails once: its breaker trips (and the fleet hears of it)."""
     fail(ctx.core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60)))
+
+
+def churn_host(url: str, desk: str, segment: str, host: str, until: float, results: Any) -> None:
+    """A host reserving and releasing until ``until`` while Redis comes and goes; reports what it saw."""
+    codes: Counter[str] = Counter()
+    with Core.connect(url, name=segment, desk=desk, host=host, policy=FleetPolicy(retry_seconds=0.05)) as core:
+        core.risk.configure(LIMITS)
+        core.risk.set_equity(EQUITY)
+        held = []
+        rng = random.Random(host)
+        while time.time() < until:
+            decision = core.risk.reserve(buy(quantity=0.5, price=100))  # 50 of the fleet's 1000
+            if decision.reservation is not None:
+                codes["approved"] += 1
+                held.append(decision.reservation)
+            else:
+                codes.update(decision.codes)
+            if held and rng.random() < 0.5:
+                core.risk.release(held.pop(rng.randrange(len(held))))
+            time.sleep(0.002)
+        deadline = time.time() + 10
+        while core.fleet is not None and not core.fleet.connected and time.time() < deadline:
+            time.sleep(0.01)
+        core.risk.on_price("BTC/USDT", 100.0)  # one more claim: the fleet holds this host's exposure now
+        snap = core.risk.snapshot()
+        results.put((host, dict(codes), snap.gross_exposure, core.risk.audit()))

@@ -6,10 +6,11 @@ import multiprocessing as mp
 import time
 import uuid
 
+import pytest
 import redis
 
 from bot4 import BreakerState, Core, run_workers
-from tests.fleet.targets import EQUITY, HALF_OPEN, LIMITS, hammer, other_host, trip_venue
+from tests.fleet.targets import EQUITY, HALF_OPEN, LIMITS, churn_host, hammer, other_host, trip_venue
 from tests.fleet.test_fleet import wait_for
 from tests.helpers import fail
 from tests.redis_server import RedisServer
@@ -78,3 +79,38 @@ def test_workers_of_a_linked_core_join_the_fleet(redis_server: RedisServer, desk
             watched = b.breaker("venue")
             assert run_workers(trip_venue, 1, core=a, duration=None) == 0  # the worker trips it on host a
             wait_for(lambda: watched.state is BreakerState.OPEN)
+
+
+def test_redis_stopped_mid_run_under_two_host_processes(redis_server: RedisServer, desk: str) -> None:
+    results = SPAWN.Queue()
+    until = time.time() + 4.0
+    hosts = [
+        SPAWN.Process(
+            target=churn_host,
+            args=(redis_server.url, desk, f"bot4-{name}-{uuid.uuid4().hex[:6]}", name, until, results),
+        )
+        for name in ("a", "b")
+    ]
+    for h in hosts:
+        h.start()
+    try:
+        time.sleep(1.5)
+        redis_server.stop()  # mid-run: the hosts keep going on their own policy
+        time.sleep(1.0)
+    finally:
+        redis_server.start()  # back, empty: the hosts fill it again
+    seen = [results.get(timeout=60) for _ in hosts]
+    for h in hosts:
+        h.join(timeout=30)
+    assert [h.exitcode for h in hosts] == [0, 0]  # nothing crashed
+    total = 0.0
+    for _name, codes, gross, audit in seen:
+        assert audit == []
+        assert codes.get("approved", 0) > 0 and codes.get("FLEET_UNAVAILABLE", 0) > 0  # worked, then failed closed
+        assert set(codes) <= {"approved", "FLEET_UNAVAILABLE", "FLEET_EXPOSURE", "GROSS_EXPOSURE"}
+        total += gross
+    assert total <= EQUITY * LIMITS.max_gross_exposure + 1e-6  # never reserved past the fleet's limit
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    fleet = sum(float(v) for k, v in client.hgetall(f"bot4:{{{desk}}}:exposure").items() if k.startswith("g:"))
+    client.close()
+    assert fleet == pytest.approx(total)  # resynchronised: the fleet holds what the hosts hold
