@@ -58,7 +58,6 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Call
 
 
 _LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
-_FILLED = OrderStatus.FILLED
 
 
 @dataclass(eq=False, slots=True)
@@ -464,7 +463,11 @@ class OrderManager:
     def _finish(self, managed: ManagedOrder) -> None:
         """Give back what the order's reservation still holds (idempotent); remember a bounded past."""
         decision = managed.decision
-        if decision is not None and decision.reservation is not None and managed.tracked.status is not _FILLED:
+        if (
+            decision is not None
+            and decision.reservation is not None
+            and managed.tracked.status is not OrderStatus.FILLED
+        ):
             self._risk.release(decision.reservation)  # a filled order's reservation ended with its last fill
         finished = self._finished
         finished.append(managed.tracked.order.client_order_id)

@@ -36,7 +36,6 @@ _SWEEP_NS = 1_000_000_000
 _EPS = 1e-9
 _NOT_LIVE, _OVERFILL = 1, 2  # LedgerKernel.fill's refusals
 _NAN = math.nan
-_PRICED = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _new = tuple.__new__  # builds the NamedTuple results without their Python-level __new__
 
 
@@ -137,8 +136,7 @@ class RiskEngine:
         ledger = self._ledger
         fails = 0
         if self._native_mask:
-            kind = order.type
-            entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+            entry = _given_entry(order)
             stop = order.stop_loss
             index = ledger.symbol_index(order.symbol)
             fails = self._kernel.evaluate(
@@ -266,8 +264,7 @@ class RiskEngine:
         return self._ledger.state_reason
 
     def _reserve_writes(self, tx: Transaction, order: Order, now: int) -> Decision:
-        kind = order.type
-        entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+        entry = _given_entry(order)
         index = self._ledger.symbol_index(order.symbol)
         if index is None:
             if entry != entry:  # NaN: the mark of a symbol never priced
@@ -324,7 +321,7 @@ class RiskEngine:
                 reservation.id,
                 quantity,
                 price,
-                float(fee),
+                fee,
                 self._day_id(limits),
                 _EPS * reservation.quantity,
             )
@@ -382,7 +379,7 @@ class RiskEngine:
         if fleet is not None:
             fleet.trading_changed(state, reason)
         if changed and state is TradingState.HALTED:
-            self._announce([reason])
+            self._core._notify("bot4_kill_switch_tripped", reason=reason)
 
     # ------------------------------------------------------------------ reclaim, audit, snapshot
 
@@ -591,9 +588,13 @@ class RiskEngine:
                 fleet.trading_changed(TradingState.HALTED, reason)
             self._core._notify("bot4_kill_switch_tripped", reason=reason)
 
-    def _announce(self, reasons: list[str]) -> None:
-        for reason in reasons:
-            self._core._notify("bot4_kill_switch_tripped", reason=reason)
+
+def _given_entry(order: Order) -> float:
+    """The entry price the order itself gives (limit or trigger price); NaN: the symbol's mark."""
+    kind = order.type
+    if kind is OrderType.LIMIT or kind is OrderType.STOP_LIMIT:
+        return order.price  # type: ignore[return-value]  # required for these types
+    return order.stop_price if kind is OrderType.STOP else _NAN  # type: ignore[return-value]
 
 
 def _price_unknown(order: Order) -> Decision:
