@@ -36,6 +36,7 @@ _SWEEP_NS = 1_000_000_000
 _EPS = 1e-9
 _NOT_LIVE, _OVERFILL = 1, 2  # LedgerKernel.fill's refusals
 _NAN = math.nan
+_PRICED = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _new = tuple.__new__  # builds the NamedTuple results without their Python-level __new__
 
 
@@ -122,10 +123,12 @@ class RiskEngine:
         trading = self._load(self._i_trading)
         if trading & 0xFF == _HALTED:  # the kill switch first of all, without the rules
             return self._halted_decision(trading)
-        return self._evaluate(order, self._core._now_ns())
+        kind = order.type  # the entry price the order gives itself; NaN: the symbol's mark
+        entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+        return self._evaluate(order, self._core._now_ns(), entry)
 
-    def _evaluate(self, order: Order, now: int) -> Decision:
-        """Run every rule; collect every rejection.
+    def _evaluate(self, order: Order, now: int, entry: float | None) -> Decision:
+        """Run every rule; collect every rejection. ``entry``: the order's own entry price, NaN for the mark.
 
         The built-in rules' verdicts come from one native pass; a built-in rule's plugin
         is asked for its Rejection only when the native pass says it fails. User rules
@@ -136,7 +139,6 @@ class RiskEngine:
         ledger = self._ledger
         fails = 0
         if self._native_mask:
-            entry = _given_entry(order)
             stop = order.stop_loss
             index = ledger.symbol_index(order.symbol)
             fails = self._kernel.evaluate(
@@ -217,9 +219,11 @@ class RiskEngine:
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
             with self._mutex as tx:
-                decision = self._evaluate(order, now)
+                kind = order.type  # as in check()
+                entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+                decision = self._evaluate(order, now, entry)
                 if decision is _APPROVED:
-                    decision = self._reserve_writes(tx, order, now)
+                    decision = self._reserve_writes(tx, order, now, entry)
         fleet = self._core._fleet
         if fleet is not None and decision.reservation is not None:
             decision = self._fleet_claim(fleet, order, decision.reservation)
@@ -263,8 +267,7 @@ class RiskEngine:
         """Why the trading state was last changed."""
         return self._ledger.state_reason
 
-    def _reserve_writes(self, tx: Transaction, order: Order, now: int) -> Decision:
-        entry = _given_entry(order)
+    def _reserve_writes(self, tx: Transaction, order: Order, now: int, entry: float | None) -> Decision:
         index = self._ledger.symbol_index(order.symbol)
         if index is None:
             if entry != entry:  # NaN: the mark of a symbol never priced
@@ -587,14 +590,6 @@ class RiskEngine:
             if fleet is not None:
                 fleet.trading_changed(TradingState.HALTED, reason)
             self._core._notify("bot4_kill_switch_tripped", reason=reason)
-
-
-def _given_entry(order: Order) -> float:
-    """The entry price the order itself gives (limit or trigger price); NaN: the symbol's mark."""
-    kind = order.type
-    if kind is OrderType.LIMIT or kind is OrderType.STOP_LIMIT:
-        return order.price  # type: ignore[return-value]  # required for these types
-    return order.stop_price if kind is OrderType.STOP else _NAN  # type: ignore[return-value]
 
 
 def _price_unknown(order: Order) -> Decision:
