@@ -29,6 +29,7 @@ from bot4.errors import (
     FuseTrippedError,
     InvalidOrderError,
     InvalidTransitionError,
+    LockTimeoutError,
     OrderNotFoundError,
     OrderRejectedError,
     PluginError,
@@ -37,6 +38,7 @@ from bot4.errors import (
     SegmentExistsError,
     SegmentLayoutError,
     SegmentNotFoundError,
+    SegmentStateError,
     UnknownOrderError,
 )
 from bot4.fleet import FleetLink, FleetPolicy
@@ -60,7 +62,6 @@ from bot4.risk import (
     RiskSnapshot,
     TradingState,
 )
-from bot4.shm.lock import LockTimeoutError
 from bot4.shm.slots import WorkerSlot
 from bot4.workers import Supervisor, WorkerContext, run_workers
 
@@ -128,6 +129,7 @@ __all__ = [
     "SegmentExistsError",
     "SegmentLayoutError",
     "SegmentNotFoundError",
+    "SegmentStateError",
     "SharedClock",
     "Side",
     "Supervisor",

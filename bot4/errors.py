@@ -20,6 +20,7 @@ __all__ = [
     "FuseTrippedError",
     "InvalidOrderError",
     "InvalidTransitionError",
+    "LockTimeoutError",
     "OrderNotFoundError",
     "OrderRejectedError",
     "PluginError",
@@ -28,6 +29,7 @@ __all__ = [
     "SegmentExistsError",
     "SegmentLayoutError",
     "SegmentNotFoundError",
+    "SegmentStateError",
     "UnknownOrderError",
 ]
 
@@ -129,6 +131,15 @@ class SegmentExistsError(SegmentError):
 
 class SegmentLayoutError(SegmentError):
     """The segment is not a bot4 segment, or was created by an incompatible layout version."""
+
+
+class SegmentStateError(SegmentError):
+    """Shared state stayed inconsistent after the bounded retries and the repair (a torn
+    read that no transaction repaired, or words that no bot4 process could have written)."""
+
+
+class LockTimeoutError(Bot4Error):
+    """A live process held a segment lock for longer than the wait allows."""
 
 
 class CapacityError(Bot4Error):

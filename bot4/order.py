@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot4._numbers import is_positive
+from bot4._symbols import symbol_problem
 from bot4.errors import InvalidOrderError
 
 __all__ = ["Order", "OrderType", "Side", "TimeInForce"]
@@ -49,7 +50,6 @@ class TimeInForce(enum.Enum):
     """Maker only: rejected by the venue if it would take liquidity."""
 
 
-MAX_SYMBOL_BYTES = 32
 MAX_ID_CHARS = 64
 
 
@@ -101,10 +101,9 @@ class Order:
     reduce_only: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.symbol, str) or not self.symbol or not self.symbol.isprintable():
-            raise InvalidOrderError("symbol", f"must be a non-empty printable string, got {self.symbol!r}")
-        if len(self.symbol.encode()) > MAX_SYMBOL_BYTES:
-            raise InvalidOrderError("symbol", f"must be at most {MAX_SYMBOL_BYTES} bytes, got {self.symbol!r}")
+        problem = symbol_problem(self.symbol)
+        if problem is not None:
+            raise InvalidOrderError("symbol", problem)
         set_ = object.__setattr__
         set_(self, "side", _enum("side", Side, self.side))
         kind = _enum("type", OrderType, self.type)

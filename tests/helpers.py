@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
 from bot4 import CircuitBreaker, CircuitOpenError
@@ -30,3 +33,12 @@ def rejected(br: CircuitBreaker) -> CircuitOpenError:
             ran.append(1)
     assert ran == [], "a rejected call must not run its body"
     return info.value
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds (a bound, not a pace)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s")
+        time.sleep(0.002)

@@ -59,7 +59,7 @@ def make_kernel(segment: Segment) -> _native.LedgerKernel:
     lay = segment.layout
     return _native.LedgerKernel(
         region=segment.region,
-        journal=lay.ledger + L.L_JOURNAL,
+        journal=lay.journal,
         base=lay.ledger,
         symbols=lay.symbols,
         symbol_words=L.SYM_WORDS,

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot4._numbers import is_number, is_positive
-from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError
+from bot4._symbols import symbol_problem
+from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
 from bot4.order import Order, OrderType, Side
 from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
 from bot4.risk.correlation import take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
-from bot4.risk.kill_switch import KillSwitch
-from bot4.risk.ledger import RiskLedger, encode_text
+from bot4.risk.kill_switch import KillSwitch, TradingWord
+from bot4.risk.ledger import RiskLedger
 from bot4.risk.limits import RiskLimits, TradingState, exceeds
 from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
 from bot4.shm.mutex import SharedMutex, Transaction
+from bot4.shm.text import encode_text
 
 if TYPE_CHECKING:
     from bot4.core import Core
@@ -53,6 +56,10 @@ class RiskEngine:
     atomically across all processes, so two workers can never together pass a limit that
     each alone respects. Rules are plugins (hook ``bot4_check_order``); the built-in ones
     are registered like any other and can be blocked or replaced by name.
+
+    No plugin runs while the ledger mutex is held: ``reserve`` asks the user rules first,
+    on a consistent view of the ledger, then takes the mutex only to re-check the built-in
+    limits natively (they are exact across processes) and commit.
     """
 
     def __init__(self, core: Core) -> None:
@@ -63,10 +70,17 @@ class RiskEngine:
         self._r = seg.region
         self._base = lay.ledger
         self._mutex = SharedMutex(
-            seg.region, lay.ledger + L.L_MUTEX, lay.ledger + L.L_JOURNAL, version=lay.ledger + L.L_VERSION
+            seg.region,
+            lay.ledger + L.L_MUTEX,
+            lay.journal,
+            version=lay.ledger + L.L_VERSION,
+            repair=lay.ledger + L.L_MUTEX_REPAIR,
+            ident=core._ident,
         )
         self._kernel = make_kernel(seg)
-        self._ledger = RiskLedger(seg, self._kernel, core.clock)
+        self._trading = TradingWord(seg.region, lay.ledger, core.clock)
+        self._ledger = RiskLedger(seg, self._kernel, core.clock, self._trading, self._repair)
+        self._views = threading.local()  # a RiskLedger per thread for the rules (primed per order)
         self._kill_switch = KillSwitch(self)
         self._rules: list[RuleEntry] = []
         self._native_mask = 0
@@ -78,9 +92,10 @@ class RiskEngine:
         self._load = seg.region.load
         self._day: tuple[int, int, int] = (0, 0, 0)  # (start ns, end ns, number) of the trading day
         self._day_limits: RiskLimits | None = None
-        with self._mutex as tx:  # a new ledger starts with the default limits
-            if self._load(self._base + L.L_LIMITS_GEN) == 0:
-                self._limits_writes(tx, RiskLimits())
+        if self._load(self._base + L.L_LIMITS_GEN) == 0:  # a new ledger starts with the default limits
+            with self._mutex as tx:
+                if self._load(self._base + L.L_LIMITS_GEN) == 0:
+                    self._limits_writes(tx, RiskLimits())
 
     # ------------------------------------------------------------------ surface
 
@@ -125,39 +140,44 @@ class RiskEngine:
             return self._halted_decision(trading)
         kind = order.type  # the entry price the order gives itself; NaN: the symbol's mark
         entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
-        return self._evaluate(order, self._core._now_ns(), entry)
+        return self._evaluate(order, self._core._now_ns(), entry, True)
 
-    def _evaluate(self, order: Order, now: int, entry: float | None) -> Decision:
-        """Run every rule; collect every rejection. ``entry``: the order's own entry price, NaN for the mark.
+    def _evaluate(self, order: Order, now: int, entry: float, user: bool) -> Decision:
+        """Run the rules; collect every rejection. ``entry``: the order's own entry price, NaN for the mark.
 
         The built-in rules' verdicts come from one native pass; a built-in rule's plugin
         is asked for its Rejection only when the native pass says it fails. User rules
-        (and built-ins replaced by a user's plugin) run in Python, in plugin order.
+        (and built-ins replaced by a user's plugin) run in Python, in plugin order, and
+        only when ``user`` is true: never under the ledger mutex.
         """
         if self._core.plugins.generation != self._rules_gen:
             self._load_rules()
-        ledger = self._ledger
+        python = user and self._python_rules
         fails = 0
         if self._native_mask:
             stop = order.stop_loss
-            index = ledger.symbol_index(order.symbol)
-            fails = self._kernel.evaluate(
-                self._native_mask,
-                -1 if index is None else index,
-                1 if order.side is Side.BUY else -1,
-                order.quantity,
-                entry,
-                _NAN if stop is None else stop,
-                order.reduce_only,
-                now,
-            )
-            if not fails and not self._python_rules:
+            index = self._ledger.symbol_index(order.symbol)
+            sym, side = -1 if index is None else index, 1 if order.side is Side.BUY else -1
+            stop = _NAN if stop is None else stop
+            try:
+                fails = self._kernel.evaluate(
+                    self._native_mask, sym, side, order.quantity, entry, stop, order.reduce_only, now
+                )
+            except SegmentStateError:  # limits torn by a writer killed mid-way: repair, ask again
+                self._repair()
+                fails = self._kernel.evaluate(
+                    self._native_mask, sym, side, order.quantity, entry, stop, order.reduce_only, now
+                )
+            if not fails and not python:
                 return _APPROVED
+        elif not python:
+            return _APPROVED
         rejections: list[Rejection] | None = None
+        ledger = self._rule_ledger()
         ledger.prime(order)
         try:
             for name, rule, bit in self._rules:
-                if bit >= 0 and not fails >> bit & 1:
+                if (bit < 0 and not python) or (bit >= 0 and not fails >> bit & 1):
                     continue
                 try:
                     result = rule(order, ledger)
@@ -176,10 +196,23 @@ class RiskEngine:
             ledger.unprime()
         return _APPROVED if rejections is None else Decision(tuple(rejections))
 
+    def _rule_ledger(self) -> RiskLedger:
+        """This thread's view of the ledger for the rules (each primes it for its order)."""
+        ledger: RiskLedger | None = getattr(self._views, "ledger", None)
+        if ledger is None:
+            ledger = RiskLedger(self._seg, self._kernel, self._core.clock, self._trading, self._repair)
+            self._views.ledger = ledger
+        return ledger
+
+    def _repair(self) -> None:
+        """Finish what a ledger writer killed mid-way left: the next mutex holder replays it."""
+        with self._mutex:
+            pass
+
     def _halted_decision(self, trading: int) -> Decision:
         cached_word, decision = self._halted
         if cached_word != trading:
-            reason = self._ledger.state_reason
+            reason = self._trading.reason()
             decision = Decision((Rejection("bot4.rule.trading_state", "KILL_SWITCH", f"trading halted: {reason}"),))
             self._halted = (trading, decision)
         return decision
@@ -194,7 +227,15 @@ class RiskEngine:
         self._native_mask = sum(1 << bit for _, _, bit in rules if bit >= 0)
         self._python_rules = any(bit < 0 for _, _, bit in rules)
         self._rules, self._rules_gen = rules, pm.generation
+        self._publish_rules_off()
         return rules
+
+    def _publish_rules_off(self) -> None:
+        """Record in this process's worker slot which built-in rules it does not run (``bot4 status``)."""
+        core = self._core
+        if not core.closed:
+            off = ((1 << len(RULE_BITS)) - 1) & ~self._native_mask
+            self._r.store(self._seg.layout.slot(core.slot) + L.S_RULES_OFF, off)
 
     def rule_names(self) -> list[str]:
         """The rules that run, in the order they run."""
@@ -208,6 +249,11 @@ class RiskEngine:
         An approved decision carries a :class:`Reservation`; give it back with
         :meth:`release` (rejected or cancelled at the venue) or turn it into a position
         with :meth:`on_fill`. A reservation held by a process that dies is reclaimed.
+
+        User rules run first, outside the ledger mutex, on a consistent view of the ledger;
+        the built-in rules and the kill switch are then checked again under the mutex,
+        with the reservation, so they hold exactly across processes however long a user
+        rule took.
         """
         if type(order) is not Order:
             raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
@@ -218,12 +264,20 @@ class RiskEngine:
             now = self._core._now_ns()
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
-            with self._mutex as tx:
-                kind = order.type  # as in check()
-                entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
-                decision = self._evaluate(order, now, entry)
-                if decision is _APPROVED:
-                    decision = self._reserve_writes(tx, order, now, entry)
+            kind = order.type  # as in check()
+            entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+            if self._core.plugins.generation != self._rules_gen:
+                self._load_rules()
+            decision = self._evaluate(order, now, entry, True) if self._python_rules else _APPROVED
+            if decision is _APPROVED:
+                with self._mutex as tx:
+                    trading = self._load(self._i_trading)  # tripped while the user rules ran?
+                    if trading & 0xFF != _HALTED:
+                        decision = self._evaluate(order, now, entry, False)
+                        if decision is _APPROVED:
+                            decision = self._reserve_writes(tx, order, now, entry)
+                if trading & 0xFF == _HALTED:
+                    decision = self._halted_decision(trading)
         fleet = self._core._fleet
         if fleet is not None and decision.reservation is not None:
             decision = self._fleet_claim(fleet, order, decision.reservation)
@@ -248,9 +302,12 @@ class RiskEngine:
 
     def _exposure_figures(self) -> tuple[float, float, int]:
         """This ledger's gross exposure, equity, and the version they were read at (one consistent read)."""
-        with self._mutex:
+
+        def read() -> tuple[float, float, int]:
             cash, unrealized, _, _, gross = self._r.loadf_range(self._base + L.L_CASH, L.ACCOUNT_FLOATS)
             return gross, cash + unrealized, self._r.load(self._base + L.L_VERSION)
+
+        return self._mutex.read(read)
 
     def _tell_fleet(self) -> None:
         fleet = self._core._fleet
@@ -265,7 +322,7 @@ class RiskEngine:
     @property
     def state_reason(self) -> str:
         """Why the trading state was last changed."""
-        return self._ledger.state_reason
+        return self._trading.reason()
 
     def _reserve_writes(self, tx: Transaction, order: Order, now: int, entry: float | None) -> Decision:
         index = self._ledger.symbol_index(order.symbol)
@@ -332,7 +389,7 @@ class RiskEngine:
                 raise ReservationError(f"reservation {reservation.id} is not live (released, filled or reclaimed)")
             if code == _OVERFILL:
                 raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
-            events = self._kill_writes(tx, limits, drawdown, loss)
+            events = self._breaches(limits, drawdown, loss)
         self._tell_fleet()
         self._tripped(events)
 
@@ -340,8 +397,9 @@ class RiskEngine:
 
     def on_price(self, symbol: str, price: float) -> None:
         """Record the latest price of ``symbol``: marks, unrealized P&L, exposure, correlation."""
-        if not isinstance(symbol, str) or not symbol:
-            raise ConfigError("symbol", f"must be a non-empty string, got {symbol!r}")
+        problem = symbol_problem(symbol)
+        if problem is not None:
+            raise ConfigError("symbol", problem)
         price = _check_price("price", price)
         now = self._core.clock.now_ns()
         with self._mutex as tx:
@@ -376,8 +434,7 @@ class RiskEngine:
             raise ConfigError("state", f"expected a TradingState, got {state!r}")
         if not isinstance(reason, str):
             raise ConfigError("reason", f"expected a string, got {reason!r}")
-        with self._mutex as tx:
-            changed = self._state_writes(tx, state, reason)
+        changed = self._trading.set(state, reason)  # one lock-free word: never waits for the ledger
         fleet = self._core._fleet
         if fleet is not None:
             fleet.trading_changed(state, reason)
@@ -443,7 +500,10 @@ class RiskEngine:
         return problems
 
     def snapshot(self) -> RiskSnapshot:
-        """The whole ledger at this instant."""
+        """The whole ledger at one instant between transactions (consistent across every field)."""
+        return self._mutex.read(self._snapshot)
+
+    def _snapshot(self) -> RiskSnapshot:
         led = self._ledger
         led.refresh()
         positions = {
@@ -540,10 +600,14 @@ class RiskEngine:
         """
         limits = self._ledger.current_limits()
         tx.staged, drawdown, loss = self._kernel.account(tx.staged, cash, unrealized, self._day_id(limits), initial)
-        return self._kill_writes(tx, limits, drawdown, loss)
+        return self._breaches(limits, drawdown, loss)
 
-    def _kill_writes(self, tx: Transaction, limits: RiskLimits, drawdown: float, loss: float) -> list[str]:
-        """Halt trading in ``tx`` when drawdown or daily loss (NaN: equity never set) breach limits."""
+    def _breaches(self, limits: RiskLimits, drawdown: float, loss: float) -> list[str]:
+        """Why trading must halt: drawdown or daily loss (NaN: equity never set) past their limits.
+
+        The caller trips the kill switch with these reasons (:meth:`_tripped`) once the
+        ledger mutex is released; until it does, the account rule already refuses new risk.
+        """
         max_drawdown, max_loss = limits.max_drawdown, limits.daily_loss_limit
         drawn = max_drawdown is not None and exceeds(drawdown, max_drawdown)
         lost = max_loss is not None and exceeds(loss, max_loss)
@@ -555,22 +619,8 @@ class RiskEngine:
         if lost:
             reasons.append(f"daily loss {loss:.2%} exceeds daily_loss_limit {max_loss:.2%}")
         if self._r.load(self._i_trading) & 0xFF != TradingState.HALTED:
-            reason = "; ".join(reasons)
-            self._state_writes(tx, TradingState.HALTED, reason)
-            return [reason]
+            return ["; ".join(reasons)]
         return []
-
-    def _state_writes(self, tx: Transaction, state: TradingState, reason: str) -> bool:
-        r, base = self._r, self._base
-        word = r.load(self._i_trading)
-        if word & 0xFF == state and self._ledger.state_reason == reason:
-            return False
-        tx.set(self._i_trading, int(state) | (((word >> 8) + 1) << 8))
-        for k, value in enumerate(encode_text(reason, L.REASON_WORDS)):
-            tx.set(base + L.L_REASON + k, value)
-        if state is TradingState.HALTED:
-            tx.set(base + L.L_TRIPPED_AT, self._core.clock.time_ns())
-        return word & 0xFF != state
 
     def _day_id(self, limits: RiskLimits) -> int:
         now = self._core.clock.time_ns()
@@ -584,9 +634,11 @@ class RiskEngine:
         return day
 
     def _tripped(self, reasons: list[str]) -> None:
-        """The limits halted trading (``reasons``, if any): tell the fleet and the plugins."""
+        """The limits say halt (``reasons``, if any): trip the kill switch, tell the fleet and the plugins."""
         fleet = self._core._fleet
         for reason in reasons:
+            if not self._trading.set(TradingState.HALTED, reason):
+                continue  # another process halted the desk first
             if fleet is not None:
                 fleet.trading_changed(TradingState.HALTED, reason)
             self._core._notify("bot4_kill_switch_tripped", reason=reason)

@@ -1,4 +1,12 @@
-"""The kill switch: one word in the segment that halts the whole desk."""
+"""The kill switch: one word in the segment that halts the whole desk.
+
+The trading word holds the state (ACTIVE, REDUCING, HALTED) in its low byte and a
+generation above it. Changing it is one compare-and-swap: it never waits for a lock, so
+no holder of the ledger mutex, slow or dead, can delay a trip. The reason that goes with
+each generation is written after the swap into a ring of records tagged with that
+generation; a reader that finds the record not yet (or no longer) tagged with the
+word's generation reports the reason as unknown rather than waiting.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +15,88 @@ from typing import TYPE_CHECKING
 
 from bot4.risk.limits import TradingState
 from bot4.shm import layout as L
+from bot4.shm.text import decode_text, encode_text
 
 if TYPE_CHECKING:
+    from bot4.clock import Clock
     from bot4.risk.engine import RiskEngine
+    from bot4.shm._native import Region
 
-__all__ = ["KillSwitch"]
+__all__ = ["KillSwitch", "TradingWord"]
+
+_READ_TRIES = 64
+UNKNOWN_REASON = "(reason not recorded)"
+
+
+class TradingWord:
+    """Lock-free reads and changes of the desk's trading state and its reason."""
+
+    __slots__ = ("_r", "_i", "_ring", "_tripped_at", "_clock")
+
+    def __init__(self, region: Region, ledger: int, clock: Clock) -> None:
+        self._r = region
+        self._i = ledger + L.L_TRADING
+        self._ring = ledger + L.L_REASONS
+        self._tripped_at = ledger + L.L_TRIPPED_AT
+        self._clock = clock
+
+    @property
+    def state(self) -> TradingState:
+        """The state now."""
+        return TradingState(self._r.load(self._i) & 0xFF)
+
+    def set(self, state: TradingState, reason: str) -> bool:
+        """Move to ``state`` with ``reason``; return whether the state changed.
+
+        Setting the state it is already in with the same reason changes nothing.
+        """
+        r, i = self._r, self._i
+        words = encode_text(reason, L.REASON_WORDS)
+        while True:
+            old = r.load(i)
+            if old & 0xFF == state and self._reason(old) == reason:
+                return False
+            gen = (old >> 8) + 1
+            if r.cas(i, old, int(state) | (gen << 8)):
+                break
+        if state is TradingState.HALTED:
+            r.store(self._tripped_at, self._clock.time_ns())
+        record = self._record(gen)
+        r.store(record, -gen)  # being written
+        for k, word in enumerate(words):
+            r.store(record + 1 + k, word)
+        r.store(record, gen)
+        return old & 0xFF != state
+
+    def reason(self) -> str:
+        """The reason given with the state now in force."""
+        return self._reason(self._r.load(self._i))
+
+    def _record(self, gen: int) -> int:
+        return self._ring + (gen % L.REASON_RING) * L.REASON_RECORD
+
+    def _reason(self, word: int) -> str:
+        gen = word >> 8
+        record = self._record(gen)
+        load = self._r.load
+        for _ in range(_READ_TRIES):
+            tag = load(record)
+            if tag == -gen:
+                continue  # being written
+            if tag != gen:
+                break  # its writer died before writing it, or a later change took the record
+            text = decode_text(self._r.load_range(record + 1, L.REASON_WORDS))
+            if load(record) == gen:
+                return text
+        return UNKNOWN_REASON if gen else ""
 
 
 class KillSwitch:
     """``risk.kill_switch``: trip it and every process denies every order at its next check.
 
-    Tripping sets the trading state to HALTED; resetting sets it to ACTIVE. The state lives
-    in the segment, so it survives worker restarts. Drawdown and daily-loss limits trip it
+    Tripping sets the trading state to HALTED; resetting sets it to ACTIVE. Both are one
+    lock-free write to the segment, so they take effect at once whatever holds the ledger,
+    and the state survives worker restarts. Drawdown and daily-loss limits trip it
     automatically, with the reason recorded.
     """
 
@@ -36,13 +114,12 @@ class KillSwitch:
     @property
     def active(self) -> bool:
         """Whether the desk is halted (read live from the segment)."""
-        seg = self._engine._seg
-        return seg.region.load(seg.layout.ledger + L.L_TRADING) & 0xFF == TradingState.HALTED
+        return self._engine.trading_state is TradingState.HALTED
 
     @property
     def reason(self) -> str:
         """The reason given with the last trip or reset."""
-        return self._engine.ledger.state_reason
+        return self._engine.state_reason
 
     @property
     def tripped_at(self) -> datetime.datetime | None:

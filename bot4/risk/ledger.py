@@ -13,14 +13,18 @@ For the ledger at any moment outside a check, use :meth:`bot4.RiskEngine.snapsho
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bot4.errors import SegmentStateError
 from bot4.order import Order, OrderType, Side
 from bot4.risk.limits import RiskLimits, TradingState
 from bot4.shm import layout as L
+from bot4.shm.text import decode_text
 
 if TYPE_CHECKING:
     from bot4.clock import Clock
+    from bot4.risk.kill_switch import TradingWord
     from bot4.shm._native import LedgerKernel
     from bot4.shm.segment import Segment
 
@@ -29,24 +33,7 @@ __all__ = ["RiskLedger"]
 _BUCKET_NS = 100_000_000  # the order-rate window moves in 100 ms steps
 _TRADING_STATES = tuple(TradingState)
 _NO_ROW = (0.0,) * L.SYMBOL_ROW
-
-
-def encode_text(text: str, words: int) -> list[int]:
-    """UTF-8 ``text`` cut to fit, as ``words`` little-endian int64 words."""
-    raw = text.encode()[: words * 8]
-    while True:
-        try:
-            raw.decode()
-            break
-        except UnicodeDecodeError:
-            raw = raw[:-1]
-    raw = raw.ljust(words * 8, b"\0")
-    return [int.from_bytes(raw[i * 8 : i * 8 + 8], "little", signed=True) for i in range(words)]
-
-
-def decode_text(values: tuple[int, ...] | list[int]) -> str:
-    """Inverse of :func:`encode_text`."""
-    return b"".join(v.to_bytes(8, "little", signed=True) for v in values).rstrip(b"\0").decode()
+_READ_TRIES = 64
 
 
 class RiskLedger:
@@ -78,8 +65,17 @@ class RiskLedger:
     gross_exposure: float
     open_orders: int
 
-    def __init__(self, segment: Segment, kernel: LedgerKernel, clock: Clock) -> None:
+    def __init__(
+        self,
+        segment: Segment,
+        kernel: LedgerKernel,
+        clock: Clock,
+        trading: TradingWord,
+        repair: Callable[[], None],
+    ) -> None:
         lay = segment.layout
+        self._trading = trading
+        self._repair = repair
         self._seg = segment
         self._r = segment.region
         self._clock = clock
@@ -162,21 +158,27 @@ class RiskLedger:
         return self._limits
 
     def _read_limits(self) -> RiskLimits:
-        gen_i, base = self._base + L.L_LIMITS_GEN, self._base + L.L_LIMITS
-        while True:
-            gen = self._r.load(gen_i)
-            if gen == 0:
-                return RiskLimits()
-            if gen & 1:
-                continue
-            words = self._r.loadf_range(base, L.LIMITS_WORDS)
-            if self._r.load(gen_i) == gen:
-                return RiskLimits.from_floats(list(words))
+        """The limits block under its generation (odd while being written), in bounded tries;
+        then once more after a repair (a writer killed mid-way left it odd)."""
+        gen_i, base, load = self._base + L.L_LIMITS_GEN, self._base + L.L_LIMITS, self._r.load
+        for attempt in range(2):
+            for _ in range(_READ_TRIES):
+                gen = load(gen_i)
+                if gen == 0:
+                    return RiskLimits()
+                if gen & 1:
+                    continue
+                words = self._r.loadf_range(base, L.LIMITS_WORDS)
+                if load(gen_i) == gen:
+                    return RiskLimits.from_floats(list(words))
+            if attempt == 0:
+                self._repair()
+        raise SegmentStateError("", "the risk limits stay torn after a repair (is a ledger writer stalled?)")
 
     @property
     def state_reason(self) -> str:
         """Why the trading state was last changed."""
-        return decode_text(self._r.load_range(self._base + L.L_REASON, L.REASON_WORDS))
+        return self._trading.reason()
 
     def now_ns(self) -> int:
         """The core's clock, in ns."""

@@ -81,42 +81,67 @@ static inline int64_t monotonic_ns(void) {
 /* ------------------------------------------------------------------ Region */
 
 /* The error raised on a released region: bot4.SegmentError once bot4 registered it. */
-static PyObject *released_error = NULL;
+static PyObject *released_error = NULL, *config_error = NULL, *state_error = NULL;
 
-static void raise_released(void) {
-    if (released_error) {
-        PyObject *args = Py_BuildValue("(ss)", "", "the segment is closed in this process");
-        if (args) { PyErr_SetObject(released_error, args); Py_DECREF(args); }
+/* Raise cls(first, message) when bot4 registered cls (set_errors), else ValueError(message). */
+static void raise_bot4(PyObject *cls, const char *first, const char *message) {
+    if (cls) {
+        PyObject *args = Py_BuildValue("(ss)", first, message);
+        if (args) { PyErr_SetObject(cls, args); Py_DECREF(args); }
     } else {
-        PyErr_SetString(PyExc_ValueError, "the segment is closed in this process");
+        PyErr_SetString(PyExc_ValueError, message);
     }
 }
 
+static void raise_released(void) { raise_bot4(released_error, "", "the segment is closed in this process"); }
+
+/* A region is usable while `held`. release() while a native call is inside the mapping
+ * (`busy` > 0: a wait with the GIL released, or a Python callback such as a clock) only
+ * marks it closing: the buffer (and so the mapping) is given back by the last call to
+ * leave, so no call ever touches unmapped memory. */
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
     int64_t *words;
     Py_ssize_t nwords;
-    int held;
+    int held;      /* usable: not released */
+    int buffered;  /* the buffer is still held (the mapping stays) */
+    Py_ssize_t busy;
 } Region;
+
+static void region_drop(Region *self) {
+    if (self->buffered) { PyBuffer_Release(&self->view); self->buffered = 0; }
+    self->held = 0; self->words = NULL; self->nwords = 0;
+}
+
+/* Enter/leave a section that may let other threads run (GIL released, Python called). */
+static inline void region_enter(Region *self) { self->busy++; }
+static inline void region_leave(Region *self) {
+    if (--self->busy == 0 && !self->held && self->buffered) region_drop(self);
+}
 
 static int region_init(Region *self, PyObject *args, PyObject *kw) {
     PyObject *obj;
     if (!PyArg_ParseTuple(args, "O", &obj)) return -1;
-    if (self->held) { PyBuffer_Release(&self->view); self->held = 0; }
+    if (self->buffered) {
+        PyErr_SetString(PyExc_TypeError, "a Region is initialised once");
+        return -1;
+    }
     if (PyObject_GetBuffer(obj, &self->view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
-    self->held = 1;
+    self->buffered = 1;
     if (((uintptr_t)self->view.buf) % 8 != 0) {
+        region_drop(self);
         PyErr_SetString(PyExc_ValueError, "buffer is not 8-byte aligned");
         return -1;
     }
+    self->held = 1;
     self->words = (int64_t *)self->view.buf;
     self->nwords = self->view.len / 8;
     return 0;
 }
 
 static void region_dealloc(Region *self) {
-    if (self->held) PyBuffer_Release(&self->view);
+    region_drop(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -183,16 +208,30 @@ static PyObject *region_loadf(Region *self, PyObject *const *args, Py_ssize_t n)
 static PyObject *region_storef(Region *self, PyObject *const *args, Py_ssize_t n) {
     Py_ssize_t i;
     if (n != 2) { PyErr_SetString(PyExc_TypeError, "storef(index, value)"); return NULL; }
-    if (parse_index(args[0], &i) < 0 || region_check(self, i) < 0) return NULL;
-    double d = PyFloat_AsDouble(args[1]);
-    if (d == -1.0 && PyErr_Occurred()) return NULL;
+    if (parse_index(args[0], &i) < 0) return NULL;
+    double d = PyFloat_AsDouble(args[1]); /* may run Python code: check the region after */
+    if ((d == -1.0 && PyErr_Occurred()) || region_check(self, i) < 0) return NULL;
     STORE(&self->words[i], double_to_bits(d));
     Py_RETURN_NONE;
 }
 
 static PyObject *region_release(Region *self, PyObject *unused) {
-    if (self->held) { PyBuffer_Release(&self->view); self->held = 0; self->words = NULL; self->nwords = 0; }
+    self->held = 0;
+    if (self->busy == 0) region_drop(self);
     Py_RETURN_NONE;
+}
+
+static PyObject *region_get_busy(Region *self, void *closure) { return PyLong_FromSsize_t(self->busy); }
+
+/* Whether words [i, i + count) lie in the region (raises otherwise). */
+static int region_span(Region *self, Py_ssize_t i, Py_ssize_t count) {
+    if (region_check(self, i) < 0) return -1;
+    if (count < 0 || count > self->nwords - i) {
+        PyErr_Format(PyExc_ValueError, "%zd words from word %zd run outside the segment (%zd words)", count, i,
+                     self->nwords);
+        return -1;
+    }
+    return 0;
 }
 
 /* load_range(i, n) -> tuple[int]; loadf_range(i, n) -> tuple[float]: n consecutive words. */
@@ -200,7 +239,7 @@ static PyObject *region_range(Region *self, PyObject *const *args, Py_ssize_t n,
     Py_ssize_t i, count;
     if (n != 2) { PyErr_SetString(PyExc_TypeError, "expected (index, count)"); return NULL; }
     if (parse_index(args[0], &i) < 0 || parse_index(args[1], &count) < 0) return NULL;
-    if (count < 0 || region_check(self, i) < 0 || (count > 0 && region_check(self, i + count - 1) < 0)) return NULL;
+    if (region_span(self, i, count) < 0) return NULL;
     PyObject *out = PyTuple_New(count);
     if (!out) return NULL;
     for (Py_ssize_t k = 0; k < count; k++) {
@@ -228,11 +267,14 @@ static PyObject *region_tagged_sum(Region *self, PyObject *const *args, Py_ssize
     if (parse_index(args[0], &i) < 0 || parse_index(args[1], &pairs) < 0 || parse_i64(args[2], &lo) < 0 ||
         parse_i64(args[3], &hi) < 0)
         return NULL;
-    if (pairs < 0 || region_check(self, i) < 0 || (pairs > 0 && region_check(self, i + 2 * pairs - 1) < 0)) return NULL;
+    if (pairs < 0 || pairs > PY_SSIZE_T_MAX / 2 || region_span(self, i, 2 * pairs) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad pair count");
+        return NULL;
+    }
     int64_t total = 0;
     for (Py_ssize_t k = 0; k < pairs; k++) {
         int64_t tag = LOAD(&self->words[i + 2 * k]);
-        if (tag > lo && tag <= hi) total += LOAD(&self->words[i + 2 * k + 1]);
+        if (tag > lo && tag <= hi) total = (int64_t)((uint64_t)total + (uint64_t)LOAD(&self->words[i + 2 * k + 1]));
     }
     return PyLong_FromLongLong(total);
 }
@@ -243,12 +285,20 @@ static PyObject *region_tagged_sum(Region *self, PyObject *const *args, Py_ssize
 
 static pthread_mutex_t *region_mutex(Region *self, PyObject *index_obj) {
     Py_ssize_t i;
-    if (parse_index(index_obj, &i) < 0 || region_check(self, i) < 0) return NULL;
-    if (i + (Py_ssize_t)MUTEX_WORDS > self->nwords) {
-        PyErr_SetString(PyExc_ValueError, "mutex does not fit in the segment");
+    if (parse_index(index_obj, &i) < 0 || region_span(self, i, (Py_ssize_t)MUTEX_WORDS) < 0) return NULL;
+    return (pthread_mutex_t *)&self->words[i];
+}
+
+/* The mutex at index_obj while the mapping is still there, closed or not (to unlock). */
+static pthread_mutex_t *region_mutex_mapped(Region *self, PyObject *index_obj) {
+    Py_ssize_t i;
+    if (parse_index(index_obj, &i) < 0) return NULL;
+    if (!self->buffered) { raise_released(); return NULL; }
+    if (i < 0 || i > self->view.len / 8 - (Py_ssize_t)MUTEX_WORDS) {
+        PyErr_SetString(PyExc_ValueError, "mutex outside the segment");
         return NULL;
     }
-    return (pthread_mutex_t *)&self->words[i];
+    return (pthread_mutex_t *)((int64_t *)self->view.buf + i);
 }
 
 static PyObject *region_mutex_init(Region *self, PyObject *const *args, Py_ssize_t n) {
@@ -266,42 +316,78 @@ static PyObject *region_mutex_init(Region *self, PyObject *const *args, Py_ssize
     Py_RETURN_NONE;
 }
 
-/* mutex_lock(index, timeout_seconds) -> 0 acquired, 1 acquired from a dead holder,
- * -1 timed out. The GIL is released while waiting. */
+/* mutex_lock(index, timeout_seconds) -> MUTEX_ACQUIRED, MUTEX_FROM_DEAD (the holder died:
+ * made consistent, repair what it left), MUTEX_TIMEOUT, MUTEX_UNRECOVERABLE (a holder died
+ * between EOWNERDEAD and consistent: re-initialise it), or MUTEX_OWN (this thread holds it
+ * already: a section it left without unlocking). The GIL is released while waiting; a
+ * region closed meanwhile gives the mutex straight back and raises. Holding the mutex
+ * counts as a call inside the mapping until mutex_unlock: a close() meanwhile cannot unmap
+ * the mutex from under its holder (which would leave it locked for every process). */
+enum { MUTEX_ACQUIRED = 0, MUTEX_FROM_DEAD = 1, MUTEX_TIMEOUT = -1, MUTEX_UNRECOVERABLE = 2, MUTEX_OWN = 3 };
+
 static PyObject *region_mutex_lock(Region *self, PyObject *const *args, Py_ssize_t n) {
     if (n != 2) { PyErr_SetString(PyExc_TypeError, "mutex_lock(index, timeout)"); return NULL; }
-    pthread_mutex_t *m = region_mutex(self, args[0]);
-    if (!m) return NULL;
     double timeout = PyFloat_AsDouble(args[1]);
     if (timeout == -1.0 && PyErr_Occurred()) return NULL;
+    if (!(timeout >= 0.0) || timeout > 1e6) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be a number of seconds in 0..1e6");
+        return NULL;
+    }
+    pthread_mutex_t *m = region_mutex(self, args[0]);
+    if (!m) return NULL;
     int rc = pthread_mutex_trylock(m);
-    if (rc == EBUSY) {
+    if (rc == EBUSY && timeout > 0) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         int64_t ns = (int64_t)until.tv_nsec + (int64_t)(timeout * 1e9);
         until.tv_sec += (time_t)(ns / 1000000000LL);
         until.tv_nsec = (long)(ns % 1000000000LL);
+        region_enter(self);
         Py_BEGIN_ALLOW_THREADS
         rc = pthread_mutex_timedlock(m, &until);
         Py_END_ALLOW_THREADS
+        if (!self->held) { /* closed by another thread while we waited: give it straight back */
+            if (rc == EOWNERDEAD) pthread_mutex_consistent(m);
+            if (rc == 0 || rc == EOWNERDEAD) pthread_mutex_unlock(m);
+            region_leave(self);
+            raise_released();
+            return NULL;
+        }
+        if (rc != 0 && rc != EOWNERDEAD) region_leave(self);
+    } else if (rc == 0 || rc == EOWNERDEAD) {
+        region_enter(self);
     }
-    if (rc == 0) return PyLong_FromLong(0);
-    if (rc == EOWNERDEAD) {
-        pthread_mutex_consistent(m);
-        return PyLong_FromLong(1);
+    switch (rc) {
+    case 0: return PyLong_FromLong(MUTEX_ACQUIRED);
+    case EOWNERDEAD:
+        if (pthread_mutex_consistent(m) != 0) {
+            pthread_mutex_unlock(m);
+            region_leave(self);
+            return PyLong_FromLong(MUTEX_UNRECOVERABLE);
+        }
+        return PyLong_FromLong(MUTEX_FROM_DEAD);
+    case EBUSY: case ETIMEDOUT: return PyLong_FromLong(MUTEX_TIMEOUT);
+    case ENOTRECOVERABLE: return PyLong_FromLong(MUTEX_UNRECOVERABLE);
+    case EDEADLK: return PyLong_FromLong(MUTEX_OWN);
+    default: {
+        char message[160];
+        snprintf(message, sizeof message, "the ledger mutex is unusable: %s", strerror(rc));
+        raise_bot4(state_error, "", message);
+        return NULL;
     }
-    if (rc == ETIMEDOUT) return PyLong_FromLong(-1);
-    errno = rc;
-    return PyErr_SetFromErrno(PyExc_OSError);
+    }
 }
 
+/* mutex_unlock(index) -> bool: False when this thread did not hold it (nothing done). */
 static PyObject *region_mutex_unlock(Region *self, PyObject *const *args, Py_ssize_t n) {
     if (n != 1) { PyErr_SetString(PyExc_TypeError, "mutex_unlock(index)"); return NULL; }
-    pthread_mutex_t *m = region_mutex(self, args[0]);
+    pthread_mutex_t *m = region_mutex_mapped(self, args[0]);
     if (!m) return NULL;
     int rc = pthread_mutex_unlock(m);
+    if (rc == EPERM) Py_RETURN_FALSE;
     if (rc != 0) { errno = rc; return PyErr_SetFromErrno(PyExc_OSError); }
-    Py_RETURN_NONE;
+    region_leave(self); /* may unmap: a close() waited for this */
+    Py_RETURN_TRUE;
 }
 
 /* ---- redo journal: multi-word updates that a crash cannot tear ----
@@ -310,15 +396,39 @@ static PyObject *region_mutex_unlock(Region *self, PyObject *const *args, Py_ssi
  * writes, then clears the count. Whoever finds a non-zero count replays it: applying
  * absolute values twice is harmless. */
 
+/* The journal's capacity in pairs, checked against the region (its words are shared). */
+static int64_t journal_capacity(Region *self, Py_ssize_t j) {
+    if (region_span(self, j, 2) < 0) return -1;
+    int64_t capacity = self->words[j + 1];
+    if (capacity < 0 || capacity > (self->nwords - j - 2) / 2) {
+        raise_bot4(state_error, "", "the ledger journal's capacity word is corrupt");
+        return -1;
+    }
+    return capacity;
+}
+
 static int apply_journal(Region *self, Py_ssize_t j) {
+    int64_t capacity = journal_capacity(self, j);
+    if (capacity < 0) return -1;
     int64_t count = LOAD(&self->words[j]);
+    if (count < 0 || count > capacity) { raise_bot4(state_error, "", "the ledger journal is corrupt"); return -1; }
     for (int64_t k = 0; k < count; k++) {
         int64_t index = self->words[j + 2 + 2 * k];
-        if (index < 0 || index >= self->nwords) return -1;
-        STORE(&self->words[index], self->words[j + 3 + 2 * k]);
+        if (index < 0 || index >= self->nwords) { raise_bot4(state_error, "", "the ledger journal is corrupt"); return -1; }
     }
+    for (int64_t k = 0; k < count; k++) STORE(&self->words[self->words[j + 2 + 2 * k]], self->words[j + 3 + 2 * k]);
     STORE(&self->words[j], 0);
     return (int)count;
+}
+
+static inline int check_staged(Region *self, Py_ssize_t j, Py_ssize_t n, Py_ssize_t width) {
+    int64_t capacity = journal_capacity(self, j);
+    if (capacity < 0) return -1;
+    if (n < 0 || width < 0 || n > capacity - width) {
+        PyErr_Format(PyExc_ValueError, "transaction exceeds the journal (%lld pairs)", (long long)capacity);
+        return -1;
+    }
+    return 0;
 }
 
 /* Stage one write (value: int, float, or a tuple of them for consecutive words) as pair
@@ -327,20 +437,17 @@ static int apply_journal(Region *self, Py_ssize_t j) {
 static Py_ssize_t stage_value(Region *self, Py_ssize_t j, Py_ssize_t n, Py_ssize_t index, PyObject *v) {
     int run = PyTuple_Check(v);
     Py_ssize_t width = run ? PyTuple_GET_SIZE(v) : 1;
-    int64_t capacity = self->words[j + 1];
-    if (n + width > capacity || j + 2 + 2 * (n + width) > self->nwords) {
-        PyErr_Format(PyExc_ValueError, "transaction exceeds the journal (%lld words)", (long long)capacity);
-        return -1;
-    }
     for (Py_ssize_t w = 0; w < width; w++) {
         PyObject *item = run ? PyTuple_GET_ITEM(v, w) : v;
         int64_t value;
-        if (region_check(self, index + w) < 0) return -1;
         if (PyFloat_Check(item)) {
             value = double_to_bits(PyFloat_AS_DOUBLE(item));
-        } else if (parse_i64(item, &value) < 0) {
+        } else if (parse_i64(item, &value) < 0) { /* may run Python code: check the region after */
             return -1;
         }
+        if (check_staged(self, j, n, 1) < 0 || region_check(self, index) < 0 || index > self->nwords - 1 - w ||
+            region_check(self, index + w) < 0)
+            return -1;
         self->words[j + 2 + 2 * n] = index + w;
         self->words[j + 3 + 2 * n] = value;
         n++;
@@ -349,10 +456,7 @@ static Py_ssize_t stage_value(Region *self, Py_ssize_t j, Py_ssize_t n, Py_ssize
 }
 
 static inline int stage_raw(Region *self, Py_ssize_t j, Py_ssize_t *n, Py_ssize_t index, int64_t value) {
-    if (*n + 1 > self->words[j + 1]) {
-        PyErr_SetString(PyExc_ValueError, "transaction exceeds the journal");
-        return -1;
-    }
+    if (check_staged(self, j, *n, 1) < 0 || region_check(self, index) < 0) return -1;
     self->words[j + 2 + 2 * *n] = index;
     self->words[j + 3 + 2 * *n] = value;
     (*n)++;
@@ -364,40 +468,40 @@ static PyObject *region_stage(Region *self, PyObject *const *args, Py_ssize_t n)
     if (n != 4) { PyErr_SetString(PyExc_TypeError, "stage(journal, n, index, value)"); return NULL; }
     if (parse_index(args[0], &j) < 0 || parse_index(args[1], &count) < 0 || parse_index(args[2], &index) < 0)
         return NULL;
-    if (region_check(self, j) < 0 || region_check(self, j + 1) < 0) return NULL;
     Py_ssize_t next = stage_value(self, j, count, index, args[3]);
     return next < 0 ? NULL : PyLong_FromSsize_t(next);
 }
 
 /* publish(journal, n, version): the commit point (count = n), then apply and clear. With
- * version >= 0, the word there is bumped by the same transaction. The holder replays any
- * journal a dead holder left (replay()) before it stages anything. */
+ * version >= 0, the word there is a sequence lock over every transaction: odd while the
+ * writes are being applied, the next even value once they all are (the final pair). The
+ * holder replays any journal a dead holder left (replay()) before it stages anything. */
 static PyObject *region_publish(Region *self, PyObject *const *args, Py_ssize_t n) {
     Py_ssize_t j, count, version;
     if (n != 3) { PyErr_SetString(PyExc_TypeError, "publish(journal, n, version)"); return NULL; }
-    if (parse_index(args[0], &j) < 0 || parse_index(args[1], &count) < 0) return NULL;
-    version = PyLong_AsSsize_t(args[2]);
-    if (version == -1 && PyErr_Occurred()) return NULL;
-    if (region_check(self, j) < 0 || region_check(self, j + 1) < 0) return NULL;
-    if (count < 0 || count > self->words[j + 1]) { PyErr_SetString(PyExc_ValueError, "bad journal count"); return NULL; }
+    if (parse_index(args[0], &j) < 0 || parse_index(args[1], &count) < 0 || parse_index(args[2], &version) < 0)
+        return NULL;
+    if (check_staged(self, j, count, 0) < 0) return NULL;
     if (count == 0) Py_RETURN_NONE;
+    int64_t next = 0;
     if (version >= 0) {
         if (region_check(self, version) < 0) return NULL;
-        if (stage_raw(self, j, &count, version, LOAD(&self->words[version]) + 1) < 0) return NULL;
+        next = (LOAD(&self->words[version]) | 1) + 1;
+        if (stage_raw(self, j, &count, version, next) < 0) return NULL;
     }
     STORE(&self->words[j], (int64_t)count);
-    if (apply_journal(self, j) < 0) { PyErr_SetString(PyExc_ValueError, "corrupt journal"); return NULL; }
+    if (version >= 0) STORE(&self->words[version], next - 1);
+    if (apply_journal(self, j) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
 static PyObject *region_replay(Region *self, PyObject *const *args, Py_ssize_t n) {
     Py_ssize_t j;
     if (n != 1) { PyErr_SetString(PyExc_TypeError, "replay(journal)"); return NULL; }
-    if (parse_index(args[0], &j) < 0 || region_check(self, j) < 0) return NULL;
+    if (parse_index(args[0], &j) < 0 || region_span(self, j, 2) < 0) return NULL;
     if (LOAD(&self->words[j]) == 0) return PyLong_FromLong(0);
     int count = apply_journal(self, j);
-    if (count < 0) { PyErr_SetString(PyExc_ValueError, "corrupt journal"); return NULL; }
-    return PyLong_FromLong(count);
+    return count < 0 ? NULL : PyLong_FromLong(count);
 }
 
 static PyMethodDef region_methods[] = {
@@ -418,8 +522,9 @@ static PyMethodDef region_methods[] = {
     {"mutex_init", (PyCFunction)(void (*)(void))region_mutex_init, METH_FASTCALL,
      "mutex_init(i): a robust process-shared mutex at word i."},
     {"mutex_lock", (PyCFunction)(void (*)(void))region_mutex_lock, METH_FASTCALL,
-     "mutex_lock(i, timeout) -> 0 acquired, 1 acquired from a dead holder, -1 timed out."},
-    {"mutex_unlock", (PyCFunction)(void (*)(void))region_mutex_unlock, METH_FASTCALL, "mutex_unlock(i)."},
+     "mutex_lock(i, timeout) -> one of MUTEX_ACQUIRED, MUTEX_FROM_DEAD, MUTEX_TIMEOUT, MUTEX_UNRECOVERABLE, MUTEX_OWN."},
+    {"mutex_unlock", (PyCFunction)(void (*)(void))region_mutex_unlock, METH_FASTCALL,
+     "mutex_unlock(i) -> bool: False when this thread did not hold it."},
     {"stage", (PyCFunction)(void (*)(void))region_stage, METH_FASTCALL,
      "stage(journal, n, index, value | (values...)) -> n: stage writes in the journal (not yet visible)."},
     {"publish", (PyCFunction)(void (*)(void))region_publish, METH_FASTCALL,
@@ -434,6 +539,11 @@ static PyMemberDef region_members[] = {
     {NULL}
 };
 
+static PyGetSetDef region_getset[] = {
+    {"busy", (getter)region_get_busy, NULL, "Native calls inside the mapping now (waits, callbacks).", NULL},
+    {NULL}
+};
+
 static PyTypeObject RegionType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "bot4.shm._native.Region",
@@ -445,6 +555,7 @@ static PyTypeObject RegionType = {
     .tp_dealloc = (destructor)region_dealloc,
     .tp_methods = region_methods,
     .tp_members = region_members,
+    .tp_getset = region_getset,
 };
 
 /* -------------------------------------------------------------------- Gate */
@@ -460,6 +571,7 @@ typedef struct {
     Py_ssize_t slot;
     Py_ssize_t max_slots;
     Py_ssize_t buckets;
+    int64_t last_now;       /* a Python clock's readings never go back (nor below 0) here */
 } Gate;
 
 typedef struct {
@@ -482,14 +594,28 @@ static inline void read_config(const int64_t *rec, HotConfig *c) {
     if (c->bucket_ns <= 0) c->bucket_ns = 1;
 }
 
+/* The gate's time. A Python clock runs Python code, during which another thread may close
+ * the core: the call is counted in the region's in-flight calls, and *err is set (with the
+ * released error) when the region was closed meanwhile, so callers never touch it then. */
 static inline int64_t gate_now(Gate *self, int *err) {
     *err = 0;
     if (self->clock == Py_None) return monotonic_ns();
+    region_enter(self->region);
     PyObject *r = PyObject_CallNoArgs(self->clock);
+    int closed = !self->region->held;
+    region_leave(self->region);
     if (!r) { *err = 1; return 0; }
-    long long v = PyLong_AsLongLong(r);
+    long long v = PyLong_Check(r) ? PyLong_AsLongLong(r) : -1;
     Py_DECREF(r);
-    if (v == -1 && PyErr_Occurred()) { *err = 1; return 0; }
+    if (v < 0) {
+        PyErr_Clear();
+        raise_bot4(config_error, "clock", "now_ns() must return an int of nanoseconds in 0..2**63-1");
+        *err = 1;
+        return 0;
+    }
+    if (closed) { raise_released(); *err = 1; return 0; }
+    if (v < self->last_now) v = self->last_now;
+    self->last_now = v;
     return (int64_t)v;
 }
 
@@ -584,7 +710,10 @@ static int64_t *record_call(Gate *self, PyObject *const *args, Py_ssize_t n, int
     if (parse_i64(args[0], &t0) < 0) return NULL;
     if (!self->region->held) { *done = 1; return NULL; }
     *now = gate_now(self, &err);
-    if (err) return NULL;
+    if (err) {
+        if (!self->region->held) { PyErr_Clear(); *done = 1; } /* closed meanwhile: nothing to record */
+        return NULL;
+    }
     *elapsed = *now - t0;
     read_config(self->rec, c);
     int64_t *cell = own_cell(self, *now, c);
@@ -648,8 +777,9 @@ static int gate_init(Gate *self, PyObject *args, PyObject *kw) {
     if (buckets <= 0 || max_slots <= 0 || slot < 0 || slot >= max_slots) {
         PyErr_SetString(PyExc_ValueError, "bad gate geometry"); return -1;
     }
-    Py_ssize_t cells_end = cells + max_slots * buckets * CELL_WORDS;
-    if (record < 0 || record + REC_WORDS > region->nwords || cells < 0 || cells_end > region->nwords ||
+    Py_ssize_t span;
+    if (__builtin_mul_overflow(max_slots, buckets, &span) || __builtin_mul_overflow(span, (Py_ssize_t)CELL_WORDS, &span) ||
+        record < 0 || record > region->nwords - REC_WORDS || cells < 0 || span > region->nwords - cells ||
         fuse < 0 || fuse >= region->nwords || hw < 0 || hw >= region->nwords) {
         PyErr_SetString(PyExc_ValueError, "gate offsets outside the segment"); return -1;
     }
@@ -727,17 +857,21 @@ static PyTypeObject GateType = {
 
 static PyObject *mod_monotonic_ns(PyObject *m, PyObject *unused) { return PyLong_FromLongLong(monotonic_ns()); }
 
-static PyObject *mod_set_released_error(PyObject *m, PyObject *cls) {
-    if (!PyExceptionClass_Check(cls)) { PyErr_SetString(PyExc_TypeError, "expected an exception class"); return NULL; }
-    Py_INCREF(cls);
-    Py_XSETREF(released_error, cls);
+static PyObject *mod_set_errors(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+    if (n != 3) { PyErr_SetString(PyExc_TypeError, "set_errors(released, config, state)"); return NULL; }
+    for (Py_ssize_t i = 0; i < 3; i++)
+        if (!PyExceptionClass_Check(args[i])) { PyErr_SetString(PyExc_TypeError, "expected exception classes"); return NULL; }
+    Py_INCREF(args[0]); Py_XSETREF(released_error, args[0]);
+    Py_INCREF(args[1]); Py_XSETREF(config_error, args[1]);
+    Py_INCREF(args[2]); Py_XSETREF(state_error, args[2]);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"monotonic_ns", (PyCFunction)mod_monotonic_ns, METH_NOARGS, "CLOCK_MONOTONIC in ns (host-wide)."},
-    {"set_released_error", (PyCFunction)mod_set_released_error, METH_O,
-     "set_released_error(cls): raise cls(name, message) when a released region is used."},
+    {"set_errors", (PyCFunction)(void (*)(void))mod_set_errors, METH_FASTCALL,
+     "set_errors(released, config, state): the bot4 errors raised for a closed region, a bad clock reading, "
+     "and shared state found corrupt or torn; each is called as cls(name_or_field, message)."},
     {NULL}
 };
 
@@ -755,6 +889,12 @@ static int add_owned(PyObject *m, const char *name, PyObject *value) {
 #define ADD_INT(m, name) if (PyModule_AddIntConstant(m, #name, name) < 0) goto fail
 
 PyMODINIT_FUNC PyInit__native(void) {
+#ifdef Py_GIL_DISABLED
+    /* Each worker slot's window cells have one writer because the GIL serialises this
+     * process's native calls; without a GIL two threads would lose counts. */
+    PyErr_SetString(PyExc_ImportError, "bot4 needs a CPython with the GIL (free-threaded builds are not supported)");
+    return NULL;
+#endif
     if (PyType_Ready(&RegionType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&LedgerKernelType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
@@ -790,6 +930,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, CELL_TAG); ADD_INT(m, CELL_CALLS); ADD_INT(m, CELL_FAILURES); ADD_INT(m, CELL_SLOW);
     ADD_INT(m, CELL_WORDS);
     if (PyModule_AddIntConstant(m, "MUTEX_WORDS", (long)MUTEX_WORDS) < 0) goto fail;
+    ADD_INT(m, MUTEX_ACQUIRED); ADD_INT(m, MUTEX_FROM_DEAD); ADD_INT(m, MUTEX_TIMEOUT); ADD_INT(m, MUTEX_UNRECOVERABLE);
+    ADD_INT(m, MUTEX_OWN);
     ADD_INT(m, VERDICT_NONE); ADD_INT(m, VERDICT_SLOW); ADD_INT(m, VERDICT_CONSECUTIVE); ADD_INT(m, VERDICT_RATE);
     return m;
 fail:

@@ -13,6 +13,7 @@ risk ledger             ``LEDGER_WORDS``
 risk symbols            ``max_symbols * SYM_WORDS``
 risk reservations       ``max_reservations * RES_WORDS``
 risk correlation        ``2 * 3 * max_symbols ** 2`` (two buffers of cov, corr, samples)
+ledger journal          ``2 + 2 * journal_capacity`` (redo journal of the ledger mutex)
 ======================  ==================================================
 
 The breaker record and window cell layouts are defined by the native module (the code
@@ -26,13 +27,14 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
+from bot4._symbols import MAX_SYMBOL_BYTES
 from bot4.errors import ConfigError
 from bot4.shm import _native
 
 __all__ = ["BUCKETS", "LAYOUT_HASH", "LAYOUT_VERSION", "MAGIC", "Layout"]
 
 MAGIC = int.from_bytes(b"BOT4SHM\x01", "little")
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 BUCKETS = 10
 """Buckets per sliding window: a window of W seconds moves in steps of W/10."""
 
@@ -62,6 +64,7 @@ HEADER_WORDS = 64
 S_IDENT = 0
 S_HEARTBEAT_NS = 1
 S_CLAIMED_NS = 2
+S_RULES_OFF = 6  # bits of the built-in risk rules this process's engine does not run (LEDGER_RULES order)
 SLOT_WORDS = 8
 
 REC_WORDS = _native.REC_WORDS
@@ -71,9 +74,11 @@ CELL_WORDS = _native.CELL_WORDS
 L_MUTEX = 0  # robust process-shared mutex (MUTEX_WORDS, at most 8)
 if _native.MUTEX_WORDS > 8:  # pragma: no cover - a libc with a larger pthread_mutex_t
     raise ImportError(f"pthread_mutex_t needs {_native.MUTEX_WORDS} words; the layout reserves 8")
-L_JOURNAL = 8  # redo journal: count, capacity, then JOURNAL_CAPACITY (index, value) pairs
-JOURNAL_CAPACITY = 256
-L_LIMITS_GEN = L_JOURNAL + 2 + 2 * JOURNAL_CAPACITY  # seqlock: odd while being written
+L_MUTEX_REPAIR = 8  # owner lock electing the process that re-initialises an unrecoverable mutex
+JOURNAL_BASE_CAPACITY = 256
+"""Journal pairs beyond one per symbol: the largest transaction stages one word per priced
+symbol (a correlation sample) plus a bounded number of account and row words."""
+L_LIMITS_GEN = 9  # seqlock: odd while being written
 L_LIMITS = L_LIMITS_GEN + 1  # LIMITS_WORDS float64 words
 LIMITS_WORDS = 24
 L_CASH = L_LIMITS + LIMITS_WORDS  # f: account equity excluding unrealized P&L
@@ -100,13 +105,15 @@ L_FREE_HEAD = L_CASH + 18  # i: first free reservation entry + 1; 0 = none (then
 L_VERSION = L_CASH + 19  # i: bumped by every ledger transaction (readers cache by it)
 L_RATE = L_CASH + 20  # RATE_BUCKETS x (tag, count): approved orders per 100 ms
 RATE_BUCKETS = 10
-L_REASON = L_RATE + 2 * RATE_BUCKETS  # REASON_WORDS: UTF-8 reason of the trading state
+L_REASONS = L_RATE + 2 * RATE_BUCKETS  # REASON_RING records of the trading state's reasons
+REASON_RING = 8  # a record per trading-word generation, modulo: (tag, REASON_WORDS words of UTF-8)
 REASON_WORDS = 16
-LEDGER_WORDS = L_REASON + REASON_WORDS
+REASON_RECORD = 1 + REASON_WORDS
+LEDGER_WORDS = L_REASONS + REASON_RING * REASON_RECORD
 
 # Risk symbol words.
 Y_NAME = 0  # NAME_WORDS: UTF-8, NUL padded
-SYMBOL_NAME_WORDS = 4
+SYMBOL_NAME_WORDS = MAX_SYMBOL_BYTES // 8
 Y_POSITION = 4  # f: signed quantity; Y_POSITION .. Y_EXPOSURE are read together
 SYMBOL_ROW = 8
 Y_AVG_PRICE = 5  # f
@@ -239,9 +246,19 @@ class Layout:
         return self.correlation + which * 3 * self.max_symbols**2
 
     @cached_property
+    def journal(self) -> int:
+        """Word offset of the ledger's redo journal: count, capacity, then (index, value) pairs."""
+        return self.correlation + 2 * 3 * self.max_symbols**2
+
+    @cached_property
+    def journal_capacity(self) -> int:
+        """Pairs the journal holds: enough for the largest transaction of this layout."""
+        return JOURNAL_BASE_CAPACITY + self.max_symbols
+
+    @cached_property
     def words(self) -> int:
         """Total size in words."""
-        return self.correlation + 2 * 3 * self.max_symbols**2
+        return self.journal + 2 + 2 * self.journal_capacity
 
     @cached_property
     def size(self) -> int:

@@ -12,15 +12,11 @@ from __future__ import annotations
 import time
 from types import TracebackType
 
-from bot4.errors import Bot4Error
+from bot4.errors import LockTimeoutError
 from bot4.shm import _native
 from bot4.shm._proc import identity_pid, is_alive
 
 __all__ = ["LockTimeoutError", "OwnerLock"]
-
-
-class LockTimeoutError(Bot4Error):
-    """A live process held a segment lock for longer than the wait allows."""
 
 
 class OwnerLock:

@@ -22,14 +22,22 @@ import time
 
 import numpy as np
 
-from bot4.errors import ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError, SegmentNotFoundError
+from bot4.errors import (
+    ConfigError,
+    SegmentError,
+    SegmentExistsError,
+    SegmentLayoutError,
+    SegmentNotFoundError,
+    SegmentStateError,
+)
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import my_identity
 
 __all__ = ["Segment", "validate_name"]
 
-_native.set_released_error(SegmentError)  # using a closed core is a bot4 error
+# The native layer raises bot4 errors: a closed core, a bad clock reading, torn shared state.
+_native.set_errors(SegmentError, ConfigError, SegmentStateError)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 _INIT_WAIT_SECONDS = 2.0
@@ -81,7 +89,7 @@ class Segment:
             (L.H_MAX_BREAKERS, layout.max_breakers),
             (L.H_MAX_SYMBOLS, layout.max_symbols),
             (L.H_MAX_RESERVATIONS, layout.max_reservations),
-            (layout.ledger + L.L_JOURNAL + 1, L.JOURNAL_CAPACITY),
+            (layout.journal + 1, layout.journal_capacity),
             (L.H_BUCKETS, L.BUCKETS),
             (L.H_CREATOR, my_identity()),
             (L.H_CREATED_NS, time.time_ns()),

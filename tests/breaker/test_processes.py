@@ -13,7 +13,7 @@ import pytest
 
 from bot4 import BreakerConfig, BreakerState, CircuitOpenError, Core
 from bot4.shm import _native
-from tests.helpers import Boom
+from tests.helpers import Boom, wait_for
 
 pytestmark = pytest.mark.processes
 
@@ -90,7 +90,7 @@ def test_failures_that_only_together_cross_the_rate_open_the_breaker_for_all() -
 HALF_CFG = BreakerConfig(consecutive_failures=1, open_seconds=0.3, half_open_calls=3, half_open_max_seconds=30)
 
 
-def _half_open_worker(name: str, entered: Any, release: Any, start_at: float) -> None:
+def _half_open_worker(name: str, entered: Any, ready: Any, go: Any, release: Any) -> None:
     with Core.attach(name) as core:
         br = core.breaker("venue", HALF_CFG)
 
@@ -98,11 +98,12 @@ def _half_open_worker(name: str, entered: Any, release: Any, start_at: float) ->
         def protected() -> None:
             with entered.get_lock():
                 entered.value += 1
-            release.wait(30)
+            release.wait(60)
 
-        time.sleep(max(0.0, start_at - time.time()))
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline and not release.is_set():
+        with ready.get_lock():
+            ready.value += 1
+        assert go.wait(60)
+        while not release.is_set():
             try:
                 protected()
             except CircuitOpenError:
@@ -116,10 +117,14 @@ def test_half_open_budget_holds_across_8_processes() -> None:
             with br.call():
                 raise Boom("down")
         assert br.state is BreakerState.OPEN
-        entered, release = ctx.Value("i", 0), ctx.Event()
-        start_at = time.time() + 1.0  # all hammer at once, after the open period
-        procs = [start(_half_open_worker, core.name, entered, release, start_at) for _ in range(8)]
-        time.sleep(max(0.0, start_at - time.time()) + 1.0)
+        entered, ready, go, release = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Event(), ctx.Event()
+        procs = [start(_half_open_worker, core.name, entered, ready, go, release) for _ in range(8)]
+        wait_for(lambda: ready.value == 8, 120, "eight workers attached")
+        wait_for(lambda: br.snapshot().seconds_until_half_open == 0, 10, "the open period to end")
+        go.set()  # all eight hammer at once
+        wait_for(lambda: entered.value >= HALF_CFG.half_open_calls, 30, "the trial budget in use")
+        rejections = br.snapshot().rejections
+        wait_for(lambda: br.snapshot().rejections >= rejections + 200, 30, "more calls refused")
         in_flight = entered.value
         assert br.state is BreakerState.HALF_OPEN
         assert br.snapshot().half_open_permits_in_use == in_flight
@@ -142,9 +147,11 @@ def _hold_permit(name: str, holding: Any) -> None:
     time.sleep(600)
 
 
-def _caller(name: str, stop: Any, results: Any) -> None:
+def _caller(name: str, stop: Any, results: Any, ready: Any) -> None:
     with Core.attach(name) as core:
         br = core.breaker("venue", KILL_CFG)
+        with ready.get_lock():
+            ready.value += 1
         slowest, passed_at = 0.0, None
         while not stop.is_set():
             t = time.monotonic()
@@ -171,9 +178,9 @@ def test_sigkill_while_holding_a_half_open_permit() -> None:
         holder = start(_hold_permit, core.name, holding)
         assert holding.wait(60)
         assert br.snapshot().half_open_permits_in_use == 1
-        stop, results = ctx.Event(), ctx.Queue()
-        callers = [start(_caller, core.name, stop, results) for _ in range(3)]
-        time.sleep(0.3)
+        stop, results, ready = ctx.Event(), ctx.Queue(), ctx.Value("i", 0)
+        callers = [start(_caller, core.name, stop, results, ready) for _ in range(3)]
+        wait_for(lambda: ready.value == 3, 120, "three callers attached")
         killed_at = time.time()
         os.kill(holder.pid, signal.SIGKILL)
         holder.join(10)
@@ -189,7 +196,8 @@ def test_sigkill_while_holding_a_half_open_permit() -> None:
         first_pass = min(p for _, p in outcomes if p is not None)
         # The stuck episode ends half_open_max_seconds after it began (before the kill),
         # then the breaker is open for open_seconds before a new trial is admitted.
-        assert first_pass - killed_at < KILL_CFG.half_open_max_seconds + KILL_CFG.open_seconds + 0.5
+        # (1 s of slack for scheduling on a loaded machine: stuck would be open_backoff-long or forever)
+        assert first_pass - killed_at < KILL_CFG.half_open_max_seconds + KILL_CFG.open_seconds + 1.0
 
 
 def _churn(name: str, ready: Any) -> None:

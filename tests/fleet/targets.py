@@ -19,8 +19,8 @@ EQUITY = 1000.0
 LIMITS = dataclasses.replace(NO_LIMITS, max_gross_exposure=1.0)  # 1x the equity: 1000 of gross exposure
 
 
-def hammer(url: str, desk: str, segment: str, host: str, until: float, counter: str) -> None:
-    """Call the shared breaker until ``until``; the backend counts the calls that reach it."""
+def hammer(url: str, desk: str, segment: str, host: str, counter: str) -> None:
+    """Once told to go, call the shared breaker until told to stop; the backend counts the calls that reach it."""
     client = redis.Redis.from_url(url)
     with Core.connect(url, name=segment, desk=desk, host=host, attach=True) as core:
         br = core.breaker("venue", HALF_OPEN)
@@ -30,7 +30,11 @@ def hammer(url: str, desk: str, segment: str, host: str, until: float, counter: 
             time.sleep(0.2)
             raise Boom("still down")
 
-        while time.time() < until:
+        client.incr(f"{counter}:ready")
+        deadline = time.monotonic() + 120
+        while not client.get(f"{counter}:go") and time.monotonic() < deadline:
+            time.sleep(0.001)
+        while not client.get(f"{counter}:stop") and time.monotonic() < deadline:
             try:
                 with br.call():
                     backend()

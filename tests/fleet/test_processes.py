@@ -11,8 +11,7 @@ import redis
 
 from bot4 import BreakerState, Core, run_workers
 from tests.fleet.targets import EQUITY, HALF_OPEN, LIMITS, churn_host, hammer, other_host, trip_venue
-from tests.fleet.test_fleet import wait_for
-from tests.helpers import fail
+from tests.helpers import fail, wait_for
 from tests.redis_server import RedisServer
 from tests.risk.conftest import buy
 
@@ -50,16 +49,19 @@ def test_eight_processes_on_two_hosts_share_one_half_open_budget(
     try:
         fail(hosts[0].breaker("venue", HALF_OPEN))  # open on both hosts; half-open 0.5 s later
         wait_for(lambda: hosts[1].breaker("venue", HALF_OPEN).state is BreakerState.OPEN)
-        until = time.time() + 4.0
         workers = [
-            SPAWN.Process(
-                target=hammer, args=(redis_server.url, desk, h.name, h.fleet.host.split("/")[0], until, counter)
-            )  # type: ignore[union-attr]
+            SPAWN.Process(target=hammer, args=(redis_server.url, desk, h.name, h.fleet.host.split("/")[0], counter))  # type: ignore[union-attr]
             for h in hosts
             for _ in range(4)
         ]
         for w in workers:
             w.start()
+        wait_for(lambda: int(client.get(f"{counter}:ready") or 0) == 8, 120, "eight workers attached")
+        client.set(f"{counter}:go", "1")  # all eight hammer the breaker, open or half-open
+        wait_for(lambda: int(client.get(counter) or 0) >= 1, 60, "a trial call")
+        # the trial calls fail and the breaker opens again (for 10 s: open_backoff), while all eight hammer
+        wait_for(lambda: hosts[0].breaker("venue").state is BreakerState.OPEN, 30, "open again")
+        client.set(f"{counter}:stop", "1")
         for w in workers:
             w.join(timeout=60)
         assert [w.exitcode for w in workers] == [0] * 8

@@ -27,7 +27,16 @@ def _hold_mutex(name: str, holding: Any) -> None:
 
 def mutex_of(core: Core, timeout: float = 5.0) -> SharedMutex:
     seg = core._segment
-    return SharedMutex(seg.region, seg.layout.ledger + L.L_MUTEX, seg.layout.ledger + L.L_JOURNAL, timeout=timeout)
+    lay = seg.layout
+    return SharedMutex(
+        seg.region,
+        lay.ledger + L.L_MUTEX,
+        lay.journal,
+        version=lay.ledger + L.L_VERSION,
+        repair=lay.ledger + L.L_MUTEX_REPAIR,
+        ident=core._ident,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.processes
@@ -52,7 +61,7 @@ def test_a_dead_holder_hands_the_mutex_on() -> None:
 def test_a_committed_journal_is_replayed_by_the_next_holder() -> None:
     with Core.create() as core:
         r, base = core._segment.region, core._segment.layout.ledger
-        journal = base + L.L_JOURNAL
+        journal = core._segment.layout.journal
         # What a holder killed right after the commit point leaves behind:
         r.store(journal + 2, base + L.L_CASH)
         r.storef(journal + 3, 123.5)
@@ -69,7 +78,7 @@ def test_a_committed_journal_is_replayed_by_the_next_holder() -> None:
 def test_an_uncommitted_journal_changes_nothing() -> None:
     with Core.create() as core:
         r, base = core._segment.region, core._segment.layout.ledger
-        journal = base + L.L_JOURNAL
+        journal = core._segment.layout.journal
         r.store(journal + 2, base + L.L_OPEN_ORDERS)  # pairs written, count never published
         r.store(journal + 3, 99)
         with mutex_of(core):
@@ -95,4 +104,4 @@ def test_a_transaction_larger_than_the_journal_is_refused() -> None:
         base = core._segment.layout.ledger
         with pytest.raises(ValueError, match="journal"):
             with mutex_of(core) as tx:
-                tx.set(base + L.L_OPEN_ORDERS, tuple([0] * (L.JOURNAL_CAPACITY + 1)))
+                tx.set(base + L.L_OPEN_ORDERS, tuple([0] * (core._segment.layout.journal_capacity + 1)))
