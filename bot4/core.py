@@ -59,6 +59,7 @@ class Core:
         self._ident = my_identity()
         self._slot = self._slots.claim(self._ident, self._clock.now_ns())
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._made: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()  # every breaker object handed out
         self._fuse = Fuse(self)
         self._risk: RiskEngine | None = None
         self._fleet: FleetLink | None = None
@@ -302,7 +303,7 @@ class Core:
             return
         self._ident = my_identity()
         self._slot = self._slots.claim(self._ident, self._clock.now_ns())
-        for breaker in self._breakers.values():
+        for breaker in list(self._made):  # cached or replaced: every object still in use writes our row
             breaker._gate.slot = self._slot
         if self._fleet is not None:  # the parent's listener thread did not come along: a link of our own
             from bot4.fleet.link import FleetLink
@@ -352,6 +353,7 @@ class Core:
         breaker = CircuitBreaker(self, index, name, gate, wanted)
         fresh = name not in self._breakers
         self._breakers[name] = breaker
+        self._made.add(breaker)
         if fresh and self._fleet is not None:
             self._fleet.adopt_breaker(breaker)  # this process's first use: read the fleet's state
         return breaker

@@ -25,6 +25,7 @@ R = TypeVar("R")
 
 _LOW32 = 0xFFFFFFFF
 _OPEN = BreakerState.OPEN
+_FUSE_TRIPPED = 1  # FuseState.TRIPPED (a fuse forced by hand is never re-evaluated)
 _PASS = object()  # token: the breaker is disabled, the call is neither checked nor recorded
 
 
@@ -234,7 +235,10 @@ class CircuitBreaker:
             if state is BreakerState.DISABLED:
                 return _PASS
             if state is BreakerState.CLOSED:
-                if r.load(L.H_FUSE) != 0:
+                fuse = r.load(L.H_FUSE)
+                if fuse == _FUSE_TRIPPED and core._fuse.repair():  # left stale by a kill?
+                    fuse = r.load(L.H_FUSE)
+                if fuse != 0:
                     self._reject(FuseTrippedError(self._name, state, None, "global fuse tripped"))
                 return now
             if state is BreakerState.FORCED_OPEN:

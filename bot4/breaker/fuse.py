@@ -10,6 +10,7 @@ and the fuse releases itself. :meth:`Fuse.trip` forces it until :meth:`Fuse.rese
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ __all__ = ["Fuse", "FuseSnapshot", "FuseState"]
 
 _RATIO_UNIT = 100_000
 _FIELD = (1 << 20) - 1
+_REPAIR_EVERY = 0.01  # seconds between re-evaluations of a tripped fuse by one process's rejected calls
 
 
 class FuseState(enum.IntEnum):
@@ -77,6 +79,7 @@ class Fuse:
     def __init__(self, core: Core) -> None:
         self._core = core
         self._r = core._segment.region
+        self._repaired_at = -_REPAIR_EVERY
 
     @property
     def state(self) -> FuseState:
@@ -156,6 +159,21 @@ class Fuse:
                 self._changed(
                     FuseState.TRIPPED, FuseState.CLEAR, f"{not_closed} of {counted} breakers open ({ratio:.0%})"
                 )
+
+    def repair(self) -> bool:
+        """Re-evaluate a tripped fuse from the breakers (at most every 10 ms per process).
+
+        The fuse is moved in a second step after a breaker's transition; a process killed
+        between the two leaves it tripped over breakers that are all closed, which would
+        then reject every call and never transition again. A call the fuse would reject
+        asks for this first. Returns whether it re-evaluated.
+        """
+        now = time.monotonic()
+        if now - self._repaired_at < _REPAIR_EVERY:
+            return False
+        self._repaired_at = now
+        self.evaluate()
+        return True
 
     def snapshot(self) -> FuseSnapshot:
         """Return the fuse state and the counts it is decided from."""

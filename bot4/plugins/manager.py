@@ -24,12 +24,15 @@ class PluginManager(pluggy.PluginManager):
     """pluggy's manager, failing early: a bad plugin raises :class:`bot4.PluginError` naming it.
 
     ``generation`` changes whenever a plugin is registered, unregistered or blocked, so
-    callers can cache what they derive from the registered plugins.
+    callers can cache what they derive from the registered plugins. Blocking a built-in
+    plugin is logged as a warning (a built-in risk rule off shows in ``bot4 status``), and
+    unblocking it registers it again.
     """
 
     def __init__(self, project_name: str) -> None:
         super().__init__(project_name)
         self.generation = 0
+        self._builtins: dict[str, object] = {}
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
         """Unregister a plugin (by object or name); see :meth:`pluggy.PluginManager.unregister`."""
@@ -39,12 +42,21 @@ class PluginManager(pluggy.PluginManager):
     def set_blocked(self, name: str) -> None:
         """Unregister ``name`` and keep it from registering again (disables a built-in by name)."""
         self.generation += 1
+        if name in self._builtins:
+            log.warning("built-in plugin %r blocked: it is off in this process until unblocked", name)
         super().set_blocked(name)
 
     def unblock(self, name: str) -> bool:
-        """Allow ``name`` to be registered again; see :meth:`pluggy.PluginManager.unblock`."""
+        """Allow ``name`` to be registered again; a built-in plugin is registered again at once.
+
+        Returns whether ``name`` was blocked.
+        """
         self.generation += 1
-        return super().unblock(name)
+        was_blocked = super().unblock(name)
+        builtin = self._builtins.get(name)
+        if was_blocked and builtin is not None and self.get_plugin(name) is None:
+            self.register(builtin, name)
+        return was_blocked
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (under ``name``) and return its name.
@@ -80,6 +92,7 @@ def make_plugin_manager(*, entry_points: bool = True) -> PluginManager:
     pm.add_hookspecs(hookspecs)
     for name, plugin in BUILTIN_PLUGINS:
         pm.register(plugin, name)
+        pm._builtins[name] = plugin
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):

@@ -81,7 +81,7 @@ static inline int64_t monotonic_ns(void) {
 /* ------------------------------------------------------------------ Region */
 
 /* The error raised on a released region: bot4.SegmentError once bot4 registered it. */
-static PyObject *released_error = NULL, *config_error = NULL, *state_error = NULL;
+static PyObject *released_error = NULL, *config_error = NULL, *state_error = NULL, *lock_timeout_error = NULL;
 
 /* Raise cls(first, message) when bot4 registered cls (set_errors), else ValueError(message). */
 static void raise_bot4(PyObject *cls, const char *first, const char *message) {
@@ -325,17 +325,14 @@ static PyObject *region_mutex_init(Region *self, PyObject *const *args, Py_ssize
  * the mutex from under its holder (which would leave it locked for every process). */
 enum { MUTEX_ACQUIRED = 0, MUTEX_FROM_DEAD = 1, MUTEX_TIMEOUT = -1, MUTEX_UNRECOVERABLE = 2, MUTEX_OWN = 3 };
 
-static PyObject *region_mutex_lock(Region *self, PyObject *const *args, Py_ssize_t n) {
-    if (n != 2) { PyErr_SetString(PyExc_TypeError, "mutex_lock(index, timeout)"); return NULL; }
-    double timeout = PyFloat_AsDouble(args[1]);
-    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
-    if (!(timeout >= 0.0) || timeout > 1e6) {
-        PyErr_SetString(PyExc_ValueError, "timeout must be a number of seconds in 0..1e6");
-        return NULL;
-    }
-    pthread_mutex_t *m = region_mutex(self, args[0]);
-    if (!m) return NULL;
-    int rc = pthread_mutex_trylock(m);
+/* The body of mutex_lock on a checked mutex: a MUTEX_* code, or -100 with an exception set. */
+static int mutex_acquire(Region *self, pthread_mutex_t *m, double timeout) {
+    /* The first attempt is a timed lock with a deadline already past, not trylock: glibc's
+     * trylock on a not-recoverable robust mutex returns ENOTRECOVERABLE but leaves the lock
+     * word holding the caller, while its timed lock gives it back. */
+    static const struct timespec past = {0, 0};
+    int rc = pthread_mutex_timedlock(m, &past);
+    if (rc == ETIMEDOUT) rc = EBUSY;
     if (rc == EBUSY && timeout > 0) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
@@ -351,43 +348,71 @@ static PyObject *region_mutex_lock(Region *self, PyObject *const *args, Py_ssize
             if (rc == 0 || rc == EOWNERDEAD) pthread_mutex_unlock(m);
             region_leave(self);
             raise_released();
-            return NULL;
+            return -100;
         }
         if (rc != 0 && rc != EOWNERDEAD) region_leave(self);
     } else if (rc == 0 || rc == EOWNERDEAD) {
         region_enter(self);
     }
     switch (rc) {
-    case 0: return PyLong_FromLong(MUTEX_ACQUIRED);
+    case 0: return MUTEX_ACQUIRED;
     case EOWNERDEAD:
         if (pthread_mutex_consistent(m) != 0) {
             pthread_mutex_unlock(m);
             region_leave(self);
-            return PyLong_FromLong(MUTEX_UNRECOVERABLE);
+            return MUTEX_UNRECOVERABLE;
         }
-        return PyLong_FromLong(MUTEX_FROM_DEAD);
-    case EBUSY: case ETIMEDOUT: return PyLong_FromLong(MUTEX_TIMEOUT);
-    case ENOTRECOVERABLE: return PyLong_FromLong(MUTEX_UNRECOVERABLE);
-    case EDEADLK: return PyLong_FromLong(MUTEX_OWN);
+        return MUTEX_FROM_DEAD;
+    case EBUSY: case ETIMEDOUT: return MUTEX_TIMEOUT;
+    case ENOTRECOVERABLE: return MUTEX_UNRECOVERABLE;
+    case EDEADLK: return MUTEX_OWN;
     default: {
         char message[160];
         snprintf(message, sizeof message, "the ledger mutex is unusable: %s", strerror(rc));
         raise_bot4(state_error, "", message);
-        return NULL;
+        return -100;
     }
     }
+}
+
+static int parse_timeout(PyObject *o, double *out) {
+    *out = PyFloat_AsDouble(o);
+    if (*out == -1.0 && PyErr_Occurred()) return -1;
+    if (!(*out >= 0.0) || *out > 1e6) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be a number of seconds in 0..1e6");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *region_mutex_lock(Region *self, PyObject *const *args, Py_ssize_t n) {
+    if (n != 2) { PyErr_SetString(PyExc_TypeError, "mutex_lock(index, timeout)"); return NULL; }
+    double timeout;
+    if (parse_timeout(args[1], &timeout) < 0) return NULL;
+    pthread_mutex_t *m = region_mutex(self, args[0]);
+    if (!m) return NULL;
+    int code = mutex_acquire(self, m, timeout);
+    return code == -100 ? NULL : PyLong_FromLong(code);
+}
+
+/* Unlock a mutex this thread holds (the region stays mapped while it is held); 0, or -1 with
+ * an exception set. */
+static int mutex_release(Region *self, pthread_mutex_t *m, int *was_held) {
+    int rc = pthread_mutex_unlock(m);
+    *was_held = rc == 0;
+    if (rc == EPERM) return 0;
+    if (rc != 0) { errno = rc; PyErr_SetFromErrno(PyExc_OSError); return -1; }
+    region_leave(self); /* may unmap: a close() waited for this */
+    return 0;
 }
 
 /* mutex_unlock(index) -> bool: False when this thread did not hold it (nothing done). */
 static PyObject *region_mutex_unlock(Region *self, PyObject *const *args, Py_ssize_t n) {
     if (n != 1) { PyErr_SetString(PyExc_TypeError, "mutex_unlock(index)"); return NULL; }
     pthread_mutex_t *m = region_mutex_mapped(self, args[0]);
-    if (!m) return NULL;
-    int rc = pthread_mutex_unlock(m);
-    if (rc == EPERM) Py_RETURN_FALSE;
-    if (rc != 0) { errno = rc; return PyErr_SetFromErrno(PyExc_OSError); }
-    region_leave(self); /* may unmap: a close() waited for this */
-    Py_RETURN_TRUE;
+    int was_held;
+    if (!m || mutex_release(self, m, &was_held) < 0) return NULL;
+    return PyBool_FromLong(was_held);
 }
 
 /* ---- redo journal: multi-word updates that a crash cannot tear ----
@@ -476,22 +501,26 @@ static PyObject *region_stage(Region *self, PyObject *const *args, Py_ssize_t n)
  * version >= 0, the word there is a sequence lock over every transaction: odd while the
  * writes are being applied, the next even value once they all are (the final pair). The
  * holder replays any journal a dead holder left (replay()) before it stages anything. */
+static int journal_publish(Region *self, Py_ssize_t j, Py_ssize_t count, Py_ssize_t version) {
+    if (check_staged(self, j, count, 0) < 0) return -1;
+    if (count == 0) return 0;
+    int64_t next = 0;
+    if (version >= 0) {
+        if (region_check(self, version) < 0) return -1;
+        next = (LOAD(&self->words[version]) | 1) + 1;
+        if (stage_raw(self, j, &count, version, next) < 0) return -1;
+    }
+    STORE(&self->words[j], (int64_t)count);
+    if (version >= 0) STORE(&self->words[version], next - 1);
+    return apply_journal(self, j) < 0 ? -1 : 0;
+}
+
 static PyObject *region_publish(Region *self, PyObject *const *args, Py_ssize_t n) {
     Py_ssize_t j, count, version;
     if (n != 3) { PyErr_SetString(PyExc_TypeError, "publish(journal, n, version)"); return NULL; }
     if (parse_index(args[0], &j) < 0 || parse_index(args[1], &count) < 0 || parse_index(args[2], &version) < 0)
         return NULL;
-    if (check_staged(self, j, count, 0) < 0) return NULL;
-    if (count == 0) Py_RETURN_NONE;
-    int64_t next = 0;
-    if (version >= 0) {
-        if (region_check(self, version) < 0) return NULL;
-        next = (LOAD(&self->words[version]) | 1) + 1;
-        if (stage_raw(self, j, &count, version, next) < 0) return NULL;
-    }
-    STORE(&self->words[j], (int64_t)count);
-    if (version >= 0) STORE(&self->words[version], next - 1);
-    if (apply_journal(self, j) < 0) return NULL;
+    if (journal_publish(self, j, count, version) < 0) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -556,6 +585,151 @@ static PyTypeObject RegionType = {
     .tp_methods = region_methods,
     .tp_members = region_members,
     .tp_getset = region_getset,
+};
+
+/* ------------------------------------------------------------------ Section */
+
+/* A critical section over the ledger mutex with its journal: `with section as tx:`.
+ * __enter__ and __exit__ are native, so no bytecode runs between taking the mutex and the
+ * start of the protected block, nor between the end of the block and the hand-back: an
+ * asynchronous exception (Ctrl-C) cannot leave the mutex held. The Python subclass
+ * (bot4.shm.mutex.SharedMutex) supplies _reinitialise() and _taken_back(). */
+typedef struct {
+    PyObject_HEAD
+    Region *region;
+    Py_ssize_t mutex, journal, version;
+    double timeout;
+    Py_ssize_t staged;  /* journal pairs staged by the section in progress */
+} Section;
+
+static int section_init(Section *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"region", "mutex", "journal", "version", "timeout", NULL};
+    Region *region; Py_ssize_t mutex, journal, version; double timeout;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nnnd", kwlist, &RegionType, &region, &mutex, &journal, &version,
+                                     &timeout))
+        return -1;
+    if (!(timeout >= 0.0) || timeout > 1e6) {
+        PyErr_SetString(PyExc_ValueError, "timeout must be a number of seconds in 0..1e6"); return -1;
+    }
+    if (region_span(region, mutex, (Py_ssize_t)MUTEX_WORDS) < 0 || journal_capacity(region, journal) < 0 ||
+        (version >= 0 && region_check(region, version) < 0))
+        return -1;
+    Py_INCREF(region); Py_XSETREF(self->region, region);
+    self->mutex = mutex; self->journal = journal; self->version = version < 0 ? -1 : version;
+    self->timeout = timeout; self->staged = 0;
+    return 0;
+}
+
+static void section_dealloc(Section *self) {
+    Py_CLEAR(self->region);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *section_enter(Section *self, PyObject *unused) {
+    Region *r = self->region;
+    if (!r->held) { raise_released(); return NULL; }
+    pthread_mutex_t *m = (pthread_mutex_t *)&r->words[self->mutex];
+    int code = mutex_acquire(r, m, self->timeout);
+    for (int tries = 0; code == MUTEX_UNRECOVERABLE && tries < 3; tries++) {
+        PyObject *done = PyObject_CallMethod((PyObject *)self, "_reinitialise", NULL);
+        if (!done) return NULL;
+        Py_DECREF(done);
+        if (!r->held) { raise_released(); return NULL; }
+        code = mutex_acquire(r, m, self->timeout);
+    }
+    if (code == -100) return NULL;
+    if (code == MUTEX_TIMEOUT) {
+        char message[160];
+        snprintf(message, sizeof message, "the risk ledger lock was held by a live process for over %gs", self->timeout);
+        if (lock_timeout_error) PyErr_SetString(lock_timeout_error, message);
+        else PyErr_SetString(PyExc_TimeoutError, message);
+        return NULL;
+    }
+    if (code == MUTEX_UNRECOVERABLE) {
+        raise_bot4(state_error, "", "the risk ledger mutex stays unrecoverable after re-initialisation");
+        return NULL;
+    }
+    if (code == MUTEX_OWN) {
+        PyObject *done = PyObject_CallMethod((PyObject *)self, "_taken_back", NULL);
+        if (!done) goto release;
+        Py_DECREF(done);
+    }
+    if (LOAD(&r->words[self->journal]) != 0 && apply_journal(r, self->journal) < 0) goto release;
+    self->staged = 0;
+    Py_INCREF(self);
+    return (PyObject *)self;
+release: {
+        PyObject *type, *value, *tb;
+        int was_held;
+        PyErr_Fetch(&type, &value, &tb);
+        mutex_release(r, m, &was_held);
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+}
+
+/* __exit__(type, value, tb): publish what was staged when the block did not raise, then
+ * unlock whatever happened. */
+static PyObject *section_exit(Section *self, PyObject *const *args, Py_ssize_t n) {
+    Region *r = self->region;
+    if (!r->buffered) { raise_released(); return NULL; }
+    pthread_mutex_t *m = (pthread_mutex_t *)((int64_t *)r->view.buf + self->mutex);
+    int failed = 0;
+    if (n >= 1 && args[0] == Py_None && self->staged > 0)
+        failed = journal_publish(r, self->journal, self->staged, self->version) < 0;
+    self->staged = 0;
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (failed) PyErr_Fetch(&type, &value, &tb);
+    int was_held;
+    if (mutex_release(r, m, &was_held) < 0) {
+        Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+        return NULL;
+    }
+    if (failed) { PyErr_Restore(type, value, tb); return NULL; }
+    Py_RETURN_FALSE;
+}
+
+/* set(index, value): stage a write (int, float, or a tuple for consecutive words) of this section. */
+static PyObject *section_set(Section *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t index;
+    if (n != 2) { PyErr_SetString(PyExc_TypeError, "set(index, value)"); return NULL; }
+    if (parse_index(args[0], &index) < 0) return NULL;
+    Py_ssize_t next = stage_value(self->region, self->journal, self->staged, index, args[1]);
+    if (next < 0) return NULL;
+    self->staged = next;
+    Py_RETURN_NONE;
+}
+
+static PyObject *section_len(Section *self, PyObject *unused) { return PyLong_FromSsize_t(self->staged); }
+
+static PyMethodDef section_methods[] = {
+    {"__enter__", (PyCFunction)section_enter, METH_NOARGS, "Take the mutex (bounded wait), replay a dead holder's journal."},
+    {"__exit__", (PyCFunction)(void (*)(void))section_exit, METH_FASTCALL,
+     "Publish the staged writes unless the block raised; release the mutex."},
+    {"set", (PyCFunction)(void (*)(void))section_set, METH_FASTCALL,
+     "set(index, value): write value (int, float, or a tuple for consecutive words) at index on commit."},
+    {"__len__", (PyCFunction)section_len, METH_NOARGS, "Journal pairs staged so far."},
+    {NULL}
+};
+
+static PyMemberDef section_members[] = {
+    {"staged", T_PYSSIZET, offsetof(Section, staged), 0, "Journal pairs staged by the section in progress."},
+    {"region", T_OBJECT, offsetof(Section, region), READONLY, "The region."},
+    {"timeout", T_DOUBLE, offsetof(Section, timeout), READONLY, "Seconds to wait for a live holder."},
+    {NULL}
+};
+
+static PyTypeObject SectionType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bot4.shm._native.Section",
+    .tp_basicsize = sizeof(Section),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Section(region, mutex, journal, version, timeout): a critical section over a robust mutex and its journal.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)section_init,
+    .tp_dealloc = (destructor)section_dealloc,
+    .tp_methods = section_methods,
+    .tp_members = section_members,
 };
 
 /* -------------------------------------------------------------------- Gate */
@@ -858,20 +1032,22 @@ static PyTypeObject GateType = {
 static PyObject *mod_monotonic_ns(PyObject *m, PyObject *unused) { return PyLong_FromLongLong(monotonic_ns()); }
 
 static PyObject *mod_set_errors(PyObject *m, PyObject *const *args, Py_ssize_t n) {
-    if (n != 3) { PyErr_SetString(PyExc_TypeError, "set_errors(released, config, state)"); return NULL; }
-    for (Py_ssize_t i = 0; i < 3; i++)
+    if (n != 4) { PyErr_SetString(PyExc_TypeError, "set_errors(released, config, state, lock_timeout)"); return NULL; }
+    for (Py_ssize_t i = 0; i < 4; i++)
         if (!PyExceptionClass_Check(args[i])) { PyErr_SetString(PyExc_TypeError, "expected exception classes"); return NULL; }
     Py_INCREF(args[0]); Py_XSETREF(released_error, args[0]);
     Py_INCREF(args[1]); Py_XSETREF(config_error, args[1]);
     Py_INCREF(args[2]); Py_XSETREF(state_error, args[2]);
+    Py_INCREF(args[3]); Py_XSETREF(lock_timeout_error, args[3]);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"monotonic_ns", (PyCFunction)mod_monotonic_ns, METH_NOARGS, "CLOCK_MONOTONIC in ns (host-wide)."},
     {"set_errors", (PyCFunction)(void (*)(void))mod_set_errors, METH_FASTCALL,
-     "set_errors(released, config, state): the bot4 errors raised for a closed region, a bad clock reading, "
-     "and shared state found corrupt or torn; each is called as cls(name_or_field, message)."},
+     "set_errors(released, config, state, lock_timeout): the bot4 errors raised for a closed region, a bad clock "
+     "reading, shared state found corrupt or torn (each called as cls(name_or_field, message)), and a lock wait "
+     "that timed out (cls(message))."},
     {NULL}
 };
 
@@ -895,7 +1071,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     PyErr_SetString(PyExc_ImportError, "bot4 needs a CPython with the GIL (free-threaded builds are not supported)");
     return NULL;
 #endif
-    if (PyType_Ready(&RegionType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&LedgerKernelType) < 0)
+    if (PyType_Ready(&RegionType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&LedgerKernelType) < 0 ||
+        PyType_Ready(&SectionType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
@@ -905,6 +1082,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (PyModule_AddObject(m, "Gate", (PyObject *)&GateType) < 0) goto fail;
     Py_INCREF(&LedgerKernelType);
     if (PyModule_AddObject(m, "LedgerKernel", (PyObject *)&LedgerKernelType) < 0) goto fail;
+    Py_INCREF(&SectionType);
+    if (PyModule_AddObject(m, "Section", (PyObject *)&SectionType) < 0) goto fail;
     /* The order of LedgerKernel's offset and limit tuples, and of evaluate()'s bits. */
     if (add_owned(m, "LEDGER_OFFSETS",
                      Py_BuildValue("(ssssssssssssssssss)", "cash", "unrealized", "peak", "day_start", "gross",

@@ -24,6 +24,7 @@ import numpy as np
 
 from bot4.errors import (
     ConfigError,
+    LockTimeoutError,
     SegmentError,
     SegmentExistsError,
     SegmentLayoutError,
@@ -36,8 +37,8 @@ from bot4.shm._proc import my_identity
 
 __all__ = ["Segment", "validate_name"]
 
-# The native layer raises bot4 errors: a closed core, a bad clock reading, torn shared state.
-_native.set_errors(SegmentError, ConfigError, SegmentStateError)
+# The native layer raises bot4 errors: a closed core, a bad clock reading, torn shared state, a lock wait.
+_native.set_errors(SegmentError, ConfigError, SegmentStateError, LockTimeoutError)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 _INIT_WAIT_SECONDS = 2.0

@@ -325,7 +325,9 @@ def test_builtin_rules_can_be_disabled_and_replaced_by_name(risk: RiskEngine) ->
         def bot4_check_order(self, order: Order) -> Rejection | None:
             return None if order.stop_loss else Rejection("bot4.rule.stop_loss", "MY_STOP_RULE", "no stop")
 
-    pm.unblock("bot4.rule.stop_loss")
+    pm.unblock("bot4.rule.stop_loss")  # the built-in rule is back at once
+    assert codes(risk, buy()) == ("STOP_LOSS_MISSING",)
+    pm.unregister(name="bot4.rule.stop_loss")
     pm.register(StrictStops(), name="bot4.rule.stop_loss")
     assert codes(risk, buy()) == ("MY_STOP_RULE",)
     assert risk.rule_names().count("bot4.rule.stop_loss") == 1
