@@ -37,6 +37,7 @@ from bot4.errors import (
     SegmentExistsError,
     SegmentLayoutError,
     SegmentNotFoundError,
+    SegmentSpaceError,
     UnknownOrderError,
 )
 from bot4.fleet import FleetLink, FleetPolicy
@@ -128,6 +129,7 @@ __all__ = [
     "SegmentExistsError",
     "SegmentLayoutError",
     "SegmentNotFoundError",
+    "SegmentSpaceError",
     "SharedClock",
     "Side",
     "Supervisor",

@@ -13,15 +13,16 @@ from bot4.breaker.config import BreakerConfig, FuseConfig
 from bot4.breaker.fuse import Fuse, pack_config
 from bot4.breaker.state import BreakerState
 from bot4.clock import Clock, MonotonicClock
-from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError
+from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError
 from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
 from bot4.risk.engine import RiskEngine
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._native import monotonic_ns
-from bot4.shm._proc import is_alive, my_identity
+from bot4.shm._proc import my_identity
 from bot4.shm.lock import OwnerLock
-from bot4.shm.segment import Segment, unlink
+from bot4.shm.lifecycle import remove_if_stale
+from bot4.shm.segment import Segment
 from bot4.shm.slots import SlotRegistry, WorkerSlot
 
 if TYPE_CHECKING:
@@ -57,7 +58,10 @@ class Core:
         self._plugins = plugins if plugins is not None else make_plugin_manager()
         self._slots = SlotRegistry(segment)
         self._ident = my_identity()
-        self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+        try:
+            self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+        finally:
+            segment.joined()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._fuse = Fuse(self)
         self._risk: RiskEngine | None = None
@@ -93,6 +97,8 @@ class Core:
 
         Raises:
             SegmentExistsError: a segment with that name is in use by a live process.
+            SegmentLayoutError: a file of that name that is not a bot4 segment (never replaced).
+            SegmentSpaceError: ``/dev/shm`` has no room for a segment of these capacities.
             ConfigError: a bad name or capacity.
 
         A segment of that name left behind by processes that are all dead is replaced.
@@ -106,16 +112,15 @@ class Core:
         fuse_config = fuse if fuse is not None else FuseConfig()
         if not isinstance(fuse_config, FuseConfig):
             raise ConfigError("fuse", f"expected a FuseConfig, got {type(fuse_config).__name__}")
+        header = {L.H_FUSE_CONFIG: pack_config(fuse_config)}
         try:
-            segment = Segment.create(name, layout)
+            segment = Segment.create(name, layout, header)
         except SegmentExistsError:
             assert name is not None
-            if not _is_stale(name):
+            if not remove_if_stale(name):
                 raise SegmentExistsError(name, f"segment {name!r} exists and is in use by a live process") from None
-            log.warning("replacing segment %r left behind by dead processes", name)
-            unlink(name)
-            segment = Segment.create(name, layout)
-        segment.region.store(L.H_FUSE_CONFIG, pack_config(fuse_config))
+            log.warning("replaced segment %r left behind by dead processes", name)
+            segment = Segment.create(name, layout, header)
         try:
             return cls(segment, clock, plugins)
         except BaseException:
@@ -454,22 +459,6 @@ def _encode_name(name: object) -> bytes:
     if len(encoded) > _NAME_BYTES or b"\0" in encoded:
         raise ConfigError("name", f"a breaker name is at most {_NAME_BYTES} UTF-8 bytes without NUL, got {name!r}")
     return encoded
-
-
-def _is_stale(name: str) -> bool:
-    """Whether segment ``name`` is a bot4 segment that no live process holds."""
-    try:
-        seg = Segment.attach(name)
-    except SegmentLayoutError:
-        return False
-    except SegmentError:
-        return True
-    try:
-        r, lay = seg.region, seg.layout
-        holders = [r.load(lay.slot(i) + L.S_IDENT) for i in range(lay.max_workers)]
-        return not any(is_alive(h) for h in holders if h) and not is_alive(r.load(L.H_CREATOR))
-    finally:
-        seg.close()
 
 
 def _after_fork_in_child() -> None:

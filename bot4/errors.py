@@ -28,6 +28,7 @@ __all__ = [
     "SegmentExistsError",
     "SegmentLayoutError",
     "SegmentNotFoundError",
+    "SegmentSpaceError",
     "UnknownOrderError",
 ]
 
@@ -129,6 +130,10 @@ class SegmentExistsError(SegmentError):
 
 class SegmentLayoutError(SegmentError):
     """The segment is not a bot4 segment, or was created by an incompatible layout version."""
+
+
+class SegmentSpaceError(SegmentError):
+    """``/dev/shm`` has no room for the segment (it is reserved in full when created)."""
 
 
 class CapacityError(Bot4Error):

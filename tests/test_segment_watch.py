@@ -61,8 +61,8 @@ def test_a_segment_of_a_killed_child_counts_as_the_runs_own() -> None:
     watch = SegmentWatch()
     with watch.observing_children():
         child = subprocess.run([sys.executable, "-c", KILLED_CHILD], capture_output=True, text=True, timeout=60)
-    assert child.returncode == -signal.SIGKILL
+    assert child.returncode == -signal.SIGKILL, child.stderr
     name = child.stdout.strip()
-    assert watch.leaked() == [name]
+    assert watch.leaked() == [name], (name, child.stderr, sorted(watch.identities))
     assert remove_leaked(watch) == [name]
     assert not os.path.exists(f"/dev/shm/{name}")

@@ -72,6 +72,12 @@ class SlotRegistry:
         """Record that the owner of ``slot`` is alive and working."""
         self._seg.region.store(self._layout.slot(slot) + L.S_HEARTBEAT_NS, now_ns)
 
+    def live_holders(self) -> list[int]:
+        """Identities of the slot holders that are alive."""
+        r, lay = self._seg.region, self._layout
+        holders = (r.load(lay.slot(slot) + L.S_IDENT) for slot in range(lay.max_workers))
+        return [h for h in holders if h and is_alive(h)]
+
     def list(self, now_ns: int) -> list[WorkerSlot]:
         """Return every claimed slot."""
         r, lay = self._seg.region, self._layout

@@ -1,0 +1,115 @@
+"""Segment lifecycle: creation that a kill cannot half-finish, space, garbage files, header order."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bot4 import Core, FuseConfig, SegmentLayoutError, SegmentSpaceError
+from bot4.breaker.fuse import pack_config
+from bot4.shm import layout as L
+from bot4.shm.segment import Segment
+
+
+def shm_path(name: str) -> str:
+    return f"/dev/shm/{name}"
+
+
+# A creator that SIGKILLs itself at one point inside Core.create (argv: name, point).
+KILL_INSIDE_CREATE = """
+import os, signal, sys
+import bot4.core, bot4.shm.segment as segment
+name, point = sys.argv[1], sys.argv[2]
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "opened":  # the file exists, nothing sized yet
+    segment.os = type("os", (), {**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")}, "fchmod": die})
+elif point == "sized":  # sized, not mapped
+    segment.mmap = type("mmap", (), {"mmap": staticmethod(die)})
+elif point == "header":  # mapped, header being written
+    segment.my_identity = die
+elif point == "published":  # Segment.create returned, no worker slot yet
+    bot4.core.SlotRegistry.claim = die
+elif point == "claimed":  # the creator's core is complete
+    bot4.core.Core.__init__ = lambda self, *a, _init=bot4.core.Core.__init__: (_init(self, *a), die())
+bot4.core.Core.create(name)
+"""
+
+
+@pytest.mark.parametrize("point", ["opened", "sized", "header", "published", "claimed"])
+def test_a_creator_killed_inside_create_never_blocks_the_name(point: str) -> None:
+    name = f"bot4-killed-{point}-{os.getpid()}"
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_INSIDE_CREATE, name, point], capture_output=True, text=True, timeout=60
+    )
+    assert child.returncode == -9, child.stderr
+    try:
+        with Core.create(name) as core:
+            assert core.is_owner and core.breaker_names() == []
+    finally:
+        if os.path.exists(shm_path(name)):
+            os.unlink(shm_path(name))
+
+
+def test_every_header_word_is_written_before_the_segment_is_published(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, int] = {}
+    real = Segment.create
+
+    def create(*args: object, **kwargs: object) -> Segment:
+        seg = real(*args, **kwargs)  # type: ignore[arg-type]
+        # Once create returns the name is visible to every process: the header must be whole.
+        seen["magic"] = seg.region.load(L.H_MAGIC)
+        seen["fuse"] = seg.region.load(L.H_FUSE_CONFIG)
+        return seg
+
+    monkeypatch.setattr(Segment, "create", staticmethod(create))
+    fuse = FuseConfig(open_ratio=0.8, close_ratio=0.2, min_components=5)
+    with Core.create(fuse=fuse):
+        pass
+    assert seen == {"magic": L.MAGIC, "fuse": pack_config(fuse)}
+
+
+def test_a_segment_too_large_for_dev_shm_is_a_clear_error() -> None:
+    huge = L.Layout(max_workers=L.MAX_WORKERS_LIMIT, max_breakers=L.MAX_BREAKERS_LIMIT, max_symbols=1, max_reservations=1)
+    vfs = os.statvfs("/dev/shm")
+    if huge.size <= vfs.f_blocks * vfs.f_frsize:
+        pytest.skip("/dev/shm is large enough for the largest layout")
+    name = f"bot4-huge-{os.getpid()}"
+    with pytest.raises(SegmentSpaceError, match=f"{huge.size:,} bytes") as info:
+        Core.create(name, max_workers=L.MAX_WORKERS_LIMIT, max_breakers=L.MAX_BREAKERS_LIMIT, max_symbols=1, max_reservations=1)
+    assert info.value.name == name
+    assert not os.path.exists(shm_path(name))
+
+
+def test_a_full_dev_shm_is_a_clear_error_not_sigbus(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    name = f"bot4-full-{os.getpid()}"
+    with pytest.raises(SegmentSpaceError, match="no room"):
+        Core.create(name)
+    assert not os.path.exists(shm_path(name))
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(8192), bytes(8192)], ids=["empty", "random", "zeros"])
+def test_create_over_a_file_that_is_not_a_bot4_segment_says_so(content: bytes) -> None:
+    name = f"bot4-garbage-{os.getpid()}"
+    fd = os.open(shm_path(name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, content)
+        os.close(fd)
+        old = os.stat(shm_path(name)).st_mtime - 60
+        os.utime(shm_path(name), (old, old))  # long past any creation
+        with pytest.raises(SegmentLayoutError, match="not a bot4 segment"):
+            Core.create(name)
+        with open(shm_path(name), "rb") as f:
+            assert f.read() == content  # never replaced
+    finally:
+        os.unlink(shm_path(name))
