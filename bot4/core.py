@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import weakref
@@ -59,9 +60,14 @@ class Core:
         self._slots = SlotRegistry(segment)
         self._ident = my_identity()
         try:
-            self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+            self._slot = self._claim_slot()
         finally:
             segment.joined()
+        # A core dropped without close() gives its slot back when it is collected. The
+        # finalizer holds the lease, never the core (that would keep the core alive).
+        self._lease = _SlotLease(self._slots, self._slot, self._ident)
+        self._release = weakref.finalize(self, self._lease.end)
+        self._release.atexit = False  # at exit the process dies, and a dead holder's slot is reclaimed
         self._breakers: dict[str, CircuitBreaker] = {}
         self._fuse = Fuse(self)
         self._risk: RiskEngine | None = None
@@ -262,7 +268,7 @@ class Core:
         if self._fleet is not None:
             self._fleet.close()
             self._fleet = None
-        self._slots.release(self._slot, self._ident)
+        self._release()
         self._breakers.clear()
         self._risk = None
         _live_cores.discard(self)
@@ -292,6 +298,15 @@ class Core:
 
     # ------------------------------------------------------------------ workers
 
+    def _claim_slot(self) -> int:
+        try:
+            return self._slots.claim(self._ident, self._clock.now_ns())
+        except CapacityError:
+            # Cores dropped without close() hold slots until the cycle collector finds them
+            # (a core and its breakers point at each other): collect, then try once more.
+            gc.collect()
+            return self._slots.claim(self._ident, self._clock.now_ns())
+
     def heartbeat(self) -> None:
         """Record in this process's slot that it is alive and working."""
         self._check_open()
@@ -306,7 +321,8 @@ class Core:
         if self.closed:
             return
         self._ident = my_identity()
-        self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+        self._slot = self._claim_slot()
+        self._lease.slot, self._lease.ident = self._slot, self._ident
         for breaker in self._breakers.values():
             breaker._gate.slot = self._slot
         if self._fleet is not None:  # the parent's listener thread did not come along: a link of our own
@@ -459,6 +475,19 @@ def _encode_name(name: object) -> bytes:
     if len(encoded) > _NAME_BYTES or b"\0" in encoded:
         raise ConfigError("name", f"a breaker name is at most {_NAME_BYTES} UTF-8 bytes without NUL, got {name!r}")
     return encoded
+
+
+class _SlotLease:
+    """A core's claim on its worker slot, given back once (by close() or by collection)."""
+
+    __slots__ = ("slots", "slot", "ident")
+
+    def __init__(self, slots: SlotRegistry, slot: int, ident: int) -> None:
+        self.slots, self.slot, self.ident = slots, slot, ident
+
+    def end(self) -> None:
+        if not self.slots.closed:
+            self.slots.release(self.slot, self.ident)
 
 
 def _after_fork_in_child() -> None:

@@ -60,6 +60,11 @@ class SlotRegistry:
             if cur >= n or r.cas(L.H_HIGH_WATER, cur, n):
                 return
 
+    @property
+    def closed(self) -> bool:
+        """Whether the segment was unmapped in this process."""
+        return self._seg.closed
+
     def owner(self, slot: int) -> int:
         """Return the identity in ``slot`` (0 when free)."""
         return self._seg.region.load(self._layout.slot(slot) + L.S_IDENT)

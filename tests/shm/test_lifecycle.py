@@ -113,3 +113,16 @@ def test_create_over_a_file_that_is_not_a_bot4_segment_says_so(content: bytes) -
             assert f.read() == content  # never replaced
     finally:
         os.unlink(shm_path(name))
+
+
+def test_cores_dropped_without_close_give_their_worker_slots_back() -> None:
+    with Core.create(max_workers=3) as owner:
+        for i in range(10):  # more than max_workers
+            core = Core.attach(owner.name)
+            core.breaker(f"b{i % 2}")  # breakers, the fuse and the risk engine point back at the core
+            core.risk.snapshot()
+            del core
+        import gc
+
+        gc.collect()
+        assert [w.slot for w in owner.workers()] == [owner.slot]
