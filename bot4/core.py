@@ -135,15 +135,29 @@ class Core:
             raise
 
     @classmethod
-    def attach(cls, name: str, *, clock: Clock | None = None, plugins: PluginManager | None = None) -> Core:
+    def attach(
+        cls,
+        name: str,
+        *,
+        clock: Clock | None = None,
+        plugins: PluginManager | None = None,
+        allow_foreign: bool = False,
+    ) -> Core:
         """Attach to an existing segment by name.
+
+        Args:
+            name: the segment name.
+            clock, plugins: as for :meth:`create`.
+            allow_foreign: trust a segment that is not this user's alone (another owner,
+                a mode other than 0600).
 
         Raises:
             SegmentNotFoundError: no segment has that name.
-            SegmentLayoutError: the segment was made by an incompatible bot4.
+            SegmentLayoutError: the segment was made by an incompatible bot4, or is not a bot4 segment.
+            ForeignSegmentError: the segment is another user's, or others may write it.
             CapacityError: every worker slot is held by a live process.
         """
-        segment = Segment.attach(name)
+        segment = Segment.attach(name, allow_foreign=allow_foreign)
         try:
             return cls(segment, clock, plugins)
         except BaseException:

@@ -17,6 +17,7 @@ __all__ = [
     "ExchangeTimeoutError",
     "ExchangeUnavailableError",
     "FillError",
+    "ForeignSegmentError",
     "FuseTrippedError",
     "InvalidOrderError",
     "InvalidTransitionError",
@@ -130,6 +131,11 @@ class SegmentExistsError(SegmentError):
 
 class SegmentLayoutError(SegmentError):
     """The segment is not a bot4 segment, or was created by an incompatible layout version."""
+
+
+class ForeignSegmentError(SegmentLayoutError):
+    """The segment is not this user's alone (another owner, a mode other than 0600) or was
+    made in another PID namespace; attach with ``allow_foreign=True`` to trust it anyway."""
 
 
 class SegmentSpaceError(SegmentError):

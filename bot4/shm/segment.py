@@ -25,6 +25,7 @@ import mmap
 import os
 import re
 import secrets
+import stat
 import struct
 import time
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from bot4.errors import (
     ConfigError,
+    ForeignSegmentError,
     SegmentError,
     SegmentExistsError,
     SegmentLayoutError,
@@ -143,10 +145,12 @@ class Segment:
         r.store(L.H_MAGIC, L.MAGIC)
 
     @classmethod
-    def attach(cls, name: str) -> Segment:
-        """Map an existing segment after checking its header.
+    def attach(cls, name: str, *, allow_foreign: bool = False) -> Segment:
+        """Map an existing segment after checking its owner and header.
 
-        The returned segment holds a shared lock on the file until :meth:`joined` (a
+        A segment that is not this user's alone (another owner, a mode other than 0600)
+        is refused with :class:`ForeignSegmentError` unless ``allow_foreign``. The
+        returned segment holds a shared lock on the file until :meth:`joined` (a
         stale-segment sweep never removes a segment a process is joining).
         """
         validate_name(name)
@@ -157,7 +161,7 @@ class Segment:
                 if not same_file(fd, name):
                     os.close(fd)
                     continue
-                seg = cls.from_fd(name, fd)
+                seg = cls.from_fd(name, fd, allow_foreign=allow_foreign)
             except BaseException:
                 os.close(fd)
                 raise
@@ -166,9 +170,10 @@ class Segment:
         raise SegmentNotFoundError(name, f"segment {name!r} keeps being replaced; try again")
 
     @classmethod
-    def from_fd(cls, name: str, fd: int) -> Segment:
-        """Map the segment open on ``fd`` after checking its header (no locking)."""
-        size = os.fstat(fd).st_size
+    def from_fd(cls, name: str, fd: int, *, allow_foreign: bool = False) -> Segment:
+        """Map the segment open on ``fd`` after checking its owner and header (no locking)."""
+        st = os.fstat(fd)
+        size = st.st_size
         if size < L.HEADER_WORDS * 8:
             what = "is empty" if size == 0 else f"is too small ({size} bytes)"
             raise SegmentLayoutError(name, f"segment {name!r} {what}: not a bot4 segment")
@@ -178,6 +183,8 @@ class Segment:
             raise SegmentError(name, f"cannot map segment {name!r}: {exc.strerror or exc}") from None
         try:
             layout = _check_header(name, _header(mm), size)
+            if not allow_foreign:
+                _check_owner(name, st)
         except SegmentLayoutError:
             mm.close()
             raise
@@ -238,9 +245,22 @@ def open_file(name: str) -> int:
     except FileNotFoundError:
         raise SegmentNotFoundError(name, f"no segment named {name!r}") from None
     except PermissionError:
-        raise SegmentLayoutError(name, f"segment {name!r} belongs to another user") from None
+        raise ForeignSegmentError(name, f"segment {name!r} belongs to another user") from None
     except OSError as exc:
         raise SegmentError(name, f"cannot open segment {name!r}: {exc.strerror}") from None
+
+
+def _check_owner(name: str, st: os.stat_result) -> None:
+    hint = "(attach with allow_foreign=True to trust it)"
+    if st.st_uid != os.geteuid():
+        raise ForeignSegmentError(
+            name, f"segment {name!r} belongs to uid {st.st_uid}, not to this process's uid {os.geteuid()} {hint}"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode != 0o600:
+        raise ForeignSegmentError(
+            name, f"segment {name!r} has mode {mode:04o}, not 0600: other users may write it {hint}"
+        )
 
 
 def _lock(fd: int, name: str, kind: int) -> None:

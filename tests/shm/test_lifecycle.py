@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bot4 import Core, FuseConfig, SegmentLayoutError, SegmentSpaceError
+from bot4 import Core, ForeignSegmentError, FuseConfig, SegmentLayoutError, SegmentSpaceError
 from bot4.breaker.fuse import pack_config
 from bot4.shm import layout as L
 from bot4.shm.segment import Segment
@@ -126,3 +126,31 @@ def test_cores_dropped_without_close_give_their_worker_slots_back() -> None:
 
         gc.collect()
         assert [w.slot for w in owner.workers()] == [owner.slot]
+
+
+def test_a_segment_others_may_write_is_refused_unless_allowed() -> None:
+    with Core.create() as core:
+        os.chmod(shm_path(core.name), 0o644)
+        with pytest.raises(ForeignSegmentError, match="mode 0644"):
+            Core.attach(core.name)
+        trusted = Core.attach(core.name, allow_foreign=True)
+        assert trusted.slot != core.slot
+        trusted.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a segment to another user needs root")
+def test_another_users_segment_is_refused_and_never_replaced() -> None:
+    name = f"bot4-other-user-{os.getpid()}"
+    code = f"import os, bot4\nbot4.Core.create({name!r})\nos._exit(0)\n"  # a stale segment
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    try:
+        os.chown(shm_path(name), 65534, 65534)
+        with pytest.raises(ForeignSegmentError, match="uid 65534"):
+            Core.attach(name)
+        with pytest.raises(ForeignSegmentError):
+            Core.create(name)  # stale, but not ours: never removed
+        assert os.stat(shm_path(name)).st_uid == 65534
+        trusted = Core.attach(name, allow_foreign=True)
+        trusted.close()
+    finally:
+        os.unlink(shm_path(name))
