@@ -149,12 +149,15 @@ class Core:
             name: the segment name.
             clock, plugins: as for :meth:`create`.
             allow_foreign: trust a segment that is not this user's alone (another owner,
-                a mode other than 0600).
+                a mode other than 0600) or that was created in another PID namespace.
+                Across PID namespaces a worker slot whose holder is in another namespace
+                is never taken for dead (it is kept until its holder gives it back).
 
         Raises:
             SegmentNotFoundError: no segment has that name.
             SegmentLayoutError: the segment was made by an incompatible bot4, or is not a bot4 segment.
-            ForeignSegmentError: the segment is another user's, or others may write it.
+            ForeignSegmentError: the segment is another user's, others may write it, or it
+                was created in another PID namespace.
             CapacityError: every worker slot is held by a live process.
         """
         segment = Segment.attach(name, allow_foreign=allow_foreign)

@@ -15,7 +15,7 @@ import os
 
 from bot4.errors import SegmentError, SegmentNotFoundError
 from bot4.shm import layout as L
-from bot4.shm._proc import is_alive
+from bot4.shm._proc import is_alive, pid_namespace
 from bot4.shm.segment import SHM_DIR, Segment, open_file, same_file, shm_path, validate_name
 from bot4.shm.slots import SlotRegistry
 
@@ -38,8 +38,10 @@ def find_segments() -> list[str]:
 
 def live_holders(seg: Segment) -> list[int]:
     """Identities of the segment's creator and slot holders that are (or may be) alive."""
-    creator = seg.region.load(L.H_CREATOR)
-    return ([creator] if is_alive(creator) else []) + SlotRegistry(seg).live_holders()
+    r = seg.region
+    creator = r.load(L.H_CREATOR)
+    foreign = r.load(L.H_CREATOR_NS) not in (0, pid_namespace())  # its PID says nothing here
+    return ([creator] if foreign or is_alive(creator) else []) + SlotRegistry(seg).live_holders()
 
 
 def remove_if_stale(name: str, *, dry_run: bool = False) -> bool:

@@ -42,7 +42,7 @@ from bot4.errors import (
 )
 from bot4.shm import _native
 from bot4.shm import layout as L
-from bot4.shm._proc import my_identity
+from bot4.shm._proc import my_identity, pid_namespace
 
 __all__ = ["SHM_DIR", "Segment", "validate_name"]
 
@@ -128,6 +128,7 @@ class Segment:
         r, layout = self.region, self.layout
         for index, value in (
             (L.H_CREATOR, my_identity()),
+            (L.H_CREATOR_NS, pid_namespace()),
             (L.H_VERSION, L.LAYOUT_VERSION),
             (L.H_HASH, L.LAYOUT_HASH),
             (L.H_SIZE, layout.size),
@@ -149,7 +150,8 @@ class Segment:
         """Map an existing segment after checking its owner and header.
 
         A segment that is not this user's alone (another owner, a mode other than 0600)
-        is refused with :class:`ForeignSegmentError` unless ``allow_foreign``. The
+        or that was created in another PID namespace is refused with
+        :class:`ForeignSegmentError` unless ``allow_foreign``. The
         returned segment holds a shared lock on the file until :meth:`joined` (a
         stale-segment sweep never removes a segment a process is joining).
         """
@@ -182,13 +184,25 @@ class Segment:
         except OSError as exc:
             raise SegmentError(name, f"cannot map segment {name!r}: {exc.strerror or exc}") from None
         try:
-            layout = _check_header(name, _header(mm), size)
+            header = _header(mm)
+            layout = _check_header(name, header, size)
             if not allow_foreign:
                 _check_owner(name, st)
+            other_namespace = header[L.H_CREATOR_NS] not in (0, pid_namespace())
+            if other_namespace and not allow_foreign:
+                raise ForeignSegmentError(
+                    name,
+                    f"segment {name!r} was created in another PID namespace (a container, say): processes of "
+                    "different PID namespaces cannot tell whether each other's processes are alive "
+                    "(attach with allow_foreign=True to share it anyway; see docs/design.md)",
+                )
         except SegmentLayoutError:
             mm.close()
             raise
-        return cls(name, mm, layout, owner=False)
+        seg = cls(name, mm, layout, owner=False)
+        if other_namespace:
+            seg.region.store(L.H_FOREIGN, 1)  # from now on, slots not yet tagged with a namespace are kept
+        return seg
 
     def joined(self) -> None:
         """Drop the lock held since :meth:`attach` (the worker slot is claimed, or never will be)."""

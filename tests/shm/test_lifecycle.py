@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from bot4 import Core, ForeignSegmentError, FuseConfig, SegmentLayoutError, SegmentSpaceError
+from bot4 import CapacityError, Core, ForeignSegmentError, FuseConfig, SegmentLayoutError, SegmentSpaceError
 from bot4.breaker.fuse import pack_config
 from bot4.shm import layout as L
 from bot4.shm.segment import Segment
@@ -154,3 +155,55 @@ def test_another_users_segment_is_refused_and_never_replaced() -> None:
         trusted.close()
     finally:
         os.unlink(shm_path(name))
+
+
+# Attaches from a new PID namespace, holds its slot until stdin closes.
+NS_CHILD = """
+import sys, bot4
+core = bot4.Core.attach(sys.argv[1], allow_foreign=sys.argv[2] == "allow")
+print("attached", core.slot, flush=True)
+sys.stdin.read()
+core.close()
+"""
+
+
+def in_new_pid_namespace(*args: str) -> list[str]:
+    return ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", NS_CHILD, *args]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and util-linux unshare")
+def test_a_process_in_another_pid_namespace_is_refused_or_never_taken_for_dead() -> None:
+    with Core.create(max_workers=2) as core:
+        refused = subprocess.run(in_new_pid_namespace(core.name, "refuse"), capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "PID namespace" in refused.stderr, refused.stderr[-2000:]
+        child = subprocess.Popen(
+            in_new_pid_namespace(core.name, "allow"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().split() == ["attached", "1"]
+            # Its PID means nothing in this namespace: its slot must not look dead.
+            assert [(w.slot, w.alive) for w in core.workers()] == [(0, True), (1, True)]
+            with pytest.raises(CapacityError):
+                Core.attach(core.name)
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=60)
+        assert child.returncode == 0
+        Core.attach(core.name).close()  # it gave its slot back when it closed
+
+
+def test_a_slot_holder_recorded_in_another_pid_namespace_counts_as_alive() -> None:
+    from bot4.shm._proc import pid_namespace
+    from bot4.shm.slots import pack_namespace
+
+    with Core.create(max_workers=2) as core:
+        lay, r = core._segment.layout, core._segment.region
+        dead = (12345 << 32) | 0x7FFFFFF0  # a PID no process here has, with any start time
+        r.store(lay.slot(1) + L.S_IDENT, dead)
+        r.store(lay.slot(1) + L.S_PIDNS, pack_namespace(dead, pid_namespace() + 1))
+        with pytest.raises(CapacityError):
+            Core.attach(core.name)  # not reclaimed: its holder lives in another namespace
+        r.store(lay.slot(1) + L.S_PIDNS, pack_namespace(dead, pid_namespace()))
+        Core.attach(core.name).close()  # same namespace, PID gone: reclaimed
