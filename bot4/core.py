@@ -14,7 +14,7 @@ from bot4.breaker.config import BreakerConfig, FuseConfig
 from bot4.breaker.fuse import Fuse, pack_config
 from bot4.breaker.state import BreakerState
 from bot4.clock import Clock, MonotonicClock
-from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError
+from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentNotFoundError
 from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
 from bot4.risk.engine import RiskEngine
 from bot4.shm import _native
@@ -123,9 +123,12 @@ class Core:
             segment = Segment.create(name, layout, header)
         except SegmentExistsError:
             assert name is not None
-            if not remove_if_stale(name):
-                raise SegmentExistsError(name, f"segment {name!r} exists and is in use by a live process") from None
-            log.warning("replaced segment %r left behind by dead processes", name)
+            try:
+                if not remove_if_stale(name):
+                    raise SegmentExistsError(name, f"segment {name!r} exists and is in use by a live process") from None
+                log.warning("replaced segment %r left behind by dead processes", name)
+            except SegmentNotFoundError:
+                pass  # removed meanwhile
             segment = Segment.create(name, layout, header)
         try:
             return cls(segment, clock, plugins)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from bot4.errors import SegmentError, SegmentNotFoundError
+from bot4.errors import SegmentError
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive, pid_namespace
 from bot4.shm.segment import SHM_DIR, Segment, open_file, same_file, shm_path, validate_name
@@ -45,19 +45,18 @@ def live_holders(seg: Segment) -> list[int]:
 
 
 def remove_if_stale(name: str, *, dry_run: bool = False) -> bool:
-    """Remove segment ``name`` if no process of it is alive; return whether the name is free.
+    """Remove segment ``name`` if no process of it is alive; return whether it was removed.
 
     With ``dry_run`` nothing is removed: the result says whether it would be.
 
     Raises:
-        SegmentLayoutError: the file is not a bot4 segment (or an incompatible one), or
-            belongs to another user: it is never removed.
+        SegmentNotFoundError: there is no segment ``name``.
+        SegmentLayoutError: the file is not a bot4 segment (or an incompatible one).
+        ForeignSegmentError: it belongs to another user or PID namespace.
+        Neither is ever removed.
     """
     validate_name(name)
-    try:
-        fd = open_file(name)
-    except SegmentNotFoundError:
-        return True
+    fd = open_file(name)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
