@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from bot4.errors import SegmentError
+from bot4.errors import SegmentError, SegmentNotFoundError
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive, pid_namespace
 from bot4.shm.segment import SHM_DIR, Segment, open_file, same_file, shm_path, validate_name
@@ -24,8 +24,12 @@ __all__ = ["find_segments", "find_stale", "live_holders", "remove_if_stale"]
 
 def find_segments() -> list[str]:
     """Names of the bot4 segments on this host (files in ``/dev/shm`` with the magic word)."""
+    try:
+        entries = sorted(os.listdir(SHM_DIR))
+    except OSError as exc:
+        raise SegmentError(SHM_DIR, f"cannot list {SHM_DIR}: {exc.strerror}") from None
     names = []
-    for name in sorted(os.listdir(SHM_DIR)):
+    for name in entries:
         try:
             with open(shm_path(name), "rb") as f:
                 magic = f.read(8)
@@ -62,6 +66,8 @@ def remove_if_stale(name: str, *, dry_run: bool = False) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False  # a process is joining it right now
+        except OSError as exc:
+            raise SegmentError(name, f"cannot lock segment {name!r}: {exc.strerror}") from None
         seg = Segment.from_fd(name, fd)
         try:
             if live_holders(seg):
@@ -71,7 +77,12 @@ def remove_if_stale(name: str, *, dry_run: bool = False) -> bool:
         if not same_file(fd, name):
             return False  # already replaced by someone else
         if not dry_run:
-            os.unlink(shm_path(name))
+            try:
+                os.unlink(shm_path(name))
+            except FileNotFoundError:
+                raise SegmentNotFoundError(name, f"no segment named {name!r}") from None
+            except OSError as exc:
+                raise SegmentError(name, f"cannot remove segment {name!r}: {exc.strerror}") from None
         return True
     finally:
         os.close(fd)

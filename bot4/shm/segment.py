@@ -246,7 +246,7 @@ def same_file(fd: int, name: str) -> bool:
     """Whether ``name`` still names the file open on ``fd``."""
     try:
         st = os.stat(shm_path(name), follow_symlinks=False)
-    except FileNotFoundError:
+    except OSError:
         return False
     mine = os.fstat(fd)
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
@@ -278,20 +278,25 @@ def _check_owner(name: str, st: os.stat_result) -> None:
 
 
 def _lock(fd: int, name: str, kind: int) -> None:
-    # Held only for the instants of joining or removing a segment: wait a little, never forever.
+    # An exclusive holder is deciding whether to remove the segment: wait a little, never forever.
     deadline = time.monotonic() + _LOCK_WAIT_SECONDS
     while True:
         try:
             fcntl.flock(fd, kind | fcntl.LOCK_NB)
             return
-        except BlockingIOError:
+        except OSError as exc:
+            if not isinstance(exc, BlockingIOError):
+                raise SegmentError(name, f"cannot lock segment {name!r}: {exc.strerror}") from None
             if time.monotonic() > deadline:
                 raise SegmentError(name, f"segment {name!r} is being removed by another process") from None
             time.sleep(0.001)
 
 
 def _reserve(fd: int, name: str, size: int) -> None:
-    vfs = os.fstatvfs(fd)
+    try:
+        vfs = os.fstatvfs(fd)
+    except OSError as exc:
+        raise SegmentError(name, f"cannot read the free space of {SHM_DIR}: {exc.strerror}") from None
     free = vfs.f_bavail * vfs.f_frsize
     no_room = SegmentSpaceError(
         name,

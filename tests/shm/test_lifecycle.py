@@ -207,3 +207,24 @@ def test_a_slot_holder_recorded_in_another_pid_namespace_counts_as_alive() -> No
             Core.attach(core.name)  # not reclaimed: its holder lives in another namespace
         r.store(lay.slot(1) + L.S_PIDNS, pack_namespace(dead, pid_namespace()))
         Core.attach(core.name).close()  # same namespace, PID gone: reclaimed
+
+
+def test_a_segment_a_process_is_joining_is_never_removed_as_stale() -> None:
+    from bot4.shm.lifecycle import remove_if_stale
+
+    name = f"bot4-joining-{os.getpid()}"
+    code = f"import os, bot4\nbot4.Core.create({name!r})\nos._exit(0)\n"  # every process of it dead
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    try:
+        joining = Segment.attach(name)  # holds the joining lock, as Core.attach does until its slot is claimed
+        try:
+            assert remove_if_stale(name) is False
+        finally:
+            joining.close()
+        assert remove_if_stale(name, dry_run=True) is True
+        assert os.path.exists(shm_path(name))
+        assert remove_if_stale(name) is True
+        assert not os.path.exists(shm_path(name))
+    finally:
+        if os.path.exists(shm_path(name)):
+            os.unlink(shm_path(name))
