@@ -21,8 +21,8 @@ from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._native import monotonic_ns
 from bot4.shm._proc import my_identity
-from bot4.shm.lock import OwnerLock
 from bot4.shm.lifecycle import remove_if_stale
+from bot4.shm.lock import OwnerLock
 from bot4.shm.segment import Segment
 from bot4.shm.slots import SlotRegistry, WorkerSlot
 

@@ -24,7 +24,9 @@ def test_clean_removes_only_segments_whose_processes_are_all_dead() -> None:
         subprocess.run([sys.executable, "-c", ABANDON, name], check=True, timeout=60)
     with open(shm_path(garbage), "wb") as f:
         f.write(os.urandom(4096))
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, held], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, held], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         listed = run("clean", "--dry-run", stale, held, garbage)

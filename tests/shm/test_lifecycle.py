@@ -77,13 +77,17 @@ def test_every_header_word_is_written_before_the_segment_is_published(monkeypatc
 
 
 def test_a_segment_too_large_for_dev_shm_is_a_clear_error() -> None:
-    huge = L.Layout(max_workers=L.MAX_WORKERS_LIMIT, max_breakers=L.MAX_BREAKERS_LIMIT, max_symbols=1, max_reservations=1)
+    huge = L.Layout(
+        max_workers=L.MAX_WORKERS_LIMIT, max_breakers=L.MAX_BREAKERS_LIMIT, max_symbols=1, max_reservations=1
+    )
     vfs = os.statvfs("/dev/shm")
     if huge.size <= vfs.f_blocks * vfs.f_frsize:
         pytest.skip("/dev/shm is large enough for the largest layout")
     name = f"bot4-huge-{os.getpid()}"
     with pytest.raises(SegmentSpaceError, match=f"{huge.size:,} bytes") as info:
-        Core.create(name, max_workers=L.MAX_WORKERS_LIMIT, max_breakers=L.MAX_BREAKERS_LIMIT, max_symbols=1, max_reservations=1)
+        Core.create(
+            name, max_workers=L.MAX_WORKERS_LIMIT, max_breakers=L.MAX_BREAKERS_LIMIT, max_symbols=1, max_reservations=1
+        )
     assert info.value.name == name
     assert not os.path.exists(shm_path(name))
 
