@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
     status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    clean = sub.add_parser("clean", help="remove segments whose processes are all dead (never one in use)")
+    clean.add_argument("names", nargs="*", help="segment names (default: every bot4 segment on this host)")
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     bench = sub.add_parser("bench", help="run the benchmarks of docs/benchmarks.md and print the ratio table")
     bench.add_argument("-k", dest="select", default=None, help="only benchmarks matching this pytest expression")
     for verb, text in (("kill", "trip the kill switch: every process denies every order"), ("resume", "reset it")):
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return _bench(args.select)
         if args.command == "status":
             return _status(args.name, args.json)
+        if args.command == "clean":
+            return _clean(args.names, args.dry_run)
         if args.command in ("kill", "resume"):
             from bot4.core import Core
 
@@ -116,6 +121,26 @@ def _bench(select: str | None) -> int:
     if select:
         command += ["-k", select]
     return subprocess.call(command, cwd=benches.parent)
+
+
+def _clean(names: list[str], dry_run: bool) -> int:
+    from bot4.shm.lifecycle import find_segments, remove_if_stale
+
+    removed = 0
+    for name in names or find_segments():
+        try:
+            gone = remove_if_stale(name, dry_run=dry_run)
+            why = "a process of it is alive"
+        except Bot4Error as exc:
+            gone, why = False, str(exc)
+        if gone:
+            removed += 1
+            print(f"{'would remove' if dry_run else 'removed'} {name} (every process of it is dead)")
+        elif names:  # the ones asked for by name are each accounted for
+            print(f"kept {name}: {why}")
+    if not removed and not names:
+        print("nothing to clean")
+    return 0
 
 
 def _status(name: str | None, as_json: bool) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import weakref
@@ -13,15 +14,16 @@ from bot4.breaker.config import BreakerConfig, FuseConfig
 from bot4.breaker.fuse import Fuse, pack_config
 from bot4.breaker.state import BreakerState
 from bot4.clock import Clock, MonotonicClock
-from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentLayoutError
+from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentNotFoundError
 from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
 from bot4.risk.engine import RiskEngine
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._native import monotonic_ns
-from bot4.shm._proc import is_alive, my_identity
+from bot4.shm._proc import my_identity
+from bot4.shm.lifecycle import remove_if_stale
 from bot4.shm.lock import OwnerLock
-from bot4.shm.segment import Segment, unlink
+from bot4.shm.segment import Segment
 from bot4.shm.slots import SlotRegistry, WorkerSlot
 
 if TYPE_CHECKING:
@@ -57,7 +59,15 @@ class Core:
         self._plugins = plugins if plugins is not None else make_plugin_manager()
         self._slots = SlotRegistry(segment)
         self._ident = my_identity()
-        self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+        try:
+            self._slot = self._claim_slot()
+        finally:
+            segment.joined()
+        # A core dropped without close() gives its slot back when it is collected. The
+        # finalizer holds the lease, never the core (that would keep the core alive).
+        self._lease = _SlotLease(self._slots, self._slot, self._ident)
+        self._release = weakref.finalize(self, self._lease.end)
+        self._release.atexit = False  # at exit the process dies, and a dead holder's slot is reclaimed
         self._breakers: dict[str, CircuitBreaker] = {}
         self._made: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()  # every breaker object handed out
         self._fuse = Fuse(self)
@@ -94,6 +104,8 @@ class Core:
 
         Raises:
             SegmentExistsError: a segment with that name is in use by a live process.
+            SegmentLayoutError: a file of that name that is not a bot4 segment (never replaced).
+            SegmentSpaceError: ``/dev/shm`` has no room for a segment of these capacities.
             ConfigError: a bad name or capacity.
 
         A segment of that name left behind by processes that are all dead is replaced.
@@ -107,16 +119,18 @@ class Core:
         fuse_config = fuse if fuse is not None else FuseConfig()
         if not isinstance(fuse_config, FuseConfig):
             raise ConfigError("fuse", f"expected a FuseConfig, got {type(fuse_config).__name__}")
+        header = {L.H_FUSE_CONFIG: pack_config(fuse_config)}
         try:
-            segment = Segment.create(name, layout)
+            segment = Segment.create(name, layout, header)
         except SegmentExistsError:
             assert name is not None
-            if not _is_stale(name):
-                raise SegmentExistsError(name, f"segment {name!r} exists and is in use by a live process") from None
-            log.warning("replacing segment %r left behind by dead processes", name)
-            unlink(name)
-            segment = Segment.create(name, layout)
-        segment.region.store(L.H_FUSE_CONFIG, pack_config(fuse_config))
+            try:
+                if not remove_if_stale(name):
+                    raise SegmentExistsError(name, f"segment {name!r} exists and is in use by a live process") from None
+                log.warning("replaced segment %r left behind by dead processes", name)
+            except SegmentNotFoundError:
+                pass  # removed meanwhile
+            segment = Segment.create(name, layout, header)
         try:
             return cls(segment, clock, plugins)
         except BaseException:
@@ -125,15 +139,32 @@ class Core:
             raise
 
     @classmethod
-    def attach(cls, name: str, *, clock: Clock | None = None, plugins: PluginManager | None = None) -> Core:
+    def attach(
+        cls,
+        name: str,
+        *,
+        clock: Clock | None = None,
+        plugins: PluginManager | None = None,
+        allow_foreign: bool = False,
+    ) -> Core:
         """Attach to an existing segment by name.
+
+        Args:
+            name: the segment name.
+            clock, plugins: as for :meth:`create`.
+            allow_foreign: trust a segment that is not this user's alone (another owner,
+                a mode other than 0600) or that was created in another PID namespace.
+                Across PID namespaces a worker slot whose holder is in another namespace
+                is never taken for dead (it is kept until its holder gives it back).
 
         Raises:
             SegmentNotFoundError: no segment has that name.
-            SegmentLayoutError: the segment was made by an incompatible bot4.
+            SegmentLayoutError: the segment was made by an incompatible bot4, or is not a bot4 segment.
+            ForeignSegmentError: the segment is another user's, others may write it, or it
+                was created in another PID namespace.
             CapacityError: every worker slot is held by a live process.
         """
-        segment = Segment.attach(name)
+        segment = Segment.attach(name, allow_foreign=allow_foreign)
         try:
             return cls(segment, clock, plugins)
         except BaseException:
@@ -258,7 +289,7 @@ class Core:
         if self._fleet is not None:
             self._fleet.close()
             self._fleet = None
-        self._slots.release(self._slot, self._ident)
+        self._release()
         self._breakers.clear()
         self._risk = None
         _live_cores.discard(self)
@@ -288,6 +319,15 @@ class Core:
 
     # ------------------------------------------------------------------ workers
 
+    def _claim_slot(self) -> int:
+        try:
+            return self._slots.claim(self._ident, self._clock.now_ns())
+        except CapacityError:
+            # Cores dropped without close() hold slots until the cycle collector finds them
+            # (a core and its breakers point at each other): collect, then try once more.
+            gc.collect()
+            return self._slots.claim(self._ident, self._clock.now_ns())
+
     def heartbeat(self) -> None:
         """Record in this process's slot that it is alive and working."""
         self._check_open()
@@ -302,7 +342,8 @@ class Core:
         if self.closed:
             return
         self._ident = my_identity()
-        self._slot = self._slots.claim(self._ident, self._clock.now_ns())
+        self._slot = self._claim_slot()
+        self._lease.slot, self._lease.ident = self._slot, self._ident
         for breaker in list(self._made):  # cached or replaced: every object still in use writes our row
             breaker._gate.slot = self._slot
         if self._fleet is not None:  # the parent's listener thread did not come along: a link of our own
@@ -458,20 +499,17 @@ def _encode_name(name: object) -> bytes:
     return encoded
 
 
-def _is_stale(name: str) -> bool:
-    """Whether segment ``name`` is a bot4 segment that no live process holds."""
-    try:
-        seg = Segment.attach(name)
-    except SegmentLayoutError:
-        return False
-    except SegmentError:
-        return True
-    try:
-        r, lay = seg.region, seg.layout
-        holders = [r.load(lay.slot(i) + L.S_IDENT) for i in range(lay.max_workers)]
-        return not any(is_alive(h) for h in holders if h) and not is_alive(r.load(L.H_CREATOR))
-    finally:
-        seg.close()
+class _SlotLease:
+    """A core's claim on its worker slot, given back once (by close() or by collection)."""
+
+    __slots__ = ("slots", "slot", "ident")
+
+    def __init__(self, slots: SlotRegistry, slot: int, ident: int) -> None:
+        self.slots, self.slot, self.ident = slots, slot, ident
+
+    def end(self) -> None:
+        if not self.slots.closed:
+            self.slots.release(self.slot, self.ident)
 
 
 def _after_fork_in_child() -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "ExchangeTimeoutError",
     "ExchangeUnavailableError",
     "FillError",
+    "ForeignSegmentError",
     "FuseTrippedError",
     "InvalidOrderError",
     "InvalidTransitionError",
@@ -29,6 +30,7 @@ __all__ = [
     "SegmentExistsError",
     "SegmentLayoutError",
     "SegmentNotFoundError",
+    "SegmentSpaceError",
     "SegmentStateError",
     "UnknownOrderError",
 ]
@@ -140,6 +142,15 @@ class SegmentStateError(SegmentError):
 
 class LockTimeoutError(Bot4Error):
     """A live process held a segment lock for longer than the wait allows."""
+
+
+class ForeignSegmentError(SegmentLayoutError):
+    """The segment is not this user's alone (another owner, a mode other than 0600) or was
+    made in another PID namespace; attach with ``allow_foreign=True`` to trust it anyway."""
+
+
+class SegmentSpaceError(SegmentError):
+    """``/dev/shm`` has no room for the segment (it is reserved in full when created)."""
 
 
 class CapacityError(Bot4Error):

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import glob
-import os
 from dataclasses import asdict
 from typing import Any
 
 from bot4.core import Core
-from bot4.shm import layout as L
+from bot4.shm import lifecycle
 from bot4.shm.segment import Segment
 
-__all__ = ["find_segments", "render", "status_of"]
+__all__ = ["find_segments", "find_stale", "render", "status_of"]
 
 
 def find_segments() -> list[str]:
     """Names of the bot4 segments on this host that this user can open."""
-    names = []
-    for path in sorted(glob.glob("/dev/shm/*")):
-        name = os.path.basename(path)
-        try:
-            with open(path, "rb") as f:
-                magic = f.read(8)
-        except OSError:
-            continue
-        if int.from_bytes(magic.ljust(8, b"\0"), "little") == L.MAGIC:
-            names.append(name)
-    return names
+    return lifecycle.find_segments()
+
+
+def find_stale() -> list[str]:
+    """Names of the bot4 segments on this host whose processes are all dead (``bot4 clean`` removes them)."""
+    return lifecycle.find_stale()
 
 
 def status_of(name: str) -> dict[str, Any]:

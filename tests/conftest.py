@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from bot4 import Core, ManualClock, make_plugin_manager
+from tests.segment_watch import SegmentWatch, remove_leaked
 
 
 @pytest.fixture
@@ -22,9 +21,9 @@ def core(clock: ManualClock) -> Iterator[Core]:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_segment_left_behind() -> Iterator[None]:
-    before = set(glob.glob("/dev/shm/bot4-*"))
-    yield
-    leaked = set(glob.glob("/dev/shm/bot4-*")) - before
-    for path in leaked:
-        os.unlink(path)
-    assert not leaked, f"tests left segments behind: {sorted(leaked)}"
+    # Only segments this run made count: a live desk on the same host is never touched.
+    watch = SegmentWatch()
+    with watch.observing_children():
+        yield
+    leaked = remove_leaked(watch)
+    assert not leaked, f"tests left segments behind: {leaked}"

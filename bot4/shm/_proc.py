@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["identity", "identity_pid", "is_alive", "my_identity"]
+__all__ = ["identity", "identity_pid", "is_alive", "my_identity", "pid_namespace"]
 
 _PID_MASK = (1 << 32) - 1
 
@@ -61,3 +61,15 @@ def my_identity() -> int:
     ident = identity(os.getpid())
     assert ident is not None
     return ident
+
+
+def pid_namespace() -> int:
+    """The inode of the calling process's PID namespace (0 when ``/proc`` does not say).
+
+    PIDs, and so identities, mean something only inside one PID namespace: a process
+    of another namespace that shares ``/dev/shm`` cannot be judged dead by its PID.
+    """
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0

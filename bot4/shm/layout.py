@@ -58,12 +58,15 @@ H_FUSE_CHANGED_NS = 15
 H_FUSE_TRIPS = 16
 H_MAX_SYMBOLS = 17
 H_MAX_RESERVATIONS = 18
+H_CREATOR_NS = 19  # inode of the creator's PID namespace
+H_FOREIGN = 20  # 1 once a process of another PID namespace attached (allow_foreign)
 HEADER_WORDS = 64
 
 # Worker slot words.
 S_IDENT = 0
 S_HEARTBEAT_NS = 1
 S_CLAIMED_NS = 2
+S_PIDNS = 3  # the holder's PID namespace (high 32 bits) and a 32-bit tag of its identity
 S_RULES_OFF = 6  # bits of the built-in risk rules this process's engine does not run (LEDGER_RULES order)
 SLOT_WORDS = 8
 

@@ -5,6 +5,12 @@ A slot word holds its owner's process identity. Claiming is one compare-and-swap
 the only writer of its rows on the hot path, so counters need no lock and lose no
 update. The counts a dead owner left behind stay valid and are kept: its successor
 continues them.
+
+A PID says whether its process is alive only inside one PID namespace. Each holder
+records its namespace next to its identity; a holder of another namespace is never
+judged dead (its slot stays held until it gives it back). The namespace word is
+written just after the claim: while it does not match the holder yet, the holder is
+judged by PID only if no process of another namespace ever attached to the segment.
 """
 
 from __future__ import annotations
@@ -13,10 +19,22 @@ from dataclasses import dataclass
 
 from bot4.errors import CapacityError
 from bot4.shm import layout as L
-from bot4.shm._proc import identity_pid, is_alive
+from bot4.shm._proc import identity_pid, is_alive, pid_namespace
 from bot4.shm.segment import Segment
 
-__all__ = ["SlotRegistry", "WorkerSlot"]
+__all__ = ["SlotRegistry", "WorkerSlot", "pack_namespace"]
+
+_LOW32 = (1 << 32) - 1
+
+
+def _tag(ident: int) -> int:
+    return ((ident * 0x9E3779B97F4A7C15) >> 32) & _LOW32
+
+
+def pack_namespace(ident: int, namespace: int) -> int:
+    """The slot's namespace word for holder ``ident`` in PID namespace ``namespace``."""
+    word = ((namespace & _LOW32) << 32) | _tag(ident)
+    return word - (1 << 64) if word >= 1 << 63 else word
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +61,8 @@ class SlotRegistry:
         for slot in range(lay.max_workers):
             word = lay.slot(slot) + L.S_IDENT
             holder = r.load(word)
-            if (holder == 0 or not is_alive(holder)) and r.cas(word, holder, ident):
+            if (holder == 0 or not self.holder_alive(slot, holder)) and r.cas(word, holder, ident):
+                r.store(lay.slot(slot) + L.S_PIDNS, pack_namespace(ident, pid_namespace()))
                 r.store(lay.slot(slot) + L.S_CLAIMED_NS, now_ns)
                 r.store(lay.slot(slot) + L.S_HEARTBEAT_NS, now_ns)
                 self._raise_high_water(slot + 1)
@@ -60,6 +79,22 @@ class SlotRegistry:
             if cur >= n or r.cas(L.H_HIGH_WATER, cur, n):
                 return
 
+    def holder_alive(self, slot: int, ident: int) -> bool:
+        """Whether holder ``ident`` of ``slot`` is alive, or cannot be judged dead (fails safe)."""
+        r = self._seg.region
+        word = r.load(self._layout.slot(slot) + L.S_PIDNS) & ((1 << 64) - 1)
+        if word & _LOW32 == _tag(ident):
+            if word >> 32 != pid_namespace() & _LOW32:
+                return True  # another PID namespace: its PID says nothing here
+        elif r.load(L.H_FOREIGN):
+            return True  # namespace not recorded yet, and other namespaces share the segment
+        return is_alive(ident)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the segment was unmapped in this process."""
+        return self._seg.closed
+
     def owner(self, slot: int) -> int:
         """Return the identity in ``slot`` (0 when free)."""
         return self._seg.region.load(self._layout.slot(slot) + L.S_IDENT)
@@ -71,6 +106,12 @@ class SlotRegistry:
     def heartbeat(self, slot: int, now_ns: int) -> None:
         """Record that the owner of ``slot`` is alive and working."""
         self._seg.region.store(self._layout.slot(slot) + L.S_HEARTBEAT_NS, now_ns)
+
+    def live_holders(self) -> list[int]:
+        """Identities of the slot holders that are alive."""
+        r, lay = self._seg.region, self._layout
+        holders = (r.load(lay.slot(slot) + L.S_IDENT) for slot in range(lay.max_workers))
+        return [h for slot, h in enumerate(holders) if h and self.holder_alive(slot, h)]
 
     def list(self, now_ns: int) -> list[WorkerSlot]:
         """Return every claimed slot."""
@@ -85,7 +126,7 @@ class SlotRegistry:
                 WorkerSlot(
                     slot=slot,
                     pid=identity_pid(ident),
-                    alive=is_alive(ident),
+                    alive=self.holder_alive(slot, ident),
                     heartbeat_age=max(0.0, (now_ns - beat) / 1e9),
                 )
             )
