@@ -9,10 +9,15 @@ __all__ = ["is_number", "is_positive"]
 
 
 def is_number(value: object) -> bool:
-    """A finite real number (bool excluded)."""
+    """A finite real number that a float can hold (bool excluded)."""
     if type(value) is float:
         return math.isfinite(value)
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except (OverflowError, ValueError, TypeError):  # an int past float range, a Real that is not really one
+        return False
 
 
 def is_positive(value: object) -> bool:

@@ -96,5 +96,11 @@ def render(status: dict[str, Any]) -> str:
             f"trips {b['trips']}{extra}"
         )
     alive = [w for w in status["workers"] if w["alive"]]
-    lines.append(f"  workers: {len(alive)} alive" + "".join(f"\n    pid {w['pid']}" for w in alive))
+    lines.append(
+        f"  workers: {len(alive)} alive"
+        + "".join(
+            f"\n    pid {w['pid']}" + (f"  rules off: {', '.join(w['rules_off'])}" if w["rules_off"] else "")
+            for w in alive
+        )
+    )
     return "\n".join(lines)

@@ -444,8 +444,15 @@ class RiskEngine:
     # ------------------------------------------------------------------ reclaim, audit, snapshot
 
     def reclaim(self) -> int:
-        """Release every reservation whose process is dead; return how many."""
+        """Release every reservation whose process is dead; return how many.
+
+        Once a process of another PID namespace has attached (``allow_foreign=True``), no
+        reservation is judged dead by its PID: they stay held (exposure counted) until
+        released, which fails closed.
+        """
         lay, r = self._seg.layout, self._r
+        if r.load(L.H_FOREIGN):
+            return 0
         alive: dict[int, bool] = {}
         dead: list[tuple[int, int]] = []
         for slot in range(r.load(self._base + L.L_RES_HIGH)):

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from bot4.errors import LockTimeoutError
 from bot4.shm import _native
+from bot4.shm import layout as L
 from bot4.shm._proc import identity_pid, is_alive
 
 __all__ = ["LockTimeoutError", "OwnerLock"]
@@ -46,7 +47,9 @@ class OwnerLock:
             if region.cas(index, 0, me):
                 return
             holder = region.load(index)
-            if holder != 0 and holder != me and not is_alive(holder) and region.cas(index, holder, me):
+            # A holder's PID means nothing once processes of another PID namespace share the segment.
+            takeover = holder != 0 and holder != me and not region.load(L.H_FOREIGN) and not is_alive(holder)
+            if takeover and region.cas(index, holder, me):
                 return
             if time.monotonic() > deadline:
                 raise LockTimeoutError(

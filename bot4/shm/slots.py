@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot4.errors import CapacityError
+from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import identity_pid, is_alive, pid_namespace
 from bot4.shm.segment import Segment
@@ -29,6 +30,10 @@ _LOW32 = (1 << 32) - 1
 
 def _tag(ident: int) -> int:
     return ((ident * 0x9E3779B97F4A7C15) >> 32) & _LOW32
+
+
+def _rule_names(bits: int) -> tuple[str, ...]:
+    return tuple(f"bot4.rule.{kind}" for bit, kind in enumerate(_native.LEDGER_RULES) if bits >> bit & 1)
 
 
 def pack_namespace(ident: int, namespace: int) -> int:
@@ -46,6 +51,8 @@ class WorkerSlot:
     alive: bool
     heartbeat_age: float
     """Seconds since the owner's last heartbeat (or since it claimed the slot)."""
+    rules_off: tuple[str, ...] = ()
+    """Built-in risk rules this process does not run (blocked or replaced), as of its last check."""
 
 
 class SlotRegistry:
@@ -128,6 +135,7 @@ class SlotRegistry:
                     pid=identity_pid(ident),
                     alive=self.holder_alive(slot, ident),
                     heartbeat_age=max(0.0, (now_ns - beat) / 1e9),
+                    rules_off=_rule_names(r.load(lay.slot(slot) + L.S_RULES_OFF)),
                 )
             )
         return out
