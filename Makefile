@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-sanitize bench clean
 
 $(STAMP): pyproject.toml setup.py bot4/shm/_native.c bot4/shm/_ledger.inc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	tools/ensure-redis-server
 	$(PY) -m pytest
+
+test-sanitize: $(STAMP)
+	tools/sanitize-test
 
 bench: $(STAMP)
 	tools/ensure-redis-server

@@ -94,8 +94,9 @@ def bot4_check_order(order: Order, ledger: RiskLedger) -> Rejection | None:
     the built-in rules are plugins named ``bot4.rule.*`` and run after yours. A rule
     that raises, or returns anything but a Rejection or None, rejects the order with
     code ``RULE_ERROR`` naming the rule: risk fails closed. Rules run on the hot path
-    (a few hundred ns each is the budget) and may run under the ledger lock: read the
-    ledger, never write, never block.
+    (a few hundred ns each is the budget) but never under the ledger lock: ``reserve``
+    asks them first and re-checks the built-in limits under the lock as it commits, so a
+    slow rule delays only its own order. Read the ledger, never write it.
 
     Example — no new positions in one symbol::
 

@@ -142,7 +142,7 @@ class RiskEngine:
         entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
         return self._evaluate(order, self._core._now_ns(), entry, True)
 
-    def _evaluate(self, order: Order, now: int, entry: float, user: bool) -> Decision:
+    def _evaluate(self, order: Order, now: int, entry: float, user: bool, retry: bool = True) -> Decision:
         """Run the rules; collect every rejection. ``entry``: the order's own entry price, NaN for the mark.
 
         The built-in rules' verdicts come from one native pass; a built-in rule's plugin
@@ -157,17 +157,22 @@ class RiskEngine:
         if self._native_mask:
             stop = order.stop_loss
             index = self._ledger.symbol_index(order.symbol)
-            sym, side = -1 if index is None else index, 1 if order.side is Side.BUY else -1
-            stop = _NAN if stop is None else stop
             try:
                 fails = self._kernel.evaluate(
-                    self._native_mask, sym, side, order.quantity, entry, stop, order.reduce_only, now
+                    self._native_mask,
+                    -1 if index is None else index,
+                    1 if order.side is Side.BUY else -1,
+                    order.quantity,
+                    entry,
+                    _NAN if stop is None else stop,
+                    order.reduce_only,
+                    now,
                 )
-            except SegmentStateError:  # limits torn by a writer killed mid-way: repair, ask again
+            except SegmentStateError:  # limits torn by a writer killed mid-way: repair, ask once more
+                if not retry:
+                    raise
                 self._repair()
-                fails = self._kernel.evaluate(
-                    self._native_mask, sym, side, order.quantity, entry, stop, order.reduce_only, now
-                )
+                return self._evaluate(order, now, entry, user, False)
             if not fails and not python:
                 return _APPROVED
         elif not python:

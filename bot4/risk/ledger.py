@@ -3,8 +3,9 @@
 Rules receive a :class:`RiskLedger` as their ``ledger`` argument. Before the rules run,
 the engine *primes* it: the account numbers (equity, peak, gross exposure, open orders,
 order rate, trading state, limits) and the checked symbol's row are read from the
-segment in a handful of native calls, so every rule reads plain attributes. Under
-``reserve`` this happens with the ledger mutex held, so rules see one consistent state.
+segment in a handful of native calls, so every rule reads plain attributes. Rules never
+run under the ledger mutex: ``reserve`` runs them first, then re-checks the built-in
+limits natively under the mutex as it commits. Each thread has its own primed view.
 Methods taking another symbol read the segment live.
 
 For the ledger at any moment outside a check, use :meth:`bot4.RiskEngine.snapshot`.

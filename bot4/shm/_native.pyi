@@ -1,0 +1,159 @@
+"""Types of bot4.shm._native, the native layer (see bot4/shm/_native.c for the semantics)."""
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+# Breaker record and config block word offsets, window cell words, verdicts.
+REC_STATUS: int
+REC_NAME: int
+REC_NAME_WORDS: int
+REC_STATE: int
+REC_PERMITS: int
+REC_SUCCESSES: int
+REC_CONSEC: int
+REC_WGEN: int
+REC_CFG_GEN: int
+REC_CFG_LOCK: int
+REC_TRIPS: int
+REC_REJECTS: int
+REC_CHANGED_NS: int
+REC_CFG0: int
+REC_CFG_WORDS: int
+REC_WORDS: int
+CFG_FAILURE_RATE: int
+CFG_MINIMUM_CALLS: int
+CFG_WINDOW_NS: int
+CFG_BUCKET_NS: int
+CFG_CONSECUTIVE: int
+CFG_SLOW_NS: int
+CFG_SLOW_RATE: int
+CFG_OPEN_NS: int
+CFG_OPEN_BACKOFF: int
+CFG_MAX_OPEN_NS: int
+CFG_HALF_OPEN_CALLS: int
+CFG_HALF_OPEN_MAX_NS: int
+CELL_TAG: int
+CELL_CALLS: int
+CELL_FAILURES: int
+CELL_SLOW: int
+CELL_WORDS: int
+MUTEX_WORDS: int
+VERDICT_NONE: int
+VERDICT_SLOW: int
+VERDICT_CONSECUTIVE: int
+VERDICT_RATE: int
+# Results of Region.mutex_lock.
+MUTEX_ACQUIRED: int
+MUTEX_FROM_DEAD: int
+MUTEX_TIMEOUT: int
+MUTEX_UNRECOVERABLE: int
+MUTEX_OWN: int
+# Names, in order, of LedgerKernel's offsets and limits and of evaluate()'s rule bits.
+LEDGER_OFFSETS: tuple[str, ...]
+LEDGER_LIMITS: tuple[str, ...]
+LEDGER_RULES: tuple[str, ...]
+
+def monotonic_ns() -> int: ...
+def set_errors(
+    released: type[BaseException], config: type[BaseException], state: type[BaseException], lock_timeout: type[BaseException]
+) -> None: ...
+
+class Region:
+    """64-bit atomic words over a writable buffer; closed with release()."""
+
+    nwords: int
+    busy: int
+    def __init__(self, buffer: Any) -> None: ...
+    def load(self, index: int) -> int: ...
+    def store(self, index: int, value: int) -> None: ...
+    def cas(self, index: int, expected: int, desired: int) -> bool: ...
+    def add(self, index: int, delta: int) -> int: ...
+    def loadf(self, index: int) -> float: ...
+    def storef(self, index: int, value: float) -> None: ...
+    def release(self) -> None: ...
+    def load_range(self, index: int, count: int) -> tuple[int, ...]: ...
+    def loadf_range(self, index: int, count: int) -> tuple[float, ...]: ...
+    def tagged_sum(self, index: int, pairs: int, lo: int, hi: int) -> int: ...
+    def mutex_init(self, index: int) -> None: ...
+    def mutex_lock(self, index: int, timeout: float) -> int: ...
+    def mutex_unlock(self, index: int) -> bool: ...
+    def stage(self, journal: int, n: int, index: int, value: int | float | tuple[int | float, ...]) -> int: ...
+    def publish(self, journal: int, n: int, version: int) -> None: ...
+    def replay(self, journal: int) -> int: ...
+
+class Section:
+    """A critical section over a robust mutex and its redo journal (native enter and exit)."""
+
+    staged: int
+    region: Region
+    timeout: float
+    def __init__(self, region: Region, mutex: int, journal: int, version: int, timeout: float) -> None: ...
+    def __enter__(self) -> Section: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool: ...
+    def set(self, index: int, value: int | float | tuple[int | float, ...]) -> None: ...
+    def __len__(self) -> int: ...
+
+class Gate:
+    """Closed-path admission and outcome recording of one breaker for one worker slot."""
+
+    slot: int
+    def __init__(
+        self,
+        *,
+        region: Region,
+        record: int,
+        cells: int,
+        fuse: int,
+        high_water: int,
+        slot: int,
+        max_slots: int,
+        buckets: int,
+        clock: Callable[[], int] | None,
+    ) -> None: ...
+    def acquire(self) -> int: ...
+    def success(self, t0: int) -> int: ...
+    def failure(self, t0: int) -> int: ...
+    def counts(self) -> tuple[int, int, int]: ...
+    def now(self) -> int: ...
+
+class LedgerKernel:
+    """The risk ledger's hot arithmetic over a segment."""
+
+    def __init__(
+        self,
+        *,
+        region: Region,
+        journal: int,
+        base: int,
+        symbols: int,
+        symbol_words: int,
+        max_symbols: int,
+        row: int,
+        realized: int,
+        correlation: int,
+        reservations: int,
+        reservation_words: int,
+        max_reservations: int,
+        next_free: int,
+        offsets: tuple[int, ...],
+        limits: tuple[int, ...],
+        rate_buckets: int,
+        bucket_ns: int,
+    ) -> None: ...
+    def evaluate(
+        self, mask: int, sym: int, side: int, qty: float, entry: float, stop: float, reduce_only: bool, now_ns: int
+    ) -> int: ...
+    def max_correlation(self, sym: int, buying: bool) -> tuple[float, int]: ...
+    def reserve(
+        self, n: int, sym: int, side: int, qty: float, entry: float, owner: int, now_ns: int
+    ) -> tuple[int, int, int, float]: ...
+    def account(self, n: int, cash: float, unrealized: float, day: int, initial: bool) -> tuple[int, float, float]: ...
+    def fill(
+        self, n: int, slot: int, res_id: int, qty: float, price: float, fee: float, day: int, done_below: float
+    ) -> tuple[int, int, float, float, float]: ...
+    def symbol_update(
+        self, n: int, sym: int, side: int, d_qty: float, d_notional: float, fill_qty: float, fill_price: float, mark: float
+    ) -> tuple[int, float, float]: ...
