@@ -364,7 +364,7 @@ class Core:
         ``record``/``ignore``/``predicate`` apply to this process.
         """
         self._check_open()
-        cached = self._breakers.get(name)
+        cached = self._breakers.get(name) if type(name) is str else None
         if cached is not None and config is None:
             return cached
         if config is not None and not isinstance(config, BreakerConfig):
@@ -493,7 +493,10 @@ class Core:
 def _encode_name(name: object) -> bytes:
     if not isinstance(name, str) or not name:
         raise ConfigError("name", f"a breaker name is a non-empty string, got {name!r}")
-    encoded = name.encode("utf-8")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("name", f"a breaker name is valid UTF-8 text, got {name!r}") from None
     if len(encoded) > _NAME_BYTES or b"\0" in encoded:
         raise ConfigError("name", f"a breaker name is at most {_NAME_BYTES} UTF-8 bytes without NUL, got {name!r}")
     return encoded

@@ -56,7 +56,10 @@ LEDGER_RULES: tuple[str, ...]
 
 def monotonic_ns() -> int: ...
 def set_errors(
-    released: type[BaseException], config: type[BaseException], state: type[BaseException], lock_timeout: type[BaseException]
+    released: type[BaseException],
+    config: type[BaseException],
+    state: type[BaseException],
+    lock_timeout: type[BaseException],
 ) -> None: ...
 
 class Region:
@@ -155,5 +158,13 @@ class LedgerKernel:
         self, n: int, slot: int, res_id: int, qty: float, price: float, fee: float, day: int, done_below: float
     ) -> tuple[int, int, float, float, float]: ...
     def symbol_update(
-        self, n: int, sym: int, side: int, d_qty: float, d_notional: float, fill_qty: float, fill_price: float, mark: float
+        self,
+        n: int,
+        sym: int,
+        side: int,
+        d_qty: float,
+        d_notional: float,
+        fill_qty: float,
+        fill_price: float,
+        mark: float,
     ) -> tuple[int, float, float]: ...

@@ -104,3 +104,9 @@ def test_threads_count_exactly_under_the_gil(core: Core) -> None:
         t.join()
     snap = br.snapshot()
     assert (snap.calls, snap.failures) == (4 * 5001, 4)
+
+
+@pytest.mark.parametrize("name", [["venue"], {"a": 1}, "bad\ud800", "", "x" * 65, "nul\x00", 7])
+def test_a_bad_breaker_name_is_a_config_error(core: Core, name: object) -> None:
+    with pytest.raises(ConfigError):
+        core.breaker(name)  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -353,6 +354,61 @@ def test_a_rule_returning_garbage_still_fails_closed_outside_the_mutex() -> None
         assert decision.codes == ("RULE_ERROR",)
         assert isinstance(decision.rejections[0], Rejection)
         assert core.risk.snapshot().open_orders == 0
+    finally:
+        core.close()
+        core.unlink()
+
+
+def _reconfigure_forever(name: str, running: Any) -> None:
+    core = Core.attach(name)
+    risk, br = core.risk, core.breaker("venue")
+    running.set()
+    k = 0
+    while True:
+        k += 1
+        risk.configure(only(max_open_orders=1 + k % 50, max_drawdown=0.1 + (k % 5) / 100))
+        br.reconfigure(bot4.BreakerConfig(consecutive_failures=1 + k % 9, open_seconds=1 + k % 3))
+
+
+@pytest.mark.processes
+def test_sigkill_storm_during_configure_never_stalls_a_reader() -> None:
+    core = _desk()
+    try:
+        br = core.breaker("venue")
+        stop = threading.Event()
+        slowest: list[float] = [0.0]
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            while not stop.is_set():
+                t = time.monotonic()
+                try:
+                    core.risk.limits  # noqa: B018 - a read of the limits
+                    core.risk.check(buy())
+                    br.snapshot()
+                    core.risk.snapshot()
+                except BaseException as exc:  # no error at all is expected: repaired, not reported
+                    errors.append(exc)
+                    return
+                slowest[0] = max(slowest[0], time.monotonic() - t)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        rng = random.Random(7)
+        for _ in range(12):
+            running = ctx.Event()
+            writer = ctx.Process(target=_reconfigure_forever, args=(core.name, running), daemon=True)
+            writer.start()
+            assert running.wait(60)
+            time.sleep(rng.uniform(0.0, 0.05))  # a random instant of its loop
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.join(30)
+        stop.set()
+        reader.join(60)
+        assert not errors, errors
+        assert slowest[0] < 1.0, f"a reader waited {slowest[0]:.3f}s"
+        assert core.risk.audit() == []
+        assert core.risk.limits.max_open_orders is not None  # one of the written configurations, whole
     finally:
         core.close()
         core.unlink()

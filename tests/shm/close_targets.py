@@ -33,16 +33,16 @@ def torture(rounds: int, python_clock: bool) -> None:
         br = core.breaker("venue")
         started = threading.Barrier(4)
 
-        def work() -> None:
+        def work(core: Core = core, br: object = br, started: threading.Barrier = started) -> None:
             started.wait()
             try:
                 while True:
-                    with br.call():
+                    with br.call():  # type: ignore[attr-defined]
                         pass
                     decision = core.risk.reserve(order)
                     if decision.reservation is not None:
                         core.risk.release(decision.reservation)
-                    br.snapshot()
+                    br.snapshot()  # type: ignore[attr-defined]
             except Bot4Error:
                 return  # closed under us: a clear bot4 error is the promise
             except BaseException as exc:  # anything else is a defect
