@@ -9,20 +9,19 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from bot4._context import CoreContext
 from bot4.breaker.breaker import CircuitBreaker
 from bot4.breaker.config import BreakerConfig, FuseConfig
 from bot4.breaker.fuse import Fuse, pack_config
-from bot4.breaker.state import BreakerState
+from bot4.breaker.registry import BreakerRegistry, encode_name
 from bot4.clock import Clock, MonotonicClock
 from bot4.errors import CapacityError, ConfigError, SegmentError, SegmentExistsError, SegmentNotFoundError
-from bot4.plugins.manager import PluginManager, make_plugin_manager, notify
+from bot4.plugins.manager import PluginManager, make_plugin_manager
 from bot4.risk.engine import RiskEngine
 from bot4.shm import _native
 from bot4.shm import layout as L
-from bot4.shm._native import monotonic_ns
 from bot4.shm._proc import my_identity
 from bot4.shm.lifecycle import remove_if_stale
-from bot4.shm.lock import OwnerLock
 from bot4.shm.segment import Segment
 from bot4.shm.slots import SlotRegistry, WorkerSlot
 
@@ -34,7 +33,6 @@ __all__ = ["Core"]
 
 log = logging.getLogger("bot4.core")
 
-_NAME_BYTES = _native.REC_NAME_WORDS * 8
 _live_cores: weakref.WeakSet[Core] = weakref.WeakSet()
 
 
@@ -53,26 +51,35 @@ class Core:
             raise ConfigError("plugins", "expected a manager from bot4.make_plugin_manager()")
         self._segment = segment
         self._clock: Clock = clock if clock is not None else MonotonicClock()
-        self._gate_clock = None if type(self._clock) is MonotonicClock else self._clock.now_ns
-        # The clock's now_ns for hot paths: the native function itself for the default clock.
-        self._now_ns = monotonic_ns if self._gate_clock is None else self._clock.now_ns
+        gate_clock = None if type(self._clock) is MonotonicClock else self._clock.now_ns
         self._plugins = plugins if plugins is not None else make_plugin_manager()
         self._slots = SlotRegistry(segment)
-        self._ident = my_identity()
+        self._registry = BreakerRegistry(segment)
+        ident = my_identity()
         try:
-            self._slot = self._claim_slot()
+            slot = self._claim_slot(ident)
         finally:
             segment.joined()
+        # What the layers built on the segment get of this core (never its private attributes).
+        self._context = CoreContext(
+            owner=self,
+            segment=segment,
+            clock=self._clock,
+            now_ns=self._clock.now_ns,
+            gate_clock=gate_clock,
+            ident=ident,
+            slot=slot,
+            plugins=self._plugins,
+        )
         # A core dropped without close() gives its slot back when it is collected. The
         # finalizer holds the lease, never the core (that would keep the core alive).
-        self._lease = _SlotLease(self._slots, self._slot, self._ident)
+        self._lease = _SlotLease(self._slots, slot, ident)
         self._release = weakref.finalize(self, self._lease.end)
         self._release.atexit = False  # at exit the process dies, and a dead holder's slot is reclaimed
         self._breakers: dict[str, CircuitBreaker] = {}
         self._made: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()  # every breaker object handed out
-        self._fuse = Fuse(self)
+        self._context.fuse = self._fuse = Fuse(self._context)
         self._risk: RiskEngine | None = None
-        self._fleet: FleetLink | None = None
         _live_cores.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -217,17 +224,17 @@ class Core:
         else:
             core = cls.create(name, clock=clock, plugins=plugins, **create_options)
         try:
-            core._fleet = FleetLink(
+            link = core._context.fleet = FleetLink(
                 core,
                 url,
                 desk=desk,
                 host=host if host is not None else socket.gethostname(),
                 policy=policy if policy is not None else FleetPolicy(),
             )
-            core._fleet.start()
+            link.start()
         except BaseException:
             owner = core.is_owner
-            core._fleet = None
+            core._context.fleet = None
             core.close()
             if owner:
                 core.unlink()
@@ -237,7 +244,7 @@ class Core:
     @property
     def fleet(self) -> FleetLink | None:
         """The link to the fleet's Redis (cores made by :meth:`connect`), else None."""
-        return self._fleet
+        return self._context.fleet
 
     @property
     def name(self) -> str:
@@ -257,7 +264,7 @@ class Core:
     @property
     def slot(self) -> int:
         """This process's worker slot."""
-        return self._slot
+        return self._context.slot
 
     @property
     def clock(self) -> Clock:
@@ -279,16 +286,16 @@ class Core:
         """The pre-trade risk engine over this core's shared risk ledger."""
         self._check_open()
         if self._risk is None:
-            self._risk = RiskEngine(self)
+            self._risk = RiskEngine(self._context)
         return self._risk
 
     def close(self) -> None:
         """Give back the worker slot and unmap the segment (idempotent). Does not unlink."""
         if self.closed:
             return
-        if self._fleet is not None:
-            self._fleet.close()
-            self._fleet = None
+        if self._context.fleet is not None:
+            self._context.fleet.close()
+            self._context.fleet = None
         self._release()
         self._breakers.clear()
         self._risk = None
@@ -314,24 +321,24 @@ class Core:
                 pass
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"slot {self._slot}"
+        state = "closed" if self.closed else f"slot {self.slot}"
         return f"<Core {self.name!r} {state}{' owner' if self.is_owner else ''}>"
 
     # ------------------------------------------------------------------ workers
 
-    def _claim_slot(self) -> int:
+    def _claim_slot(self, ident: int) -> int:
         try:
-            return self._slots.claim(self._ident, self._clock.now_ns())
+            return self._slots.claim(ident, self._clock.now_ns())
         except CapacityError:
             # Cores dropped without close() hold slots until the cycle collector finds them
             # (a core and its breakers point at each other): collect, then try once more.
             gc.collect()
-            return self._slots.claim(self._ident, self._clock.now_ns())
+            return self._slots.claim(ident, self._clock.now_ns())
 
     def heartbeat(self) -> None:
         """Record in this process's slot that it is alive and working."""
         self._check_open()
-        self._slots.heartbeat(self._slot, self._clock.now_ns())
+        self._slots.heartbeat(self.slot, self._clock.now_ns())
 
     def workers(self) -> list[WorkerSlot]:
         """Every claimed worker slot: pid, liveness, heartbeat age."""
@@ -341,17 +348,18 @@ class Core:
     def _reclaim_after_fork(self) -> None:
         if self.closed:
             return
-        self._ident = my_identity()
-        self._slot = self._claim_slot()
-        self._lease.slot, self._lease.ident = self._slot, self._ident
+        ctx = self._context
+        ctx.ident = my_identity()
+        ctx.slot = self._claim_slot(ctx.ident)
+        self._lease.slot, self._lease.ident = ctx.slot, ctx.ident
         for breaker in list(self._made):  # cached or replaced: every object still in use writes our row
-            breaker._gate.slot = self._slot
-        if self._fleet is not None:  # the parent's listener thread did not come along: a link of our own
+            breaker._gate.slot = ctx.slot
+        if ctx.fleet is not None:  # the parent's listener thread did not come along: a link of our own
             from bot4.fleet.link import FleetLink
 
-            args = self._fleet.connect_args()
-            self._fleet = FleetLink(self, args.pop("url"), **args)
-            self._fleet.start()
+            args = ctx.fleet.connect_args()
+            ctx.fleet = FleetLink(self, args.pop("url"), **args)
+            ctx.fleet.start()
 
     # ------------------------------------------------------------------ breakers
 
@@ -369,137 +377,40 @@ class Core:
             return cached
         if config is not None and not isinstance(config, BreakerConfig):
             raise ConfigError("config", f"expected a BreakerConfig, got {type(config).__name__}")
-        encoded = _encode_name(name)
+        encoded = encode_name(name)
         wanted = config if config is not None else BreakerConfig()
-        index = self._find_breaker(encoded)
-        if index is None:
-            with OwnerLock(self._segment.region, L.H_REGISTRY_LOCK, self._ident):
-                index = self._find_breaker(encoded)
-                if index is None:
-                    index = self._new_breaker(name, encoded, wanted)
-        rec = self._segment.layout.record(index)
-        if config is not None and not BreakerConfig.from_words(self._read_config(rec)).shared_equal(config):
+        ctx, lay = self._context, self._segment.layout
+        index = self._registry.index(name, encoded, wanted, ctx.ident)
+        rec = lay.record(index)
+        if config is not None and not BreakerConfig.from_words(self._registry.read_config(rec)).shared_equal(config):
             log.warning("breaker %r exists with a different configuration; keeping the shared one", name)
         gate = _native.Gate(
             region=self._segment.region,
             record=rec,
-            cells=self._segment.layout.breaker_cells(index),
+            cells=lay.breaker_cells(index),
             fuse=L.H_FUSE,
             high_water=L.H_HIGH_WATER,
-            slot=self._slot,
-            max_slots=self._segment.layout.max_workers,
+            slot=ctx.slot,
+            max_slots=lay.max_workers,
             buckets=L.BUCKETS,
-            clock=self._gate_clock,
+            clock=ctx.gate_clock,
         )
-        breaker = CircuitBreaker(self, index, name, gate, wanted)
+        breaker = CircuitBreaker(ctx, self._registry, index, name, gate, wanted)
         fresh = name not in self._breakers
         self._breakers[name] = breaker
         self._made.add(breaker)
-        if fresh and self._fleet is not None:
-            self._fleet.adopt_breaker(breaker)  # this process's first use: read the fleet's state
+        if fresh and ctx.fleet is not None:
+            ctx.fleet.adopt_breaker(breaker)  # this process's first use: read the fleet's state
         return breaker
 
     def breaker_names(self) -> list[str]:
         """Names of every breaker in the segment, in creation order."""
         self._check_open()
-        r, lay = self._segment.region, self._segment.layout
-        names = []
-        for index in range(r.load(L.H_BREAKERS_USED)):
-            if r.load(lay.record(index) + _native.REC_STATUS) == 1:
-                names.append(self._record_name(index).decode())
-        return names
-
-    def _record_name(self, index: int) -> bytes:
-        start = self._segment.layout.record(index) + _native.REC_NAME
-        return self._segment.words[start : start + _native.REC_NAME_WORDS].tobytes().rstrip(b"\0")
-
-    def _find_breaker(self, encoded: bytes) -> int | None:
-        r, lay = self._segment.region, self._segment.layout
-        for index in range(r.load(L.H_BREAKERS_USED)):
-            if r.load(lay.record(index) + _native.REC_STATUS) == 1 and self._record_name(index) == encoded:
-                return index
-        return None
-
-    def _new_breaker(self, name: str, encoded: bytes, config: BreakerConfig) -> int:
-        r, lay = self._segment.region, self._segment.layout
-        index = r.load(L.H_BREAKERS_USED)
-        if index >= lay.max_breakers:
-            raise CapacityError(
-                f"segment {self.name!r} holds its maximum of {lay.max_breakers} breakers; cannot add {name!r} "
-                "(create the segment with a larger max_breakers)"
-            )
-        rec = lay.record(index)
-        # A creator killed half-way left this record unpublished (status 0): rewrite it all.
-        self._segment.words[rec : rec + _native.REC_WORDS] = 0
-        padded = encoded.ljust(_NAME_BYTES, b"\0")
-        for i in range(_native.REC_NAME_WORDS):
-            r.store(rec + _native.REC_NAME + i, int.from_bytes(padded[i * 8 : i * 8 + 8], "little", signed=True))
-        self._write_block(rec, 0, config)
-        r.store(rec + _native.REC_STATUS, 1)
-        r.store(L.H_BREAKERS_USED, index + 1)
-        return index
-
-    # ------------------------------------------------------------------ config blocks
-
-    def _write_block(self, rec: int, block: int, config: BreakerConfig) -> None:
-        r = self._segment.region
-        base = rec + _native.REC_CFG0 + block * _native.REC_CFG_WORDS
-        for offset, (kind, value) in config.to_words().items():
-            if kind == "f":
-                r.storef(base + offset, float(value))
-            else:
-                r.store(base + offset, int(value))
-
-    def _write_config(self, rec: int, config: BreakerConfig) -> None:
-        self._check_open()
-        r = self._segment.region
-        with OwnerLock(r, rec + _native.REC_CFG_LOCK, self._ident):
-            gen = r.load(rec + _native.REC_CFG_GEN)
-            old = self._read_config(rec)
-            self._write_block(rec, (gen + 1) & 1, config)
-            if old[_native.CFG_WINDOW_NS] != config.to_words()[_native.CFG_WINDOW_NS][1]:
-                r.add(rec + _native.REC_WGEN, 1)
-            r.store(rec + _native.REC_CFG_GEN, gen + 1)
-
-    def _read_config(self, rec: int) -> dict[int, float | int]:
-        r = self._segment.region
-        floats = {_native.CFG_FAILURE_RATE, _native.CFG_SLOW_RATE, _native.CFG_OPEN_BACKOFF}
-        while True:
-            gen = r.load(rec + _native.REC_CFG_GEN)
-            base = rec + _native.REC_CFG0 + (gen & 1) * _native.REC_CFG_WORDS
-            values: dict[int, float | int] = {
-                offset: r.loadf(base + offset) if offset in floats else r.load(base + offset)
-                for offset in range(_native.CFG_HALF_OPEN_MAX_NS + 1)
-            }
-            if r.load(rec + _native.REC_CFG_GEN) == gen:
-                return values
-
-    # ------------------------------------------------------------------ events
-
-    def _notify(self, hook_name: str, **kwargs: Any) -> None:
-        notify(self._plugins, hook_name, **kwargs)
-
-    def _breaker_changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
-        if self._fleet is not None:
-            self._fleet.breaker_changed(breaker, old, new, reason)
-        self._notify("bot4_breaker_state_changed", breaker=breaker, old=old, new=new, reason=reason)
-        self._fuse.evaluate()
+        return self._registry.names()
 
     def _check_open(self) -> None:
         if self.closed:
             raise SegmentError(self.name, f"core {self.name!r} is closed")
-
-
-def _encode_name(name: object) -> bytes:
-    if not isinstance(name, str) or not name:
-        raise ConfigError("name", f"a breaker name is a non-empty string, got {name!r}")
-    try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError("name", f"a breaker name is valid UTF-8 text, got {name!r}") from None
-    if len(encoded) > _NAME_BYTES or b"\0" in encoded:
-        raise ConfigError("name", f"a breaker name is at most {_NAME_BYTES} UTF-8 bytes without NUL, got {name!r}")
-    return encoded
 
 
 class _SlotLease:

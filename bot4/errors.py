@@ -13,6 +13,7 @@ __all__ = [
     "CapacityError",
     "CircuitOpenError",
     "ConfigError",
+    "ConfigTypeError",
     "ExchangeError",
     "ExchangeTimeoutError",
     "ExchangeUnavailableError",
@@ -54,6 +55,10 @@ class _FieldError(Bot4Error, ValueError):
 
 class ConfigError(_FieldError):
     """An invalid configuration value or argument; ``field`` names the offending field."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A :class:`ConfigError` for an argument of the wrong type (also a ``TypeError``)."""
 
 
 class InvalidOrderError(_FieldError):

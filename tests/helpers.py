@@ -35,7 +35,7 @@ def rejected(br: CircuitBreaker) -> CircuitOpenError:
     return info.value
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 3.0, what: str = "condition") -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     """Poll ``predicate`` until it holds; fail after ``timeout`` seconds (a bound, not a pace)."""
     deadline = time.monotonic() + timeout
     while not predicate():

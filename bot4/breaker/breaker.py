@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
 from bot4.breaker.config import BreakerConfig, Outcome
 from bot4.breaker.state import BreakerState, StateWord, ns_until
-from bot4.errors import CircuitOpenError, FuseTrippedError, SegmentError
+from bot4.errors import CircuitOpenError, ConfigTypeError, FuseTrippedError, SegmentError
 from bot4.shm import _native
 from bot4.shm import layout as L
 
 if TYPE_CHECKING:
+    from bot4._context import CoreContext
+    from bot4.breaker.registry import BreakerRegistry
     from bot4.core import Core
 
 __all__ = ["BreakerSnapshot", "CircuitBreaker"]
@@ -73,10 +75,19 @@ class CircuitBreaker:
     before the guarded code runs.
     """
 
-    def __init__(self, core: Core, index: int, name: str, gate: _native.Gate, config: BreakerConfig) -> None:
-        seg = core._segment
+    def __init__(
+        self,
+        ctx: CoreContext,
+        registry: BreakerRegistry,
+        index: int,
+        name: str,
+        gate: _native.Gate,
+        config: BreakerConfig,
+    ) -> None:
+        seg = ctx.segment
         rec = seg.layout.record(index)
-        self._core = core
+        self._ctx = ctx
+        self._registry = registry
         self._name = name
         self._index = index
         self._r = seg.region
@@ -88,7 +99,7 @@ class CircuitBreaker:
         self._gate = gate
         self._local = config
         self._classify = config.classify
-        self._on_rejected = core.plugins.hook.bot4_call_rejected
+        self._on_rejected = ctx.plugins.hook.bot4_call_rejected
 
     # ------------------------------------------------------------------ identity
 
@@ -100,7 +111,8 @@ class CircuitBreaker:
     @property
     def core(self) -> Core:
         """The core this breaker belongs to."""
-        return self._core
+        core: Core = self._ctx.owner
+        return core
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self._name!r} {self.state.name}>"
@@ -116,7 +128,7 @@ class CircuitBreaker:
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate ``fn`` (sync or async) so every call goes through this breaker."""
         if not callable(fn):
-            raise TypeError(f"CircuitBreaker decorates callables, got {fn!r}")
+            raise ConfigTypeError("fn", f"a breaker decorates callables, got {fn!r}")
         acquire, success = self._gate.acquire, self._gate.success
         on_exception, admit, finish = self._closed_exception, self._admit_slow, self._finish
         refuse = self._refuse_open
@@ -219,14 +231,14 @@ class CircuitBreaker:
         error = CircuitOpenError(self._name, _OPEN, (-code - 2) / 1e9, "")
         self._r.add(self._rejects_i, 1)
         if self._on_rejected.get_hookimpls():
-            self._core._notify("bot4_call_rejected", breaker=self, error=error)
+            self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
         return error
 
     def _admit_slow(self) -> object:
         """Decide on a call the closed fast path did not admit; return its token or raise."""
-        r, core = self._r, self._core
-        if core.closed:
-            raise SegmentError(core.name, f"core {core.name!r} is closed")
+        r, ctx = self._r, self._ctx
+        if ctx.closed:
+            raise SegmentError(ctx.name, f"core {ctx.name!r} is closed")
         now = self._gate.now()
         while True:
             word = r.load(self._state_i)
@@ -236,7 +248,7 @@ class CircuitBreaker:
                 return _PASS
             if state is BreakerState.CLOSED:
                 fuse = r.load(L.H_FUSE)
-                if fuse == _FUSE_TRIPPED and core._fuse.repair():  # left stale by a kill?
+                if fuse == _FUSE_TRIPPED and ctx.fuse is not None and ctx.fuse.repair():  # left stale by a kill?
                     fuse = r.load(L.H_FUSE)
                 if fuse != 0:
                     self._reject(FuseTrippedError(self._name, state, None, "global fuse tripped"))
@@ -267,7 +279,7 @@ class CircuitBreaker:
                 self._reject(CircuitOpenError(self._name, state, left / 1e9, "trial permits in use"))
             if r.cas(self._permits_i, permits, (sw.seq << 32) | (issued + 1)):
                 if r.load(self._state_i) == word:
-                    fleet = core._fleet
+                    fleet = ctx.fleet
                     if fleet is not None and not fleet.permit(self, limit):  # the fleet-wide budget
                         self._return_permit(sw.seq)
                         self._reject(CircuitOpenError(self._name, state, left / 1e9, "fleet trial permits in use"))
@@ -298,7 +310,7 @@ class CircuitBreaker:
                 if r.cas(self._state_i, word, new):
                     self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, "trial call failed", now)
             return
-        fleet = self._core._fleet
+        fleet = self._ctx.fleet
         if fleet is not None and fleet.trial_succeeded(self):
             return  # counted fleet-wide; the fleet closes the breaker everywhere
         while True:
@@ -340,14 +352,19 @@ class CircuitBreaker:
     def _reject(self, error: CircuitOpenError) -> NoReturn:
         self._r.add(self._rejects_i, 1)
         if self._on_rejected.get_hookimpls():
-            self._core._notify("bot4_call_rejected", breaker=self, error=error)
+            self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
         raise error
 
     def _changed(self, old: BreakerState, new: BreakerState, reason: str, now: int) -> None:
         self._r.store(self._rec + _native.REC_CHANGED_NS, now)
         if new is BreakerState.OPEN:
             self._r.add(self._rec + _native.REC_TRIPS, 1)
-        self._core._breaker_changed(self, old, new, reason)
+        ctx = self._ctx
+        if ctx.fleet is not None:
+            ctx.fleet.breaker_changed(self, old, new, reason)
+        ctx.notify("bot4_breaker_state_changed", breaker=self, old=old, new=new, reason=reason)
+        if ctx.fuse is not None:
+            ctx.fuse.evaluate()
 
     def _clear_window(self) -> None:
         self._r.add(self._rec + _native.REC_WGEN, 1)
@@ -443,13 +460,15 @@ class CircuitBreaker:
         that is already open keeps the deadline it was given.
         """
         if not isinstance(config, BreakerConfig):
-            raise TypeError(f"reconfigure takes a BreakerConfig, got {type(config).__name__}")
-        self._core._write_config(self._rec, config)
+            raise ConfigTypeError("config", f"reconfigure takes a BreakerConfig, got {type(config).__name__}")
+        if self._ctx.closed:
+            raise SegmentError(self._ctx.name, f"core {self._ctx.name!r} is closed")
+        self._registry.write_config(self._rec, config, self._ctx.ident)
         self._local = config
         self._classify = config.classify
 
     def _config_words(self) -> dict[int, float | int]:
-        return self._core._read_config(self._rec)
+        return self._registry.read_config(self._rec)
 
     def snapshot(self) -> BreakerSnapshot:
         """Return the breaker's state, window counts and rates at this instant."""

@@ -21,7 +21,7 @@ from bot4.shm import _native
 from bot4.shm import layout as L
 
 if TYPE_CHECKING:
-    from bot4.core import Core
+    from bot4._context import CoreContext
 
 __all__ = ["Fuse", "FuseSnapshot", "FuseState"]
 
@@ -76,9 +76,9 @@ def unpack_config(word: int) -> FuseConfig:
 class Fuse:
     """Shows and controls the global fuse of a core (``core.fuse``)."""
 
-    def __init__(self, core: Core) -> None:
-        self._core = core
-        self._r = core._segment.region
+    def __init__(self, ctx: CoreContext) -> None:
+        self._ctx = ctx
+        self._r = ctx.segment.region
         self._repaired_at = -_REPAIR_EVERY
 
     @property
@@ -123,13 +123,13 @@ class Fuse:
         self._changed(FuseState(old), target, reason)
 
     def _changed(self, old: FuseState, new: FuseState, reason: str) -> None:
-        self._r.store(L.H_FUSE_CHANGED_NS, self._core.clock.now_ns())
+        self._r.store(L.H_FUSE_CHANGED_NS, self._ctx.clock.now_ns())
         if new is not FuseState.CLEAR:
             self._r.add(L.H_FUSE_TRIPS, 1)
-        self._core._notify("bot4_fuse_changed", core=self._core, old=old, new=new, reason=reason)
+        self._ctx.notify("bot4_fuse_changed", core=self._ctx.owner, old=old, new=new, reason=reason)
 
     def _count(self) -> tuple[int, int]:
-        r, lay = self._r, self._core._segment.layout
+        r, lay = self._r, self._ctx.segment.layout
         counted = not_closed = 0
         for index in range(r.load(L.H_BREAKERS_USED)):
             rec = lay.record(index)

@@ -22,6 +22,7 @@ from bot4.breaker.state import BreakerState
 from bot4.errors import ConfigError
 from bot4.fleet import scripts
 from bot4.fleet.policy import FleetPolicy
+from bot4.plugins.manager import notify
 from bot4.risk.limits import TradingState
 from bot4.shm import layout as L
 
@@ -382,7 +383,7 @@ class FleetLink:
             log.warning("fleet %s unreachable: %s", self.desk, exc)
             for name in self._core.breaker_names():
                 self._apply_policy(self._core.breaker(name))
-        self._core._notify("bot4_fleet_changed", core=self._core, connected=False, reason=f"unreachable: {exc}")
+        notify(self._core.plugins, "bot4_fleet_changed", core=self._core, connected=False, reason=f"unreachable: {exc}")
 
     def _apply_policy(self, breaker: CircuitBreaker) -> None:
         if not self._policy.fails_closed(breaker.name):
@@ -393,4 +394,4 @@ class FleetLink:
     def _set_connected(self, connected: bool, reason: str) -> None:
         self._connected = connected
         log.info("fleet %s: %s", self.desk, reason)
-        self._core._notify("bot4_fleet_changed", core=self._core, connected=connected, reason=reason)
+        notify(self._core.plugins, "bot4_fleet_changed", core=self._core, connected=connected, reason=reason)

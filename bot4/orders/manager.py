@@ -123,6 +123,7 @@ class OrderManager:
         if not isinstance(routing, str) or not routing:
             raise ConfigError("routing", f"expected a strategy name, got {routing!r}")
         self._core = core
+        self._now_ns = core.clock.now_ns
         self._risk = core.risk
         self._routing = routing
         self._pnl = PnlBook(cost_method)
@@ -219,7 +220,7 @@ class OrderManager:
             raise ConfigError("client_order_id", f"order {order.client_order_id!r} was already submitted")
         managed = ManagedOrder(TrackedOrder(order))
         self._orders[order.client_order_id] = managed
-        now = self._core._now_ns
+        now = self._now_ns
         decision = self._risk.reserve(order)
         managed.decision = decision
         if not decision.approved:
@@ -417,11 +418,11 @@ class OrderManager:
         if status == "rejected":
             if len(legs) == 1 and tracked.status is OrderStatus.SUBMITTED:
                 managed.reason = f"{venue} rejected the order"
-                tracked.apply(OrderEvent.REJECTED, self._core._now_ns(), managed.reason)
+                tracked.apply(OrderEvent.REJECTED, self._now_ns(), managed.reason)
                 self._finish(managed)
             return
         if tracked.status is OrderStatus.SUBMITTED:
-            tracked.apply(OrderEvent.ACCEPTED, self._core._now_ns(), venue)
+            tracked.apply(OrderEvent.ACCEPTED, self._now_ns(), venue)
         trades = report.get("trades")
         if trades:
             for trade in trades:
@@ -434,7 +435,7 @@ class OrderManager:
             self._finish(managed)
         elif status in ("canceled", "expired") and tracked.is_open and not managed.open_legs:
             event = OrderEvent.CANCELED if status == "canceled" else OrderEvent.EXPIRED
-            tracked.apply(event, self._core._now_ns(), venue)
+            tracked.apply(event, self._now_ns(), venue)
             self._finish(managed)
 
     def _apply_trade(self, managed: ManagedOrder, venue: str, trade: Mapping[str, Any]) -> None:
@@ -450,7 +451,7 @@ class OrderManager:
             liquidity=str(trade.get("takerOrMaker") or "taker"),
             venue=venue,
         )
-        if not tracked.fill(fill, self._core._now_ns()):
+        if not tracked.fill(fill, self._now_ns()):
             return  # a trade already applied
         quantity, price, fee = float(fill.quantity), float(fill.price), float(fill.fee)  # checked by Fill
         self._pnl._fill(

@@ -24,7 +24,7 @@ from bot4.shm.mutex import SharedMutex, Transaction
 from bot4.shm.text import encode_text
 
 if TYPE_CHECKING:
-    from bot4.core import Core
+    from bot4._context import CoreContext
     from bot4.fleet.link import FleetLink
 
 __all__ = ["RiskEngine"]
@@ -62,10 +62,10 @@ class RiskEngine:
     limits natively (they are exact across processes) and commit.
     """
 
-    def __init__(self, core: Core) -> None:
-        seg = core._segment
+    def __init__(self, ctx: CoreContext) -> None:
+        seg = ctx.segment
         lay = seg.layout
-        self._core = core
+        self._ctx = ctx
         self._seg = seg
         self._r = seg.region
         self._base = lay.ledger
@@ -75,11 +75,11 @@ class RiskEngine:
             lay.journal,
             version=lay.ledger + L.L_VERSION,
             repair=lay.ledger + L.L_MUTEX_REPAIR,
-            ident=core._ident,
+            ident=ctx.ident,
         )
         self._kernel = make_kernel(seg)
-        self._trading = TradingWord(seg.region, lay.ledger, core.clock)
-        self._ledger = RiskLedger(seg, self._kernel, core.clock, self._trading, self._repair)
+        self._trading = TradingWord(seg.region, lay.ledger, ctx.clock)
+        self._ledger = RiskLedger(seg, self._kernel, ctx.clock, self._trading, self._repair)
         self._views = threading.local()  # a RiskLedger per thread for the rules (primed per order)
         self._kill_switch = KillSwitch(self)
         self._rules: list[RuleEntry] = []
@@ -140,7 +140,7 @@ class RiskEngine:
             return self._halted_decision(trading)
         kind = order.type  # the entry price the order gives itself; NaN: the symbol's mark
         entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
-        return self._evaluate(order, self._core._now_ns(), entry, True)
+        return self._evaluate(order, self._ctx.now_ns(), entry, True)
 
     def _evaluate(self, order: Order, now: int, entry: float, user: bool, retry: bool = True) -> Decision:
         """Run the rules; collect every rejection. ``entry``: the order's own entry price, NaN for the mark.
@@ -150,7 +150,7 @@ class RiskEngine:
         (and built-ins replaced by a user's plugin) run in Python, in plugin order, and
         only when ``user`` is true: never under the ledger mutex.
         """
-        if self._core.plugins.generation != self._rules_gen:
+        if self._ctx.plugins.generation != self._rules_gen:
             self._load_rules()
         python = user and self._python_rules
         fails = 0
@@ -205,7 +205,7 @@ class RiskEngine:
         """This thread's view of the ledger for the rules (each primes it for its order)."""
         ledger: RiskLedger | None = getattr(self._views, "ledger", None)
         if ledger is None:
-            ledger = RiskLedger(self._seg, self._kernel, self._core.clock, self._trading, self._repair)
+            ledger = RiskLedger(self._seg, self._kernel, self._ctx.clock, self._trading, self._repair)
             self._views.ledger = ledger
         return ledger
 
@@ -223,7 +223,7 @@ class RiskEngine:
         return decision
 
     def _load_rules(self) -> list[RuleEntry]:
-        pm = self._core.plugins
+        pm = self._ctx.plugins
         rules: list[RuleEntry] = []
         for impl in reversed(pm.hook.bot4_check_order.get_hookimpls()):
             kind = getattr(impl.plugin, "kernel", None) if type(impl.plugin) in NATIVE_RULE_TYPES else None
@@ -237,10 +237,10 @@ class RiskEngine:
 
     def _publish_rules_off(self) -> None:
         """Record in this process's worker slot which built-in rules it does not run (``bot4 status``)."""
-        core = self._core
-        if not core.closed:
+        ctx = self._ctx
+        if not ctx.closed:
             off = ((1 << len(RULE_BITS)) - 1) & ~self._native_mask
-            self._r.store(self._seg.layout.slot(core.slot) + L.S_RULES_OFF, off)
+            self._r.store(self._seg.layout.slot(ctx.slot) + L.S_RULES_OFF, off)
 
     def rule_names(self) -> list[str]:
         """The rules that run, in the order they run."""
@@ -266,12 +266,12 @@ class RiskEngine:
         if trading & 0xFF == _HALTED:
             decision = self._halted_decision(trading)
         else:
-            now = self._core._now_ns()
+            now = self._ctx.now_ns()
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
             kind = order.type  # as in check()
             entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
-            if self._core.plugins.generation != self._rules_gen:
+            if self._ctx.plugins.generation != self._rules_gen:
                 self._load_rules()
             decision = self._evaluate(order, now, entry, True) if self._python_rules else _APPROVED
             if decision is _APPROVED:
@@ -283,11 +283,11 @@ class RiskEngine:
                             decision = self._reserve_writes(tx, order, now, entry)
                 if trading & 0xFF == _HALTED:
                     decision = self._halted_decision(trading)
-        fleet = self._core._fleet
+        fleet = self._ctx.fleet
         if fleet is not None and decision.reservation is not None:
             decision = self._fleet_claim(fleet, order, decision.reservation)
         if decision.rejections:
-            self._core._notify("bot4_order_rejected", order=order, decision=decision)
+            self._ctx.notify("bot4_order_rejected", order=order, decision=decision)
         return decision
 
     def _fleet_claim(self, fleet: FleetLink, order: Order, reservation: Reservation) -> Decision:
@@ -315,7 +315,7 @@ class RiskEngine:
         return self._mutex.read(read)
 
     def _tell_fleet(self) -> None:
-        fleet = self._core._fleet
+        fleet = self._ctx.fleet
         if fleet is not None:
             fleet.claim(checked=False)
 
@@ -341,7 +341,7 @@ class RiskEngine:
         side = order.side
         # entry NaN: the kernel reads the mark under the mutex (live, not the primed ledger)
         tx.staged, res_id, slot, entry = self._kernel.reserve(
-            tx.staged, index, 1 if side is Side.BUY else -1, order.quantity, entry, self._core._ident, now
+            tx.staged, index, 1 if side is Side.BUY else -1, order.quantity, entry, self._ctx.ident, now
         )
         if res_id == 0:
             if slot < 0:
@@ -406,7 +406,7 @@ class RiskEngine:
         if problem is not None:
             raise ConfigError("symbol", problem)
         price = _check_price("price", price)
-        now = self._core.clock.now_ns()
+        now = self._ctx.clock.now_ns()
         with self._mutex as tx:
             limits = self._ledger.current_limits()
             last = self._r.load(self._base + L.L_LAST_SAMPLE_NS)
@@ -440,11 +440,11 @@ class RiskEngine:
         if not isinstance(reason, str):
             raise ConfigError("reason", f"expected a string, got {reason!r}")
         changed = self._trading.set(state, reason)  # one lock-free word: never waits for the ledger
-        fleet = self._core._fleet
+        fleet = self._ctx.fleet
         if fleet is not None:
             fleet.trading_changed(state, reason)
         if changed and state is TradingState.HALTED:
-            self._core._notify("bot4_kill_switch_tripped", reason=reason)
+            self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
 
     # ------------------------------------------------------------------ reclaim, audit, snapshot
 
@@ -475,7 +475,7 @@ class RiskEngine:
                     self._free_entry(tx, slot)
                     freed += 1
         with self._mutex as tx:
-            tx.set(self._base + L.L_SWEEP_NS, self._core._now_ns())
+            tx.set(self._base + L.L_SWEEP_NS, self._ctx.now_ns())
         if freed:
             self._tell_fleet()
         return freed
@@ -635,7 +635,7 @@ class RiskEngine:
         return []
 
     def _day_id(self, limits: RiskLimits) -> int:
-        now = self._core.clock.time_ns()
+        now = self._ctx.clock.time_ns()
         day_start, day_end, day = self._day
         if day_start <= now < day_end and limits is self._day_limits:
             return day
@@ -647,13 +647,13 @@ class RiskEngine:
 
     def _tripped(self, reasons: list[str]) -> None:
         """The limits say halt (``reasons``, if any): trip the kill switch, tell the fleet and the plugins."""
-        fleet = self._core._fleet
+        fleet = self._ctx.fleet
         for reason in reasons:
             if not self._trading.set(TradingState.HALTED, reason):
                 continue  # another process halted the desk first
             if fleet is not None:
                 fleet.trading_changed(TradingState.HALTED, reason)
-            self._core._notify("bot4_kill_switch_tripped", reason=reason)
+            self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
 
 
 def _price_unknown(order: Order) -> Decision:

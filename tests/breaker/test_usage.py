@@ -149,8 +149,9 @@ def test_cancelled_trial_returns_its_permit(core: Core, clock: ManualClock) -> N
 
 
 def test_decorating_a_non_callable_is_a_type_error(core: Core) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as info:
         core.breaker("x")(42)  # type: ignore[call-overload]
+    assert isinstance(info.value, bot4.Bot4Error)
 
 
 # ---------------------------------------------------------------- events

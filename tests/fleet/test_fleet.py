@@ -137,7 +137,7 @@ def test_redis_down_then_back(redis_server: RedisServer, desk: str) -> None:
             assert [c for c, _ in events] == [False]
         finally:
             redis_server.start()  # empty: persistence is off
-        wait_for(lambda: events[-1][0], timeout=5)  # the hook fires once the fleet state is read again
+        wait_for(lambda: events[-1][0])  # the hook fires once the fleet state is read again
         assert a.fleet.connected  # type: ignore[union-attr]
         assert orders.state is BreakerState.CLOSED
         succeed(orders)

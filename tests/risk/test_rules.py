@@ -138,7 +138,7 @@ def test_drawdown_trips_the_kill_switch_past_the_limit(risk: RiskEngine) -> None
         def bot4_kill_switch_tripped(self, reason: str) -> None:
             trips.append(reason)
 
-    risk._core.plugins.register(Watch())
+    risk._ctx.plugins.register(Watch())
     risk.set_equity(12_000)  # new peak
     risk.set_equity(10_200)  # exactly 15% below: at the limit
     assert not risk.kill_switch.active
@@ -290,7 +290,7 @@ def test_user_rule_runs_first_and_can_reject(risk: RiskEngine) -> None:
                 return Rejection("no-doge", "SYMBOL_BANNED", "closed for new risk")
             return None
 
-    risk._core.plugins.register(NoDoge(), name="no-doge")
+    risk._ctx.plugins.register(NoDoge(), name="no-doge")
     assert risk.rule_names()[0] == "no-doge"
     assert codes(risk, buy("DOGE/USDT")) == ("SYMBOL_BANNED",)
     assert codes(risk, buy()) == ()
@@ -305,7 +305,7 @@ def test_a_broken_rule_fails_closed(risk: RiskEngine, outcome: str) -> None:
                 raise ZeroDivisionError("oops")
             return "looks fine to me"
 
-    risk._core.plugins.register(Broken(), name="broken")
+    risk._ctx.plugins.register(Broken(), name="broken")
     decision = risk.reserve(buy())
     assert decision.codes == ("RULE_ERROR",)
     assert decision.rejections[0].rule == "broken"
@@ -314,7 +314,7 @@ def test_a_broken_rule_fails_closed(risk: RiskEngine, outcome: str) -> None:
 
 
 def test_builtin_rules_can_be_disabled_and_replaced_by_name(risk: RiskEngine) -> None:
-    pm = risk._core.plugins
+    pm = risk._ctx.plugins
     risk.configure(only(require_stop_loss=True))
     assert codes(risk, buy()) == ("STOP_LOSS_MISSING",)
     pm.set_blocked("bot4.rule.stop_loss")
@@ -341,7 +341,7 @@ def test_order_rejected_event_fires_on_reserve_not_check(risk: RiskEngine) -> No
         def bot4_order_rejected(self, order: Order, decision: bot4.Decision) -> None:
             seen.append(decision.codes)
 
-    risk._core.plugins.register(Watch())
+    risk._ctx.plugins.register(Watch())
     risk.configure(only(require_stop_loss=True))
     risk.check(buy())
     assert seen == []

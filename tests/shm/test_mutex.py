@@ -34,7 +34,7 @@ def mutex_of(core: Core, timeout: float = 5.0) -> SharedMutex:
         lay.journal,
         version=lay.ledger + L.L_VERSION,
         repair=lay.ledger + L.L_MUTEX_REPAIR,
-        ident=core._ident,
+        ident=core._context.ident,
         timeout=timeout,
     )
 
