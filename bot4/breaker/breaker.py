@@ -129,6 +129,13 @@ class CircuitBreaker:
         """Decorate ``fn`` (sync or async) so every call goes through this breaker."""
         if not callable(fn):
             raise ConfigTypeError("fn", f"a breaker decorates callables, got {fn!r}")
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            raise ConfigTypeError(
+                "fn",
+                f"{getattr(fn, '__qualname__', fn)!r} is a generator function: calling it only creates the "
+                "generator, so its errors would never reach the breaker; guard each step inside it with "
+                "`with breaker.call():` (or `async with`)",
+            )
         acquire, success = self._gate.acquire, self._gate.success
         on_exception, admit, finish = self._closed_exception, self._admit_slow, self._finish
         refuse = self._refuse_open
@@ -301,6 +308,12 @@ class CircuitBreaker:
             self._return_permit(trial.seq)
             return
         now = self._gate.now()
+        why = "trial call failed"
+        if outcome == Outcome.SUCCESS:
+            cfg = self._config_words()
+            slow_ns = int(cfg[_native.CFG_SLOW_NS])
+            if cfg[_native.CFG_SLOW_TRIAL_FAILS] and slow_ns > 0 and now - trial.t0 >= slow_ns:
+                outcome, why = Outcome.FAILURE, f"trial call was slow ({(now - trial.t0) / 1e9:.3f}s)"
         if outcome == Outcome.FAILURE:
             word = r.load(self._state_i)
             sw = StateWord.unpack(word)
@@ -308,12 +321,17 @@ class CircuitBreaker:
                 level = sw.level + 1
                 new = sw.successor(BreakerState.OPEN, level=level, until_ns=now + self._open_ns(level))
                 if r.cas(self._state_i, word, new):
-                    self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, "trial call failed", now)
+                    self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, why, now)
             return
         fleet = self._ctx.fleet
         if fleet is not None and fleet.trial_succeeded(self):
             return  # counted fleet-wide; the fleet closes the breaker everywhere
         while True:
+            # A trial that outlived its episode counts for nothing: its episode is over, and
+            # its tag would overwrite the next episode's count.
+            sw = StateWord.unpack(r.load(self._state_i))
+            if sw.state is not BreakerState.HALF_OPEN or sw.seq != trial.seq:
+                return
             succ = r.load(self._succ_i)
             done = (succ & _LOW32 if succ >> 32 == trial.seq else 0) + 1
             if r.cas(self._succ_i, succ, (trial.seq << 32) | done):
@@ -386,18 +404,27 @@ class CircuitBreaker:
         """Whether a call made now would be rejected without running (no side effects).
 
         False for a closed breaker, an open one whose period has ended (its next call is a
-        trial), half-open and disabled ones; True while open, forced open, or under the fuse.
+        trial), a half-open one with a trial permit free, and a disabled one; True while
+        open, forced open, under the fuse, or half-open with every permit out or its time up.
         """
         code = self._gate.acquire()
         if code >= 0:
             return False
         if code < -1:
             return True
-        state = self._r.load(self._state_i) & 7
+        word = self._r.load(self._state_i)
+        state = word & 7
         if state == BreakerState.FORCED_OPEN:
             return True
         if state == BreakerState.CLOSED:
             return self._r.load(L.H_FUSE) != 0
+        if state == BreakerState.HALF_OPEN:  # refused once its time is up or every permit is out
+            sw = StateWord.unpack(word)
+            if ns_until(sw.until_ms, self._gate.now()) <= 0:
+                return True
+            permits = self._r.load(self._permits_i)
+            issued = permits & _LOW32 if permits >> 32 == sw.seq else 0
+            return issued >= int(self._config_words()[_native.CFG_HALF_OPEN_CALLS])
         return False
 
     def force_open(self, reason: str = "forced open") -> None:

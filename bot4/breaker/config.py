@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot4._numbers import is_number
-from bot4.errors import ConfigError
+from bot4.errors import ConfigError, ConfigTypeError
 from bot4.shm import _native
 from bot4.shm.layout import BUCKETS
 
@@ -68,7 +69,7 @@ class BreakerConfig:
     consecutive_failures: int | None = 5
     """Trip after this many failures in a row across all processes, whatever the rate; None: off."""
     slow_call_seconds: float | None = None
-    """A call taking at least this long is slow; None: slow calls are not tracked."""
+    """A call taking at least this long is slow (1 ns to 1 day; the clock reads ns); None: not tracked."""
     slow_call_rate_threshold: float = 1.0
     """Trip when slow calls / calls in the window reaches this (0 < x <= 1)."""
     open_seconds: float = 5.0
@@ -81,6 +82,9 @@ class BreakerConfig:
     """Trial permits in half-open; that many successes close it, one failure reopens it."""
     half_open_max_seconds: float = 30.0
     """Half-open without a verdict for this long goes back to open; its permits are reclaimed."""
+    slow_trial_fails: bool = True
+    """A trial call in half-open that succeeds but is slow (``slow_call_seconds``) reopens the
+    breaker as a failed trial would: a venue answering slowly is not closed again."""
     record: ExceptionTypes = (Exception,)
     """Exceptions that count as failures (others count as successes)."""
     ignore: ExceptionTypes = ()
@@ -95,7 +99,7 @@ class BreakerConfig:
         if self.consecutive_failures is not None:
             _integer("consecutive_failures", self.consecutive_failures, lo=1)
         if self.slow_call_seconds is not None:
-            _number("slow_call_seconds", self.slow_call_seconds, lo=0.0, hi=86_400.0, lo_open=True)
+            _number("slow_call_seconds", self.slow_call_seconds, lo=1e-9, hi=86_400.0)
         _number("slow_call_rate_threshold", self.slow_call_rate_threshold, lo=0.0, hi=1.0, lo_open=True)
         _number("open_seconds", self.open_seconds, lo=0.001, hi=31_536_000.0)
         _number("open_backoff", self.open_backoff, lo=1.0, hi=1000.0)
@@ -104,10 +108,20 @@ class BreakerConfig:
         _number("max_open_seconds", self.max_open_seconds, lo=self.open_seconds, hi=31_536_000.0)
         _integer("half_open_calls", self.half_open_calls, lo=1)
         _number("half_open_max_seconds", self.half_open_max_seconds, lo=0.001, hi=31_536_000.0)
+        if not isinstance(self.slow_trial_fails, bool):
+            raise ConfigError("slow_trial_fails", f"expected True or False, got {self.slow_trial_fails!r}")
         object.__setattr__(self, "record", _exception_types("record", self.record))
         object.__setattr__(self, "ignore", _exception_types("ignore", self.ignore))
         if self.predicate is not None and not callable(self.predicate):
             raise ConfigError("predicate", f"expected a callable or None, got {self.predicate!r}")
+
+    def replace(self, **changes: Any) -> BreakerConfig:
+        """A copy with ``changes`` applied and every other field kept (``record`` and
+        ``ignore`` included): ``br.reconfigure(br.config.replace(open_seconds=30))``."""
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise ConfigTypeError("changes", str(exc)) from None
 
     def classify(self, exc: BaseException) -> int:
         """Return the :class:`Outcome` of a call that raised ``exc``.
@@ -146,6 +160,7 @@ class BreakerConfig:
             _native.CFG_MAX_OPEN_NS: ("i", round(float(self.max_open_seconds or 0) * 1e9)),
             _native.CFG_HALF_OPEN_CALLS: ("i", self.half_open_calls),
             _native.CFG_HALF_OPEN_MAX_NS: ("i", round(self.half_open_max_seconds * 1e9)),
+            _native.CFG_SLOW_TRIAL_FAILS: ("i", int(self.slow_trial_fails)),
         }
 
     @classmethod
@@ -165,6 +180,7 @@ class BreakerConfig:
             max_open_seconds=int(values[_native.CFG_MAX_OPEN_NS]) / 1e9,
             half_open_calls=int(values[_native.CFG_HALF_OPEN_CALLS]),
             half_open_max_seconds=int(values[_native.CFG_HALF_OPEN_MAX_NS]) / 1e9,
+            slow_trial_fails=bool(values[_native.CFG_SLOW_TRIAL_FAILS]),
         )
         if local is not None:
             kwargs.update(record=local.record, ignore=local.ignore, predicate=local.predicate)

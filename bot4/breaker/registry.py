@@ -122,7 +122,7 @@ class BreakerRegistry:
             base = rec + _native.REC_CFG0 + (gen & 1) * _native.REC_CFG_WORDS
             values: dict[int, float | int] = {
                 offset: r.loadf(base + offset) if offset in _FLOATS else r.load(base + offset)
-                for offset in range(_native.CFG_HALF_OPEN_MAX_NS + 1)
+                for offset in range(_native.CFG_SLOW_TRIAL_FAILS + 1)
             }
             if r.load(rec + _native.REC_CFG_GEN) == gen:
                 return values

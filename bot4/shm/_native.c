@@ -36,6 +36,7 @@ enum {
     REC_TRIPS = 16,      /* number of transitions into OPEN */
     REC_REJECTS = 17,    /* number of rejected calls */
     REC_CHANGED_NS = 18, /* clock time of the last transition */
+    REC_LAST_BAD = 19,   /* window tag of the latest failure or slow call (successes check the rates while it is in the window) */
     REC_CFG0 = 24,       /* config block 0 */
     REC_CFG_WORDS = 16,
     REC_WORDS = 64
@@ -54,7 +55,8 @@ enum {
     CFG_OPEN_BACKOFF = 8,     /* f */
     CFG_MAX_OPEN_NS = 9,      /* i */
     CFG_HALF_OPEN_CALLS = 10, /* i */
-    CFG_HALF_OPEN_MAX_NS = 11 /* i */
+    CFG_HALF_OPEN_MAX_NS = 11, /* i */
+    CFG_SLOW_TRIAL_FAILS = 12 /* i: 1 = a slow trial call in half-open reopens like a failed one */
 };
 
 /* Breaker states as stored in the low 3 bits of the state word (bot4/breaker/state.py). */
@@ -842,8 +844,23 @@ static int rate_verdict(Gate *self, int64_t now, const HotConfig *c, int check_f
     window_sum(self, now, c, sums);
     if (sums[0] <= 0 || sums[0] < c->minimum_calls) return VERDICT_NONE;
     if (check_failures && (double)sums[1] >= c->failure_rate * (double)sums[0]) return VERDICT_RATE;
-    if (check_slow && (double)sums[2] >= c->slow_rate * (double)sums[0]) return VERDICT_SLOW;
+    if (check_slow && c->slow_ns > 0 && (double)sums[2] >= c->slow_rate * (double)sums[0]) return VERDICT_SLOW;
     return VERDICT_NONE;
+}
+
+/* Remember that the window now holds a failure or a slow call. Several writers may race;
+ * keeping the larger tag is enough (a lost update is at most one bucket older). */
+static inline void mark_bad(Gate *self, int64_t now, const HotConfig *c) {
+    int64_t tag = TAG(LOAD(&self->rec[REC_WGEN]), now / c->bucket_ns);
+    if (LOAD(&self->rec[REC_LAST_BAD]) < tag) STORE(&self->rec[REC_LAST_BAD], tag);
+}
+
+/* Whether a failure or slow call is still inside the window: only then can a success find a
+ * rate at its threshold (the rules are checked on every recorded call, as resilience4j does;
+ * a healthy window costs a success one load). */
+static inline int bad_in_window(Gate *self, int64_t now, const HotConfig *c) {
+    int64_t first = now / c->bucket_ns - self->buckets + 1;
+    return LOAD(&self->rec[REC_LAST_BAD]) >= TAG(LOAD(&self->rec[REC_WGEN]), first < 0 ? 0 : first);
 }
 
 /* acquire() -> start time (ns, >= 0) when the closed fast path applies; -2 - remaining_ns
@@ -903,9 +920,11 @@ static PyObject *gate_success(Gate *self, PyObject *const *args, Py_ssize_t n) {
     if (LOAD(&self->rec[REC_CONSEC]) != 0) STORE(&self->rec[REC_CONSEC], 0);
     if (c.slow_ns > 0 && elapsed >= c.slow_ns) {
         bump(&cell[CELL_SLOW]);
-        return PyLong_FromLong(rate_verdict(self, now, &c, 0, 1));
+        mark_bad(self, now, &c);
+    } else if (!bad_in_window(self, now, &c)) {
+        return PyLong_FromLong(VERDICT_NONE);
     }
-    return PyLong_FromLong(VERDICT_NONE);
+    return PyLong_FromLong(rate_verdict(self, now, &c, 1, 1));
 }
 
 /* failure(t0) -> verdict: records a failed call and says whether a trip rule is met. */
@@ -916,6 +935,7 @@ static PyObject *gate_failure(Gate *self, PyObject *const *args, Py_ssize_t n) {
     bump(&cell[CELL_FAILURES]);
     int slow = c.slow_ns > 0 && elapsed >= c.slow_ns;
     if (slow) bump(&cell[CELL_SLOW]);
+    mark_bad(self, now, &c);
     int64_t consec = __atomic_add_fetch(&self->rec[REC_CONSEC], 1, __ATOMIC_ACQ_REL);
     if (c.consecutive > 0 && consec >= c.consecutive) return PyLong_FromLong(VERDICT_CONSECUTIVE);
     return PyLong_FromLong(rate_verdict(self, now, &c, 1, slow));
@@ -1101,11 +1121,11 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, REC_STATUS); ADD_INT(m, REC_NAME); ADD_INT(m, REC_NAME_WORDS); ADD_INT(m, REC_STATE);
     ADD_INT(m, REC_PERMITS); ADD_INT(m, REC_SUCCESSES); ADD_INT(m, REC_CONSEC); ADD_INT(m, REC_WGEN);
     ADD_INT(m, REC_CFG_GEN); ADD_INT(m, REC_CFG_LOCK); ADD_INT(m, REC_TRIPS); ADD_INT(m, REC_REJECTS);
-    ADD_INT(m, REC_CHANGED_NS); ADD_INT(m, REC_CFG0); ADD_INT(m, REC_CFG_WORDS); ADD_INT(m, REC_WORDS);
+    ADD_INT(m, REC_CHANGED_NS); ADD_INT(m, REC_LAST_BAD); ADD_INT(m, REC_CFG0); ADD_INT(m, REC_CFG_WORDS); ADD_INT(m, REC_WORDS);
     ADD_INT(m, CFG_FAILURE_RATE); ADD_INT(m, CFG_MINIMUM_CALLS); ADD_INT(m, CFG_WINDOW_NS);
     ADD_INT(m, CFG_BUCKET_NS); ADD_INT(m, CFG_CONSECUTIVE); ADD_INT(m, CFG_SLOW_NS); ADD_INT(m, CFG_SLOW_RATE);
     ADD_INT(m, CFG_OPEN_NS); ADD_INT(m, CFG_OPEN_BACKOFF); ADD_INT(m, CFG_MAX_OPEN_NS);
-    ADD_INT(m, CFG_HALF_OPEN_CALLS); ADD_INT(m, CFG_HALF_OPEN_MAX_NS);
+    ADD_INT(m, CFG_HALF_OPEN_CALLS); ADD_INT(m, CFG_HALF_OPEN_MAX_NS); ADD_INT(m, CFG_SLOW_TRIAL_FAILS);
     ADD_INT(m, CELL_TAG); ADD_INT(m, CELL_CALLS); ADD_INT(m, CELL_FAILURES); ADD_INT(m, CELL_SLOW);
     ADD_INT(m, CELL_WORDS);
     if (PyModule_AddIntConstant(m, "MUTEX_WORDS", (long)MUTEX_WORDS) < 0) goto fail;

@@ -92,11 +92,8 @@ class Model:
                 return
             failed = outcome == "failure"
             self.window.append((self.now // BUCKET_NS, failed))
-            if not failed:
-                self.consec = 0
-                return
-            self.consec += 1
-            calls, failures = self.counts()
+            self.consec = self.consec + 1 if failed else 0
+            calls, failures = self.counts()  # the rate rule is checked on every recorded call
             if self.consec >= 3 or (calls >= 4 and failures >= 0.5 * calls):
                 if self.state is BreakerState.CLOSED:
                     self.move(BreakerState.OPEN, level=0, until=ceil_ms(self.now + self.open_ns(0)))

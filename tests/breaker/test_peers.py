@@ -1,0 +1,177 @@
+"""Behaviour the peers' test suites pin down (resilience4j, Polly, pybreaker), held by bot4.
+
+Each test names the behaviour it ports. Where bot4 differs on purpose, docs/breaker.md says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from bot4 import BreakerConfig, BreakerState, ConfigError, Core, ManualClock
+from tests.helpers import Boom, fail, rejected, succeed
+
+
+def _open(br: object) -> None:
+    fail(br)  # type: ignore[arg-type]
+    assert br.state is BreakerState.OPEN  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- the rate rules on every recorded call
+
+
+def test_a_success_that_completes_minimum_calls_trips_when_the_rate_is_over(core: Core) -> None:
+    """resilience4j: the failure rate is evaluated on each recorded call, successes included."""
+    br = core.breaker("x", BreakerConfig(consecutive_failures=None, minimum_calls=4, failure_rate_threshold=0.5))
+    fail(br)
+    fail(br)
+    succeed(br)
+    assert br.state is BreakerState.CLOSED  # 3 calls: below minimum_calls
+    succeed(br)  # 4 calls, 2 failures: 50% reached on a success
+    assert br.state is BreakerState.OPEN
+
+
+def test_the_rate_is_checked_when_successes_age_out_of_the_window(core: Core, clock: ManualClock) -> None:
+    br = core.breaker(
+        "x", BreakerConfig(consecutive_failures=None, minimum_calls=4, failure_rate_threshold=0.5, window_seconds=1)
+    )
+    for _ in range(4):
+        succeed(br)
+    clock.advance(0.5)
+    for _ in range(3):
+        fail(br)
+    succeed(br)  # 8 calls, 3 failures: 37.5%
+    assert br.state is BreakerState.CLOSED
+    clock.advance(0.55)  # the first four successes leave the window: 3 of 4 failed
+    succeed(br)  # 3 of 5: 60%
+    assert br.state is BreakerState.OPEN
+
+
+def test_a_slow_success_completing_minimum_calls_trips_on_the_slow_rate(core: Core, clock: ManualClock) -> None:
+    br = core.breaker(
+        "x",
+        BreakerConfig(consecutive_failures=None, minimum_calls=3, slow_call_seconds=1, slow_call_rate_threshold=0.5),
+    )
+    for _ in range(2):
+        with br.call():
+            clock.advance(2)  # slow
+    assert br.state is BreakerState.CLOSED
+    succeed(br)  # 3 calls, 2 slow
+    assert br.state is BreakerState.OPEN
+
+
+# ---------------------------------------------------------------- half-open
+
+
+def test_would_reject_tells_the_truth_in_half_open(core: Core, clock: ManualClock) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=1, open_seconds=1, half_open_calls=1))
+    _open(br)
+    assert br.would_reject()
+    clock.advance(1)
+    assert not br.would_reject()  # the next call is a trial
+    trial = br.call()
+    trial.__enter__()
+    assert br.state is BreakerState.HALF_OPEN
+    assert br.would_reject(), "every permit is out: the next call is refused"
+    rejected(br)
+    trial.__exit__(None, None, None)
+    assert br.state is BreakerState.CLOSED and not br.would_reject()
+
+
+def test_would_reject_when_the_half_open_time_is_up(core: Core, clock: ManualClock) -> None:
+    br = core.breaker(
+        "x", BreakerConfig(consecutive_failures=1, open_seconds=1, half_open_calls=2, half_open_max_seconds=5)
+    )
+    _open(br)
+    clock.advance(1)
+    trial = br.call()
+    trial.__enter__()
+    assert not br.would_reject()  # a permit is free
+    clock.advance(5)
+    assert br.would_reject()
+    rejected(br)  # and indeed: back to open
+    trial.__exit__(None, None, None)
+
+
+def test_a_late_trial_success_never_counts_in_the_next_episode(core: Core, clock: ManualClock) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=1, open_seconds=1, half_open_calls=2))
+    _open(br)
+    clock.advance(1)
+    late = br.call()
+    late.__enter__()  # a trial of episode 1, still running
+    fail(br)  # another trial fails: open again (episode over)
+    clock.advance(2)  # open_backoff 2: open for 2 s
+    succeed(br)  # episode 2: one success of two
+    late.__exit__(None, None, None)  # the late success of episode 1 arrives
+    assert br.state is BreakerState.HALF_OPEN
+    succeed(br)  # the second success of episode 2 closes it
+    assert br.state is BreakerState.CLOSED
+
+
+def test_a_slow_trial_call_reopens(core: Core, clock: ManualClock, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = BreakerConfig(consecutive_failures=1, open_seconds=1, half_open_calls=2, slow_call_seconds=0.5)
+    br = core.breaker("x", cfg)
+    _open(br)
+    clock.advance(1)
+    with caplog.at_level(logging.WARNING, logger="bot4.events"):
+        with br.call():
+            clock.advance(0.6)  # answered, but slowly
+    assert br.state is BreakerState.OPEN
+    assert "HALF_OPEN -> OPEN (trial call was slow (0.600s))" in caplog.text
+    br.reconfigure(cfg.replace(slow_trial_fails=False))
+    clock.advance(2)
+    for _ in range(2):
+        with br.call():
+            clock.advance(0.6)
+    assert br.state is BreakerState.CLOSED  # slow trials count as successes when asked
+
+
+# ---------------------------------------------------------------- what a breaker can guard
+
+
+def test_generator_functions_are_refused_at_decoration(core: Core) -> None:
+    br = core.breaker("x")
+
+    def pages() -> Iterator[int]:
+        yield 1
+
+    async def stream() -> AsyncIterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match="generator"):
+        br(pages)
+    with pytest.raises(ConfigError, match="generator"):
+        br(stream)
+
+    async def guarded_steps() -> list[int]:  # what the error says to do instead
+        out = []
+        for i in range(2):
+            async with br.call():
+                await asyncio.sleep(0)
+                out.append(i)
+        return out
+
+    assert asyncio.run(guarded_steps()) == [0, 1]
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def test_slow_call_seconds_below_the_clock_resolution_is_refused() -> None:
+    with pytest.raises(ConfigError, match="slow_call_seconds"):
+        BreakerConfig(slow_call_seconds=1e-10)
+    assert BreakerConfig(slow_call_seconds=1e-9).to_words()  # 1 ns: honoured
+
+
+def test_replace_keeps_every_field_not_named(core: Core) -> None:
+    cfg = BreakerConfig(ignore=(KeyError,), open_seconds=5, predicate=lambda exc: True)
+    changed = cfg.replace(open_seconds=30)
+    assert changed.open_seconds == 30 and changed.ignore == (KeyError,) and changed.predicate is cfg.predicate
+    br = core.breaker("x", cfg)
+    br.reconfigure(br.config.replace(open_seconds=30))
+    assert br.config.ignore == (KeyError,) and br.config.open_seconds == 30
+    with pytest.raises(TypeError):
+        cfg.replace(no_such_field=1)
