@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from bot4 import BreakerConfig, BreakerState, ConfigError, Core, ManualClock
-from tests.helpers import Boom, fail, rejected, succeed
+from tests.helpers import fail, rejected, succeed
 
 
 def _open(br: object) -> None:
