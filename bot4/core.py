@@ -354,6 +354,8 @@ class Core:
         self._lease.slot, self._lease.ident = ctx.slot, ctx.ident
         for breaker in list(self._made):  # cached or replaced: every object still in use writes our row
             breaker._gate.slot = ctx.slot
+        if self._risk is not None:
+            self._risk._mutex.rebind(ctx.ident)
         if ctx.fleet is not None:  # the parent's listener thread did not come along: a link of our own
             from bot4.fleet.link import FleetLink
 

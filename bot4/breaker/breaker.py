@@ -378,11 +378,11 @@ class CircuitBreaker:
         if new is BreakerState.OPEN:
             self._r.add(self._rec + _native.REC_TRIPS, 1)
         ctx = self._ctx
+        if ctx.fuse is not None:  # first: nothing slow or foreign between the transition and the fuse
+            ctx.fuse.evaluate()
         if ctx.fleet is not None:
             ctx.fleet.breaker_changed(self, old, new, reason)
         ctx.notify("bot4_breaker_state_changed", breaker=self, old=old, new=new, reason=reason)
-        if ctx.fuse is not None:
-            ctx.fuse.evaluate()
 
     def _clear_window(self) -> None:
         self._r.add(self._rec + _native.REC_WGEN, 1)

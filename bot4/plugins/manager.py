@@ -23,8 +23,9 @@ log = logging.getLogger("bot4.plugins")
 class PluginManager(pluggy.PluginManager):
     """pluggy's manager, failing early: a bad plugin raises :class:`bot4.PluginError` naming it.
 
-    ``generation`` changes whenever a plugin is registered, unregistered or blocked, so
-    callers can cache what they derive from the registered plugins. Blocking a built-in
+    ``generation`` changes whenever a plugin is registered, unregistered or blocked — after
+    the change is complete, so a caller that reads it before listing the plugins never
+    caches a list that misses a plugin under the new generation. Blocking a built-in
     plugin is logged as a warning (a built-in risk rule off shows in ``bot4 status``), and
     unblocking it registers it again.
     """
@@ -36,27 +37,33 @@ class PluginManager(pluggy.PluginManager):
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
         """Unregister a plugin (by object or name); see :meth:`pluggy.PluginManager.unregister`."""
-        self.generation += 1
-        return super().unregister(plugin, name)
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.generation += 1
 
     def set_blocked(self, name: str) -> None:
         """Unregister ``name`` and keep it from registering again (disables a built-in by name)."""
-        self.generation += 1
         if name in self._builtins:
             log.warning("built-in plugin %r blocked: it is off in this process until unblocked", name)
-        super().set_blocked(name)
+        try:
+            super().set_blocked(name)
+        finally:
+            self.generation += 1
 
     def unblock(self, name: str) -> bool:
         """Allow ``name`` to be registered again; a built-in plugin is registered again at once.
 
         Returns whether ``name`` was blocked.
         """
-        self.generation += 1
-        was_blocked = super().unblock(name)
-        builtin = self._builtins.get(name)
-        if was_blocked and builtin is not None and self.get_plugin(name) is None:
-            self.register(builtin, name)
-        return was_blocked
+        try:
+            was_blocked = super().unblock(name)
+            builtin = self._builtins.get(name)
+            if was_blocked and builtin is not None and self.get_plugin(name) is None:
+                self.register(builtin, name)
+            return was_blocked
+        finally:
+            self.generation += 1
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (under ``name``) and return its name.
@@ -65,21 +72,23 @@ class PluginManager(pluggy.PluginManager):
         match its hook spec, implements a hook that does not exist, or the name is taken.
         """
         label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-        self.generation += 1
         try:
-            registered = super().register(plugin, name=name)
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin {label!r} is invalid: {exc}") from exc
-        except ValueError as exc:
-            raise PluginError(f"plugin {label!r} cannot be registered: {exc}") from exc
-        if registered is None:
-            return None  # blocked by name, as pluggy does
-        try:
-            self.check_pending()  # an implementation of a hook that does not exist (a typo)
-        except pluggy.PluginValidationError as exc:
-            self.unregister(name=registered)
-            raise PluginError(f"plugin {label!r} is invalid: {exc}") from exc
-        return registered
+            try:
+                registered = super().register(plugin, name=name)
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(f"plugin {label!r} is invalid: {exc}") from exc
+            except ValueError as exc:
+                raise PluginError(f"plugin {label!r} cannot be registered: {exc}") from exc
+            if registered is None:
+                return None  # blocked by name, as pluggy does
+            try:
+                self.check_pending()  # an implementation of a hook that does not exist (a typo)
+            except pluggy.PluginValidationError as exc:
+                self.unregister(name=registered)
+                raise PluginError(f"plugin {label!r} is invalid: {exc}") from exc
+            return registered
+        finally:
+            self.generation += 1
 
 
 def make_plugin_manager(*, entry_points: bool = True) -> PluginManager:

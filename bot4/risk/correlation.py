@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bot4.errors import SegmentError
 from bot4.shm import layout as L
 
 if TYPE_CHECKING:
@@ -28,18 +29,20 @@ if TYPE_CHECKING:
 __all__ = ["take_sample"]
 
 
-def _buffers(seg: Segment, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _buffers(seg: Segment, words: np.ndarray, which: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = seg.layout.max_symbols
     start = seg.layout.correlation_buffer(which)
-    cov = seg.floats[start : start + n * n].reshape(n, n)
-    corr = seg.floats[start + n * n : start + 2 * n * n].reshape(n, n)
-    samples = seg.words[start + 2 * n * n : start + 3 * n * n].reshape(n, n)
+    floats = words.view(np.float64)
+    cov = floats[start : start + n * n].reshape(n, n)
+    corr = floats[start + n * n : start + 2 * n * n].reshape(n, n)
+    samples = words[start + 2 * n * n : start + 3 * n * n].reshape(n, n)
     return cov, corr, samples
 
 
-def _symbol_table(seg: Segment) -> np.ndarray:
+def _symbol_table(seg: Segment, words: np.ndarray) -> np.ndarray:
     lay = seg.layout
-    return seg.floats[lay.symbols : lay.symbols + lay.max_symbols * L.SYM_WORDS].reshape(lay.max_symbols, L.SYM_WORDS)
+    table = words.view(np.float64)[lay.symbols : lay.symbols + lay.max_symbols * L.SYM_WORDS]
+    return table.reshape(lay.max_symbols, L.SYM_WORDS)
 
 
 def take_sample(seg: Segment, tx: Transaction, limits: RiskLimits, now_ns: int) -> None:
@@ -50,16 +53,19 @@ def take_sample(seg: Segment, tx: Transaction, limits: RiskLimits, now_ns: int) 
     """
     base = seg.layout.ledger
     r = seg.region
+    words = seg.words  # one view for the whole sample: it keeps the mapping while it is used
+    if words.size == 0:
+        raise SegmentError(seg.name, f"core {seg.name!r} is closed")
     used = r.load(base + L.L_SYMBOLS_USED)
     gen = r.load(base + L.L_CORR_GEN)
-    table = _symbol_table(seg)[:used]
+    table = _symbol_table(seg, words)[:used]
     marks = table[:, L.Y_MARK].copy()
     previous = table[:, L.Y_SAMPLE_PRICE].copy()
     present = (marks > 0) & (previous > 0)
     returns = np.zeros(used)
     returns[present] = np.log(marks[present] / previous[present])
-    cov, corr, samples = _buffers(seg, gen & 1)
-    new_cov, new_corr, new_samples = _buffers(seg, (gen + 1) & 1)
+    cov, corr, samples = _buffers(seg, words, gen & 1)
+    new_cov, new_corr, new_samples = _buffers(seg, words, (gen + 1) & 1)
     lam = 0.5 ** (1.0 / limits.correlation_half_life)
     joint = np.outer(present, present)
     block = np.s_[:used, :used]

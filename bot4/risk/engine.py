@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from bot4.order import Order, OrderType, Side
 from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
 from bot4.risk.correlation import take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
-from bot4.risk.kill_switch import KillSwitch, TradingWord
+from bot4.risk.kill_switch import UNKNOWN_REASON, KillSwitch, TradingWord
 from bot4.risk.ledger import RiskLedger
 from bot4.risk.limits import RiskLimits, TradingState, exceeds
 from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
@@ -29,8 +30,11 @@ if TYPE_CHECKING:
 
 __all__ = ["RiskEngine"]
 
+log = logging.getLogger("bot4.risk")
+
 Rule = Callable[[Order, RiskLedger], Any]
 RuleEntry = tuple[str, Rule, int]  # (plugin name, rule, native bit or -1)
+RuleSet = tuple[tuple[RuleEntry, ...], int, bool, int]  # (rules, native mask, any Python rule, generation)
 ENGINE = "bot4.risk"
 """The ``rule`` name on rejections that come from the engine itself."""
 _APPROVED = Decision()
@@ -74,6 +78,7 @@ class RiskEngine:
             lay.ledger + L.L_MUTEX,
             lay.journal,
             version=lay.ledger + L.L_VERSION,
+            holder=lay.ledger + L.L_MUTEX_HOLDER,
             repair=lay.ledger + L.L_MUTEX_REPAIR,
             ident=ctx.ident,
         )
@@ -82,10 +87,8 @@ class RiskEngine:
         self._ledger = RiskLedger(seg, self._kernel, ctx.clock, self._trading, self._repair)
         self._views = threading.local()  # a RiskLedger per thread for the rules (primed per order)
         self._kill_switch = KillSwitch(self)
-        self._rules: list[RuleEntry] = []
-        self._native_mask = 0
-        self._python_rules = False
-        self._rules_gen = -1
+        # (rules, native mask, any Python rule, plugin generation), replaced whole by _load_rules
+        self._rule_set: RuleSet = ((), 0, False, -1)
         self._halted: tuple[int, Decision] = (-1, _APPROVED)
         self._i_trading = lay.ledger + L.L_TRADING
         self._res0 = lay.reservations
@@ -150,16 +153,17 @@ class RiskEngine:
         (and built-ins replaced by a user's plugin) run in Python, in plugin order, and
         only when ``user`` is true: never under the ledger mutex.
         """
-        if self._ctx.plugins.generation != self._rules_gen:
-            self._load_rules()
-        python = user and self._python_rules
+        rules, mask, python_rules, gen = self._rule_set
+        if self._ctx.plugins.generation != gen:
+            rules, mask, python_rules, gen = self._load_rules()
+        python = user and python_rules
         fails = 0
-        if self._native_mask:
+        if mask:
             stop = order.stop_loss
             index = self._ledger.symbol_index(order.symbol)
             try:
                 fails = self._kernel.evaluate(
-                    self._native_mask,
+                    mask,
                     -1 if index is None else index,
                     1 if order.side is Side.BUY else -1,
                     order.quantity,
@@ -178,10 +182,10 @@ class RiskEngine:
         elif not python:
             return _APPROVED
         rejections: list[Rejection] | None = None
-        ledger = self._rule_ledger()
+        ledger = self._thread_view("rules")
         ledger.prime(order)
         try:
-            for name, rule, bit in self._rules:
+            for name, rule, bit in rules:
                 if (bit < 0 and not python) or (bit >= 0 and not fails >> bit & 1):
                     continue
                 try:
@@ -201,12 +205,12 @@ class RiskEngine:
             ledger.unprime()
         return _APPROVED if rejections is None else Decision(tuple(rejections))
 
-    def _rule_ledger(self) -> RiskLedger:
-        """This thread's view of the ledger for the rules (each primes it for its order)."""
-        ledger: RiskLedger | None = getattr(self._views, "ledger", None)
+    def _thread_view(self, purpose: str) -> RiskLedger:
+        """This thread's own view of the ledger for ``purpose`` (the rules prime theirs per order)."""
+        ledger: RiskLedger | None = getattr(self._views, purpose, None)
         if ledger is None:
             ledger = RiskLedger(self._seg, self._kernel, self._ctx.clock, self._trading, self._repair)
-            self._views.ledger = ledger
+            setattr(self._views, purpose, ledger)
         return ledger
 
     def _repair(self) -> None:
@@ -219,32 +223,33 @@ class RiskEngine:
         if cached_word != trading:
             reason = self._trading.reason()
             decision = Decision((Rejection("bot4.rule.trading_state", "KILL_SWITCH", f"trading halted: {reason}"),))
-            self._halted = (trading, decision)
+            if reason != UNKNOWN_REASON:  # still being written: word it again next time
+                self._halted = (trading, decision)
         return decision
 
-    def _load_rules(self) -> list[RuleEntry]:
+    def _load_rules(self) -> RuleSet:
         pm = self._ctx.plugins
+        gen = pm.generation  # before listing: a plugin registered meanwhile is picked up next time
         rules: list[RuleEntry] = []
         for impl in reversed(pm.hook.bot4_check_order.get_hookimpls()):
             kind = getattr(impl.plugin, "kernel", None) if type(impl.plugin) in NATIVE_RULE_TYPES else None
             bit = RULE_BITS[kind] if kind is not None else -1
             rules.append((impl.plugin_name, _as_rule(impl.function, tuple(impl.argnames)), bit))
-        self._native_mask = sum(1 << bit for _, _, bit in rules if bit >= 0)
-        self._python_rules = any(bit < 0 for _, _, bit in rules)
-        self._rules, self._rules_gen = rules, pm.generation
-        self._publish_rules_off()
-        return rules
+        mask = sum(1 << bit for _, _, bit in rules if bit >= 0)
+        self._rule_set = rule_set = (tuple(rules), mask, any(bit < 0 for _, _, bit in rules), gen)
+        self._publish_rules_off(mask)
+        return rule_set
 
-    def _publish_rules_off(self) -> None:
+    def _publish_rules_off(self, mask: int) -> None:
         """Record in this process's worker slot which built-in rules it does not run (``bot4 status``)."""
         ctx = self._ctx
         if not ctx.closed:
-            off = ((1 << len(RULE_BITS)) - 1) & ~self._native_mask
+            off = ((1 << len(RULE_BITS)) - 1) & ~mask
             self._r.store(self._seg.layout.slot(ctx.slot) + L.S_RULES_OFF, off)
 
     def rule_names(self) -> list[str]:
         """The rules that run, in the order they run."""
-        return [name for name, _, _ in self._load_rules()]
+        return [name for name, _, _ in self._load_rules()[0]]
 
     # ------------------------------------------------------------------ reserve / release / fill
 
@@ -271,9 +276,11 @@ class RiskEngine:
                 self.reclaim()
             kind = order.type  # as in check()
             entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
-            if self._ctx.plugins.generation != self._rules_gen:
-                self._load_rules()
-            decision = self._evaluate(order, now, entry, True) if self._python_rules else _APPROVED
+            python_rules, gen = self._rule_set[2:]
+            if self._ctx.plugins.generation != gen:
+                python_rules = self._load_rules()[2]
+            decision = self._evaluate(order, now, entry, True) if python_rules else _APPROVED
+        try:
             if decision is _APPROVED:
                 with self._mutex as tx:
                     trading = self._load(self._i_trading)  # tripped while the user rules ran?
@@ -283,12 +290,23 @@ class RiskEngine:
                             decision = self._reserve_writes(tx, order, now, entry)
                 if trading & 0xFF == _HALTED:
                     decision = self._halted_decision(trading)
-        fleet = self._ctx.fleet
-        if fleet is not None and decision.reservation is not None:
-            decision = self._fleet_claim(fleet, order, decision.reservation)
-        if decision.rejections:
-            self._ctx.notify("bot4_order_rejected", order=order, decision=decision)
-        return decision
+            fleet = self._ctx.fleet
+            if fleet is not None and decision.reservation is not None:
+                decision = self._fleet_claim(fleet, order, decision.reservation)
+            if decision.rejections:
+                self._ctx.notify("bot4_order_rejected", order=order, decision=decision)
+            return decision
+        except BaseException:  # Ctrl-C (or a failing fleet) once reserved: the caller never gets it
+            if decision.reservation is not None:  # (not live unless committed: then nothing to give back)
+                self._give_back(decision.reservation)
+            raise
+
+    def _give_back(self, reservation: Reservation) -> None:
+        """Release a reservation its caller will never see (an exception after the commit)."""
+        try:
+            self.release(reservation)
+        except Exception:
+            log.exception("reservation %s could not be given back; reclaim() frees it with its process", reservation.id)
 
     def _fleet_claim(self, fleet: FleetLink, order: Order, reservation: Reservation) -> Decision:
         """Count an approved reservation in the fleet's exposure; undo it here if the fleet refuses."""
@@ -516,7 +534,7 @@ class RiskEngine:
         return self._mutex.read(self._snapshot)
 
     def _snapshot(self) -> RiskSnapshot:
-        led = self._ledger
+        led = self._thread_view("snapshot")  # this thread's own: no other thread refreshes it meanwhile
         led.refresh()
         positions = {
             s: PositionSnapshot(

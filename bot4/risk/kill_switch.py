@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from bot4.risk.engine import RiskEngine
     from bot4.shm._native import Region
 
-__all__ = ["KillSwitch", "TradingWord"]
+__all__ = ["UNKNOWN_REASON", "KillSwitch", "TradingWord"]
 
 _READ_TRIES = 64
 UNKNOWN_REASON = "(reason not recorded)"

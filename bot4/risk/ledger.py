@@ -82,9 +82,8 @@ class RiskLedger:
         self._clock = clock
         self._base = lay.ledger
         self._sym0 = lay.symbols
-        self._symbols: dict[str, int] = {}
-        self._names: list[str] = []
-        self._symbols_seen = -1
+        # (name -> index, names in order), replaced whole: threads may read it while one refreshes
+        self._table: tuple[dict[str, int], tuple[str, ...]] = ({}, ())
         self._limits: RiskLimits | None = None
         self._limits_gen = -1
         self._kernel = kernel
@@ -189,27 +188,29 @@ class RiskLedger:
 
     def symbol_index(self, symbol: str) -> int | None:
         """The ledger index of ``symbol``, None if no process has used it yet."""
-        index = self._symbols.get(symbol)
+        index = self._table[0].get(symbol)
         if index is None:
-            self._refresh_symbols()
-            index = self._symbols.get(symbol)
+            index = self._refresh_symbols()[0].get(symbol)
         return index
 
-    def _refresh_symbols(self) -> None:
+    def _refresh_symbols(self) -> tuple[dict[str, int], tuple[str, ...]]:
+        """The symbol table, extended with the symbols other processes added (published whole)."""
+        table = self._table
         used = self._r.load(self._base + L.L_SYMBOLS_USED)
-        if used == self._symbols_seen:
-            return
-        for i in range(len(self._names), used):
+        if used <= len(table[1]):
+            return table
+        symbols, names = dict(table[0]), list(table[1])
+        for i in range(len(names), used):
             start = self._sym0 + i * L.SYM_WORDS + L.Y_NAME
             name = decode_text(self._r.load_range(start, L.SYMBOL_NAME_WORDS))
-            self._symbols[name] = i
-            self._names.append(name)
-        self._symbols_seen = used
+            symbols.setdefault(name, i)
+            names.append(name)
+        self._table = table = (symbols, tuple(names))
+        return table
 
     def symbols(self) -> list[str]:
         """Every symbol the ledger tracks, in the order first seen."""
-        self._refresh_symbols()
-        return list(self._names)
+        return list(self._refresh_symbols()[1])
 
     def _row_start(self, index: int) -> int:
         return self._sym0 + index * L.SYM_WORDS + L.Y_POSITION
@@ -309,6 +310,7 @@ class RiskLedger:
         value, other = self._kernel.max_correlation(index, side is Side.BUY)
         if other < 0:
             return value, None
-        if other >= len(self._names):
-            self._refresh_symbols()
-        return value, self._names[other]
+        names = self._table[1]
+        if other >= len(names):
+            names = self._refresh_symbols()[1]
+        return value, names[other]

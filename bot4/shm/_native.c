@@ -599,26 +599,30 @@ static PyTypeObject RegionType = {
 typedef struct {
     PyObject_HEAD
     Region *region;
-    Py_ssize_t mutex, journal, version;
+    Py_ssize_t mutex, journal, version, holder;
     double timeout;
     Py_ssize_t staged;  /* journal pairs staged by the section in progress */
+    long long ident;    /* this process's identity, written to the holder word while it holds the mutex */
 } Section;
 
 static int section_init(Section *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"region", "mutex", "journal", "version", "timeout", NULL};
-    Region *region; Py_ssize_t mutex, journal, version; double timeout;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nnnd", kwlist, &RegionType, &region, &mutex, &journal, &version,
-                                     &timeout))
+    static char *kwlist[] = {"region", "mutex", "journal", "version", "holder", "ident", "timeout", NULL};
+    Region *region; Py_ssize_t mutex, journal, version, holder; long long ident; double timeout;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nnnnLd", kwlist, &RegionType, &region, &mutex, &journal, &version,
+                                     &holder, &ident, &timeout))
         return -1;
     if (!(timeout >= 0.0) || timeout > 1e6) {
         PyErr_SetString(PyExc_ValueError, "timeout must be a number of seconds in 0..1e6"); return -1;
     }
     if (region_span(region, mutex, (Py_ssize_t)MUTEX_WORDS) < 0 || journal_capacity(region, journal) < 0 ||
-        (version >= 0 && region_check(region, version) < 0))
+        (version >= 0 && region_check(region, version) < 0) || region_check(region, holder) < 0)
         return -1;
+    if (holder >= mutex && holder < mutex + (Py_ssize_t)MUTEX_WORDS) {
+        PyErr_SetString(PyExc_ValueError, "the holder word overlaps the mutex"); return -1;
+    }
     Py_INCREF(region); Py_XSETREF(self->region, region);
     self->mutex = mutex; self->journal = journal; self->version = version < 0 ? -1 : version;
-    self->timeout = timeout; self->staged = 0;
+    self->timeout = timeout; self->staged = 0; self->holder = holder; self->ident = ident;
     return 0;
 }
 
@@ -639,6 +643,24 @@ static PyObject *section_enter(Section *self, PyObject *unused) {
         if (!r->held) { raise_released(); return NULL; }
         code = mutex_acquire(r, m, self->timeout);
     }
+    if (code == MUTEX_OWN && LOAD(&r->words[self->holder]) != self->ident) {
+        /* The OS says this thread holds it, yet another process does: a thread of another PID
+         * namespace with our thread id (ids are per namespace). Wait for it as for any holder. */
+        int64_t deadline = monotonic_ns() + (int64_t)(self->timeout * 1e9);
+        while (code == MUTEX_OWN && monotonic_ns() < deadline) {
+            struct timespec pause = {0, 200000};
+            region_enter(r);
+            Py_BEGIN_ALLOW_THREADS
+            nanosleep(&pause, NULL);
+            Py_END_ALLOW_THREADS
+            int closed = !r->held;
+            region_leave(r);
+            if (closed) { raise_released(); return NULL; }
+            code = mutex_acquire(r, m, 0.0);
+            if (code == MUTEX_TIMEOUT) code = MUTEX_OWN; /* busy again: keep waiting */
+        }
+        if (code == MUTEX_OWN) code = MUTEX_TIMEOUT;
+    }
     if (code == -100) return NULL;
     if (code == MUTEX_TIMEOUT) {
         char message[160];
@@ -657,6 +679,7 @@ static PyObject *section_enter(Section *self, PyObject *unused) {
         Py_DECREF(done);
     }
     if (LOAD(&r->words[self->journal]) != 0 && apply_journal(r, self->journal) < 0) goto release;
+    STORE(&r->words[self->holder], self->ident);
     self->staged = 0;
     Py_INCREF(self);
     return (PyObject *)self;
@@ -682,6 +705,8 @@ static PyObject *section_exit(Section *self, PyObject *const *args, Py_ssize_t n
     self->staged = 0;
     PyObject *type = NULL, *value = NULL, *tb = NULL;
     if (failed) PyErr_Fetch(&type, &value, &tb);
+    int64_t *holder = (int64_t *)r->view.buf + self->holder;
+    if (LOAD(holder) == self->ident) STORE(holder, 0);
     int was_held;
     if (mutex_release(r, m, &was_held) < 0) {
         Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
@@ -718,6 +743,7 @@ static PyMemberDef section_members[] = {
     {"staged", T_PYSSIZET, offsetof(Section, staged), 0, "Journal pairs staged by the section in progress."},
     {"region", T_OBJECT, offsetof(Section, region), READONLY, "The region."},
     {"timeout", T_DOUBLE, offsetof(Section, timeout), READONLY, "Seconds to wait for a live holder."},
+    {"ident", T_LONGLONG, offsetof(Section, ident), 0, "This process's identity (a forked child sets its own)."},
     {NULL}
 };
 
@@ -726,7 +752,8 @@ static PyTypeObject SectionType = {
     .tp_name = "bot4.shm._native.Section",
     .tp_basicsize = sizeof(Section),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Section(region, mutex, journal, version, timeout): a critical section over a robust mutex and its journal.",
+    .tp_doc = "Section(region, mutex, journal, version, holder, ident, timeout): a critical section over a robust "
+              "mutex and its journal.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)section_init,
     .tp_dealloc = (destructor)section_dealloc,
@@ -902,7 +929,10 @@ static int64_t *record_call(Gate *self, PyObject *const *args, Py_ssize_t n, int
     if (!self->region->held) { *done = 1; return NULL; }
     *now = gate_now(self, &err);
     if (err) {
-        if (!self->region->held) { PyErr_Clear(); *done = 1; } /* closed meanwhile: nothing to record */
+        if (!self->region->held && released_error && PyErr_ExceptionMatches(released_error)) {
+            PyErr_Clear(); /* closed meanwhile: nothing to record (any other error, Ctrl-C included, propagates) */
+            *done = 1;
+        }
         return NULL;
     }
     *elapsed = *now - t0;

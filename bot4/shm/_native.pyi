@@ -93,7 +93,10 @@ class Section:
     staged: int
     region: Region
     timeout: float
-    def __init__(self, region: Region, mutex: int, journal: int, version: int, timeout: float) -> None: ...
+    ident: int
+    def __init__(
+        self, region: Region, mutex: int, journal: int, version: int, holder: int, ident: int, timeout: float
+    ) -> None: ...
     def __enter__(self) -> Section: ...
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

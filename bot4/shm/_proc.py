@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["identity", "identity_pid", "is_alive", "my_identity", "pid_namespace"]
+__all__ = ["holder_token", "identity", "identity_pid", "is_alive", "my_identity", "pid_namespace"]
 
 _PID_MASK = (1 << 32) - 1
 
@@ -73,3 +73,13 @@ def pid_namespace() -> int:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return 0
+
+
+def holder_token(ident: int) -> int:
+    """Process identity ``ident`` tied to this process's PID namespace, as a positive int64.
+
+    A lock the OS knows by thread id alone (the ledger mutex) records this beside it:
+    thread ids, PIDs and so identities repeat across PID namespaces that share a segment.
+    """
+    token = (ident ^ (pid_namespace() * 0x9E3779B97F4A7C15)) & ((1 << 63) - 1)
+    return token or 1

@@ -74,9 +74,10 @@ REC_WORDS = _native.REC_WORDS
 CELL_WORDS = _native.CELL_WORDS
 
 # Risk ledger words (offsets from the ledger section start).
-L_MUTEX = 0  # robust process-shared mutex (MUTEX_WORDS, at most 8)
-if _native.MUTEX_WORDS > 8:  # pragma: no cover - a libc with a larger pthread_mutex_t
-    raise ImportError(f"pthread_mutex_t needs {_native.MUTEX_WORDS} words; the layout reserves 8")
+L_MUTEX = 0  # robust process-shared mutex (MUTEX_WORDS, at most 7)
+L_MUTEX_HOLDER = 7  # identity of the process holding the mutex (0: none or unknown)
+if _native.MUTEX_WORDS > L_MUTEX_HOLDER:  # pragma: no cover - a libc with a larger pthread_mutex_t
+    raise ImportError(f"pthread_mutex_t needs {_native.MUTEX_WORDS} words; the layout reserves {L_MUTEX_HOLDER}")
 L_MUTEX_REPAIR = 8  # owner lock electing the process that re-initialises an unrecoverable mutex
 JOURNAL_BASE_CAPACITY = 256
 """Journal pairs beyond one per symbol: the largest transaction stages one word per priced

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from bot4.shm import _native
+from bot4.shm._proc import holder_token
 from bot4.shm.lock import OwnerLock
 
 __all__ = ["SharedMutex", "Transaction"]
@@ -50,9 +51,11 @@ class SharedMutex(_native.Section):
         mutex: word index of the robust mutex.
         journal: word index of the redo journal.
         version: word index of the sequence word, or None.
+        holder: word index where the holder's identity is kept while it holds the mutex (the
+            OS knows a holder by thread id only, and thread ids repeat across PID namespaces).
         repair: word index of the owner lock that elects the re-initialiser of an
             unrecoverable mutex.
-        ident: this process's identity (for ``repair``).
+        ident: this process's identity (``repair``'s owner; tied to its PID namespace in ``holder``).
         timeout: seconds to wait for a live holder before :class:`bot4.LockTimeoutError`.
     """
 
@@ -63,26 +66,34 @@ class SharedMutex(_native.Section):
         journal: int,
         *,
         version: int | None = None,
+        holder: int,
         repair: int,
         ident: int,
         timeout: float = 5.0,
     ) -> None:
-        super().__init__(region, mutex, journal, -1 if version is None else version, timeout)
+        super().__init__(
+            region, mutex, journal, -1 if version is None else version, holder, holder_token(ident), timeout
+        )
+        self.owner_ident = ident
         self._mutex = mutex
         self._version = version
         self._repair = repair
-        self._ident = ident
 
     def _reinitialise(self) -> None:
         """Called natively when the mutex is unrecoverable: one process re-initialises it."""
         region = self.region
-        with OwnerLock(region, self._repair, self._ident, self.timeout):
+        with OwnerLock(region, self._repair, self.owner_ident, self.timeout):
             got = region.mutex_lock(self._mutex, 0.0)
             if got == _native.MUTEX_UNRECOVERABLE:
                 log.warning("re-initialising the risk ledger mutex (its holder died while repairing it)")
                 region.mutex_init(self._mutex)
             elif got in (_native.MUTEX_ACQUIRED, _native.MUTEX_FROM_DEAD):
                 region.mutex_unlock(self._mutex)  # repaired by another process meanwhile
+
+    def rebind(self, ident: int) -> None:
+        """A forked child's identity (and holder token) for this mutex."""
+        self.owner_ident = ident
+        self.ident = holder_token(ident)
 
     def _taken_back(self) -> None:
         """Called natively when this thread already held the mutex (a section left locked)."""

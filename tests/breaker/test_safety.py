@@ -110,3 +110,28 @@ def test_threads_count_exactly_under_the_gil(core: Core) -> None:
 def test_a_bad_breaker_name_is_a_config_error(core: Core, name: object) -> None:
     with pytest.raises(ConfigError):
         core.breaker(name)  # type: ignore[arg-type]
+
+
+def test_ctrl_c_from_a_clock_that_closed_the_core_is_not_swallowed() -> None:
+    class InterruptingClock(SteppingClock):
+        core: Core | None = None
+        armed = False
+
+        def now_ns(self) -> int:
+            if self.armed and self.core is not None:
+                self.armed = False
+                self.core.close()  # e.g. a SIGINT handler that shuts down, then interrupts
+                raise KeyboardInterrupt
+            return self.ns
+
+    clock = InterruptingClock(10_000_000_000)
+    core = Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False))
+    clock.core = core
+    br = core.breaker("a")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with br.call():
+                clock.armed = True  # the outcome's clock reading closes and interrupts
+    finally:
+        core.close()
+        core.unlink()

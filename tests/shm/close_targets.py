@@ -33,7 +33,9 @@ def torture(rounds: int, python_clock: bool) -> None:
         br = core.breaker("venue")
         started = threading.Barrier(4)
 
-        def work(core: Core = core, br: object = br, started: threading.Barrier = started) -> None:
+        def work(
+            core: Core = core, br: object = br, started: threading.Barrier = started, clock: object = clock
+        ) -> None:
             started.wait()
             try:
                 while True:
@@ -42,6 +44,9 @@ def torture(rounds: int, python_clock: bool) -> None:
                     decision = core.risk.reserve(order)
                     if decision.reservation is not None:
                         core.risk.release(decision.reservation)
+                    if clock is not None:
+                        clock.advance(60)  # type: ignore[attr-defined]  # every price below takes a correlation sample
+                    core.risk.on_price("BTC/USDT", 100.0)
                     br.snapshot()  # type: ignore[attr-defined]
             except Bot4Error:
                 return  # closed under us: a clear bot4 error is the promise

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -33,6 +36,7 @@ def mutex_of(core: Core, timeout: float = 5.0) -> SharedMutex:
         lay.ledger + L.L_MUTEX,
         lay.journal,
         version=lay.ledger + L.L_VERSION,
+        holder=lay.ledger + L.L_MUTEX_HOLDER,
         repair=lay.ledger + L.L_MUTEX_REPAIR,
         ident=core._context.ident,
         timeout=timeout,
@@ -105,3 +109,20 @@ def test_a_transaction_larger_than_the_journal_is_refused() -> None:
         with pytest.raises(ValueError, match="journal"):
             with mutex_of(core) as tx:
                 tx.set(base + L.L_OPEN_ORDERS, tuple([0] * (core._segment.layout.journal_capacity + 1)))
+
+
+@pytest.mark.processes
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0, reason="needs unshare and root")
+def test_a_process_of_another_pid_namespace_with_our_thread_id_waits_its_turn(tmp_path: Any) -> None:
+    """Thread ids repeat across PID namespaces (both processes are PID 1 of their own here):
+    the OS alone would take the second for the holder and let it in."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with Core.create() as core:
+        core.risk  # noqa: B018 - the ledger is set up
+        run = [sys.executable, "-m", "tests.shm.namespace_target", core.name]
+        env = {**os.environ, "PYTHONPATH": root}
+        procs = [subprocess.Popen(["unshare", "-Urpf", *run, role, str(tmp_path)], cwd=root, env=env) for role in "AB"]
+        assert [p.wait(120) for p in procs] == [0, 0]
+        left = float((tmp_path / "a-left").read_text())
+        entered = float((tmp_path / "b-entered").read_text())
+        assert entered >= left, "B entered the ledger section while A held it"
