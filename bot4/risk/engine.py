@@ -396,8 +396,8 @@ class RiskEngine:
 
     def _fill(self, reservation: Reservation, quantity: float, price: float, fee: float) -> None:
         """:meth:`on_fill` of a checked reservation and floats."""
+        limits, day = self._limits_and_day()
         with self._mutex as tx:
-            limits = self._ledger.current_limits()
             tx.staged, code, left, drawdown, loss = self._kernel.fill(
                 tx.staged,
                 reservation.slot,
@@ -405,7 +405,7 @@ class RiskEngine:
                 quantity,
                 price,
                 fee,
-                self._day_id(limits),
+                day,
                 _EPS * reservation.quantity,
             )
             if code == _NOT_LIVE:
@@ -425,8 +425,8 @@ class RiskEngine:
             raise ConfigError("symbol", problem)
         price = _check_price("price", price)
         now = self._ctx.clock.now_ns()
+        limits, day = self._limits_and_day()
         with self._mutex as tx:
-            limits = self._ledger.current_limits()
             last = self._r.load(self._base + L.L_LAST_SAMPLE_NS)
             if now - last >= limits.correlation_sample_seconds * 1e9 or last == 0:
                 take_sample(self._seg, tx, limits, now)
@@ -437,18 +437,22 @@ class RiskEngine:
                     f"{symbol!r} (create the core with a larger max_symbols)"
                 )
             unrealized = self._symbol_writes(tx, index, mark=price)
-            events = self._account_writes(tx, cash=self._r.loadf(self._base + L.L_CASH), unrealized=unrealized)
+            cash = self._r.loadf(self._base + L.L_CASH)
+            events = self._account_writes(tx, limits, day, cash=cash, unrealized=unrealized)
         self._tell_fleet()
         self._tripped(events)
 
     def set_equity(self, value: float) -> None:
         """Set account equity (realized and unrealized) as reported by the account; drives drawdown."""
         value = _check_price("value", value)
+        limits, day = self._limits_and_day()
         with self._mutex as tx:
             unrealized = self._r.loadf(self._base + L.L_UNREALIZED)
             first = not self._r.load(self._base + L.L_EQUITY_SET)
             tx.set(self._base + L.L_CASH, value - unrealized)
-            events = self._account_writes(tx, cash=value - unrealized, unrealized=unrealized, initial=first)
+            events = self._account_writes(
+                tx, limits, day, cash=value - unrealized, unrealized=unrealized, initial=first
+            )
         self._tripped(events)
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
@@ -492,8 +496,9 @@ class RiskEngine:
                 if r.load(lay.reservation(slot) + L.V_OWNER) == owner:
                     self._free_entry(tx, slot)
                     freed += 1
+        now = self._ctx.now_ns()  # a clock is user code: read it before taking the mutex
         with self._mutex as tx:
-            tx.set(self._base + L.L_SWEEP_NS, self._ctx.now_ns())
+            tx.set(self._base + L.L_SWEEP_NS, now)
         if freed:
             self._tell_fleet()
         return freed
@@ -623,14 +628,28 @@ class RiskEngine:
         )
         return unrealized
 
-    def _account_writes(self, tx: Transaction, *, cash: float, unrealized: float, initial: bool = False) -> list[str]:
+    def _account_writes(
+        self,
+        tx: Transaction,
+        limits: RiskLimits,
+        day: int,
+        *,
+        cash: float,
+        unrealized: float,
+        initial: bool = False,
+    ) -> list[str]:
         """Peak, trading day, drawdown and daily loss after equity changed; returns kill-switch reasons.
 
         Reads see the ledger before ``tx``: the previous equity starts a new trading day.
         """
-        limits = self._ledger.current_limits()
-        tx.staged, drawdown, loss = self._kernel.account(tx.staged, cash, unrealized, self._day_id(limits), initial)
+        tx.staged, drawdown, loss = self._kernel.account(tx.staged, cash, unrealized, day, initial)
         return self._breaches(limits, drawdown, loss)
+
+    def _limits_and_day(self) -> tuple[RiskLimits, int]:
+        """The limits and the trading day, read before a transaction takes the mutex: the
+        clock is user code, and limits torn by a dead writer are repaired by taking it."""
+        limits = self._ledger.current_limits()
+        return limits, self._day_id(limits)
 
     def _breaches(self, limits: RiskLimits, drawdown: float, loss: float) -> list[str]:
         """Why trading must halt: drawdown or daily loss (NaN: equity never set) past their limits.

@@ -29,7 +29,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("clock", ["python", "default"])
 def test_closing_under_threads_in_guarded_calls_and_reserves(clock: str) -> None:
-    done = _run("torture", "150", clock)
+    done = _run("torture", "600", clock)
     assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
     assert done.stdout.strip() == "ok"
 
