@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -42,3 +44,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached in {timeout}s")
         time.sleep(0.002)
+
+
+def interrupt_at(k: int, operation: Callable[[], Any]) -> bool:
+    """Run ``operation``, raising KeyboardInterrupt when its k-th native call returns (where
+    Python delivers Ctrl-C); return whether it was raised (False: fewer than k native calls)."""
+    seen = [0]
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_return":
+            seen[0] += 1
+            if seen[0] == k:
+                raise KeyboardInterrupt
+
+    sys.setprofile(profile)
+    try:
+        operation()
+    except KeyboardInterrupt:
+        return True
+    finally:
+        sys.setprofile(None)
+    return False

@@ -21,7 +21,7 @@ from bot4.risk.limits import RiskLimits, TradingState, exceeds
 from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
-from bot4.shm.mutex import SharedMutex, Transaction
+from bot4.shm.mutex import Transaction, ledger_mutex
 from bot4.shm.text import encode_text
 
 if TYPE_CHECKING:
@@ -73,15 +73,7 @@ class RiskEngine:
         self._seg = seg
         self._r = seg.region
         self._base = lay.ledger
-        self._mutex = SharedMutex(
-            seg.region,
-            lay.ledger + L.L_MUTEX,
-            lay.journal,
-            version=lay.ledger + L.L_VERSION,
-            holder=lay.ledger + L.L_MUTEX_HOLDER,
-            repair=lay.ledger + L.L_MUTEX_REPAIR,
-            ident=ctx.ident,
-        )
+        self._mutex = ledger_mutex(seg, ctx.ident)
         self._kernel = make_kernel(seg)
         self._trading = TradingWord(seg.region, lay.ledger, ctx.clock)
         self._ledger = RiskLedger(seg, self._kernel, ctx.clock, self._trading, self._repair)

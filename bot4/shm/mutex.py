@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from bot4.shm import _native
+from bot4.shm import layout as L
 from bot4.shm._proc import holder_token
 from bot4.shm.lock import OwnerLock
 
-__all__ = ["SharedMutex", "Transaction"]
+if TYPE_CHECKING:
+    from bot4.shm.segment import Segment
+
+__all__ = ["SharedMutex", "Transaction", "ledger_mutex"]
 
 log = logging.getLogger("bot4.shm")
 
@@ -120,3 +124,18 @@ class SharedMutex(_native.Section):
 
 Transaction = SharedMutex
 """The type of ``tx`` in ``with mutex as tx:`` (the section itself)."""
+
+
+def ledger_mutex(segment: Segment, ident: int, timeout: float = 5.0) -> SharedMutex:
+    """The risk ledger's mutex of ``segment``, for the process of identity ``ident``."""
+    lay = segment.layout
+    return SharedMutex(
+        segment.region,
+        lay.ledger + L.L_MUTEX,
+        lay.journal,
+        version=lay.ledger + L.L_VERSION,
+        holder=lay.ledger + L.L_MUTEX_HOLDER,
+        repair=lay.ledger + L.L_MUTEX_REPAIR,
+        ident=ident,
+        timeout=timeout,
+    )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 import bot4
 from bot4 import Core, Order, make_plugin_manager
+from tests.helpers import interrupt_at
 from tests.risk.conftest import NO_LIMITS, buy
 
 
@@ -127,31 +127,16 @@ def test_ctrl_c_right_after_the_commit_gives_the_reservation_back() -> None:
         risk.on_price("BTC/USDT", 100.0)
         interrupted = 0
         k = 1
-        while True:  # raise at the k-th native return of reserve, for every k
-            seen = [0]
-
-            def profile(frame: Any, event: str, arg: Any, seen: list[int] = seen, k: int = k) -> None:
-                if event == "c_return":
-                    seen[0] += 1
-                    if seen[0] == k:
-                        raise KeyboardInterrupt
-
-            sys.setprofile(profile)
-            try:
-                decision = risk.reserve(buy())
-            except KeyboardInterrupt:
-                interrupted += 1
-            else:
-                sys.setprofile(None)
-                assert decision.reservation is not None
-                risk.release(decision.reservation)
-                break
-            finally:
-                sys.setprofile(None)
+        held: list[bot4.Decision] = []
+        while interrupt_at(k, lambda: held.append(risk.reserve(buy()))):  # at the k-th native return, every k
+            interrupted += 1
             snap = risk.snapshot()
-            assert snap.open_orders == 0, f"a reservation nobody holds after an interrupt at native return {k}"
+            assert snap.open_orders == len(held), f"a reservation nobody holds after an interrupt at return {k}"
             assert risk.audit() == []
             k += 1
+        for decision in held:
+            assert decision.reservation is not None
+            risk.release(decision.reservation)
         assert interrupted > 5
 
 

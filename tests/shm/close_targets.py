@@ -100,7 +100,9 @@ def close_while_waiting() -> None:
 
     waiter = threading.Thread(target=wait_for_ledger)
     waiter.start()
+    deadline = time.monotonic() + 60
     while core._segment.region.busy == 0:  # until it waits inside the mapping
+        assert time.monotonic() < deadline, "the waiter never started waiting"
         time.sleep(0.001)
     core.close()  # must not unmap what the waiter is inside
     release.set()  # the holder lets go: the waiter wakes on a closed core

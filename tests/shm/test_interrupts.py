@@ -15,7 +15,6 @@ import multiprocessing as mp
 import os
 import random
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from bot4 import Core, ManualClock, RiskEngine, make_plugin_manager
 from bot4.shm import _native
 from bot4.shm import layout as L
-from tests.helpers import wait_for
+from tests.helpers import interrupt_at, wait_for
 from tests.risk.conftest import NO_LIMITS, buy
 
 ctx = mp.get_context("spawn")
@@ -33,26 +32,6 @@ ctx = mp.get_context("spawn")
 
 def _mutex(core: Core) -> tuple[_native.Region, int]:
     return core._segment.region, core._segment.layout.ledger + L.L_MUTEX
-
-
-def _interrupt_at(k: int, operation: Callable[[], Any]) -> bool:
-    """Run ``operation`` raising KeyboardInterrupt at its k-th native return; whether it fired."""
-    seen = [0]
-
-    def profile(frame: Any, event: str, arg: Any) -> None:
-        if event == "c_return":
-            seen[0] += 1
-            if seen[0] == k:
-                raise KeyboardInterrupt
-
-    sys.setprofile(profile)
-    try:
-        operation()
-    except KeyboardInterrupt:
-        return True
-    finally:
-        sys.setprofile(None)
-    return False
 
 
 def _desk(clock: ManualClock) -> Core:
@@ -89,7 +68,7 @@ def test_keyboard_interrupt_after_any_native_call_leaves_the_mutex_free(name: st
         region, mutex = _mutex(core)
         operation = _operations(risk)[name]
         k = 1
-        while _interrupt_at(k, operation):
+        while interrupt_at(k, operation):
             # Free for this thread (not "already held by you") ...
             assert region.mutex_lock(mutex, 0.0) == _native.MUTEX_ACQUIRED, f"lock left held after return {k}"
             assert region.mutex_unlock(mutex)

@@ -15,7 +15,7 @@ import pytest
 
 from bot4 import Core, LockTimeoutError
 from bot4.shm import layout as L
-from bot4.shm.mutex import SharedMutex
+from bot4.shm.mutex import SharedMutex, ledger_mutex
 
 ctx = mp.get_context("spawn")
 
@@ -29,18 +29,7 @@ def _hold_mutex(name: str, holding: Any) -> None:
 
 
 def mutex_of(core: Core, timeout: float = 5.0) -> SharedMutex:
-    seg = core._segment
-    lay = seg.layout
-    return SharedMutex(
-        seg.region,
-        lay.ledger + L.L_MUTEX,
-        lay.journal,
-        version=lay.ledger + L.L_VERSION,
-        holder=lay.ledger + L.L_MUTEX_HOLDER,
-        repair=lay.ledger + L.L_MUTEX_REPAIR,
-        ident=core._context.ident,
-        timeout=timeout,
-    )
+    return ledger_mutex(core._segment, core._context.ident, timeout)
 
 
 @pytest.mark.processes
