@@ -29,6 +29,7 @@ _LOW32 = 0xFFFFFFFF
 _OPEN = BreakerState.OPEN
 _FUSE_TRIPPED = 1  # FuseState.TRIPPED (a fuse forced by hand is never re-evaluated)
 _PASS = object()  # token: the breaker is disabled, the call is neither checked nor recorded
+_NO_RESULT = object()  # a guarded block (not a function): there is no return value to classify
 
 
 class _Trial:
@@ -99,6 +100,7 @@ class CircuitBreaker:
         self._gate = gate
         self._local = config
         self._classify = config.classify
+        self._result_check = config.result_fails if config.failed_result is not None else None
         self._on_rejected = ctx.plugins.hook.bot4_call_rejected
 
     # ------------------------------------------------------------------ identity
@@ -154,14 +156,16 @@ class CircuitBreaker:
                     except BaseException as exc:
                         finish(token, exc)
                         raise
-                    finish(token, None)
+                    finish(token, None, result)
                     return result
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
                     on_exception(t0, exc)
                     raise
-                if success(t0):
+                if self._result_check is not None and self._result_check(result):
+                    self._failed_call(t0)
+                elif success(t0):
                     self._trip(_native.VERDICT_SLOW)
                 return result
 
@@ -179,14 +183,16 @@ class CircuitBreaker:
                 except BaseException as exc:
                     finish(token, exc)
                     raise
-                finish(token, None)
+                finish(token, None, result)
                 return result
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
                 on_exception(t0, exc)
                 raise
-            if success(t0):
+            if self._result_check is not None and self._result_check(result):
+                self._failed_call(t0)
+            elif success(t0):
                 self._trip(_native.VERDICT_SLOW)
             return result
 
@@ -209,19 +215,32 @@ class CircuitBreaker:
         if verdict:
             self._trip(verdict)
 
-    def _finish(self, token: object, exc: BaseException | None) -> None:
-        """Record the outcome of a call admitted with ``token``."""
+    def _finish(self, token: object, exc: BaseException | None, result: object = _NO_RESULT) -> None:
+        """Record the outcome of a call admitted with ``token`` (that raised ``exc`` or returned ``result``)."""
         if token is _PASS:
             return
+        check = self._result_check
+        bad_result = exc is None and result is not _NO_RESULT and check is not None and check(result)
         if isinstance(token, _Trial):
-            outcome = Outcome.SUCCESS if exc is None else self._classify(exc)
+            if exc is not None:
+                outcome = self._classify(exc)
+            else:
+                outcome = Outcome.FAILURE if bad_result else Outcome.SUCCESS
             self._trial_done(token, outcome)
             return
         assert isinstance(token, int)
         if exc is not None:
             self._closed_exception(token, exc)
+        elif bad_result:
+            self._failed_call(token)
         elif self._gate.success(token):
             self._trip(_native.VERDICT_SLOW)
+
+    def _failed_call(self, t0: int) -> None:
+        """Record a call of the closed path as failed (it returned a failed result)."""
+        verdict = self._gate.failure(t0)
+        if verdict:
+            self._trip(verdict)
 
     def _enter(self) -> object:
         t0 = self._gate.acquire()
@@ -493,6 +512,7 @@ class CircuitBreaker:
         self._registry.write_config(self._rec, config, self._ctx.ident)
         self._local = config
         self._classify = config.classify
+        self._result_check = config.result_fails if config.failed_result is not None else None
 
     def _config_words(self) -> dict[int, float | int]:
         return self._registry.read_config(self._rec)

@@ -56,8 +56,8 @@ class BreakerConfig:
 
     The numeric fields live in the shared segment: every process sees the same values,
     and :meth:`~bot4.CircuitBreaker.reconfigure` changes them for all at their next call.
-    ``record``, ``ignore`` and ``predicate`` are code, so they belong to the process that
-    passes them.
+    ``record``, ``ignore``, ``predicate`` and ``failed_result`` are code, so they belong to
+    the process that passes them.
     """
 
     failure_rate_threshold: float = 0.5
@@ -91,6 +91,10 @@ class BreakerConfig:
     """Exceptions that count as neither success nor failure; checked before ``record``."""
     predicate: Callable[[BaseException], bool] | None = field(default=None, compare=False)
     """Optional final say for a recorded exception: True → failure, False → success."""
+    failed_result: Callable[[Any], bool] | None = field(default=None, compare=False)
+    """Optional: a return value for which this returns True counts as a failure (a venue that
+    answers ``{"status": "error"}`` without raising); the caller still gets the value. Applies
+    to decorated functions (a ``with br.call():`` block has no return value)."""
 
     def __post_init__(self) -> None:
         _number("failure_rate_threshold", self.failure_rate_threshold, lo=0.0, hi=1.0, lo_open=True)
@@ -114,6 +118,8 @@ class BreakerConfig:
         object.__setattr__(self, "ignore", _exception_types("ignore", self.ignore))
         if self.predicate is not None and not callable(self.predicate):
             raise ConfigError("predicate", f"expected a callable or None, got {self.predicate!r}")
+        if self.failed_result is not None and not callable(self.failed_result):
+            raise ConfigError("failed_result", f"expected a callable or None, got {self.failed_result!r}")
 
     def replace(self, **changes: Any) -> BreakerConfig:
         """A copy with ``changes`` applied and every other field kept (``record`` and
@@ -141,6 +147,18 @@ class BreakerConfig:
             return Outcome.FAILURE if self.predicate(exc) else Outcome.SUCCESS
         except Exception:
             return Outcome.FAILURE
+
+    def result_fails(self, result: Any) -> bool:
+        """Whether a call that returned ``result`` counts as a failure (``failed_result``).
+
+        A ``failed_result`` that raises counts the call as a failure.
+        """
+        if self.failed_result is None:
+            return False
+        try:
+            return bool(self.failed_result(result))
+        except Exception:
+            return True
 
     # --- the shared (numeric) part, as stored in a config block of the segment -------
 
@@ -183,7 +201,9 @@ class BreakerConfig:
             slow_trial_fails=bool(values[_native.CFG_SLOW_TRIAL_FAILS]),
         )
         if local is not None:
-            kwargs.update(record=local.record, ignore=local.ignore, predicate=local.predicate)
+            kwargs.update(
+                record=local.record, ignore=local.ignore, predicate=local.predicate, failed_result=local.failed_result
+            )
         return cls(**kwargs)
 
     def shared_equal(self, other: BreakerConfig) -> bool:

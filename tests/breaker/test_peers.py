@@ -175,3 +175,53 @@ def test_replace_keeps_every_field_not_named(core: Core) -> None:
     assert br.config.ignore == (KeyError,) and br.config.open_seconds == 30
     with pytest.raises(TypeError):
         cfg.replace(no_such_field=1)
+
+
+# ---------------------------------------------------------------- results as failures (resilience4j recordResult, Polly HandleResult)
+
+
+def _status_error(result: object) -> bool:
+    return isinstance(result, dict) and result.get("status") == "error"
+
+
+def test_a_failed_result_counts_as_a_failure_and_is_still_returned(core: Core) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=3, failed_result=_status_error))
+
+    @br
+    def place() -> dict[str, str]:
+        return {"status": "error", "msg": "rate limited"}
+
+    for _ in range(3):
+        assert place() == {"status": "error", "msg": "rate limited"}  # the caller sees the venue's answer
+    assert br.state is BreakerState.OPEN
+    assert br.snapshot().failures == 3
+
+
+def test_good_results_are_successes_and_a_raising_check_counts_as_failure(core: Core) -> None:
+    def broken(result: object) -> bool:
+        raise RuntimeError("bad check")
+
+    good = core.breaker("good", BreakerConfig(consecutive_failures=1, failed_result=_status_error))
+    assert good(lambda: {"status": "ok"})() == {"status": "ok"}
+    assert good.state is BreakerState.CLOSED and good.snapshot().failures == 0
+    shaky = core.breaker("shaky", BreakerConfig(consecutive_failures=1, failed_result=broken))
+    shaky(lambda: 1)()
+    assert shaky.state is BreakerState.OPEN
+
+
+def test_a_failed_result_in_half_open_reopens_and_async_results_count(core: Core, clock: ManualClock) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=1, open_seconds=1, failed_result=_status_error))
+
+    @br
+    async def fetch(status: str) -> dict[str, str]:
+        return {"status": status}
+
+    asyncio.run(fetch("error"))
+    assert br.state is BreakerState.OPEN
+    clock.advance(1)
+    asyncio.run(fetch("error"))  # the trial answers with an error
+    assert br.state is BreakerState.OPEN
+    blocks = core.breaker("blocks", BreakerConfig(consecutive_failures=1, failed_result=lambda result: True))
+    with blocks.call():  # a block has no return value: the check is never asked
+        pass
+    assert blocks.state is BreakerState.CLOSED and blocks.snapshot().calls == 1
