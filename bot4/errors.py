@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot4.breaker.state import BreakerState
@@ -193,6 +193,22 @@ class CircuitOpenError(Bot4Error):
     def detail(self) -> str:
         """Why, beyond the state (``"trial permits in use"``, ``"global fuse tripped"``, ...)."""
         return self.args[3] if len(self.args) > 3 else ""  # type: ignore[no-any-return]
+
+    @property
+    def cause(self) -> str | None:
+        """Why the breaker last opened (the failure that tripped it, a failed result, or the
+        reason it was forced open), read from the shared segment when asked; None when not known."""
+        breaker = self.__dict__.get("_breaker")
+        if breaker is None:
+            return self.__dict__.get("_cause")  # type: ignore[no-any-return]
+        try:
+            return breaker.opened_by()  # type: ignore[no-any-return]
+        except Bot4Error:  # its core was closed since
+            return None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to another process (a pool's result, a queue): the cause as read now, not the breaker.
+        return (type(self), self.args, {"_cause": self.cause})
 
     def __str__(self) -> str:
         when = "" if self.retry_after is None else f"; retry after {self.retry_after:.3f}s"

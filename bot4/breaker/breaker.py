@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -14,6 +15,7 @@ from bot4.breaker.state import BreakerState, StateWord, ns_until
 from bot4.errors import CircuitOpenError, ConfigTypeError, FuseTrippedError, SegmentError
 from bot4.shm import _native
 from bot4.shm import layout as L
+from bot4.shm.text import decode_text, encode_text
 
 if TYPE_CHECKING:
     from bot4._context import CoreContext
@@ -30,6 +32,10 @@ _OPEN = BreakerState.OPEN
 _FUSE_TRIPPED = 1  # FuseState.TRIPPED (a fuse forced by hand is never re-evaluated)
 _PASS = object()  # token: the breaker is disabled, the call is neither checked nor recorded
 _NO_RESULT = object()  # a guarded block (not a function): there is no return value to classify
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class _Trial:
@@ -64,6 +70,12 @@ class BreakerSnapshot:
     rejections: int
     """Calls rejected since the segment was created."""
     config: BreakerConfig
+    half_open_successes: int = 0
+    """Trial calls of the current half-open episode that succeeded (0 in any other state)."""
+    opened_by: str | None = None
+    """Why it last opened, seen by any process: see :meth:`CircuitBreaker.opened_by`."""
+    opened_by_pid: int | None = None
+    """The process that saw what opened it."""
 
 
 class CircuitBreaker:
@@ -164,7 +176,7 @@ class CircuitBreaker:
                     on_exception(t0, exc)
                     raise
                 if self._result_check is not None and self._result_check(result):
-                    self._failed_call(t0)
+                    self._failed_call(t0, result)
                 elif success(t0):
                     self._trip(_native.VERDICT_SLOW)
                 return result
@@ -191,7 +203,7 @@ class CircuitBreaker:
                 on_exception(t0, exc)
                 raise
             if self._result_check is not None and self._result_check(result):
-                self._failed_call(t0)
+                self._failed_call(t0, result)
             elif success(t0):
                 self._trip(_native.VERDICT_SLOW)
             return result
@@ -213,7 +225,7 @@ class CircuitBreaker:
         else:
             return
         if verdict:
-            self._trip(verdict)
+            self._trip(verdict, _describe(exc))
 
     def _finish(self, token: object, exc: BaseException | None, result: object = _NO_RESULT) -> None:
         """Record the outcome of a call admitted with ``token`` (that raised ``exc`` or returned ``result``)."""
@@ -223,24 +235,25 @@ class CircuitBreaker:
         bad_result = exc is None and result is not _NO_RESULT and check is not None and check(result)
         if isinstance(token, _Trial):
             if exc is not None:
-                outcome = self._classify(exc)
+                outcome, cause = self._classify(exc), _describe(exc)
             else:
                 outcome = Outcome.FAILURE if bad_result else Outcome.SUCCESS
-            self._trial_done(token, outcome)
+                cause = f"failed result {result!r}" if bad_result else None
+            self._trial_done(token, outcome, cause)
             return
         assert isinstance(token, int)
         if exc is not None:
             self._closed_exception(token, exc)
         elif bad_result:
-            self._failed_call(token)
+            self._failed_call(token, result)
         elif self._gate.success(token):
             self._trip(_native.VERDICT_SLOW)
 
-    def _failed_call(self, t0: int) -> None:
-        """Record a call of the closed path as failed (it returned a failed result)."""
+    def _failed_call(self, t0: int, result: object) -> None:
+        """Record a call of the closed path as failed (it returned a failed ``result``)."""
         verdict = self._gate.failure(t0)
         if verdict:
-            self._trip(verdict)
+            self._trip(verdict, f"failed result {result!r}")
 
     def _enter(self) -> object:
         t0 = self._gate.acquire()
@@ -255,6 +268,7 @@ class CircuitBreaker:
     def _refuse_open(self, code: int) -> CircuitOpenError:
         """The error for a call the gate found OPEN for another ``-code - 2`` ns (counted, announced)."""
         error = CircuitOpenError(self._name, _OPEN, (-code - 2) / 1e9, "")
+        error._breaker = self  # its cause is read only if asked for
         self._r.add(self._rejects_i, 1)
         if self._on_rejected.get_hookimpls():
             self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
@@ -321,7 +335,7 @@ class CircuitBreaker:
             if r.cas(self._permits_i, permits, permits - 1):
                 return
 
-    def _trial_done(self, trial: _Trial, outcome: int) -> None:
+    def _trial_done(self, trial: _Trial, outcome: int, cause: str | None = None) -> None:
         r = self._r
         if outcome == Outcome.IGNORED:
             self._return_permit(trial.seq)
@@ -340,7 +354,7 @@ class CircuitBreaker:
                 level = sw.level + 1
                 new = sw.successor(BreakerState.OPEN, level=level, until_ns=now + self._open_ns(level))
                 if r.cas(self._state_i, word, new):
-                    self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, why, now)
+                    self._changed(BreakerState.HALF_OPEN, BreakerState.OPEN, why, now, cause)
             return
         fleet = self._ctx.fleet
         if fleet is not None and fleet.trial_succeeded(self):
@@ -365,8 +379,8 @@ class CircuitBreaker:
             if r.cas(self._state_i, word, sw.successor(BreakerState.CLOSED, level=0)):
                 self._changed(BreakerState.HALF_OPEN, BreakerState.CLOSED, f"{done} trial calls succeeded", now)
 
-    def _trip(self, verdict: int) -> None:
-        """Open a closed breaker because a trip rule (``verdict``) was met."""
+    def _trip(self, verdict: int, cause: str | None = None) -> None:
+        """Open a closed breaker because a trip rule (``verdict``) was met (on ``cause``)."""
         r = self._r
         now = self._gate.now()
         word = r.load(self._state_i)
@@ -384,24 +398,57 @@ class CircuitBreaker:
                 reason = f"failure rate {failures}/{calls} calls reached its threshold"
             else:
                 reason = f"slow call rate {slow}/{calls} calls reached its threshold"
-            self._changed(BreakerState.CLOSED, BreakerState.OPEN, reason, now)
+            self._changed(BreakerState.CLOSED, BreakerState.OPEN, reason, now, cause)
 
     def _reject(self, error: CircuitOpenError) -> NoReturn:
+        error._breaker = self  # its cause is read only if asked for
         self._r.add(self._rejects_i, 1)
         if self._on_rejected.get_hookimpls():
             self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
         raise error
 
-    def _changed(self, old: BreakerState, new: BreakerState, reason: str, now: int) -> None:
+    def _changed(self, old: BreakerState, new: BreakerState, reason: str, now: int, cause: str | None = None) -> None:
         self._r.store(self._rec + _native.REC_CHANGED_NS, now)
         if new is BreakerState.OPEN:
             self._r.add(self._rec + _native.REC_TRIPS, 1)
+        if new is BreakerState.OPEN or new is BreakerState.FORCED_OPEN:
+            self._record_cause(cause or reason)
         ctx = self._ctx
         if ctx.fuse is not None:  # first: nothing slow or foreign between the transition and the fuse
             ctx.fuse.evaluate()
         if ctx.fleet is not None:
             ctx.fleet.breaker_changed(self, old, new, reason)
         ctx.notify("bot4_breaker_state_changed", breaker=self, old=old, new=new, reason=reason)
+
+    def _record_cause(self, text: str) -> None:
+        """Keep why the breaker opened, for every process (tagged: a reader never sees half of it)."""
+        r, i = self._r, self._rec + _native.REC_CAUSE
+        tag = StateWord.unpack(r.load(self._state_i)).seq + 1  # positive, new with every transition
+        r.store(i, -tag)
+        for k, word in enumerate(encode_text(text, _native.REC_CAUSE_WORDS - 1)):
+            r.store(i + 1 + k, word)
+        r.store(self._rec + _native.REC_CAUSE_PID, os.getpid())
+        r.store(i, tag)
+
+    def opened_by(self) -> str | None:
+        """Why the breaker last opened — the failure that tripped it (exception type and
+        message, or the failed result), the rule, or the reason it was forced open — as seen
+        by any process; None if it never opened (the snapshot also has the opener's pid)."""
+        return self._cause()[0]
+
+    def _cause(self) -> tuple[str | None, int | None]:
+        r, i = self._r, self._rec + _native.REC_CAUSE
+        for _ in range(64):
+            tag = r.load(i)
+            if tag == 0:
+                return None, None
+            if tag < 0:
+                continue  # being written
+            text = decode_text(r.load_range(i + 1, _native.REC_CAUSE_WORDS - 1))
+            pid = r.load(self._rec + _native.REC_CAUSE_PID)
+            if r.load(i) == tag:
+                return text, pid
+        return None, None
 
     def _clear_window(self) -> None:
         self._r.add(self._rec + _native.REC_WGEN, 1)
@@ -525,6 +572,9 @@ class CircuitBreaker:
         calls, failures, slow = self._gate.counts()
         permits = r.load(self._permits_i)
         in_use = permits & _LOW32 if sw.state is BreakerState.HALF_OPEN and permits >> 32 == sw.seq else 0
+        successes = r.load(self._succ_i)
+        succeeded = successes & _LOW32 if sw.state is BreakerState.HALF_OPEN and successes >> 32 == sw.seq else 0
+        cause, cause_pid = self._cause()
         until = None
         if sw.state is BreakerState.OPEN:
             until = max(0.0, ns_until(sw.until_ms, now) / 1e9)
@@ -542,6 +592,9 @@ class CircuitBreaker:
             trips=r.load(self._rec + _native.REC_TRIPS),
             rejections=r.load(self._rec + _native.REC_REJECTS),
             config=self.config,
+            half_open_successes=succeeded,
+            opened_by=cause,
+            opened_by_pid=cause_pid,
         )
 
 

@@ -37,6 +37,9 @@ enum {
     REC_REJECTS = 17,    /* number of rejected calls */
     REC_CHANGED_NS = 18, /* clock time of the last transition */
     REC_LAST_BAD = 19,   /* window tag of the latest failure or slow call (successes check the rates while it is in the window) */
+    REC_CAUSE_PID = 20,  /* pid of the process that last opened the breaker */
+    REC_CAUSE = 56,      /* why it last opened: tag (state seq; negative while written), then UTF-8 text */
+    REC_CAUSE_WORDS = 8,
     REC_CFG0 = 24,       /* config block 0 */
     REC_CFG_WORDS = 16,
     REC_WORDS = 64
@@ -1151,7 +1154,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, REC_STATUS); ADD_INT(m, REC_NAME); ADD_INT(m, REC_NAME_WORDS); ADD_INT(m, REC_STATE);
     ADD_INT(m, REC_PERMITS); ADD_INT(m, REC_SUCCESSES); ADD_INT(m, REC_CONSEC); ADD_INT(m, REC_WGEN);
     ADD_INT(m, REC_CFG_GEN); ADD_INT(m, REC_CFG_LOCK); ADD_INT(m, REC_TRIPS); ADD_INT(m, REC_REJECTS);
-    ADD_INT(m, REC_CHANGED_NS); ADD_INT(m, REC_LAST_BAD); ADD_INT(m, REC_CFG0); ADD_INT(m, REC_CFG_WORDS); ADD_INT(m, REC_WORDS);
+    ADD_INT(m, REC_CHANGED_NS); ADD_INT(m, REC_LAST_BAD);
+    ADD_INT(m, REC_CAUSE_PID); ADD_INT(m, REC_CAUSE); ADD_INT(m, REC_CAUSE_WORDS); ADD_INT(m, REC_CFG0); ADD_INT(m, REC_CFG_WORDS); ADD_INT(m, REC_WORDS);
     ADD_INT(m, CFG_FAILURE_RATE); ADD_INT(m, CFG_MINIMUM_CALLS); ADD_INT(m, CFG_WINDOW_NS);
     ADD_INT(m, CFG_BUCKET_NS); ADD_INT(m, CFG_CONSECUTIVE); ADD_INT(m, CFG_SLOW_NS); ADD_INT(m, CFG_SLOW_RATE);
     ADD_INT(m, CFG_OPEN_NS); ADD_INT(m, CFG_OPEN_BACKOFF); ADD_INT(m, CFG_MAX_OPEN_NS);

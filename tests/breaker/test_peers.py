@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
+import pickle
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from bot4 import BreakerConfig, BreakerState, ConfigError, Core, ManualClock
+from bot4 import BreakerConfig, BreakerState, ConfigError, Core, ManualClock, make_plugin_manager
 from tests.helpers import fail, rejected, succeed
 
 
@@ -225,3 +228,67 @@ def test_a_failed_result_in_half_open_reopens_and_async_results_count(core: Core
     with blocks.call():  # a block has no return value: the check is never asked
         pass
     assert blocks.state is BreakerState.CLOSED and blocks.snapshot().calls == 1
+
+
+# ---------------------------------------------------------------- why is it open?
+
+
+class VenueTimeout(Exception):
+    pass
+
+
+def _trip_in_another_process(name: str) -> None:
+    with Core.attach(name) as core:
+        br = core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60))
+        try:
+            with br.call():
+                raise VenueTimeout("no answer in 10s")
+        except VenueTimeout:
+            pass
+
+
+def test_every_process_sees_the_failure_that_opened_the_breaker() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with Core.create(plugins=make_plugin_manager(entry_points=False)) as core:
+        br = core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60))
+        assert br.opened_by() is None and br.snapshot().opened_by is None
+        child = ctx.Process(target=_trip_in_another_process, args=(core.name,))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        assert br.state is BreakerState.OPEN
+        cause = br.opened_by()
+        assert cause == "VenueTimeout: no answer in 10s"
+        snap = br.snapshot()
+        assert (snap.opened_by, snap.opened_by_pid) == (cause, child.pid)
+        error = rejected(br)
+        assert error.cause == cause
+        copy = pickle.loads(pickle.dumps(error))  # sent to another process: the cause as read
+        assert copy.cause == cause and copy.breaker == "venue"
+
+
+def test_the_cause_of_a_forced_open_a_failed_result_and_a_failed_trial(core: Core, clock: ManualClock) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=1, open_seconds=1, failed_result=_status_error))
+    br.force_open("venue maintenance")
+    assert br.opened_by() == "venue maintenance"
+    assert br.snapshot().opened_by_pid == os.getpid()
+    br.reset()
+    br(lambda: {"status": "error"})()
+    assert br.opened_by().startswith("failed result {'status': 'error'}")  # type: ignore[union-attr]
+    clock.advance(1)
+    with pytest.raises(VenueTimeout):
+        with br.call():
+            raise VenueTimeout("still down")
+    assert br.opened_by().startswith("VenueTimeout: still down")  # type: ignore[union-attr]
+
+
+def test_half_open_progress_is_in_the_snapshot(core: Core, clock: ManualClock) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=1, open_seconds=1, half_open_calls=3))
+    _open(br)
+    clock.advance(1)
+    succeed(br)
+    pending = br.call()
+    pending.__enter__()
+    snap = br.snapshot()
+    assert (snap.state, snap.half_open_permits_in_use, snap.half_open_successes) == (BreakerState.HALF_OPEN, 2, 1)
+    pending.__exit__(None, None, None)
