@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
 import inspect
 import os
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
+from bot4._numbers import is_number
 from bot4.breaker.config import BreakerConfig, Outcome
 from bot4.breaker.state import BreakerState, StateWord, ns_until
-from bot4.errors import CircuitOpenError, ConfigTypeError, FuseTrippedError, SegmentError
+from bot4.errors import CircuitOpenError, ConfigError, ConfigTypeError, FuseTrippedError, SegmentError
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm.text import decode_text, encode_text
@@ -497,6 +499,29 @@ class CircuitBreaker:
         """Reject every call in every process until :meth:`reset`."""
         self._set_state(BreakerState.FORCED_OPEN, reason)
 
+    def open_for(self, seconds: float, reason: str = "opened by hand") -> None:
+        """Open the breaker in every process for ``seconds`` (millisecond resolution, up to a
+        year); then it admits trial calls as after a trip (``retry_after`` tells callers when)."""
+        if not is_number(seconds) or not 0.001 <= seconds <= 31_536_000:
+            raise ConfigError("seconds", f"must be a number of seconds in [0.001, 31536000], got {seconds!r}")
+        self._set_state(BreakerState.OPEN, reason, until_ns=self._gate.now() + round(seconds * 1e9))
+
+    def open_until(self, when: datetime.datetime, reason: str = "opened by hand") -> None:
+        """Open the breaker in every process until the wall-clock instant ``when`` (timezone-aware)."""
+        if not isinstance(when, datetime.datetime) or when.tzinfo is None:
+            raise ConfigError("when", f"expected a timezone-aware datetime, got {when!r}")
+        seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
+        if seconds <= 0:
+            raise ConfigError("when", f"{when.isoformat()} is not in the future")
+        self.open_for(seconds, reason)
+
+    def half_open(self, reason: str = "half-open by hand") -> None:
+        """Admit trial calls now, in every process (from any state but DISABLED)."""
+        cfg = self._config_words()
+        self._set_state(
+            BreakerState.HALF_OPEN, reason, until_ns=self._gate.now() + int(cfg[_native.CFG_HALF_OPEN_MAX_NS])
+        )
+
     def disable(self, reason: str = "disabled") -> None:
         """Admit every call and record nothing, in every process, until :meth:`reset`."""
         self._set_state(BreakerState.DISABLED, reason)
@@ -530,14 +555,16 @@ class CircuitBreaker:
         sw = StateWord.unpack(self._r.load(self._state_i))
         return max(0, ns_until(sw.until_ms, self._gate.now()))
 
-    def _set_state(self, target: BreakerState, reason: str) -> None:
+    def _set_state(self, target: BreakerState, reason: str, until_ns: int = 0) -> None:
+        if not isinstance(reason, str):
+            raise ConfigError("reason", f"expected a string, got {reason!r}")
         r = self._r
         while True:
             word = r.load(self._state_i)
             sw = StateWord.unpack(word)
-            if r.cas(self._state_i, word, sw.successor(target, level=0)):
+            if r.cas(self._state_i, word, sw.successor(target, level=0, until_ns=until_ns)):
                 break
-        if sw.state is not target:
+        if sw.state is not target or until_ns:
             self._changed(sw.state, target, reason, self._gate.now())
 
     @property

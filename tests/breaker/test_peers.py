@@ -6,6 +6,7 @@ Each test names the behaviour it ports. Where bot4 differs on purpose, docs/brea
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import multiprocessing
 import os
@@ -292,3 +293,45 @@ def test_half_open_progress_is_in_the_snapshot(core: Core, clock: ManualClock) -
     snap = br.snapshot()
     assert (snap.state, snap.half_open_permits_in_use, snap.half_open_successes) == (BreakerState.HALF_OPEN, 2, 1)
     pending.__exit__(None, None, None)
+
+
+# ---------------------------------------------------------------- manual control (resilience4j transitionTo*)
+
+
+def test_open_for_a_duration_then_trials(core: Core, clock: ManualClock) -> None:
+    br = core.breaker("x", BreakerConfig(half_open_calls=1))
+    br.open_for(30, "exchange maintenance window")
+    error = rejected(br)
+    assert error.retry_after == pytest.approx(30, abs=0.002) and error.cause == "exchange maintenance window"
+    clock.advance(30)
+    succeed(br)  # the trial closes it
+    assert br.state is BreakerState.CLOSED
+
+
+def test_open_until_an_instant_and_half_open_by_hand(core: Core) -> None:
+    br = core.breaker("x", BreakerConfig(half_open_calls=2))
+    br.open_until(datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1))
+    assert 3590 < rejected(br).retry_after <= 3600.001  # type: ignore[operator]
+    br.half_open("venue says it is back")
+    assert br.state is BreakerState.HALF_OPEN
+    succeed(br)
+    succeed(br)
+    assert br.state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda br: br.open_for(0),
+        lambda br: br.open_for(float("nan")),
+        lambda br: br.open_for("5"),
+        lambda br: br.open_until(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)),
+        lambda br: br.open_until(datetime.datetime(2999, 1, 1)),  # naive
+        lambda br: br.force_open(42),
+    ],
+)
+def test_manual_control_refuses_nonsense(core: Core, call: object) -> None:
+    br = core.breaker("x")
+    with pytest.raises(ConfigError):
+        call(br)  # type: ignore[operator]
+    assert br.state is BreakerState.CLOSED
