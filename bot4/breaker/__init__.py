@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot4.breaker.breaker import BreakerSnapshot, CircuitBreaker
+from bot4.breaker.breaker import BreakerSnapshot, CallEvent, CircuitBreaker
 from bot4.breaker.config import BreakerConfig, FuseConfig
 from bot4.breaker.fuse import Fuse, FuseSnapshot, FuseState
 from bot4.breaker.state import BreakerState
@@ -11,6 +11,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerSnapshot",
     "BreakerState",
+    "CallEvent",
     "CircuitBreaker",
     "Fuse",
     "FuseConfig",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from bot4.breaker.registry import BreakerRegistry
     from bot4.core import Core
 
-__all__ = ["BreakerSnapshot", "CircuitBreaker"]
+__all__ = ["BreakerSnapshot", "CallEvent", "CircuitBreaker"]
+
+log = logging.getLogger("bot4.breaker")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,6 +51,22 @@ class _Trial:
     def __init__(self, seq: int, t0: int) -> None:
         self.seq = seq
         self.t0 = t0
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One call through a breaker, as a listener of :meth:`CircuitBreaker.subscribe` sees it."""
+
+    breaker: str
+    kind: str
+    """``"success"``, ``"failure"``, ``"ignored"`` (an ignored exception) or ``"rejected"``."""
+    seconds: float | None
+    """How long the call took (None for a rejected call, which did not run)."""
+    error: BaseException | None
+    """The exception the call raised, or the ``CircuitOpenError`` of a rejection; None otherwise."""
+
+
+_KIND = {Outcome.SUCCESS: "success", Outcome.FAILURE: "failure", Outcome.IGNORED: "ignored"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +134,8 @@ class CircuitBreaker:
         self._local = config
         self._classify = config.classify
         self._result_check = config.result_fails if config.failed_result is not None else None
+        self._listeners: tuple[Callable[[CallEvent], object], ...] = ()
+        self._extra = self._result_check is not None  # a closed call needs more than counting
         self._on_rejected = ctx.plugins.hook.bot4_call_rejected
 
     # ------------------------------------------------------------------ identity
@@ -177,8 +198,8 @@ class CircuitBreaker:
                 except BaseException as exc:
                     on_exception(t0, exc)
                     raise
-                if self._result_check is not None and self._result_check(result):
-                    self._failed_call(t0, result)
+                if self._extra:  # a result to check or listeners to tell
+                    finish(t0, None, result)
                 elif success(t0):
                     self._trip(_native.VERDICT_SLOW)
                 return result
@@ -204,8 +225,8 @@ class CircuitBreaker:
             except BaseException as exc:
                 on_exception(t0, exc)
                 raise
-            if self._result_check is not None and self._result_check(result):
-                self._failed_call(t0, result)
+            if self._extra:  # a result to check or listeners to tell
+                finish(t0, None, result)
             elif success(t0):
                 self._trip(_native.VERDICT_SLOW)
             return result
@@ -220,12 +241,13 @@ class CircuitBreaker:
 
     def _closed_exception(self, t0: int, exc: BaseException) -> None:
         outcome = self._classify(exc)
+        verdict = 0
         if outcome == Outcome.FAILURE:
             verdict = self._gate.failure(t0)
         elif outcome == Outcome.SUCCESS:
             verdict = self._gate.success(t0)
-        else:
-            return
+        if self._listeners:
+            self._emit(_KIND[outcome], t0, exc)
         if verdict:
             self._trip(verdict, _describe(exc))
 
@@ -241,15 +263,50 @@ class CircuitBreaker:
             else:
                 outcome = Outcome.FAILURE if bad_result else Outcome.SUCCESS
                 cause = f"failed result {result!r}" if bad_result else None
+            if self._listeners:
+                self._emit(_KIND[outcome], token.t0, exc)
             self._trial_done(token, outcome, cause)
             return
         assert isinstance(token, int)
         if exc is not None:
             self._closed_exception(token, exc)
-        elif bad_result:
+            return
+        if self._listeners:
+            self._emit("failure" if bad_result else "success", token, None)
+        if bad_result:
             self._failed_call(token, result)
         elif self._gate.success(token):
             self._trip(_native.VERDICT_SLOW)
+
+    # ------------------------------------------------------------------ per-call events
+
+    def subscribe(self, listener: Callable[[CallEvent], object]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every call through this breaker in this process —
+        success, failure, ignored, rejected — and return the function that unsubscribes it.
+
+        Listeners run after the call is recorded, on the calling thread; one that raises is
+        logged and skipped. The closed path pays nothing while no listener is subscribed.
+        Transitions, seen by every process, go to the ``bot4_breaker_state_changed`` hook.
+        """
+        if not callable(listener):
+            raise ConfigTypeError("listener", f"expected a callable, got {listener!r}")
+        self._listeners = (*self._listeners, listener)
+        self._extra = True
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+            self._extra = self._result_check is not None or bool(self._listeners)
+
+        return unsubscribe
+
+    def _emit(self, kind: str, t0: int | None, error: BaseException | None) -> None:
+        seconds = None if t0 is None else max(0, self._gate.now() - t0) / 1e9
+        event = CallEvent(self._name, kind, seconds, error)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("listener %r of breaker %r raised; ignored", listener, self._name)
 
     def _failed_call(self, t0: int, result: object) -> None:
         """Record a call of the closed path as failed (it returned a failed ``result``)."""
@@ -274,6 +331,8 @@ class CircuitBreaker:
         self._r.add(self._rejects_i, 1)
         if self._on_rejected.get_hookimpls():
             self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
+        if self._listeners:
+            self._emit("rejected", None, error)
         return error
 
     def _admit_slow(self) -> object:
@@ -405,6 +464,8 @@ class CircuitBreaker:
     def _reject(self, error: CircuitOpenError) -> NoReturn:
         error._breaker = self  # its cause is read only if asked for
         self._r.add(self._rejects_i, 1)
+        if self._listeners:
+            self._emit("rejected", None, error)
         if self._on_rejected.get_hookimpls():
             self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
         raise error
@@ -587,6 +648,7 @@ class CircuitBreaker:
         self._local = config
         self._classify = config.classify
         self._result_check = config.result_fails if config.failed_result is not None else None
+        self._extra = self._result_check is not None or bool(self._listeners)
 
     def _config_words(self) -> dict[int, float | int]:
         return self._registry.read_config(self._rec)

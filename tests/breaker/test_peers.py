@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from bot4 import BreakerConfig, BreakerState, ConfigError, Core, ManualClock, make_plugin_manager
+from bot4 import BreakerConfig, BreakerState, CallEvent, ConfigError, Core, ManualClock, make_plugin_manager
 from tests.helpers import fail, rejected, succeed
 
 
@@ -335,3 +335,47 @@ def test_manual_control_refuses_nonsense(core: Core, call: object) -> None:
     with pytest.raises(ConfigError):
         call(br)  # type: ignore[operator]
     assert br.state is BreakerState.CLOSED
+
+
+# ---------------------------------------------------------------- per-call events (resilience4j EventPublisher, Polly onBreak)
+
+
+def test_listeners_see_every_call_and_cost_nothing_once_gone(core: Core, clock: ManualClock) -> None:
+    br = core.breaker(
+        "x", BreakerConfig(consecutive_failures=2, ignore=(KeyError,), failed_result=lambda r: r == "bad")
+    )
+    seen: list[tuple[str, float | None, str]] = []
+
+    def listen(event: CallEvent) -> None:
+        seen.append((event.kind, event.seconds, type(event.error).__name__))
+
+    def broken(event: CallEvent) -> None:
+        raise RuntimeError("a listener that raises is skipped")
+
+    unsubscribe = br.subscribe(listen)
+    br.subscribe(broken)
+
+    @br
+    def call(value: str) -> str:
+        clock.advance(0.25)
+        return value
+
+    call("ok")
+    call("bad")
+    with pytest.raises(KeyError):
+        with br.call():
+            raise KeyError("ignored")
+    call("bad")  # second failure in a row: open
+    rejected(br)
+    assert seen == [
+        ("success", 0.25, "NoneType"),
+        ("failure", 0.25, "NoneType"),
+        ("ignored", 0.0, "KeyError"),
+        ("failure", 0.25, "NoneType"),
+        ("rejected", None, "CircuitOpenError"),
+    ]
+    unsubscribe()
+    rejected(br)
+    assert len(seen) == 5
+    with pytest.raises(TypeError):
+        br.subscribe("not callable")  # type: ignore[arg-type]
