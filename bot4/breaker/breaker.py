@@ -577,7 +577,7 @@ class CircuitBreaker:
         self.open_for(seconds, reason)
 
     def half_open(self, reason: str = "half-open by hand") -> None:
-        """Admit trial calls now, in every process (from any state but DISABLED)."""
+        """Admit trial calls now, in every process, whatever the state."""
         cfg = self._config_words()
         self._set_state(
             BreakerState.HALF_OPEN, reason, until_ns=self._gate.now() + int(cfg[_native.CFG_HALF_OPEN_MAX_NS])
