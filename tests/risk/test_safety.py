@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,19 +37,21 @@ from tests.risk.conftest import EPOCH, NO_LIMITS, buy, only, sell
 ctx = mp.get_context("spawn")
 
 
-def _desk(**create: Any) -> Core:
-    core = Core.create(clock=ManualClock(EPOCH), plugins=make_plugin_manager(entry_points=False), **create)
-    core.risk.configure(NO_LIMITS)
-    core.risk.set_equity(1_000_000)
-    core.risk.on_price("BTC/USDT", 100.0)
-    return core
+@pytest.fixture
+def desk() -> Iterator[Core]:
+    """A desk with every limit off, equity and a BTC mark; unlinked after the test."""
+    with Core.create(clock=ManualClock(EPOCH), plugins=make_plugin_manager(entry_points=False)) as core:
+        core.risk.configure(NO_LIMITS)
+        core.risk.set_equity(1_000_000)
+        core.risk.on_price("BTC/USDT", 100.0)
+        yield core
 
 
 # ---------------------------------------------------------------- a slow rule never delays the kill switch
 
 
-def test_a_blocking_user_rule_holds_no_lock_and_the_kill_switch_trips_at_once() -> None:
-    core = _desk()
+def test_a_blocking_user_rule_holds_no_lock_and_the_kill_switch_trips_at_once(desk: Core) -> None:
+    core = desk
     entered, release = threading.Event(), threading.Event()
     locked_from_another_thread: list[int] = []
     seg = core._segment
@@ -95,27 +98,21 @@ def test_a_blocking_user_rule_holds_no_lock_and_the_kill_switch_trips_at_once() 
         assert core.risk.snapshot().open_orders == 0
     finally:
         release.set()
-        core.close()
-        core.unlink()
 
 
-def test_the_kill_switch_trips_while_a_dead_process_holds_the_ledger() -> None:
-    core = _desk()
-    try:
-        holding = ctx.Event()
-        holder = ctx.Process(target=_hold_ledger, args=(core.name, holding), daemon=True)
-        holder.start()
-        assert holding.wait(60)
-        t = time.monotonic()
-        core.risk.kill_switch.trip("while the ledger is held")
-        assert time.monotonic() - t < 0.1
-        assert core.risk.check(buy()).codes == ("KILL_SWITCH",)
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.join(30)
-        assert core.risk.reserve(buy()).codes == ("KILL_SWITCH",)
-    finally:
-        core.close()
-        core.unlink()
+def test_the_kill_switch_trips_while_a_dead_process_holds_the_ledger(desk: Core) -> None:
+    core = desk
+    holding = ctx.Event()
+    holder = ctx.Process(target=_hold_ledger, args=(core.name, holding), daemon=True)
+    holder.start()
+    assert holding.wait(60)
+    t = time.monotonic()
+    core.risk.kill_switch.trip("while the ledger is held")
+    assert time.monotonic() - t < 0.1
+    assert core.risk.check(buy()).codes == ("KILL_SWITCH",)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(30)
+    assert core.risk.reserve(buy()).codes == ("KILL_SWITCH",)
 
 
 def _hold_ledger(name: str, holding: Any) -> None:
@@ -126,60 +123,52 @@ def _hold_ledger(name: str, holding: Any) -> None:
     signal.pause()
 
 
-def test_reasons_of_rapid_trips_and_resets_never_tear() -> None:
-    core = _desk()
+def test_reasons_of_rapid_trips_and_resets_never_tear(desk: Core) -> None:
+    core = desk
+    risk = core.risk
+    stop = threading.Event()
+    reasons = [f"reason {i} " + "x" * (i % 90) for i in range(40)]
+
+    def flip() -> None:
+        i = 0
+        while not stop.is_set():
+            risk.kill_switch.trip(reasons[i % 40])
+            risk.kill_switch.reset(reasons[(i + 1) % 40])
+            i += 1
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
     try:
-        risk = core.risk
-        stop = threading.Event()
-        reasons = [f"reason {i} " + "x" * (i % 90) for i in range(40)]
-
-        def flip() -> None:
-            i = 0
-            while not stop.is_set():
-                risk.kill_switch.trip(reasons[i % 40])
-                risk.kill_switch.reset(reasons[(i + 1) % 40])
-                i += 1
-
-        flipper = threading.Thread(target=flip)
-        flipper.start()
-        try:
-            for _ in range(3000):
-                reason = risk.state_reason
-                assert reason in reasons or reason == "(reason not recorded)" or reason.startswith("reason ")
-        finally:
-            stop.set()
-            flipper.join(30)
-        # cut to its 128 bytes, never mixed with another reason
-        assert all(r in {x.encode()[: 8 * L.REASON_WORDS].decode() for x in reasons} for r in [risk.state_reason])
+        for _ in range(3000):
+            reason = risk.state_reason
+            assert reason in reasons or reason == "(reason not recorded)" or reason.startswith("reason ")
     finally:
-        core.close()
-        core.unlink()
+        stop.set()
+        flipper.join(30)
+    # cut to its 128 bytes, never mixed with another reason
+    assert all(r in {x.encode()[: 8 * L.REASON_WORDS].decode() for x in reasons} for r in [risk.state_reason])
 
 
 # ---------------------------------------------------------------- built-in rules off are explicit
 
 
-def test_unblocking_a_builtin_rule_turns_it_back_on_and_status_shows_it_off() -> None:
-    core = _desk()
-    try:
-        risk, pm = core.risk, core.plugins
-        risk.configure(only(require_stop_loss=True))
-        off_word = core._segment.layout.slot(core.slot) + L.S_RULES_OFF
-        assert risk.check(buy()).codes == ("STOP_LOSS_MISSING",)
-        assert core._segment.region.load(off_word) == 0
-        pm.set_blocked("bot4.rule.stop_loss")
-        assert risk.check(buy()).approved
-        assert core._segment.region.load(off_word) == 1 << RULE_BITS["stop_loss"]
-        from bot4.status import status_of
+def test_unblocking_a_builtin_rule_turns_it_back_on_and_status_shows_it_off(desk: Core) -> None:
+    core = desk
+    risk, pm = core.risk, core.plugins
+    risk.configure(only(require_stop_loss=True))
+    off_word = core._segment.layout.slot(core.slot) + L.S_RULES_OFF
+    assert risk.check(buy()).codes == ("STOP_LOSS_MISSING",)
+    assert core._segment.region.load(off_word) == 0
+    pm.set_blocked("bot4.rule.stop_loss")
+    assert risk.check(buy()).approved
+    assert core._segment.region.load(off_word) == 1 << RULE_BITS["stop_loss"]
+    from bot4.status import status_of
 
-        workers = {w["slot"]: w for w in status_of(core.name)["workers"]}
-        assert list(workers[core.slot]["rules_off"]) == ["bot4.rule.stop_loss"]
-        pm.unblock("bot4.rule.stop_loss")
-        assert risk.check(buy()).codes == ("STOP_LOSS_MISSING",)  # on again: no silent gap
-        assert core._segment.region.load(off_word) == 0
-    finally:
-        core.close()
-        core.unlink()
+    workers = {w["slot"]: w for w in status_of(core.name)["workers"]}
+    assert list(workers[core.slot]["rules_off"]) == ["bot4.rule.stop_loss"]
+    pm.unblock("bot4.rule.stop_loss")
+    assert risk.check(buy()).codes == ("STOP_LOSS_MISSING",)  # on again: no silent gap
+    assert core._segment.region.load(off_word) == 0
 
 
 # ---------------------------------------------------------------- capacities at their maximum
@@ -230,39 +219,31 @@ def _leave_limits_torn(core: Core, *, committed: bool) -> None:
     r.store(gen_i, gen + 1)
 
 
-def test_limits_left_torn_by_a_killed_writer_are_repaired_by_the_next_reader() -> None:
-    core = _desk()
-    try:
-        core.risk.configure(only(max_open_orders=7))
-        _leave_limits_torn(core, committed=True)
-        other = Core.attach(core.name)  # a newly attached worker reads them too
-        t = time.monotonic()
-        assert other.risk.limits.max_open_orders == 7
-        assert core.risk.check(buy()).approved
-        assert time.monotonic() - t < 1.0
-        other.close()
-        done = subprocess.run(
-            [sys.executable, "-m", "bot4", "status", core.name], capture_output=True, text=True, timeout=60
-        )
-        assert done.returncode == 0, done.stderr
-    finally:
-        core.close()
-        core.unlink()
+def test_limits_left_torn_by_a_killed_writer_are_repaired_by_the_next_reader(desk: Core) -> None:
+    core = desk
+    core.risk.configure(only(max_open_orders=7))
+    _leave_limits_torn(core, committed=True)
+    other = Core.attach(core.name)  # a newly attached worker reads them too
+    t = time.monotonic()
+    assert other.risk.limits.max_open_orders == 7
+    assert core.risk.check(buy()).approved
+    assert time.monotonic() - t < 1.0
+    other.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "bot4", "status", core.name], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
 
 
-def test_limits_torn_with_nothing_to_replay_raise_a_clear_error_within_a_bound() -> None:
-    core = _desk()
-    try:
-        _leave_limits_torn(core, committed=False)
-        t = time.monotonic()
-        with pytest.raises(SegmentStateError, match="limits"):
-            core.risk.check(buy())
-        with pytest.raises(SegmentStateError, match="limits"):
-            Core.attach(core.name).risk.limits  # noqa: B018
-        assert time.monotonic() - t < 2.0
-    finally:
-        core.close()
-        core.unlink()
+def test_limits_torn_with_nothing_to_replay_raise_a_clear_error_within_a_bound(desk: Core) -> None:
+    core = desk
+    _leave_limits_torn(core, committed=False)
+    t = time.monotonic()
+    with pytest.raises(SegmentStateError, match="limits"):
+        core.risk.check(buy())
+    with pytest.raises(SegmentStateError, match="limits"):
+        Core.attach(core.name).risk.limits  # noqa: B018
+    assert time.monotonic() - t < 2.0
 
 
 def _churn(name: str, stop: Any) -> None:
@@ -278,42 +259,34 @@ def _churn(name: str, stop: Any) -> None:
 
 
 @pytest.mark.processes
-def test_snapshots_are_consistent_under_a_concurrent_writer() -> None:
-    core = _desk()
-    try:
-        core.risk.on_price("ETH/USDT", 50.0)
-        stop = ctx.Event()
-        writer = ctx.Process(target=_churn, args=(core.name, stop), daemon=True)
-        writer.start()
-        wait_for(lambda: core.risk.ledger.open_orders > 0 or core.risk.snapshot().open_orders > 0, 60, "writes")
-        torn = 0
-        for _ in range(1500):
-            snap = core.risk.snapshot()
-            total = sum(p.exposure for p in snap.positions.values())
-            torn += not math.isclose(snap.gross_exposure, total, rel_tol=1e-9, abs_tol=1e-9)
-        stop.set()
-        writer.join(60)
-        assert torn == 0, f"{torn} of 1500 snapshots were torn"
-    finally:
-        core.close()
-        core.unlink()
+def test_snapshots_are_consistent_under_a_concurrent_writer(desk: Core) -> None:
+    core = desk
+    core.risk.on_price("ETH/USDT", 50.0)
+    stop = ctx.Event()
+    writer = ctx.Process(target=_churn, args=(core.name, stop), daemon=True)
+    writer.start()
+    wait_for(lambda: core.risk.ledger.open_orders > 0 or core.risk.snapshot().open_orders > 0, 60, "writes")
+    torn = 0
+    for _ in range(1500):
+        snap = core.risk.snapshot()
+        total = sum(p.exposure for p in snap.positions.values())
+        torn += not math.isclose(snap.gross_exposure, total, rel_tol=1e-9, abs_tol=1e-9)
+    stop.set()
+    writer.join(60)
+    assert torn == 0, f"{torn} of 1500 snapshots were torn"
 
 
 # ---------------------------------------------------------------- one validation, one encoding of a symbol
 
 
 @pytest.mark.parametrize("bad", ["abc\x00", "x" * 33, "\ud800", "", "tab\there", 7, None])
-def test_a_symbol_that_orders_refuse_is_refused_everywhere(bad: Any) -> None:
-    core = _desk()
-    try:
-        with pytest.raises(ConfigError):
-            core.risk.on_price(bad, 1.0)
-        with pytest.raises(InvalidOrderError):
-            buy(symbol=bad)
-        assert core.risk.ledger.symbols() == ["BTC/USDT"]
-    finally:
-        core.close()
-        core.unlink()
+def test_a_symbol_that_orders_refuse_is_refused_everywhere(bad: Any, desk: Core) -> None:
+    core = desk
+    with pytest.raises(ConfigError):
+        core.risk.on_price(bad, 1.0)
+    with pytest.raises(InvalidOrderError):
+        buy(symbol=bad)
+    assert core.risk.ledger.symbols() == ["BTC/USDT"]
 
 
 @pytest.mark.parametrize(
@@ -329,34 +302,26 @@ def test_a_symbol_that_orders_refuse_is_refused_everywhere(bad: Any) -> None:
         lambda risk: risk.reserve("BTC/USDT"),
     ],
 )
-def test_garbage_gets_a_bot4_error(call: Any) -> None:
-    core = _desk()
-    try:
-        with pytest.raises(bot4.Bot4Error):
-            call(core.risk)
-        assert core.risk.trading_state is TradingState.ACTIVE
-    finally:
-        core.close()
-        core.unlink()
+def test_garbage_gets_a_bot4_error(call: Any, desk: Core) -> None:
+    core = desk
+    with pytest.raises(bot4.Bot4Error):
+        call(core.risk)
+    assert core.risk.trading_state is TradingState.ACTIVE
 
 
-def test_a_rule_returning_garbage_still_fails_closed_outside_the_mutex() -> None:
-    core = _desk()
-    try:
+def test_a_rule_returning_garbage_still_fails_closed_outside_the_mutex(desk: Core) -> None:
+    core = desk
 
-        class Garbage:
-            @bot4.hookimpl
-            def bot4_check_order(self) -> object:
-                return {"not": "a rejection"}
+    class Garbage:
+        @bot4.hookimpl
+        def bot4_check_order(self) -> object:
+            return {"not": "a rejection"}
 
-        core.plugins.register(Garbage(), name="desk.garbage")
-        decision = core.risk.reserve(buy())
-        assert decision.codes == ("RULE_ERROR",)
-        assert isinstance(decision.rejections[0], Rejection)
-        assert core.risk.snapshot().open_orders == 0
-    finally:
-        core.close()
-        core.unlink()
+    core.plugins.register(Garbage(), name="desk.garbage")
+    decision = core.risk.reserve(buy())
+    assert decision.codes == ("RULE_ERROR",)
+    assert isinstance(decision.rejections[0], Rejection)
+    assert core.risk.snapshot().open_orders == 0
 
 
 def _reconfigure_forever(name: str, running: Any) -> None:
@@ -371,44 +336,40 @@ def _reconfigure_forever(name: str, running: Any) -> None:
 
 
 @pytest.mark.processes
-def test_sigkill_storm_during_configure_never_stalls_a_reader() -> None:
-    core = _desk()
-    try:
-        br = core.breaker("venue")
-        stop = threading.Event()
-        slowest: list[float] = [0.0]
-        errors: list[BaseException] = []
+def test_sigkill_storm_during_configure_never_stalls_a_reader(desk: Core) -> None:
+    core = desk
+    br = core.breaker("venue")
+    stop = threading.Event()
+    slowest: list[float] = [0.0]
+    errors: list[BaseException] = []
 
-        def read() -> None:
-            while not stop.is_set():
-                t = time.monotonic()
-                try:
-                    core.risk.limits  # noqa: B018 - a read of the limits
-                    core.risk.check(buy())
-                    br.snapshot()
-                    core.risk.snapshot()
-                except BaseException as exc:  # no error at all is expected: repaired, not reported
-                    errors.append(exc)
-                    return
-                slowest[0] = max(slowest[0], time.monotonic() - t)
+    def read() -> None:
+        while not stop.is_set():
+            t = time.monotonic()
+            try:
+                core.risk.limits  # noqa: B018 - a read of the limits
+                core.risk.check(buy())
+                br.snapshot()
+                core.risk.snapshot()
+            except BaseException as exc:  # no error at all is expected: repaired, not reported
+                errors.append(exc)
+                return
+            slowest[0] = max(slowest[0], time.monotonic() - t)
 
-        reader = threading.Thread(target=read)
-        reader.start()
-        rng = random.Random(7)
-        for _ in range(12):
-            running = ctx.Event()
-            writer = ctx.Process(target=_reconfigure_forever, args=(core.name, running), daemon=True)
-            writer.start()
-            assert running.wait(60)
-            time.sleep(rng.uniform(0.0, 0.05))  # a random instant of its loop
-            os.kill(writer.pid, signal.SIGKILL)
-            writer.join(30)
-        stop.set()
-        reader.join(60)
-        assert not errors, errors
-        assert slowest[0] < 1.0, f"a reader waited {slowest[0]:.3f}s"
-        assert core.risk.audit() == []
-        assert core.risk.limits.max_open_orders is not None  # one of the written configurations, whole
-    finally:
-        core.close()
-        core.unlink()
+    reader = threading.Thread(target=read)
+    reader.start()
+    rng = random.Random(7)
+    for _ in range(12):
+        running = ctx.Event()
+        writer = ctx.Process(target=_reconfigure_forever, args=(core.name, running), daemon=True)
+        writer.start()
+        assert running.wait(60)
+        time.sleep(rng.uniform(0.0, 0.05))  # a random instant of its loop
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join(30)
+    stop.set()
+    reader.join(60)
+    assert not errors, errors
+    assert slowest[0] < 1.0, f"a reader waited {slowest[0]:.3f}s"
+    assert core.risk.audit() == []
+    assert core.risk.limits.max_open_orders is not None  # one of the written configurations, whole
