@@ -390,6 +390,7 @@ class Core:
             region=self._segment.region,
             record=rec,
             cells=lay.breaker_cells(index),
+            ring=lay.breaker_ring(index),
             fuse=L.H_FUSE,
             high_water=L.H_HIGH_WATER,
             slot=ctx.slot,

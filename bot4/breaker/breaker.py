@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import inspect
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import types
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, overload
 
@@ -41,6 +43,25 @@ _NO_RESULT = object()  # a guarded block (not a function): there is no return va
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _coroutine_template(*args: Any, **kwargs: Any) -> Any:
+    """Lends its code object to guarded callables that are not functions (partials, ...)."""
+
+
+def _mark_coroutine_function(guarded: Any, fn: Callable[..., Any]) -> None:
+    """Make ``inspect.iscoroutinefunction`` and ``asyncio.iscoroutinefunction`` true for
+    ``guarded``, a native callable standing for the coroutine function ``fn``."""
+    code = getattr(fn, "__code__", None)
+    guarded.__code__ = code if isinstance(code, types.CodeType) else _coroutine_template.__code__
+    guarded.__defaults__ = getattr(fn, "__defaults__", None)
+    guarded.__kwdefaults__ = getattr(fn, "__kwdefaults__", None)
+    if not isinstance(getattr(guarded, "__name__", None), str):  # a partial has none
+        guarded.__name__ = getattr(getattr(fn, "func", None), "__name__", type(fn).__name__)
+    guarded._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python >= 3.12
+    if mark is not None:
+        mark(guarded)
 
 
 class _Trial:
@@ -97,6 +118,14 @@ class BreakerSnapshot:
     """Why it last opened, seen by any process: see :meth:`CircuitBreaker.opened_by`."""
     opened_by_pid: int | None = None
     """The process that saw what opened it."""
+    seconds_in_state: float | None = None
+    """How long it has been in ``state`` (None if it never changed state)."""
+    transitions: Mapping[BreakerState, int] = field(default_factory=dict)
+    """How many times each state was entered since the segment was created, all processes."""
+    trial_calls: int = 0
+    """Trial calls admitted in half-open since the segment was created."""
+    trial_failures: int = 0
+    """Of those, the ones that failed (or were slow, with ``slow_trial_fails``)."""
 
 
 class CircuitBreaker:
@@ -135,8 +164,10 @@ class CircuitBreaker:
         self._classify = config.classify
         self._result_check = config.result_fails if config.failed_result is not None else None
         self._listeners: tuple[Callable[[CallEvent], object], ...] = ()
-        self._extra = self._result_check is not None  # a closed call needs more than counting
-        self._on_rejected = ctx.plugins.hook.bot4_call_rejected
+        self._extra = False
+        self._sync_policy()
+        self._plugins = ctx.plugins
+        gate.set_rejection(CircuitOpenError, _OPEN, name, self, ctx.plugins)
 
     # ------------------------------------------------------------------ identity
 
@@ -173,40 +204,26 @@ class CircuitBreaker:
                 "generator, so its errors would never reach the breaker; guard each step inside it with "
                 "`with breaker.call():` (or `async with`)",
             )
+        is_async = inspect.iscoroutinefunction(fn)
+        native = _native.Guarded(
+            gate=self._gate,
+            fn=fn,
+            slow=fn if is_async else self._python_guard(fn),
+            trip=self._trip_on,
+            admit=self._admit_slow,
+            finish=self._finish,
+            is_async=is_async,
+        )
+        functools.update_wrapper(native, fn)
+        if is_async:  # inspect and asyncio see a coroutine function, as they saw fn
+            _mark_coroutine_function(native, fn)
+        return native  # type: ignore[no-any-return]
+
+    def _python_guard(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """``fn`` guarded in Python: what the native guard hands a call the closed path does not cover."""
         acquire, success = self._gate.acquire, self._gate.success
-        on_exception, admit, finish = self._closed_exception, self._admit_slow, self._finish
-        refuse = self._refuse_open
+        on_exception, admit, finish, refuse = self._closed_exception, self._admit_slow, self._finish, self._refuse_open
 
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                t0 = acquire()
-                if t0 < 0:
-                    if t0 < -1:
-                        raise refuse(t0)
-                    token = admit()
-                    try:
-                        result = await fn(*args, **kwargs)
-                    except BaseException as exc:
-                        finish(token, exc)
-                        raise
-                    finish(token, None, result)
-                    return result
-                try:
-                    result = await fn(*args, **kwargs)
-                except BaseException as exc:
-                    on_exception(t0, exc)
-                    raise
-                if self._extra:  # a result to check or listeners to tell
-                    finish(t0, None, result)
-                elif success(t0):
-                    self._trip(_native.VERDICT_SLOW)
-                return result
-
-            return guarded_async
-
-        @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
             t0 = acquire()
             if t0 < 0:
@@ -227,8 +244,10 @@ class CircuitBreaker:
                 raise
             if self._extra:  # a result to check or listeners to tell
                 finish(t0, None, result)
-            elif success(t0):
-                self._trip(_native.VERDICT_SLOW)
+            else:
+                verdict = success(t0)
+                if verdict:
+                    self._trip(verdict)
             return result
 
         return guarded
@@ -275,8 +294,10 @@ class CircuitBreaker:
             self._emit("failure" if bad_result else "success", token, None)
         if bad_result:
             self._failed_call(token, result)
-        elif self._gate.success(token):
-            self._trip(_native.VERDICT_SLOW)
+        else:
+            verdict = self._gate.success(token)
+            if verdict:
+                self._trip(verdict)
 
     # ------------------------------------------------------------------ per-call events
 
@@ -291,11 +312,11 @@ class CircuitBreaker:
         if not callable(listener):
             raise ConfigTypeError("listener", f"expected a callable, got {listener!r}")
         self._listeners = (*self._listeners, listener)
-        self._extra = True
+        self._sync_policy()
 
         def unsubscribe() -> None:
             self._listeners = tuple(x for x in self._listeners if x is not listener)
-            self._extra = self._result_check is not None or bool(self._listeners)
+            self._sync_policy()
 
         return unsubscribe
 
@@ -307,6 +328,10 @@ class CircuitBreaker:
                 listener(event)
             except Exception:
                 log.exception("listener %r of breaker %r raised; ignored", listener, self._name)
+
+    def _trip_on(self, verdict: int, exc: BaseException | None) -> None:
+        """Open the breaker: a trip rule (``verdict``) was met on a call that raised ``exc`` (or returned)."""
+        self._trip(verdict, None if exc is None else _describe(exc))
 
     def _failed_call(self, t0: int, result: object) -> None:
         """Record a call of the closed path as failed (it returned a failed ``result``)."""
@@ -326,14 +351,17 @@ class CircuitBreaker:
 
     def _refuse_open(self, code: int) -> CircuitOpenError:
         """The error for a call the gate found OPEN for another ``-code - 2`` ns (counted, announced)."""
-        error = CircuitOpenError(self._name, _OPEN, (-code - 2) / 1e9, "")
-        error._breaker = self  # its cause is read only if asked for
-        self._r.add(self._rejects_i, 1)
-        if self._on_rejected.get_hookimpls():
-            self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
+        error: CircuitOpenError = self._gate.refuse(code)
+        if self._plugins.rejections_heard or self._listeners:
+            self._announce_rejection(error)
+        return error
+
+    def _announce_rejection(self, error: CircuitOpenError) -> None:
+        """Tell this process's listeners and the ``bot4_call_rejected`` plugins of a rejected call."""
         if self._listeners:
             self._emit("rejected", None, error)
-        return error
+        if self._plugins.rejections_heard:
+            self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
 
     def _admit_slow(self) -> object:
         """Decide on a call the closed fast path did not admit; return its token or raise."""
@@ -384,6 +412,7 @@ class CircuitBreaker:
                     if fleet is not None and not fleet.permit(self, limit):  # the fleet-wide budget
                         self._return_permit(sw.seq)
                         self._reject(CircuitOpenError(self._name, state, left / 1e9, "fleet trial permits in use"))
+                    r.add(self._rec + _native.REC_TRIAL_CALLS, 1)
                     return _Trial(sw.seq, now)
                 self._return_permit(sw.seq)
 
@@ -409,6 +438,7 @@ class CircuitBreaker:
             if cfg[_native.CFG_SLOW_TRIAL_FAILS] and slow_ns > 0 and now - trial.t0 >= slow_ns:
                 outcome, why = Outcome.FAILURE, f"trial call was slow ({(now - trial.t0) / 1e9:.3f}s)"
         if outcome == Outcome.FAILURE:
+            r.add(self._rec + _native.REC_TRIAL_FAILS, 1)
             word = r.load(self._state_i)
             sw = StateWord.unpack(word)
             if sw.state is BreakerState.HALF_OPEN and sw.seq == trial.seq:
@@ -464,14 +494,12 @@ class CircuitBreaker:
     def _reject(self, error: CircuitOpenError) -> NoReturn:
         error._breaker = self  # its cause is read only if asked for
         self._r.add(self._rejects_i, 1)
-        if self._listeners:
-            self._emit("rejected", None, error)
-        if self._on_rejected.get_hookimpls():
-            self._ctx.notify("bot4_call_rejected", breaker=self, error=error)
+        self._announce_rejection(error)
         raise error
 
     def _changed(self, old: BreakerState, new: BreakerState, reason: str, now: int, cause: str | None = None) -> None:
         self._r.store(self._rec + _native.REC_CHANGED_NS, now)
+        self._r.add(self._rec + _native.REC_ENTERED + int(new), 1)
         if new is BreakerState.OPEN:
             self._r.add(self._rec + _native.REC_TRIPS, 1)
         if new is BreakerState.OPEN or new is BreakerState.FORCED_OPEN:
@@ -514,8 +542,7 @@ class CircuitBreaker:
         return None, None
 
     def _clear_window(self) -> None:
-        self._r.add(self._rec + _native.REC_WGEN, 1)
-        self._r.store(self._rec + _native.REC_CONSEC, 0)
+        self._registry.clear_window(self._rec)
 
     def _open_ns(self, level: int) -> int:
         cfg = self._config_words()
@@ -648,7 +675,16 @@ class CircuitBreaker:
         self._local = config
         self._classify = config.classify
         self._result_check = config.result_fails if config.failed_result is not None else None
+        self._sync_policy()
+
+    def _sync_policy(self) -> None:
+        """Tell the native guard what this process's calls need: Python for listeners and result
+        checks; Python to classify exceptions when a predicate or a class with its own
+        ``__instancecheck__`` machinery (a metaclass) decides."""
+        cfg = self._local
         self._extra = self._result_check is not None or bool(self._listeners)
+        simple = cfg.predicate is None and all(type(c) is type for c in (*cfg.record, *cfg.ignore))
+        self._gate.set_policy(self._extra, simple, cfg.record, cfg.ignore)
 
     def _config_words(self) -> dict[int, float | int]:
         return self._registry.read_config(self._rec)
@@ -667,6 +703,8 @@ class CircuitBreaker:
         until = None
         if sw.state is BreakerState.OPEN:
             until = max(0.0, ns_until(sw.until_ms, now) / 1e9)
+        changed = r.load(self._rec + _native.REC_CHANGED_NS)
+        entered = r.load_range(self._rec + _native.REC_ENTERED, len(BreakerState))
         return BreakerSnapshot(
             name=self._name,
             state=sw.state,
@@ -684,6 +722,10 @@ class CircuitBreaker:
             half_open_successes=succeeded,
             opened_by=cause,
             opened_by_pid=cause_pid,
+            seconds_in_state=max(0, now - changed) / 1e9 if changed else None,
+            transitions={state: entered[state] for state in BreakerState},
+            trial_calls=r.load(self._rec + _native.REC_TRIAL_CALLS),
+            trial_failures=r.load(self._rec + _native.REC_TRIAL_FAILS),
         )
 
 

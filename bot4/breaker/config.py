@@ -13,7 +13,10 @@ from bot4.errors import ConfigError, ConfigTypeError
 from bot4.shm import _native
 from bot4.shm.layout import BUCKETS
 
-__all__ = ["BreakerConfig", "FuseConfig", "Outcome"]
+__all__ = ["WINDOW_CALLS_MAX", "BreakerConfig", "FuseConfig", "Outcome"]
+
+WINDOW_CALLS_MAX = _native.RING_WORDS
+"""The longest count-based window (``BreakerConfig.window_calls``)."""
 
 ExceptionTypes = tuple[type[BaseException], ...]
 
@@ -65,7 +68,11 @@ class BreakerConfig:
     minimum_calls: int = 20
     """Rate rules apply only once the window holds at least this many calls."""
     window_seconds: float = 10.0
-    """Length of the sliding window; it moves in steps of ``window_seconds / 10``."""
+    """Length of the sliding time window; it moves in steps of ``window_seconds / 10``."""
+    window_calls: int | None = None
+    """Make the window the last this many calls of every process instead of a time span
+    (resilience4j's count-based window; 1 to ``WINDOW_CALLS_MAX`` = 1024); None: the time
+    window. A rate rule then waits for ``min(minimum_calls, window_calls)`` calls."""
     consecutive_failures: int | None = 5
     """Trip after this many failures in a row across all processes, whatever the rate; None: off."""
     slow_call_seconds: float | None = None
@@ -100,6 +107,8 @@ class BreakerConfig:
         _number("failure_rate_threshold", self.failure_rate_threshold, lo=0.0, hi=1.0, lo_open=True)
         _integer("minimum_calls", self.minimum_calls, lo=1)
         _number("window_seconds", self.window_seconds, lo=0.01, hi=86_400.0)
+        if self.window_calls is not None:
+            _integer("window_calls", self.window_calls, lo=1, hi=WINDOW_CALLS_MAX)
         if self.consecutive_failures is not None:
             _integer("consecutive_failures", self.consecutive_failures, lo=1)
         if self.slow_call_seconds is not None:
@@ -179,6 +188,7 @@ class BreakerConfig:
             _native.CFG_HALF_OPEN_CALLS: ("i", self.half_open_calls),
             _native.CFG_HALF_OPEN_MAX_NS: ("i", round(self.half_open_max_seconds * 1e9)),
             _native.CFG_SLOW_TRIAL_FAILS: ("i", int(self.slow_trial_fails)),
+            _native.CFG_WINDOW_CALLS: ("i", self.window_calls or 0),
         }
 
     @classmethod
@@ -199,6 +209,7 @@ class BreakerConfig:
             half_open_calls=int(values[_native.CFG_HALF_OPEN_CALLS]),
             half_open_max_seconds=int(values[_native.CFG_HALF_OPEN_MAX_NS]) / 1e9,
             slow_trial_fails=bool(values[_native.CFG_SLOW_TRIAL_FAILS]),
+            window_calls=int(values[_native.CFG_WINDOW_CALLS]) or None,
         )
         if local is not None:
             kwargs.update(

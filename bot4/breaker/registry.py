@@ -110,9 +110,20 @@ class BreakerRegistry:
             gen = r.load(rec + _native.REC_CFG_GEN)
             old = self.read_config(rec)
             self._write_block(rec, (gen + 1) & 1, config)
-            if old[_native.CFG_WINDOW_NS] != config.to_words()[_native.CFG_WINDOW_NS][1]:
-                r.add(rec + _native.REC_WGEN, 1)  # a new window length empties the window
+            new = config.to_words()
+            resized = any(old[k] != new[k][1] for k in (_native.CFG_WINDOW_NS, _native.CFG_WINDOW_CALLS))
+            if resized:  # a window of another kind or length starts empty, for callers of either config
+                self.clear_window(rec)
             r.store(rec + _native.REC_CFG_GEN, gen + 1)
+            if resized:
+                self.clear_window(rec)
+
+    def clear_window(self, rec: int) -> None:
+        """Empty the window of the breaker at ``rec`` (both kinds) and its failure streak."""
+        r = self._seg.region
+        r.add(rec + _native.REC_WGEN, 1)
+        r.store(rec + _native.REC_TICKET_BASE, r.load(rec + _native.REC_TICKET))
+        r.store(rec + _native.REC_CONSEC, 0)
 
     def read_config(self, rec: int) -> dict[int, float | int]:
         """The record's active config block, word offset -> value."""
@@ -122,7 +133,7 @@ class BreakerRegistry:
             base = rec + _native.REC_CFG0 + (gen & 1) * _native.REC_CFG_WORDS
             values: dict[int, float | int] = {
                 offset: r.loadf(base + offset) if offset in _FLOATS else r.load(base + offset)
-                for offset in range(_native.CFG_SLOW_TRIAL_FAILS + 1)
+                for offset in range(_native.CFG_WINDOW_CALLS + 1)
             }
             if r.load(rec + _native.REC_CFG_GEN) == gen:
                 return values

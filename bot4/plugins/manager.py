@@ -33,14 +33,21 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self, project_name: str) -> None:
         super().__init__(project_name)
         self.generation = 0
+        self.rejections_heard = False
+        """Whether a plugin implements ``bot4_call_rejected`` (read on every rejected call)."""
         self._builtins: dict[str, object] = {}
+
+    def _changed(self) -> None:
+        hook = getattr(self.hook, "bot4_call_rejected", None)
+        self.rejections_heard = hook is not None and bool(hook.get_hookimpls())
+        self.generation += 1
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
         """Unregister a plugin (by object or name); see :meth:`pluggy.PluginManager.unregister`."""
         try:
             return super().unregister(plugin, name)
         finally:
-            self.generation += 1
+            self._changed()
 
     def set_blocked(self, name: str) -> None:
         """Unregister ``name`` and keep it from registering again (disables a built-in by name)."""
@@ -49,7 +56,7 @@ class PluginManager(pluggy.PluginManager):
         try:
             super().set_blocked(name)
         finally:
-            self.generation += 1
+            self._changed()
 
     def unblock(self, name: str) -> bool:
         """Allow ``name`` to be registered again; a built-in plugin is registered again at once.
@@ -63,7 +70,7 @@ class PluginManager(pluggy.PluginManager):
                 self.register(builtin, name)
             return was_blocked
         finally:
-            self.generation += 1
+            self._changed()
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         """Register ``plugin`` (under ``name``) and return its name.
@@ -88,7 +95,7 @@ class PluginManager(pluggy.PluginManager):
                 raise PluginError(f"plugin {label!r} is invalid: {exc}") from exc
             return registered
         finally:
-            self.generation += 1
+            self._changed()
 
 
 def make_plugin_manager(*, entry_points: bool = True) -> PluginManager:

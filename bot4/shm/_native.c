@@ -1,6 +1,7 @@
 /*
  * bot4.shm._native: lock-free primitives on a shared-memory segment and the
- * closed-path gate of a circuit breaker.
+ * closed-path gate of a circuit breaker (_gate.inc), guarded calls (_guard.inc), and
+ * the risk ledger's kernel (_ledger.inc).
  *
  * Everything here operates on 64-bit words of one writable buffer (the mmap of
  * the segment). Atomic operations use the GCC/Clang __atomic builtins, which
@@ -38,12 +39,21 @@ enum {
     REC_CHANGED_NS = 18, /* clock time of the last transition */
     REC_LAST_BAD = 19,   /* window tag of the latest failure or slow call (successes check the rates while it is in the window) */
     REC_CAUSE_PID = 20,  /* pid of the process that last opened the breaker */
+    REC_TICKET = 21,     /* count-based window: calls ever recorded (the next call's ticket) */
+    REC_TICKET_BASE = 22, /* count-based window: first ticket of the current window (emptying it moves this) */
+    REC_LAST_BAD_TICKET = 23, /* count-based window: ticket + 1 of the latest failure or slow call */
     REC_CAUSE = 56,      /* why it last opened: tag (state seq; negative while written), then UTF-8 text */
     REC_CAUSE_WORDS = 8,
     REC_CFG0 = 24,       /* config block 0 */
     REC_CFG_WORDS = 16,
-    REC_WORDS = 64
+    REC_ENTERED = 64,    /* 5 words: transitions into each state (BreakerState order) */
+    REC_TRIAL_CALLS = 69, /* trial calls admitted in half-open, ever */
+    REC_TRIAL_FAILS = 70, /* trial calls that failed (or were slow and counted so), ever */
+    REC_WORDS = 80
 };
+
+/* Count-based window: each breaker has a ring of RING_WORDS entries, (ticket + 1) << 2 | slow << 1 | failed. */
+enum { RING_WORDS = 1024 };
 
 /* Config block: word offsets. f = float64 bits, i = int64. */
 enum {
@@ -59,7 +69,8 @@ enum {
     CFG_MAX_OPEN_NS = 9,      /* i */
     CFG_HALF_OPEN_CALLS = 10, /* i */
     CFG_HALF_OPEN_MAX_NS = 11, /* i */
-    CFG_SLOW_TRIAL_FAILS = 12 /* i: 1 = a slow trial call in half-open reopens like a failed one */
+    CFG_SLOW_TRIAL_FAILS = 12, /* i: 1 = a slow trial call in half-open reopens like a failed one */
+    CFG_WINDOW_CALLS = 13     /* i: 0 = the time window; n = the window is the last n calls */
 };
 
 /* Breaker states as stored in the low 3 bits of the state word (bot4/breaker/state.py). */
@@ -764,320 +775,8 @@ static PyTypeObject SectionType = {
     .tp_members = section_members,
 };
 
-/* -------------------------------------------------------------------- Gate */
-
-typedef struct {
-    PyObject_HEAD
-    Region *region;
-    PyObject *clock;        /* None: CLOCK_MONOTONIC; else callable returning ns */
-    int64_t *rec;           /* breaker record */
-    int64_t *cells;         /* window cells of this breaker: [slot][bucket][CELL_WORDS] */
-    int64_t *fuse;          /* fuse state word */
-    int64_t *high_water;    /* number of slots ever claimed */
-    Py_ssize_t slot;
-    Py_ssize_t max_slots;
-    Py_ssize_t buckets;
-    int64_t last_now;       /* a Python clock's readings never go back (nor below 0) here */
-} Gate;
-
-typedef struct {
-    double failure_rate, slow_rate;
-    int64_t minimum_calls, bucket_ns, consecutive, slow_ns;
-} HotConfig;
-
-static inline void read_config(const int64_t *rec, HotConfig *c) {
-    for (;;) {
-        int64_t g1 = LOAD(&rec[REC_CFG_GEN]);
-        const int64_t *b = rec + REC_CFG0 + (g1 & 1) * REC_CFG_WORDS;
-        c->failure_rate = bits_to_double(LOAD(&b[CFG_FAILURE_RATE]));
-        c->minimum_calls = LOAD(&b[CFG_MINIMUM_CALLS]);
-        c->bucket_ns = LOAD(&b[CFG_BUCKET_NS]);
-        c->consecutive = LOAD(&b[CFG_CONSECUTIVE]);
-        c->slow_ns = LOAD(&b[CFG_SLOW_NS]);
-        c->slow_rate = bits_to_double(LOAD(&b[CFG_SLOW_RATE]));
-        if (LOAD(&rec[REC_CFG_GEN]) == g1) break;
-    }
-    if (c->bucket_ns <= 0) c->bucket_ns = 1;
-}
-
-/* The gate's time. A Python clock runs Python code, during which another thread may close
- * the core: the call is counted in the region's in-flight calls, and *err is set (with the
- * released error) when the region was closed meanwhile, so callers never touch it then. */
-static inline int64_t gate_now(Gate *self, int *err) {
-    *err = 0;
-    if (self->clock == Py_None) return monotonic_ns();
-    region_enter(self->region);
-    PyObject *r = PyObject_CallNoArgs(self->clock);
-    int closed = !self->region->held;
-    region_leave(self->region);
-    if (!r) { *err = 1; return 0; }
-    long long v = PyLong_Check(r) ? PyLong_AsLongLong(r) : -1;
-    Py_DECREF(r);
-    if (v < 0) {
-        PyErr_Clear();
-        raise_bot4(config_error, "clock", "now_ns() must return an int of nanoseconds in 0..2**63-1");
-        *err = 1;
-        return 0;
-    }
-    if (closed) { raise_released(); *err = 1; return 0; }
-    if (v < self->last_now) v = self->last_now;
-    self->last_now = v;
-    return (int64_t)v;
-}
-
-#define TAG(gen, idx) (((gen) << 40) | ((idx) & ((1LL << 40) - 1)))
-
-/* Sum the window over every claimed slot: calls, failures, slow. */
-static void window_sum(Gate *self, int64_t now, const HotConfig *c, int64_t out[3]) {
-    int64_t gen = LOAD(&self->rec[REC_WGEN]);
-    int64_t cur = now / c->bucket_ns;
-    int64_t first = cur - self->buckets + 1;
-    if (first < 0) first = 0;
-    int64_t hi = TAG(gen, cur), lo = TAG(gen, first);
-    Py_ssize_t nslots = (Py_ssize_t)LOAD(self->high_water);
-    if (nslots > self->max_slots) nslots = self->max_slots;
-    out[0] = out[1] = out[2] = 0;
-    for (Py_ssize_t s = 0; s < nslots; s++) {
-        int64_t *row = self->cells + s * self->buckets * CELL_WORDS;
-        for (Py_ssize_t b = 0; b < self->buckets; b++) {
-            int64_t *cell = row + b * CELL_WORDS;
-            int64_t tag = LOAD(&cell[CELL_TAG]);
-            if (tag < lo || tag > hi) continue;
-            out[0] += LOAD(&cell[CELL_CALLS]);
-            out[1] += LOAD(&cell[CELL_FAILURES]);
-            out[2] += LOAD(&cell[CELL_SLOW]);
-        }
-    }
-}
-
-/* Single writer: only this process writes the cells of its slot. The cell is
- * zeroed before its tag is set, so a crash mid-roll leaves a cell that readers
- * ignore (old tag) or that counts zero, never stale counts under a new tag. */
-static inline int64_t *own_cell(Gate *self, int64_t now, const HotConfig *c) {
-    int64_t gen = LOAD(&self->rec[REC_WGEN]);
-    int64_t idx = now / c->bucket_ns;
-    int64_t tag = TAG(gen, idx);
-    int64_t *cell = self->cells + (self->slot * self->buckets + (idx % self->buckets)) * CELL_WORDS;
-    if (LOAD(&cell[CELL_TAG]) != tag) {
-        STORE(&cell[CELL_CALLS], 0);
-        STORE(&cell[CELL_FAILURES], 0);
-        STORE(&cell[CELL_SLOW], 0);
-        STORE(&cell[CELL_TAG], tag);
-    }
-    return cell;
-}
-
-static inline void bump(int64_t *p) { STORE(p, LOAD(p) + 1); }
-
-static int rate_verdict(Gate *self, int64_t now, const HotConfig *c, int check_failures, int check_slow) {
-    int64_t sums[3];
-    window_sum(self, now, c, sums);
-    if (sums[0] <= 0 || sums[0] < c->minimum_calls) return VERDICT_NONE;
-    if (check_failures && (double)sums[1] >= c->failure_rate * (double)sums[0]) return VERDICT_RATE;
-    if (check_slow && c->slow_ns > 0 && (double)sums[2] >= c->slow_rate * (double)sums[0]) return VERDICT_SLOW;
-    return VERDICT_NONE;
-}
-
-/* Remember that the window now holds a failure or a slow call. Several writers may race;
- * keeping the larger tag is enough (a lost update is at most one bucket older). */
-static inline void mark_bad(Gate *self, int64_t now, const HotConfig *c) {
-    int64_t tag = TAG(LOAD(&self->rec[REC_WGEN]), now / c->bucket_ns);
-    if (LOAD(&self->rec[REC_LAST_BAD]) < tag) STORE(&self->rec[REC_LAST_BAD], tag);
-}
-
-/* Whether a failure or slow call is still inside the window: only then can a success find a
- * rate at its threshold (the rules are checked on every recorded call, as resilience4j does;
- * a healthy window costs a success one load). */
-static inline int bad_in_window(Gate *self, int64_t now, const HotConfig *c) {
-    int64_t first = now / c->bucket_ns - self->buckets + 1;
-    return LOAD(&self->rec[REC_LAST_BAD]) >= TAG(LOAD(&self->rec[REC_WGEN]), first < 0 ? 0 : first);
-}
-
-/* acquire() -> start time (ns, >= 0) when the closed fast path applies; -2 - remaining_ns
- * when the breaker is OPEN before its deadline (a certain rejection); -1 when the slow
- * path must decide. */
-static PyObject *gate_acquire(Gate *self, PyObject *unused) {
-    if (!self->region->held) return PyLong_FromLong(-1);
-    int64_t word = LOAD(&self->rec[REC_STATE]);
-    int64_t fuse = LOAD(self->fuse);
-    int err;
-    if ((word & 7) == 0 && fuse == 0) {
-        int64_t now = gate_now(self, &err);
-        if (err) return NULL;
-        return PyLong_FromLongLong(now);
-    }
-    if ((word & 7) == STATE_OPEN) {
-        /* The deadline is ms modulo 2^39 (see bot4/breaker/state.py): compare by difference. */
-        const int64_t mask = (1LL << 39) - 1;
-        int64_t now = gate_now(self, &err);
-        if (err) return NULL;
-        int64_t now_ms = now / 1000000LL;
-        int64_t delta = (((word >> 24) & mask) - now_ms) & mask;
-        if (delta >= (1LL << 38)) delta -= mask + 1;
-        int64_t left = delta * 1000000LL - (now - now_ms * 1000000LL);
-        if (left > 0) return PyLong_FromLongLong(-2 - left);
-    }
-    return PyLong_FromLong(-1);
-}
-
-/* Common start of success/failure: parse t0, read the clock and config, and count the
- * call in this slot's current cell. Returns the cell, NULL with *done set when there is
- * nothing to record (segment closed), NULL with an exception set on error. */
-static int64_t *record_call(Gate *self, PyObject *const *args, Py_ssize_t n, int64_t *elapsed, int64_t *now,
-                            HotConfig *c, int *done) {
-    int64_t t0; int err;
-    *done = 0;
-    if (n != 1) { PyErr_SetString(PyExc_TypeError, "expected one argument: the start time"); return NULL; }
-    if (parse_i64(args[0], &t0) < 0) return NULL;
-    if (!self->region->held) { *done = 1; return NULL; }
-    *now = gate_now(self, &err);
-    if (err) {
-        if (!self->region->held && released_error && PyErr_ExceptionMatches(released_error)) {
-            PyErr_Clear(); /* closed meanwhile: nothing to record (any other error, Ctrl-C included, propagates) */
-            *done = 1;
-        }
-        return NULL;
-    }
-    *elapsed = *now - t0;
-    read_config(self->rec, c);
-    int64_t *cell = own_cell(self, *now, c);
-    bump(&cell[CELL_CALLS]);
-    return cell;
-}
-
-/* success(t0) -> verdict: records a successful call; VERDICT_SLOW when slow calls cross their rate. */
-static PyObject *gate_success(Gate *self, PyObject *const *args, Py_ssize_t n) {
-    int64_t elapsed, now; HotConfig c; int done;
-    int64_t *cell = record_call(self, args, n, &elapsed, &now, &c, &done);
-    if (!cell) return done ? PyLong_FromLong(VERDICT_NONE) : NULL;
-    if (LOAD(&self->rec[REC_CONSEC]) != 0) STORE(&self->rec[REC_CONSEC], 0);
-    if (c.slow_ns > 0 && elapsed >= c.slow_ns) {
-        bump(&cell[CELL_SLOW]);
-        mark_bad(self, now, &c);
-    } else if (!bad_in_window(self, now, &c)) {
-        return PyLong_FromLong(VERDICT_NONE);
-    }
-    return PyLong_FromLong(rate_verdict(self, now, &c, 1, 1));
-}
-
-/* failure(t0) -> verdict: records a failed call and says whether a trip rule is met. */
-static PyObject *gate_failure(Gate *self, PyObject *const *args, Py_ssize_t n) {
-    int64_t elapsed, now; HotConfig c; int done;
-    int64_t *cell = record_call(self, args, n, &elapsed, &now, &c, &done);
-    if (!cell) return done ? PyLong_FromLong(VERDICT_NONE) : NULL;
-    bump(&cell[CELL_FAILURES]);
-    int slow = c.slow_ns > 0 && elapsed >= c.slow_ns;
-    if (slow) bump(&cell[CELL_SLOW]);
-    mark_bad(self, now, &c);
-    int64_t consec = __atomic_add_fetch(&self->rec[REC_CONSEC], 1, __ATOMIC_ACQ_REL);
-    if (c.consecutive > 0 && consec >= c.consecutive) return PyLong_FromLong(VERDICT_CONSECUTIVE);
-    return PyLong_FromLong(rate_verdict(self, now, &c, 1, slow));
-}
-
-/* counts() -> (calls, failures, slow) in the current window, all slots. */
-static PyObject *gate_counts(Gate *self, PyObject *unused) {
-    int err;
-    if (!self->region->held) { raise_released(); return NULL; }
-    int64_t now = gate_now(self, &err);
-    if (err) return NULL;
-    HotConfig c; read_config(self->rec, &c);
-    int64_t sums[3];
-    window_sum(self, now, &c, sums);
-    return Py_BuildValue("(LLL)", (long long)sums[0], (long long)sums[1], (long long)sums[2]);
-}
-
-static PyObject *gate_now_py(Gate *self, PyObject *unused) {
-    int err;
-    int64_t now = gate_now(self, &err);
-    if (err) return NULL;
-    return PyLong_FromLongLong(now);
-}
-
-static int gate_init(Gate *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"region", "record", "cells", "fuse", "high_water", "slot", "max_slots",
-                             "buckets", "clock", NULL};
-    Region *region; Py_ssize_t record, cells, fuse, hw, slot, max_slots, buckets; PyObject *clock;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!nnnnnnnO", kwlist, &RegionType, &region, &record, &cells,
-                                     &fuse, &hw, &slot, &max_slots, &buckets, &clock))
-        return -1;
-    if (!region->held) { raise_released(); return -1; }
-    if (buckets <= 0 || max_slots <= 0 || slot < 0 || slot >= max_slots) {
-        PyErr_SetString(PyExc_ValueError, "bad gate geometry"); return -1;
-    }
-    Py_ssize_t span;
-    if (__builtin_mul_overflow(max_slots, buckets, &span) || __builtin_mul_overflow(span, (Py_ssize_t)CELL_WORDS, &span) ||
-        record < 0 || record > region->nwords - REC_WORDS || cells < 0 || span > region->nwords - cells ||
-        fuse < 0 || fuse >= region->nwords || hw < 0 || hw >= region->nwords) {
-        PyErr_SetString(PyExc_ValueError, "gate offsets outside the segment"); return -1;
-    }
-    if (clock != Py_None && !PyCallable_Check(clock)) {
-        PyErr_SetString(PyExc_TypeError, "clock must be None or a callable returning nanoseconds"); return -1;
-    }
-    Py_INCREF(region); Py_XSETREF(self->region, region);
-    Py_INCREF(clock); Py_XSETREF(self->clock, clock);
-    self->rec = region->words + record;
-    self->cells = region->words + cells;
-    self->fuse = region->words + fuse;
-    self->high_water = region->words + hw;
-    self->slot = slot;
-    self->max_slots = max_slots;
-    self->buckets = buckets;
-    return 0;
-}
-
-static int gate_traverse(Gate *self, visitproc visit, void *arg) {
-    Py_VISIT(self->region); Py_VISIT(self->clock); return 0;
-}
-
-static int gate_clear(Gate *self) { Py_CLEAR(self->region); Py_CLEAR(self->clock); return 0; }
-
-static void gate_dealloc(Gate *self) {
-    PyObject_GC_UnTrack(self);
-    gate_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static int gate_set_slot(Gate *self, PyObject *value, void *closure) {
-    if (!value) { PyErr_SetString(PyExc_TypeError, "cannot delete slot"); return -1; }
-    Py_ssize_t s = PyLong_AsSsize_t(value);
-    if (s == -1 && PyErr_Occurred()) return -1;
-    if (s < 0 || s >= self->max_slots) { PyErr_SetString(PyExc_ValueError, "slot out of range"); return -1; }
-    self->slot = s;
-    return 0;
-}
-
-static PyObject *gate_get_slot(Gate *self, void *closure) { return PyLong_FromSsize_t(self->slot); }
-
-static PyGetSetDef gate_getset[] = {
-    {"slot", (getter)gate_get_slot, (setter)gate_set_slot, "Worker slot whose window row this gate writes.", NULL},
-    {NULL}
-};
-
-static PyMethodDef gate_methods[] = {
-    {"acquire", (PyCFunction)gate_acquire, METH_NOARGS,
-     "acquire() -> int: start time in ns on the closed fast path, -1 when the slow path must decide."},
-    {"success", (PyCFunction)(void (*)(void))gate_success, METH_FASTCALL, "success(t0) -> verdict."},
-    {"failure", (PyCFunction)(void (*)(void))gate_failure, METH_FASTCALL, "failure(t0) -> verdict."},
-    {"counts", (PyCFunction)gate_counts, METH_NOARGS, "counts() -> (calls, failures, slow) in the window."},
-    {"now", (PyCFunction)gate_now_py, METH_NOARGS, "now() -> int: the gate's clock in ns."},
-    {NULL}
-};
-
-static PyTypeObject GateType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "bot4.shm._native.Gate",
-    .tp_basicsize = sizeof(Gate),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Gate(...): closed-path admission and outcome recording of one breaker for one worker slot.",
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)gate_init,
-    .tp_dealloc = (destructor)gate_dealloc,
-    .tp_traverse = (traverseproc)gate_traverse,
-    .tp_clear = (inquiry)gate_clear,
-    .tp_methods = gate_methods,
-    .tp_getset = gate_getset,
-};
-
+#include "_gate.inc"
+#include "_guard.inc"
 #include "_ledger.inc"
 
 /* ------------------------------------------------------------------ module */
@@ -1125,8 +824,9 @@ PyMODINIT_FUNC PyInit__native(void) {
     return NULL;
 #endif
     if (PyType_Ready(&RegionType) < 0 || PyType_Ready(&GateType) < 0 || PyType_Ready(&LedgerKernelType) < 0 ||
-        PyType_Ready(&SectionType) < 0)
+        PyType_Ready(&SectionType) < 0 || PyType_Ready(&GuardedType) < 0 || PyType_Ready(&GuardedCallType) < 0)
         return NULL;
+    if (gate_init_strings() < 0) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&RegionType);
@@ -1137,6 +837,10 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (PyModule_AddObject(m, "LedgerKernel", (PyObject *)&LedgerKernelType) < 0) goto fail;
     Py_INCREF(&SectionType);
     if (PyModule_AddObject(m, "Section", (PyObject *)&SectionType) < 0) goto fail;
+    Py_INCREF(&GuardedType);
+    if (PyModule_AddObject(m, "Guarded", (PyObject *)&GuardedType) < 0) goto fail;
+    Py_INCREF(&GuardedCallType);
+    if (PyModule_AddObject(m, "GuardedCall", (PyObject *)&GuardedCallType) < 0) goto fail;
     /* The order of LedgerKernel's offset and limit tuples, and of evaluate()'s bits. */
     if (add_owned(m, "LEDGER_OFFSETS",
                      Py_BuildValue("(ssssssssssssssssss)", "cash", "unrealized", "peak", "day_start", "gross",
@@ -1155,11 +859,13 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, REC_PERMITS); ADD_INT(m, REC_SUCCESSES); ADD_INT(m, REC_CONSEC); ADD_INT(m, REC_WGEN);
     ADD_INT(m, REC_CFG_GEN); ADD_INT(m, REC_CFG_LOCK); ADD_INT(m, REC_TRIPS); ADD_INT(m, REC_REJECTS);
     ADD_INT(m, REC_CHANGED_NS); ADD_INT(m, REC_LAST_BAD);
+    ADD_INT(m, REC_TICKET); ADD_INT(m, REC_TICKET_BASE); ADD_INT(m, REC_LAST_BAD_TICKET); ADD_INT(m, REC_ENTERED);
+    ADD_INT(m, REC_TRIAL_CALLS); ADD_INT(m, REC_TRIAL_FAILS); ADD_INT(m, RING_WORDS);
     ADD_INT(m, REC_CAUSE_PID); ADD_INT(m, REC_CAUSE); ADD_INT(m, REC_CAUSE_WORDS); ADD_INT(m, REC_CFG0); ADD_INT(m, REC_CFG_WORDS); ADD_INT(m, REC_WORDS);
     ADD_INT(m, CFG_FAILURE_RATE); ADD_INT(m, CFG_MINIMUM_CALLS); ADD_INT(m, CFG_WINDOW_NS);
     ADD_INT(m, CFG_BUCKET_NS); ADD_INT(m, CFG_CONSECUTIVE); ADD_INT(m, CFG_SLOW_NS); ADD_INT(m, CFG_SLOW_RATE);
     ADD_INT(m, CFG_OPEN_NS); ADD_INT(m, CFG_OPEN_BACKOFF); ADD_INT(m, CFG_MAX_OPEN_NS);
-    ADD_INT(m, CFG_HALF_OPEN_CALLS); ADD_INT(m, CFG_HALF_OPEN_MAX_NS); ADD_INT(m, CFG_SLOW_TRIAL_FAILS);
+    ADD_INT(m, CFG_HALF_OPEN_CALLS); ADD_INT(m, CFG_HALF_OPEN_MAX_NS); ADD_INT(m, CFG_SLOW_TRIAL_FAILS); ADD_INT(m, CFG_WINDOW_CALLS);
     ADD_INT(m, CELL_TAG); ADD_INT(m, CELL_CALLS); ADD_INT(m, CELL_FAILURES); ADD_INT(m, CELL_SLOW);
     ADD_INT(m, CELL_WORDS);
     if (PyModule_AddIntConstant(m, "MUTEX_WORDS", (long)MUTEX_WORDS) < 0) goto fail;

@@ -1,6 +1,6 @@
 """Types of bot4.shm._native, the native layer (see bot4/shm/_native.c for the semantics)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +19,13 @@ REC_TRIPS: int
 REC_REJECTS: int
 REC_CHANGED_NS: int
 REC_LAST_BAD: int
+REC_TICKET: int
+REC_TICKET_BASE: int
+REC_LAST_BAD_TICKET: int
+REC_ENTERED: int
+REC_TRIAL_CALLS: int
+REC_TRIAL_FAILS: int
+RING_WORDS: int
 REC_CAUSE_PID: int
 REC_CAUSE: int
 REC_CAUSE_WORDS: int
@@ -38,6 +45,7 @@ CFG_MAX_OPEN_NS: int
 CFG_HALF_OPEN_CALLS: int
 CFG_HALF_OPEN_MAX_NS: int
 CFG_SLOW_TRIAL_FAILS: int
+CFG_WINDOW_CALLS: int
 CELL_TAG: int
 CELL_CALLS: int
 CELL_FAILURES: int
@@ -123,12 +131,50 @@ class Gate:
         max_slots: int,
         buckets: int,
         clock: Callable[[], int] | None,
+        ring: int,
     ) -> None: ...
     def acquire(self) -> int: ...
     def success(self, t0: int) -> int: ...
     def failure(self, t0: int) -> int: ...
     def counts(self) -> tuple[int, int, int]: ...
     def now(self) -> int: ...
+    def refuse(self, code: int, /) -> Any: ...
+    def set_rejection(
+        self, error_cls: type[BaseException], open_state: object, name: str, breaker: object, plugins: object, /
+    ) -> None: ...
+    def set_policy(
+        self,
+        extra: bool,
+        simple: bool,
+        record: tuple[type[BaseException], ...],
+        ignore: tuple[type[BaseException], ...],
+        /,
+    ) -> None: ...
+
+class Guarded:
+    """A function guarded by a breaker: admission, call and recording in one native call."""
+
+    def __init__(
+        self,
+        *,
+        gate: Gate,
+        fn: Callable[..., Any],
+        slow: Callable[..., Any],
+        trip: Callable[[int, BaseException | None], object],
+        admit: Callable[[], object],
+        finish: Callable[..., object],
+        is_async: bool,
+    ) -> None: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+
+class GuardedCall(Coroutine[Any, Any, Any]):
+    """One call of an async function guarded by a breaker."""
+
+    def send(self, value: Any, /) -> Any: ...
+    def throw(self, *args: Any) -> Any: ...
+    def close(self) -> None: ...
+    def __await__(self) -> Generator[Any, None, Any]: ...
 
 class LedgerKernel:
     """The risk ledger's hot arithmetic over a segment."""

@@ -9,6 +9,7 @@ header                  ``HEADER_WORDS``
 worker slots            ``max_workers * SLOT_WORDS``
 breaker records         ``max_breakers * REC_WORDS``
 breaker window cells    ``max_breakers * max_workers * BUCKETS * CELL_WORDS``
+breaker call rings      ``max_breakers * RING_WORDS`` (count-based windows)
 risk ledger             ``LEDGER_WORDS``
 risk symbols            ``max_symbols * SYM_WORDS``
 risk reservations       ``max_reservations * RES_WORDS``
@@ -34,7 +35,7 @@ from bot4.shm import _native
 __all__ = ["BUCKETS", "LAYOUT_HASH", "LAYOUT_VERSION", "MAGIC", "Layout"]
 
 MAGIC = int.from_bytes(b"BOT4SHM\x01", "little")
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 BUCKETS = 10
 """Buckets per sliding window: a window of W seconds moves in steps of W/10."""
 
@@ -72,6 +73,7 @@ SLOT_WORDS = 8
 
 REC_WORDS = _native.REC_WORDS
 CELL_WORDS = _native.CELL_WORDS
+RING_WORDS = _native.RING_WORDS
 
 # Risk ledger words (offsets from the ledger section start).
 L_MUTEX = 0  # robust process-shared mutex (MUTEX_WORDS, at most 7)
@@ -161,6 +163,7 @@ def _layout_hash() -> int:
             "REC",
             "CFG",
             "CELL",
+            "RING",
             "BUCKETS",
             "HEADER",
             "SLOT",
@@ -226,9 +229,14 @@ class Layout:
         return self.max_workers * BUCKETS * CELL_WORDS
 
     @cached_property
+    def rings(self) -> int:
+        """Word offset of the breakers' call rings (count-based windows)."""
+        return self.cells + self.max_breakers * self.cells_per_breaker
+
+    @cached_property
     def ledger(self) -> int:
         """Word offset of the risk ledger."""
-        return self.cells + self.max_breakers * self.cells_per_breaker
+        return self.rings + self.max_breakers * RING_WORDS
 
     @cached_property
     def symbols(self) -> int:
@@ -280,6 +288,10 @@ class Layout:
     def breaker_cells(self, index: int) -> int:
         """Word offset of the window cells of breaker ``index``."""
         return self.cells + index * self.cells_per_breaker
+
+    def breaker_ring(self, index: int) -> int:
+        """Word offset of the call ring of breaker ``index``."""
+        return self.rings + index * RING_WORDS
 
     def symbol(self, index: int) -> int:
         """Word offset of risk symbol ``index``."""

@@ -379,3 +379,77 @@ def test_listeners_see_every_call_and_cost_nothing_once_gone(core: Core, clock: 
     assert len(seen) == 5
     with pytest.raises(TypeError):
         br.subscribe("not callable")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the count-based window (resilience4j COUNT_BASED)
+
+
+def test_a_count_window_holds_the_last_calls_whatever_their_age(core: Core, clock: ManualClock) -> None:
+    cfg = BreakerConfig(consecutive_failures=None, window_calls=10, minimum_calls=100, failure_rate_threshold=0.5)
+    br = core.breaker("x", cfg)
+    for _ in range(6):
+        succeed(br)
+    clock.advance(86_400)  # a day later the calls are still in the window: it counts calls, not time
+    for _ in range(4):
+        fail(br)
+    snap = br.snapshot()
+    assert (snap.calls, snap.failures, snap.state) == (10, 4, BreakerState.CLOSED)
+    fail(br)  # the oldest success leaves: 5 of the last 10 failed; minimum_calls is capped at the window
+    assert br.state is BreakerState.OPEN
+    assert br.opened_by() == "Boom: exchange down"
+
+
+def test_a_count_window_trips_on_a_success_that_pushes_a_success_out(core: Core) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=None, window_calls=4, failure_rate_threshold=0.75))
+    fail(br)
+    succeed(br)
+    fail(br)
+    fail(br)  # 3 of 4 failed: 75%
+    assert br.state is BreakerState.OPEN
+    br.reset()
+    assert br.snapshot().calls == 0  # reset empties the count window too
+
+
+def test_changing_the_kind_or_length_of_the_window_empties_it(core: Core) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=None, minimum_calls=50))
+    for _ in range(3):
+        fail(br)
+    br.reconfigure(br.config.replace(window_calls=20))
+    assert br.snapshot().calls == 0
+    for _ in range(3):
+        fail(br)
+    br.reconfigure(br.config.replace(minimum_calls=40))  # same window: kept
+    assert br.snapshot().calls == 3
+    br.reconfigure(br.config.replace(window_calls=30))
+    assert br.snapshot().calls == 0
+    br.reconfigure(br.config.replace(window_calls=None))
+    assert br.snapshot().calls == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1025, 2.5, True, "10"])
+def test_window_calls_out_of_range_is_refused(bad: object) -> None:
+    with pytest.raises(ConfigError, match="window_calls"):
+        BreakerConfig(window_calls=bad)  # type: ignore[arg-type]
+
+
+def test_the_snapshot_counts_transitions_and_trials_per_state(core: Core, clock: ManualClock) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=1, open_seconds=1, half_open_calls=2))
+    fail(br)
+    clock.advance(1)
+    succeed(br)  # trial 1: HALF_OPEN
+    fail(br)  # trial 2 fails: OPEN again
+    clock.advance(2)
+    succeed(br)
+    succeed(br)  # two trials: CLOSED
+    br.force_open()
+    snap = br.snapshot()
+    assert snap.transitions == {
+        BreakerState.CLOSED: 1,
+        BreakerState.OPEN: 2,
+        BreakerState.HALF_OPEN: 2,
+        BreakerState.FORCED_OPEN: 1,
+        BreakerState.DISABLED: 0,
+    }
+    assert (snap.trial_calls, snap.trial_failures, snap.trips) == (4, 1, 2)
+    clock.advance(3)
+    assert br.snapshot().seconds_in_state == pytest.approx(3.0)

@@ -278,6 +278,44 @@ def test_window_counts_add_up_exactly_across_processes() -> None:
         assert snap.failures == 4 * len(range(0, calls, every))
 
 
+RING_CFG = COUNT_CFG.replace(window_calls=1000)
+
+
+def _ring_worker(name: str, index: int, barrier: Any) -> None:
+    with Core.attach(name) as core:
+        br = core.breaker("ring", RING_CFG)
+
+        @br
+        def call(fails: bool) -> None:
+            if fails:
+                raise Boom("down")
+
+        for i in range(5_000):  # every other call fails: no 1,000 calls in a row all failed
+            try:
+                call(i % 2 == index % 2)
+            except Boom:
+                pass
+        call(False)  # the desk's last call before the barrier succeeded
+        barrier.wait()
+        for _ in range(250):  # then the last 1,000 calls of the desk, all failed: the last one trips it
+            try:
+                call(True)
+            except Boom:
+                pass
+
+
+def test_the_count_window_holds_exactly_the_last_calls_of_every_process() -> None:
+    with Core.create() as core:
+        br = core.breaker("ring", RING_CFG)
+        barrier = ctx.Barrier(4)
+        procs = [start(_ring_worker, core.name, i, barrier) for i in range(4)]
+        join_all(procs, timeout=120)
+        snap = br.snapshot()
+        assert (snap.calls, snap.failures) == (1000, 1000)
+        assert snap.state is BreakerState.OPEN and snap.rejections == 0
+        assert core._segment.region.load(core._segment.layout.record(0) + _native.REC_TICKET) == 4 * 5_251
+
+
 def _create_many(name: str, names: list[str]) -> None:
     with Core.attach(name) as core:
         for n in names:

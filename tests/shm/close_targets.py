@@ -7,8 +7,9 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from bot4 import Bot4Error, Core, ManualClock, Order, RiskLimits, make_plugin_manager
+from bot4 import Bot4Error, BreakerConfig, Core, ManualClock, Order, RiskLimits, make_plugin_manager
 from bot4.shm import layout as L
 
 
@@ -18,6 +19,14 @@ class YieldingClock(ManualClock):
     def now_ns(self) -> int:
         time.sleep(0)
         return super().now_ns()
+
+
+def _ok() -> int:
+    return 1
+
+
+def _down() -> int:
+    raise LookupError("venue down")
 
 
 def torture(rounds: int, python_clock: bool) -> None:
@@ -30,16 +39,27 @@ def torture(rounds: int, python_clock: bool) -> None:
         core.risk.configure(RiskLimits(require_stop_loss=False))
         core.risk.set_equity(1_000_000)
         core.risk.on_price("BTC/USDT", 100.0)
-        br = core.breaker("venue")
+        br = core.breaker("venue", BreakerConfig(consecutive_failures=None, minimum_calls=10**6))
+        ok, down = br(_ok), br(_down)  # the native guarded call
         started = threading.Barrier(4)
 
         def work(
-            core: Core = core, br: object = br, started: threading.Barrier = started, clock: object = clock
+            core: Core = core,
+            br: object = br,
+            started: threading.Barrier = started,
+            clock: object = clock,
+            ok: Callable[[], int] = ok,
+            down: Callable[[], int] = down,
         ) -> None:
             started.wait()
             try:
                 while True:
                     with br.call():  # type: ignore[attr-defined]
+                        pass
+                    ok()
+                    try:
+                        down()
+                    except LookupError:
                         pass
                     decision = core.risk.reserve(order)
                     if decision.reservation is not None:
