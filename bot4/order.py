@@ -123,6 +123,8 @@ class Order:
         tif = _enum("time_in_force", TimeInForce, self.time_in_force)
         set_(self, "time_in_force", tif)
         if tif is TimeInForce.GTD:
+            if kind is OrderType.MARKET:
+                raise InvalidOrderError("time_in_force", "a market order cannot be good-till-date")
             set_(self, "expire_at", _price("expire_at", self.expire_at, required=True))
         elif self.expire_at is not None:
             raise InvalidOrderError("expire_at", "only a GTD order has an expiry")

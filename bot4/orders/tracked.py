@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from bot4._numbers import is_number, is_positive
 from bot4.errors import FillError, InvalidTransitionError
-from bot4.order import Order
+from bot4.order import Order, OrderType
 from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, OrderEvent, OrderStatus, next_status
 
 _PENDING_ALL = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
@@ -26,6 +26,8 @@ for (_s, _e), _t in TRANSITIONS.items():
 _new = tuple.__new__  # NamedTuple construction without its Python-level __new__
 _PENDING = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 _UNFILLED_OPEN = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.TRIGGERED)
+_TRIGGERED = OrderEvent.TRIGGERED
+_STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 
 
 class Transition(NamedTuple):
@@ -127,6 +129,8 @@ class TrackedOrder:
 
     def apply(self, event: OrderEvent, time_ns: int, detail: str = "") -> OrderStatus:
         """Apply a non-fill event; return the new status."""
+        if event is _TRIGGERED and self.order.type not in _STOP_TYPES:
+            raise InvalidTransitionError(f"order {self.id}: a {self.order.type.value} order has no trigger")
         old = self.status
         new = _PLAIN[old._value_].get(event._value_)
         if new is not None:  # the common case: a plain transition between non-pending statuses
@@ -179,15 +183,13 @@ class TrackedOrder:
 
     def _move(self, event: OrderEvent, time_ns: int, detail: str, *, complete: bool) -> OrderStatus:
         old = self.status
-        new = next_status(old, event, resume=self._resume, complete=complete)
+        resume = self._resume
+        if old in _PENDING and event is OrderEvent.ACCEPTED and resume is OrderStatus.SUBMITTED:
+            resume = OrderStatus.ACCEPTED  # the venue's acknowledgement, arriving while a request is in flight
+        new = next_status(old, event, resume=resume, complete=complete)
         if new is None:
             raise InvalidTransitionError(f"order {self.id}: {event.name} is not allowed in {old.name}")
-        if new in _PENDING and old not in _PENDING:
-            self._resume = old
-        elif (
-            old is OrderStatus.PENDING_CANCEL and event is OrderEvent.ACCEPTED and self._resume is OrderStatus.SUBMITTED
-        ):
-            self._resume = OrderStatus.ACCEPTED
+        self._resume = old if new in _PENDING and old not in _PENDING else resume
         self.status = new
         self.history.append(_new(Transition, (time_ns, old, event, new, detail)))
         return new

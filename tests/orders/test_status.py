@@ -15,8 +15,9 @@ from bot4.orders.status import TERMINAL_STATUSES, TRANSITIONS
 S, E = OrderStatus, OrderEvent
 
 
-def order(qty: float = 10.0) -> TrackedOrder:
-    return TrackedOrder(Order(symbol="BTC/USDT", side="buy", quantity=qty, type="limit", price=100))
+def order(qty: float = 10.0, **kind: object) -> TrackedOrder:
+    kind = kind or {"type": "stop_limit", "price": 100, "stop_price": 99}  # every event applies to a stop-limit
+    return TrackedOrder(Order(symbol="BTC/USDT", side="buy", quantity=qty, **kind))  # type: ignore[arg-type]
 
 
 def in_status(status: OrderStatus, resume: OrderStatus = S.ACCEPTED, filled: float = 0.0) -> TrackedOrder:
@@ -71,6 +72,7 @@ EXPECTED = {
     (S.PENDING_CANCEL, E.ACCEPTED): S.PENDING_CANCEL,
     (S.PENDING_CANCEL, E.CANCELED): S.CANCELED,
     (S.PENDING_CANCEL, E.EXPIRED): S.EXPIRED,
+    (S.PENDING_CANCEL, E.REJECTED): S.REJECTED,  # the venue refused the order the cancel was for
     (S.PARTIALLY_FILLED, E.UPDATED): S.PARTIALLY_FILLED,
     (S.PARTIALLY_FILLED, E.PENDING_UPDATE): S.PENDING_UPDATE,
     (S.PARTIALLY_FILLED, E.PENDING_CANCEL): S.PENDING_CANCEL,
@@ -122,6 +124,37 @@ def test_fills_in_every_status(status: OrderStatus) -> None:
     complete.fill(fill("t1", 10.0), 1)
     assert (partial.status, complete.status) == expected
     assert partial.filled_quantity == 4.0 and complete.filled_quantity == 10.0
+
+
+@pytest.mark.parametrize("kind", [{"type": "market"}, {"type": "limit", "price": 100}])
+def test_only_stop_orders_are_triggered(kind: dict[str, object]) -> None:
+    o = order(**kind)
+    o.apply(E.SUBMITTED, 1)
+    o.apply(E.ACCEPTED, 2)
+    with pytest.raises(InvalidTransitionError, match="no trigger"):
+        o.apply(E.TRIGGERED, 3)
+    assert o.status is S.ACCEPTED
+
+
+@pytest.mark.parametrize("pending", [E.PENDING_UPDATE, E.PENDING_CANCEL])
+def test_an_acknowledgement_arriving_while_a_request_is_in_flight_is_kept(pending: OrderEvent) -> None:
+    o = order()
+    o.apply(E.SUBMITTED, 1)
+    o.apply(pending, 2)  # asked before the venue acknowledged the order
+    o.apply(E.ACCEPTED, 3)
+    if pending is E.PENDING_UPDATE:
+        assert o.status is S.ACCEPTED  # the acknowledgement ends the wait, as in NautilusTrader
+    else:
+        assert o.status is S.PENDING_CANCEL  # the cancel is still in flight ...
+        o.apply(E.CANCEL_REJECTED, 4)
+        assert o.status is S.ACCEPTED  # ... and a refused one returns to the acknowledged order
+
+
+def test_a_market_order_cannot_be_good_till_date() -> None:
+    from bot4 import InvalidOrderError
+
+    with pytest.raises(InvalidOrderError, match="good-till-date"):
+        Order(symbol="BTC/USDT", side="buy", quantity=1, time_in_force="GTD", expire_at=2e9)
 
 
 def test_the_table_and_the_hand_written_spec_agree() -> None:
