@@ -116,6 +116,18 @@ class OrderNotFoundError(ExchangeError):
     """The venue knows no order with that id."""
 
 
+class ExchangeReplyError(ExchangeError):
+    """A venue answered something that is not a valid reply; ``field`` names what is wrong.
+
+    The request's outcome at the venue is unknown (it may have placed the order).
+    """
+
+    def __init__(self, venue: str, field: str, message: str) -> None:
+        super().__init__(venue, f"invalid reply: {field}: {message}")
+        self.field = field
+        self.args = (venue, field, message)  # pickled and rebuilt from these
+
+
 class SegmentError(Bot4Error):
     """Base class of the shared-memory segment errors; ``name`` is the segment name."""
 

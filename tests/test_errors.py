@@ -17,6 +17,7 @@ from bot4 import BreakerState, CircuitOpenError, ConfigError, FuseTrippedError, 
         FuseTrippedError("venue", BreakerState.CLOSED, None, "global fuse tripped"),
         ConfigError("minimum_calls", "must be in [1, 2147483647], got 0"),
         SegmentNotFoundError("desk", "no segment named 'desk'"),
+        bot4.ExchangeReplyError("venue-a", "trades[0].amount", "expected a number > 0, got None"),
     ],
 )
 def test_errors_pickle_round_trip(error: bot4.Bot4Error) -> None:

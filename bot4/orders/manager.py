@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import deque
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -16,12 +16,14 @@ from bot4.errors import (
     CircuitOpenError,
     ConfigError,
     ExchangeError,
+    ExchangeReplyError,
     ExchangeTimeoutError,
     UnknownOrderError,
 )
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
+from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
@@ -141,16 +143,20 @@ class OrderManager:
                 self._venues[adapter.name] = adapter
         if not self._venues:
             raise ConfigError("venues", "no venue: register an adapter plugin (bot4_exchange_adapters) first")
+        builtin = {strategy.name for strategy in BUILTIN_STRATEGIES}
+        user_strategies = [
+            impl for impl in core.plugins.hook.bot4_route_order.get_hookimpls() if impl.plugin not in BUILTIN_STRATEGIES
+        ]
+        if routing not in builtin and not user_strategies:
+            raise ConfigError(
+                "routing", f"no routing strategy named {routing!r} (built-in: {', '.join(sorted(builtin))})"
+            )
         self._breakers = {name: core.breaker(name, breaker_config) for name in self._venues}
         self._guarded: dict[tuple[str, str], Callable[..., Any]] = {}  # (venue, method) -> through its breaker
         self._aguarded = {name: breaker(_ainvoke) for name, breaker in self._breakers.items()}
         self._strategies: list[Callable[..., Route | None]] = []
         self._strategies_gen = -1
-        self._infos = {
-            name: VenueInfo(name=name, fees=a.fees, capabilities=a.capabilities, latency=None, _reader=self._call)
-            for name, a in self._venues.items()
-        }
-        self._venue_rows = [(name, a, self._breakers[name], self._infos[name]) for name, a in self._venues.items()]
+        self._venue_rows = [(name, a, self._breakers[name]) for name, a in self._venues.items()]
 
     # ------------------------------------------------------------------ queries
 
@@ -220,13 +226,22 @@ class OrderManager:
             raise ConfigError("client_order_id", f"order {order.client_order_id!r} was already submitted")
         managed = ManagedOrder(TrackedOrder(order))
         self._orders[order.client_order_id] = managed
-        now = self._now_ns
         decision = self._risk.reserve(order)
         managed.decision = decision
         if not decision.approved:
             managed.reason = "risk: " + ", ".join(decision.codes)
-            managed.tracked.apply(OrderEvent.DENIED, now(), managed.reason)
+            managed.tracked.apply(OrderEvent.DENIED, self._now_ns(), managed.reason)
             return managed
+        in_flight: list[str] = []  # the venue a create_order is out at
+        try:
+            return (yield from self._place(managed, prefetch, in_flight))
+        except BaseException as exc:
+            self._abandon(managed, exc, in_flight)
+            raise
+
+    def _place(self, managed: ManagedOrder, prefetch: bool, in_flight: list[str]) -> Flow[ManagedOrder]:
+        """Route and place a reserved order: venue after venue until one takes it, or none is left."""
+        order, now = managed.tracked.order, self._now_ns
         failed: set[str] = set()
         while True:
             candidates = self._candidates(order, failed)
@@ -250,23 +265,59 @@ class OrderManager:
                 managed.tracked.apply(OrderEvent.SUBMITTED, now(), route.strategy)
             placed_any = False
             for leg in route.legs:
+                in_flight[:] = [leg.venue]  # until the venue answered: anything else leaves the leg unknown
                 try:
-                    result = yield ("call", leg.venue, "create_order", self._venue_args(order, leg.quantity))
-                except ExchangeTimeoutError as exc:
+                    reply = yield ("call", leg.venue, "create_order", self._venue_args(order, leg.quantity))
+                    report = parse_report(leg.venue, reply, leg.quantity)
+                except (ExchangeTimeoutError, ExchangeReplyError) as exc:
                     # The venue may have placed it: never send it elsewhere too. The order stays
                     # SUBMITTED with its reservation held until it is reconciled.
+                    in_flight.clear()
                     managed.unknown_legs |= {leg.venue}
                     managed.reason = f"{exc}: outcome unknown, not sent elsewhere; reconcile with the venue"
                     placed_any = True
                     continue
                 except (ExchangeError, CircuitOpenError) as exc:
+                    in_flight.clear()
                     failed.add(leg.venue)
                     managed.reason = str(exc)
                     continue
+                in_flight.clear()
                 placed_any = True
-                self._absorb(managed, leg.venue, result)
+                self._absorb(managed, leg.venue, report)
             if placed_any:
                 return managed
+
+    def _abandon(self, managed: ManagedOrder, exc: BaseException, in_flight: list[str]) -> None:
+        """An exception left the submit flow: put the order in a state that says where it is.
+
+        A venue call out when it happened (Ctrl-C, a task cancelled, an adapter's own error)
+        may have placed the order: that leg is unknown, the reservation held, to be
+        reconciled. Nothing sent anywhere: the order ends and its reservation is released.
+        """
+        tracked, now = managed.tracked, self._now_ns()
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        try:
+            if in_flight:
+                managed.unknown_legs |= {in_flight[0]}
+                managed.reason = f"{why} while {in_flight[0]} was placing it: outcome unknown; reconcile with the venue"
+                if tracked.status is OrderStatus.INITIALIZED:
+                    tracked.apply(OrderEvent.SUBMITTED, now, "routing")
+                return
+            if (
+                managed.legs
+                or managed.unknown_legs
+                or not tracked.is_open
+                and tracked.status is not OrderStatus.INITIALIZED
+            ):
+                return  # at its venue(s), or already ended: its own state says so
+            managed.reason = f"not sent: {why}"
+            event = OrderEvent.DENIED if tracked.status is OrderStatus.INITIALIZED else OrderEvent.REJECTED
+            tracked.apply(event, now, managed.reason)
+            self._finish(managed)
+        except BaseException:  # never hide the exception that brought us here
+            if managed.decision is not None and managed.decision.reservation is not None and not managed.legs:
+                self._risk.release(managed.decision.reservation)
 
     # ------------------------------------------------------------------ running flows
 
@@ -281,7 +332,7 @@ class OrderManager:
                 _, venue, method, args = request
                 try:
                     result = self._call(venue, method, *args)
-                except (ExchangeError, CircuitOpenError) as exc:
+                except BaseException as exc:  # the flow decides (a venue error) or records and re-raises
                     request = flow.throw(exc)
                     continue
                 request = flow.send(result)
@@ -299,7 +350,7 @@ class OrderManager:
                 _, venue, method, args = request
                 try:
                     result = await self._acall(venue, method, *args)
-                except (ExchangeError, CircuitOpenError) as exc:
+                except BaseException as exc:  # the flow decides (a venue error) or records and re-raises
                     request = flow.throw(exc)
                     continue
                 request = flow.send(result)
@@ -334,16 +385,19 @@ class OrderManager:
 
     def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
         """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
-        capability, symbol, latency = required_capability(order), order.symbol, self._latency
-        candidates = []
-        for name, adapter, breaker, info in self._venue_rows:
-            if name in excluded or not adapter.capabilities.get(capability, False) or breaker.would_reject():
-                continue
-            info.latency = latency.get(name)
-            info.symbol = symbol
-            info._cached = None
-            candidates.append(info)
-        return candidates
+        capability, symbol, latency, reader = required_capability(order), order.symbol, self._latency, self._call
+        return [  # this order's own: concurrent orders never read each other's books
+            VenueInfo(
+                name=name,
+                fees=adapter.fees,
+                capabilities=adapter.capabilities,
+                latency=latency.get(name),
+                _reader=reader,
+                symbol=symbol,
+            )
+            for name, adapter, breaker in self._venue_rows
+            if name not in excluded and adapter.capabilities.get(capability, False) and not breaker.would_reject()
+        ]
 
     def _pick(self, order: Order, candidates: list[VenueInfo], excluded: set[str]) -> Route | None:
         """The routing strategy's route over ``candidates`` (a venue failing as it is read is dropped)."""
@@ -405,16 +459,17 @@ class OrderManager:
 
     # ------------------------------------------------------------------ venue reports
 
-    def _absorb(self, managed: ManagedOrder, venue: str, report: Mapping[str, Any]) -> None:
-        """Apply a venue's order report: acknowledgement, new trades, final status."""
+    def _absorb(self, managed: ManagedOrder, venue: str, report: VenueReport) -> None:
+        """Apply a venue's checked order report: acknowledgement, new trades, final status."""
         tracked, legs = managed.tracked, managed.legs
-        status = report.get("status")
-        legs[venue] = venue_id = str(report.get("id"))
+        status = report.status
+        legs[venue] = report.id
+        managed.unknown_legs -= {venue}
         if tracked.venue is None:
             tracked.venue = venue
         elif tracked.venue != venue:
             tracked.venue = "split"
-        tracked.venue_order_id = venue_id if len(legs) == 1 else None
+        tracked.venue_order_id = report.id if len(legs) == 1 else None
         if status == "rejected":
             if len(legs) == 1 and tracked.status is OrderStatus.SUBMITTED:
                 managed.reason = f"{venue} rejected the order"
@@ -423,10 +478,8 @@ class OrderManager:
             return
         if tracked.status is OrderStatus.SUBMITTED:
             tracked.apply(OrderEvent.ACCEPTED, self._now_ns(), venue)
-        trades = report.get("trades")
-        if trades:
-            for trade in trades:
-                self._apply_trade(managed, venue, trade)
+        for trade in report.trades:
+            self._apply_trade(managed, venue, trade)
         if status == "open":
             managed.open_legs |= {venue}
         elif venue in managed.open_legs:
@@ -438,22 +491,20 @@ class OrderManager:
             tracked.apply(event, self._now_ns(), venue)
             self._finish(managed)
 
-    def _apply_trade(self, managed: ManagedOrder, venue: str, trade: Mapping[str, Any]) -> None:
+    def _apply_trade(self, managed: ManagedOrder, venue: str, trade: VenueTrade) -> None:
         tracked = managed.tracked
         order = tracked.order
-        fee = trade.get("fee")
-        fee = (fee.get("cost") if fee else None) or 0.0
         fill = Fill(
-            trade_id=f"{venue}:{trade['id']}",
-            quantity=float(trade["amount"]),
-            price=float(trade["price"]),
-            fee=float(fee),
-            liquidity=str(trade.get("takerOrMaker") or "taker"),
+            trade_id=f"{venue}:{trade.id}",
+            quantity=trade.quantity,
+            price=trade.price,
+            fee=trade.fee,
+            liquidity=trade.liquidity,
             venue=venue,
         )
         if not tracked.fill(fill, self._now_ns()):
             return  # a trade already applied
-        quantity, price, fee = float(fill.quantity), float(fill.price), float(fill.fee)  # checked by Fill
+        quantity, price, fee = fill.quantity, fill.price, fill.fee
         self._pnl._fill(
             order.symbol, quantity if order.side is Side.BUY else -quantity, price, fee, venue, order.strategy
         )
@@ -495,20 +546,45 @@ class OrderManager:
         tracked.apply(OrderEvent.PENDING_CANCEL, now(), "cancel requested")
         symbol = tracked.order.symbol
         refused: list[str] = []
-        for venue, venue_id in list(managed.legs.items()):
+        for venue in sorted(managed.unknown_legs):  # placed or not? ask the venue before anything else
             try:
-                report = yield ("call", venue, "cancel_order", (venue_id, symbol))
+                yield from self._find_unknown_leg(managed, venue)
+            except (ExchangeError, CircuitOpenError) as exc:
+                refused.append(f"{venue}: {exc}")
+        for venue in sorted(managed.unknown_legs):
+            refused.append(f"{venue}: the order's placement there is unknown (not among its open orders); reconcile")
+        for venue, venue_id in list(managed.legs.items()):
+            if venue not in managed.open_legs and managed.route is not None:
+                continue  # that leg is over at its venue
+            try:
+                reply = yield ("call", venue, "cancel_order", (venue_id, symbol))
+                report = parse_report(venue, reply, tracked.order.quantity)
             except (ExchangeError, CircuitOpenError) as exc:
                 refused.append(f"{venue}: {exc}")
                 continue
-            for trade in report.get("trades") or ():
+            managed.open_legs -= {venue}
+            for trade in report.trades:
                 self._apply_trade(managed, venue, trade)
         if refused:
-            tracked.apply(OrderEvent.CANCEL_REJECTED, now(), "; ".join(refused))
+            if tracked.status is OrderStatus.PENDING_CANCEL:
+                tracked.apply(OrderEvent.CANCEL_REJECTED, now(), "; ".join(refused))
+            managed.reason = "; ".join(refused)
         elif tracked.is_open:
             tracked.apply(OrderEvent.CANCELED, now(), "canceled")
             self._finish(managed)
         return managed
+
+    def _find_unknown_leg(self, managed: ManagedOrder, venue: str) -> Flow[None]:
+        """Look for an order whose placement at ``venue`` is unknown among the venue's open orders
+        (by client order id); adopt it if it is there."""
+        order = managed.tracked.order
+        reply = yield ("call", venue, "fetch_open_orders", (order.symbol,))
+        if isinstance(reply, (str, bytes)) or not isinstance(reply, Sequence):
+            raise ExchangeReplyError(venue, "open orders", f"expected a list, got {reply!r:.80}")
+        for raw in reply:
+            if isinstance(raw, Mapping) and raw.get("clientOrderId") == order.client_order_id:
+                self._absorb(managed, venue, parse_report(venue, raw, order.quantity))
+                return
 
     def poll(self) -> int:
         """Fetch every open order from its venue(s) and apply what changed; returns how many were polled."""
@@ -521,11 +597,13 @@ class OrderManager:
     def _poll_flow(self) -> Flow[int]:
         polled = 0
         for managed in self.open_orders():
-            symbol = managed.tracked.order.symbol
+            order = managed.tracked.order
             for venue, venue_id in list(managed.legs.items()):
                 try:
-                    report = yield ("call", venue, "fetch_order", (venue_id, symbol))
-                except (ExchangeError, CircuitOpenError):
+                    reply = yield ("call", venue, "fetch_order", (venue_id, order.symbol))
+                    report = parse_report(venue, reply, order.quantity)
+                except (ExchangeError, CircuitOpenError) as exc:
+                    managed.reason = str(exc)
                     continue
                 polled += 1
                 self._absorb(managed, venue, report)

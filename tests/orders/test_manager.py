@@ -171,9 +171,8 @@ def test_bad_calls(core: Core, clock: ManualClock) -> None:
     with pytest.raises(bot4.ConfigError, match="no venue"):
         OrderManager(core)
     venues(core, clock)
-    om = OrderManager(core, routing="no-such-strategy")
-    with pytest.raises(bot4.ConfigError, match="no-such-strategy"):
-        om.submit(market(1.0))
+    with pytest.raises(bot4.ConfigError, match="no-such-strategy"):  # at construction, before any order
+        OrderManager(core, routing="no-such-strategy")
     with pytest.raises(bot4.UnknownOrderError):
         OrderManager(core).get("nope")
 

@@ -1,0 +1,239 @@
+"""The order manager against venues and plugins that misbehave: nothing leaks, nothing is
+corrupted, every order ends in a state that says where it is."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import bot4
+from bot4 import (
+    Core,
+    ExchangeReplyError,
+    Leg,
+    ManualClock,
+    Order,
+    OrderManager,
+    OrderStatus,
+    PaperExchange,
+    Route,
+    hookimpl,
+)
+from tests.orders.test_async import AsyncVenue
+from tests.risk.conftest import EPOCH, open_desk
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(EPOCH)
+
+
+@pytest.fixture
+def core(clock: ManualClock) -> Iterator[Core]:
+    with open_desk(clock, equity=100_000.0, prices={"BTC/USDT": 100.0, "ETH/USDT": 10.0}) as c:
+        yield c
+
+
+def paper(core: Core, clock: ManualClock, name: str = "venue-a") -> PaperExchange:
+    venue = PaperExchange(name, clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+    venue.set_book("ETH/USDT", bids=[(9.9, 500.0)], asks=[(10.1, 500.0)])
+    core.plugins.register(venue, name=name)
+    return venue
+
+
+def market(qty: float = 1.0, symbol: str = "BTC/USDT") -> Order:
+    return Order(symbol=symbol, side="buy", quantity=qty)
+
+
+def held(core: Core) -> int:
+    """Reservations still held in the risk ledger."""
+    return core.risk.snapshot().open_orders
+
+
+# ---------------------------------------------------------------- exceptions after reserve
+
+
+class RaisingStrategy:
+    @hookimpl
+    def bot4_route_order(self, order: Order, venues: list[Any], strategy: str) -> Route | None:
+        raise RuntimeError("strategy bug")
+
+
+class BadRouteStrategy:
+    @hookimpl
+    def bot4_route_order(self, order: Order, venues: list[Any], strategy: str) -> Route | None:
+        return Route(legs=(Leg("venue-zzz", order.quantity),), strategy="bad")
+
+
+@pytest.mark.parametrize(("plugin", "error"), [(RaisingStrategy, RuntimeError), (BadRouteStrategy, bot4.Bot4Error)])
+def test_a_failing_routing_plugin_releases_the_reservation(
+    core: Core, clock: ManualClock, plugin: type, error: type
+) -> None:
+    paper(core, clock)
+    strategy = plugin()
+    core.plugins.register(strategy)
+    om = OrderManager(core, routing="primary")
+    for _ in range(60):  # far more than the desk's exposure allows to leak
+        order = market(100.0)
+        with pytest.raises(error):
+            om.submit(order)
+        assert om.get(order.client_order_id).status is OrderStatus.DENIED
+        assert held(core) == 0
+    core.plugins.unregister(strategy)
+    assert om.submit(market(10.0)).status is OrderStatus.FILLED  # the desk still trades
+
+
+class Exploding(PaperExchange):
+    """A venue whose adapter raises its own (non-bot4) errors after placing the order."""
+
+    error: BaseException = KeyError("venue bug")
+
+    def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        super().create_order(*args, **kwargs)
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [KeyError("venue bug"), KeyboardInterrupt()])
+def test_an_adapter_error_leaves_the_order_marked_unknown_at_that_venue(
+    core: Core, clock: ManualClock, error: BaseException
+) -> None:
+    venue = Exploding("venue-a", clock=clock)
+    venue.error = error
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    core.plugins.register(venue, name="venue-a")
+    om = OrderManager(core, routing="primary")
+    order = Order(symbol="BTC/USDT", side="buy", quantity=1.0, type="limit", price=90.0)
+    with pytest.raises(type(error)):
+        om.submit(order)
+    managed = om.get(order.client_order_id)
+    assert managed.status is OrderStatus.SUBMITTED and managed.unknown_legs == {"venue-a"}
+    assert "outcome unknown" in managed.reason and held(core) == 1  # the venue may hold it
+    # Cancel asks the venue: the order is found by its client id, adopted, and canceled there.
+    done = om.cancel(order.client_order_id)
+    assert done.status is OrderStatus.CANCELED and done.unknown_legs == frozenset()
+    assert venue.fetch_open_orders("BTC/USDT") == [] and held(core) == 0
+
+
+def test_cancel_of_a_timed_out_placement_asks_the_venue(core: Core, clock: ManualClock) -> None:
+    venue = paper(core, clock)
+    venue.faults = bot4.Faults(timeout_rate=1.0)
+    om = OrderManager(core, routing="primary")
+    managed = om.submit(market())
+    assert managed.unknown_legs == {"venue-a"}
+    venue.faults = bot4.Faults()
+    done = om.cancel(managed.id)  # not among the venue's open orders: it may have filled; not ours to say
+    assert done.status is OrderStatus.SUBMITTED and "reconcile" in done.reason
+    assert held(core) == 1
+
+
+# ---------------------------------------------------------------- replies
+
+
+class Garbage(PaperExchange):
+    reply: Any = None
+
+    def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        super().create_order(*args, **kwargs)
+        return self.reply
+
+
+GOOD_TRADE = {"id": "t1", "price": 101.0, "amount": 1.0, "fee": {"cost": 0.1}}
+GARBAGE = [
+    (None, "reply"),
+    ("ok", "reply"),
+    ({}, "id"),
+    ({"id": "1"}, "status"),
+    ({"id": "1", "status": "open", "filled": -1}, "filled"),
+    ({"id": "1", "status": "closed", "filled": 5.0}, "filled"),
+    ({"id": "1", "status": "closed", "trades": [{"id": "t1", "price": 101.0}]}, "trades[0].amount"),
+    ({"id": "1", "status": "closed", "trades": [{**GOOD_TRADE, "id": None}]}, "trades[0].id"),
+    ({"id": "1", "status": "closed", "trades": [{**GOOD_TRADE, "fee": {"cost": "x"}}]}, "trades[0].fee.cost"),
+    ({"id": "1", "status": "closed", "trades": [GOOD_TRADE, {**GOOD_TRADE, "id": "t2"}]}, "trades"),
+    ({"id": "1", "status": "closed", "trades": "t1"}, "trades"),
+]
+
+
+@pytest.mark.parametrize(("reply", "field"), GARBAGE)
+def test_a_garbage_reply_is_named_and_corrupts_nothing(core: Core, clock: ManualClock, reply: Any, field: str) -> None:
+    venue = Garbage("venue-a", clock=clock)
+    venue.reply = reply
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    core.plugins.register(venue, name="venue-a")
+    paper(core, clock, "venue-b")
+    om = OrderManager(core, routing="primary")
+    managed = om.submit(market())
+    assert managed.status is OrderStatus.SUBMITTED and managed.unknown_legs == {"venue-a"}
+    assert f"invalid reply: {field}" in managed.reason
+    assert om.positions() == []  # nothing applied
+    assert all(p.quantity == 0 for p in core.risk.snapshot().positions.values())
+    assert held(core) == 1  # held until reconciled: venue-a may have it
+    assert managed.legs == {}  # and not sent to venue-b as well
+
+
+def test_reply_errors_name_venue_and_field() -> None:
+    from bot4.orders.report import parse_report
+
+    with pytest.raises(ExchangeReplyError) as info:
+        parse_report("venue-a", {"id": "1", "status": "open", "filled": float("nan")}, 1.0)
+    assert (info.value.venue, info.value.field) == ("venue-a", "filled")
+    assert isinstance(info.value, bot4.ExchangeError)
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+class SlowBooks(AsyncVenue):
+    """Books answer after a delay that depends on the symbol, so two orders' reads interleave."""
+
+    async def fetch_order_book(self, symbol: str, *args: Any) -> Any:
+        await asyncio.sleep(0.02 if symbol == "BTC/USDT" else 0.0)
+        return self.paper.fetch_order_book(symbol, *args)
+
+
+def test_concurrent_orders_are_routed_on_their_own_books(core: Core, clock: ManualClock) -> None:
+    a = PaperExchange("venue-a", clock=clock)
+    b = PaperExchange("venue-b", clock=clock)
+    a.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(100.0, 50.0)])
+    b.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(110.0, 50.0)])
+    a.set_book("ETH/USDT", bids=[(9.9, 500.0)], asks=[(10.5, 500.0)])
+    b.set_book("ETH/USDT", bids=[(9.9, 500.0)], asks=[(10.0, 500.0)])
+    for venue in (a, b):
+        core.plugins.register(SlowBooks(venue), name=venue.name)
+    om = OrderManager(core, routing="best_price")
+
+    async def both() -> list[bot4.ManagedOrder]:
+        return await asyncio.gather(om.asubmit(market(1.0)), om.asubmit(market(1.0, "ETH/USDT")))
+
+    btc, eth = asyncio.run(both())
+    assert (btc.tracked.venue, btc.tracked.average_fill_price) == ("venue-a", 100.0)
+    assert (eth.tracked.venue, eth.tracked.average_fill_price) == ("venue-b", 10.0)
+
+
+def test_a_cancelled_asubmit_leaves_the_order_marked_unknown(core: Core, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+
+    class Hanging(AsyncVenue):
+        async def create_order(self, *args: Any) -> Any:
+            await asyncio.sleep(3600)
+
+    core.plugins.register(Hanging(venue), name="venue-a")
+    om = OrderManager(core, routing="primary")
+    order = market()
+
+    async def cancel_it() -> None:
+        task = asyncio.create_task(om.asubmit(order))
+        while om.orders() == [] or om.get(order.client_order_id).status is OrderStatus.INITIALIZED:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_it())
+    managed = om.get(order.client_order_id)
+    assert managed.unknown_legs == {"venue-a"} and managed.status is OrderStatus.SUBMITTED
+    assert "CancelledError" in managed.reason and held(core) == 1
