@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bot4._numbers import is_positive
 from bot4.breaker.config import BreakerConfig
 from bot4.errors import (
     Bot4Error,
@@ -60,6 +62,7 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Call
 
 
 _LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
+_LEG_TOLERANCE = 1e-9  # relative: legs within it of the order's quantity add up to it; smaller legs are dust
 
 
 @dataclass(eq=False, slots=True)
@@ -75,6 +78,8 @@ class ManagedOrder:
     """Venues where a leg is still open."""
     unknown_legs: frozenset[str] = frozenset()
     """Venues that timed out on placing a leg: it may or may not exist there."""
+    pending_legs: frozenset[str] = frozenset()
+    """Venues of the route whose leg is not sent yet."""
     reason: str = ""
     """Why the order was denied or rejected, in words."""
 
@@ -264,7 +269,11 @@ class OrderManager:
             if managed.status is OrderStatus.INITIALIZED:
                 managed.tracked.apply(OrderEvent.SUBMITTED, now(), route.strategy)
             placed_any = False
+            managed.pending_legs = frozenset(route.venues)
             for leg in route.legs:
+                if not managed.tracked.is_open:
+                    break  # filled (or ended) by the legs before: nothing more is sent
+                managed.pending_legs -= {leg.venue}
                 in_flight[:] = [leg.venue]  # until the venue answered: anything else leaves the leg unknown
                 try:
                     reply = yield ("call", leg.venue, "create_order", self._venue_args(order, leg.quantity))
@@ -285,7 +294,13 @@ class OrderManager:
                 in_flight.clear()
                 placed_any = True
                 self._absorb(managed, leg.venue, report)
+            managed.pending_legs = frozenset()
             if placed_any:
+                tracked = managed.tracked
+                if tracked.is_open and not managed.open_legs and not managed.unknown_legs:
+                    # every leg is over (a market or IOC remainder canceled, a leg refused): so is the order
+                    tracked.apply(OrderEvent.CANCELED, now(), managed.reason or "no leg left working")
+                    self._finish(managed)
                 return managed
 
     def _abandon(self, managed: ManagedOrder, exc: BaseException, in_flight: list[str]) -> None:
@@ -415,9 +430,29 @@ class OrderManager:
             raise Bot4Error(f"routing strategy returned an invalid route {route!r}")
         names = [v.name for v in candidates]
         for leg in legs:
-            if not (type(leg) is Leg and leg.quantity > 0 and leg.venue in names):
+            if not (type(leg) is Leg and is_positive(leg.quantity) and leg.venue in names):
                 raise Bot4Error(f"routing strategy {route.strategy!r} returned an invalid route {route!r}")
-        return route
+        return self._exact(order, route)
+
+    @staticmethod
+    def _exact(order: Order, route: Route) -> Route:
+        """``route`` with one leg per venue, no dust legs, and quantities that add up to the
+        order's exactly (the last leg takes the remainder); a route that asks for another
+        quantity than the order's is refused."""
+        quantity = order.quantity
+        total = math.fsum(leg.quantity for leg in route.legs)
+        if abs(total - quantity) > quantity * _LEG_TOLERANCE:
+            raise Bot4Error(f"routing strategy {route.strategy!r} routed {total} for an order of {quantity}: {route!r}")
+        if len(route.legs) == 1:
+            leg = route.legs[0]
+            return route if leg.quantity == quantity else Route((Leg(leg.venue, quantity),), route.strategy)
+        merged: dict[str, float] = {}
+        for leg in route.legs:
+            merged[leg.venue] = merged.get(leg.venue, 0.0) + leg.quantity
+        kept = [(venue, q) for venue, q in merged.items() if q > quantity * _LEG_TOLERANCE]
+        legs = [Leg(venue, q) for venue, q in kept[:-1]]
+        legs.append(Leg(kept[-1][0], quantity - math.fsum(q for _, q in kept[:-1])))
+        return Route(tuple(legs), route.strategy)
 
     def _strategy_route(self, order: Order, candidates: list[VenueInfo]) -> Route | None:
         """The first answer of the routing hook's implementations, in pluggy's order."""
@@ -486,7 +521,13 @@ class OrderManager:
             managed.open_legs -= {venue}
         if tracked.status is OrderStatus.FILLED:
             self._finish(managed)
-        elif status in ("canceled", "expired") and tracked.is_open and not managed.open_legs:
+        elif (
+            status in ("canceled", "expired")
+            and tracked.is_open
+            and not managed.open_legs
+            and not managed.pending_legs
+            and not managed.unknown_legs
+        ):
             event = OrderEvent.CANCELED if status == "canceled" else OrderEvent.EXPIRED
             tracked.apply(event, self._now_ns(), venue)
             self._finish(managed)

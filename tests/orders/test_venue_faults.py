@@ -237,3 +237,85 @@ def test_a_cancelled_asubmit_leaves_the_order_marked_unknown(core: Core, clock: 
     managed = om.get(order.client_order_id)
     assert managed.unknown_legs == {"venue-a"} and managed.status is OrderStatus.SUBMITTED
     assert "CancelledError" in managed.reason and held(core) == 1
+
+
+# ---------------------------------------------------------------- split routing
+
+
+def split_venues(
+    core: Core, clock: ManualClock, a_asks: list[tuple[float, float]], b_asks: list[tuple[float, float]]
+) -> tuple[PaperExchange, PaperExchange]:
+    a, b = PaperExchange("venue-a", clock=clock), PaperExchange("venue-b", clock=clock)
+    a.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=a_asks)
+    b.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=b_asks)
+    core.plugins.register(a, name="venue-a")
+    core.plugins.register(b, name="venue-b")
+    return a, b
+
+
+def test_split_legs_add_up_to_the_order_exactly(core: Core, clock: ManualClock) -> None:
+    split_venues(core, clock, [(100.0, 0.2), (103.0, 5.0)], [(101.0, 0.1)])
+    om = OrderManager(core, routing="split")
+    done = om.submit(market(0.7))  # 0.2 + 0.4 at a and 0.1 at b: floats that do not add up by themselves
+    legs = done.route.legs  # type: ignore[union-attr]
+    assert sum(leg.quantity for leg in legs[:-1]) + legs[-1].quantity == 0.7
+    assert done.status is OrderStatus.FILLED and done.tracked.filled_quantity == 0.7
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == pytest.approx(0.7)
+
+
+class DustRoute:
+    @hookimpl
+    def bot4_route_order(self, order: Order, venues: list[Any], strategy: str) -> Route | None:
+        return Route((Leg("venue-a", order.quantity), Leg("venue-b", 5.55e-17)), "dust")
+
+
+class WrongQuantity:
+    @hookimpl
+    def bot4_route_order(self, order: Order, venues: list[Any], strategy: str) -> Route | None:
+        return Route((Leg("venue-a", order.quantity), Leg("venue-b", order.quantity)), "double")
+
+
+def test_no_dust_leg_and_no_route_for_another_quantity(core: Core, clock: ManualClock) -> None:
+    a, b = split_venues(core, clock, [(100.0, 5.0)], [(101.0, 5.0)])
+    dust = DustRoute()
+    core.plugins.register(dust)
+    om = OrderManager(core, routing="primary")
+    done = om.submit(market(1.0))
+    assert done.status is OrderStatus.FILLED and done.legs.keys() == {"venue-a"}
+    assert b.requests == 0  # the dust was never sent
+    core.plugins.unregister(dust)
+    core.plugins.register(WrongQuantity())
+    order = market(1.0)
+    with pytest.raises(bot4.Bot4Error, match="routed 2.0 for an order of 1.0"):
+        om.submit(order)
+    assert om.get(order.client_order_id).status is OrderStatus.DENIED and held(core) == 0
+    assert b.requests == 0
+
+
+def test_a_split_bigger_than_both_books_keeps_ledger_and_book_together(core: Core, clock: ManualClock) -> None:
+    split_venues(core, clock, [(100.0, 1.0)], [(101.0, 2.0)])
+    om = OrderManager(core, routing="split")
+    done = om.submit(market(10.0))
+    assert done.status is OrderStatus.CANCELED and done.tracked.filled_quantity == pytest.approx(3.0)
+    assert sum(p.quantity for p in om.positions()) == pytest.approx(3.0)
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == pytest.approx(3.0)
+    assert held(core) == 0
+
+
+class RefusesOrders(PaperExchange):
+    def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        raise bot4.ExchangeError(self.name, "insufficient balance")
+
+
+def test_a_refused_leg_ends_the_order_and_releases_it(core: Core, clock: ManualClock) -> None:
+    a = PaperExchange("venue-a", clock=clock)
+    b = RefusesOrders("venue-b", clock=clock)
+    a.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(100.0, 1.0), (105.0, 9.0)])
+    b.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 9.0)])
+    core.plugins.register(a, name="venue-a")
+    core.plugins.register(b, name="venue-b")
+    om = OrderManager(core, routing="split")
+    done = om.submit(market(3.0))  # 1 at a, 2 at b: b refuses its leg
+    assert done.status is OrderStatus.CANCELED and done.tracked.filled_quantity == pytest.approx(1.0)
+    assert "venue-b" in done.reason and held(core) == 0
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == pytest.approx(1.0)
