@@ -390,8 +390,11 @@ class OrderManager:
         return result
 
     def _venue_args(self, order: Order, quantity: float) -> tuple[Any, ...]:
-        kind = "market" if order.type is OrderType.MARKET else "limit"
+        """ccxt's create_order arguments: a stop goes with its trigger (``triggerPrice``), never without."""
+        kind = "market" if order.type is OrderType.MARKET or order.type is OrderType.STOP else "limit"
         params: dict[str, Any] = {"clientOrderId": order.client_order_id}
+        if order.stop_price is not None:
+            params["triggerPrice"] = order.stop_price
         if order.time_in_force is not TimeInForce.GTC:
             params["timeInForce"] = order.time_in_force.value
         if order.reduce_only:

@@ -319,3 +319,50 @@ def test_a_refused_leg_ends_the_order_and_releases_it(core: Core, clock: ManualC
     assert done.status is OrderStatus.CANCELED and done.tracked.filled_quantity == pytest.approx(1.0)
     assert "venue-b" in done.reason and held(core) == 0
     assert core.risk.snapshot().positions["BTC/USDT"].quantity == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- stop orders
+
+
+def stop_venue(core: Core, clock: ManualClock, stops: bool = True) -> PaperExchange:
+    venue = PaperExchange("venue-a", clock=clock, capabilities={"createStopOrder": stops})
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    core.plugins.register(venue, name="venue-a")
+    return venue
+
+
+def test_a_stop_limit_rests_until_its_trigger_then_fills_within_its_limit(core: Core, clock: ManualClock) -> None:
+    venue = stop_venue(core, clock)
+    om = OrderManager(core, routing="primary")
+    order = Order(symbol="BTC/USDT", side="buy", quantity=1, type="stop_limit", stop_price=110, price=120)
+    managed = om.submit(order)
+    assert managed.status is OrderStatus.ACCEPTED and managed.tracked.filled_quantity == 0  # not filled at 101
+    venue.set_book("BTC/USDT", bids=[(104.0, 5.0)], asks=[(105.0, 5.0)])
+    om.poll()
+    assert managed.status is OrderStatus.ACCEPTED  # 105 is below the trigger
+    venue.set_book("BTC/USDT", bids=[(110.0, 5.0)], asks=[(111.0, 5.0)])
+    om.poll()
+    assert managed.status is OrderStatus.FILLED and managed.tracked.average_fill_price == 111.0
+
+
+def test_a_stop_sell_is_sent_with_its_trigger(core: Core, clock: ManualClock) -> None:
+    venue = stop_venue(core, clock)
+    sent: list[tuple[Any, ...]] = []
+    create = venue.create_order
+    venue.create_order = lambda *args: sent.append(args) or create(*args)  # type: ignore[method-assign]
+    om = OrderManager(core, routing="primary")
+    om.submit(market(1.0))  # a position to protect
+    stop = om.submit(Order(symbol="BTC/USDT", side="sell", quantity=1, type="stop", stop_price=95))
+    assert sent[-1][1] == "market" and sent[-1][5]["triggerPrice"] == 95
+    assert stop.status is OrderStatus.ACCEPTED
+    venue.set_book("BTC/USDT", bids=[(94.0, 5.0)], asks=[(96.0, 5.0)])
+    om.poll()
+    assert stop.status is OrderStatus.FILLED and stop.tracked.average_fill_price == 94.0
+
+
+def test_a_stop_is_never_sent_as_something_else(core: Core, clock: ManualClock) -> None:
+    venue = stop_venue(core, clock, stops=False)
+    om = OrderManager(core, routing="primary")
+    done = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="stop", stop_price=110))
+    assert done.status is OrderStatus.DENIED and "no venue" in done.reason
+    assert venue.requests == 0 and held(core) == 0

@@ -120,7 +120,28 @@ class PaperExchange:
         self._books[symbol] = book
         for order in list(self._orders.values()):
             if order["symbol"] == symbol and order["status"] == "open":
-                self._match(order, book, maker=True)
+                if order["triggerPrice"] is not None and not order["triggered"]:
+                    self._trigger(order, book)  # a stop the new book reaches becomes a taker order
+                else:
+                    self._match(order, book, maker=True)
+
+    @staticmethod
+    def _reached(order: dict[str, Any], book: dict[str, list[Level]]) -> bool:
+        """Whether a stop's trigger is reached: a buy at an ask at or above it, a sell at a bid at or below."""
+        trigger = order["triggerPrice"]
+        if order["side"] == "buy":
+            return bool(book["asks"]) and book["asks"][0][0] >= trigger
+        return bool(book["bids"]) and book["bids"][0][0] <= trigger
+
+    def _trigger(self, order: dict[str, Any], book: dict[str, list[Level]]) -> None:
+        if not self._reached(order, book):
+            return
+        order["triggered"] = True
+        self._match(order, book, maker=False)
+        if order["status"] == "open" and order["type"] == "market":
+            order["status"] = "canceled"  # a stop-market's remainder the book could not take
+        if order["status"] != "open":
+            self._closed_order(order["id"])
 
     def _book(self, symbol: str) -> dict[str, list[Level]]:
         book = self._books.get(symbol)
@@ -179,12 +200,18 @@ class PaperExchange:
         self._request()
         if type not in ("market", "limit") or side not in ("buy", "sell"):
             raise ExchangeError(self.name, f"unsupported order {type} {side}")
+        params = params or {}
+        trigger = params.get("triggerPrice")
+        if trigger is not None:
+            if not self.capabilities.get("createStopOrder"):
+                raise ExchangeError(self.name, "stop orders are not supported here")
+            if not is_positive(trigger):
+                raise ExchangeError(self.name, f"invalid triggerPrice {trigger!r}")
         if not is_positive(amount):
             raise ExchangeError(self.name, f"invalid amount {amount!r}")
         if type == "limit" and not is_positive(price):
             raise ExchangeError(self.name, f"invalid price {price!r}")
         book = self._book(symbol)
-        params = params or {}
         tif = params.get("timeInForce")
         tif = "GTC" if tif is None else str(tif).upper()
         amount = float(amount)
@@ -205,8 +232,13 @@ class PaperExchange:
             "timeInForce": tif,
             "trades": [],
             "fee": {"cost": 0.0, "currency": symbol.rpartition("/")[2]},
+            "triggerPrice": None if trigger is None else float(trigger),
+            "triggered": trigger is None,
         }
         self._orders[order_id] = order
+        if not order["triggered"]:  # a stop rests until the book reaches its trigger
+            self._trigger(order, book)
+            return self._report(order)
         opposite = book["asks" if side == "buy" else "bids"]
         if tif == "PO" or tif == "FOK":
             crosses = bool(opposite) and (
