@@ -52,6 +52,7 @@ from bot4.orders import Fill, OrderEvent, OrderStatus, TrackedOrder, Transition
 from bot4.orders.adapter import ExchangeAdapter, Fees
 from bot4.orders.manager import ManagedOrder, OrderManager
 from bot4.orders.pnl import CostMethod, PnlBook
+from bot4.orders.reconcile import Reconciliation
 from bot4.orders.routing import Leg, Route, VenueInfo
 from bot4.plugins import PluginManager, hookimpl, make_plugin_manager
 from bot4.plugins.builtin.paper import Faults, PaperExchange
@@ -126,6 +127,7 @@ __all__ = [
     "PluginManager",
     "PnlBook",
     "PositionSnapshot",
+    "Reconciliation",
     "Rejection",
     "Reservation",
     "ReservationError",

@@ -125,6 +125,10 @@ class CcxtAdapter:
         """Open orders through ccxt."""
         return [self._order(o) for o in self._call(self.exchange.fetch_open_orders, symbol)]
 
+    def fetch_closed_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Recently finished orders through ccxt."""
+        return [self._order(o) for o in self._call(self.exchange.fetch_closed_orders, symbol)]
+
     def fetch_balance(self) -> dict[str, Any]:
         """Balances through ccxt."""
         return self._call(self.exchange.fetch_balance)

@@ -3,7 +3,9 @@
 An adapter is any object with these methods (sync, or ``async def``); the order
 structures it returns are ccxt's (``id``, ``clientOrderId``, ``status`` in
 ``open``/``closed``/``canceled``/``expired``/``rejected``, ``filled``, ``remaining``,
-``average``, ``trades``, ``fee``). Adapters reach bot4 through the hook
+``average``, ``trades``, ``fee``). An adapter may also offer ``fetch_closed_orders(symbol)``
+(capability ``fetchClosedOrders``): reconciliation then tells an order that was never placed
+from one that already ended. Adapters reach bot4 through the hook
 ``bot4_exchange_adapters``; errors are raised as :class:`bot4.ExchangeError` subclasses.
 """
 
@@ -26,6 +28,7 @@ CAPABILITIES = (
     "cancelOrder",
     "fetchOrder",
     "fetchOpenOrders",
+    "fetchClosedOrders",
     "fetchBalance",
     "fetchOrderBook",
     "fetchTicker",

@@ -25,6 +25,7 @@ from bot4.errors import (
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
+from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
 from bot4.orders.status import OrderEvent, OrderStatus
@@ -629,6 +630,22 @@ class OrderManager:
             if isinstance(raw, Mapping) and raw.get("clientOrderId") == order.client_order_id:
                 self._absorb(managed, venue, parse_report(venue, raw, order.quantity))
                 return
+
+    def reconcile(self, *, cancel_foreign: bool = False) -> Reconciliation:
+        """Bring the open orders in line with what their venues hold (see :mod:`bot4.orders.reconcile`):
+        legs whose placement is unknown are found or ruled out, missed fills applied, orders
+        with nothing left working ended and released; open orders no order here sent are
+        reported, and canceled with ``cancel_foreign=True``. Run it at start-up and periodically."""
+        return self._run(reconcile_flow(self, cancel_foreign=cancel_foreign))
+
+    async def areconcile(self, *, cancel_foreign: bool = False) -> Reconciliation:
+        """:meth:`reconcile` from asyncio."""
+        return await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign))
+
+    def _closed_orders_known(self, venue: str) -> bool:
+        """Whether ``venue`` can list its recently closed orders (tells "never placed" from "ended")."""
+        adapter = self._venues[venue]
+        return bool(adapter.capabilities.get("fetchClosedOrders")) and hasattr(adapter, "fetch_closed_orders")
 
     def poll(self) -> int:
         """Fetch every open order from its venue(s) and apply what changed; returns how many were polled."""

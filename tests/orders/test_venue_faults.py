@@ -366,3 +366,63 @@ def test_a_stop_is_never_sent_as_something_else(core: Core, clock: ManualClock) 
     done = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="stop", stop_price=110))
     assert done.status is OrderStatus.DENIED and "no venue" in done.reason
     assert venue.requests == 0 and held(core) == 0
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+class PlacesThenTimesOut(PaperExchange):
+    """Places (and maybe fills) the order, then the answer is lost."""
+
+    def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        super().create_order(*args, **kwargs)
+        raise bot4.ExchangeTimeoutError(self.name, "no answer in 10s")
+
+
+def test_reconcile_adopts_a_placed_leg_with_its_fills(core: Core, clock: ManualClock) -> None:
+    venue = PlacesThenTimesOut("venue-a", clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    core.plugins.register(venue, name="venue-a")
+    om = OrderManager(core, routing="primary")
+    filled = om.submit(market(1.0))  # filled at the venue, the answer lost
+    resting = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="limit", price=90))
+    assert filled.unknown_legs == resting.unknown_legs == {"venue-a"} and held(core) == 2
+    result = om.reconcile()
+    assert set(result.adopted) == {filled.id, resting.id} and result.fills == 1
+    assert filled.status is OrderStatus.FILLED and filled.tracked.average_fill_price == 101.0
+    assert resting.status is OrderStatus.ACCEPTED and resting.open_legs == {"venue-a"}
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == 1.0 and held(core) == 1
+
+
+def test_reconcile_rules_out_a_leg_never_placed_and_releases(core: Core, clock: ManualClock) -> None:
+    venue = paper(core, clock)
+    venue.faults = bot4.Faults(timeout_rate=1.0)  # times out before placing anything
+    om = OrderManager(core, routing="primary")
+    managed = om.submit(market())
+    venue.faults = bot4.Faults()
+    result = om.reconcile()
+    assert result.never_placed == (managed.id,) and result.ended == (managed.id,)
+    assert managed.status is OrderStatus.REJECTED and held(core) == 0
+
+
+def test_reconcile_without_closed_order_history_keeps_the_leg_unknown(core: Core, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", clock=clock, capabilities={"fetchClosedOrders": False})
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    core.plugins.register(venue, name="venue-a")
+    venue.faults = bot4.Faults(timeout_rate=1.0)
+    om = OrderManager(core, routing="primary")
+    managed = om.submit(market())
+    venue.faults = bot4.Faults()
+    result = om.reconcile()
+    assert result.still_unknown == (managed.id,) and managed.status is OrderStatus.SUBMITTED and held(core) == 1
+
+
+def test_reconcile_reports_and_cancels_foreign_orders(core: Core, clock: ManualClock) -> None:
+    venue = paper(core, clock)
+    om = OrderManager(core, routing="primary")
+    ours = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="limit", price=90))
+    stray = venue.create_order("BTC/USDT", "limit", "buy", 1.0, 80.0, {"clientOrderId": "someone-else"})
+    assert om.reconcile().foreign == (("venue-a", stray["id"]),)
+    result = om.reconcile(cancel_foreign=True)
+    assert result.canceled_foreign == (("venue-a", stray["id"]),)
+    assert [o["id"] for o in venue.fetch_open_orders("BTC/USDT")] == [ours.legs["venue-a"]]

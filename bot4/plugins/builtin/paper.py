@@ -352,6 +352,15 @@ class PaperExchange:
             if o["status"] == "open" and (symbol is None or o["symbol"] == symbol)
         ]
 
+    def fetch_closed_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Finished orders (of ``symbol``) the venue still remembers (``keep_closed``)."""
+        self._request()
+        return [
+            self._report(o)
+            for o in self._orders.values()
+            if o["status"] != "open" and (symbol is None or o["symbol"] == symbol)
+        ]
+
     def fetch_balance(self) -> dict[str, Any]:
         """Net traded amounts per currency (the venue starts everyone at zero)."""
         self._request()
