@@ -313,6 +313,7 @@ class OrderManager:
         """
         tracked, now = managed.tracked, self._now_ns()
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        managed.pending_legs = frozenset()  # the legs not sent yet never will be
         try:
             if in_flight:
                 managed.unknown_legs |= {in_flight[0]}
