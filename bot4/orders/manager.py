@@ -25,6 +25,7 @@ from bot4.errors import (
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
+from bot4.orders.protect import STOP_TYPES, Protection, triggered_form
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
@@ -81,6 +82,12 @@ class ManagedOrder:
     """Venues that timed out on placing a leg: it may or may not exist there."""
     pending_legs: frozenset[str] = frozenset()
     """Venues of the route whose leg is not sent yet."""
+    emulated: bool = False
+    """A stop held by bot4 (no venue takes stop orders) whose trigger has not fired yet."""
+    protection: tuple[str, ...] = ()
+    """Client order ids of the protective exits placed for this entry's fills (``protect=True``)."""
+    shares_with: str | None = None
+    """The other order of a one-cancels-other pair: both hold one reservation, released when both end."""
     reason: str = ""
     """Why the order was denied or rejected, in words."""
 
@@ -115,6 +122,8 @@ class OrderManager:
         cost_method: how P&L measures the cost of what is closed.
         breaker_config: the config of venue breakers this manager creates.
         keep_finished: how many finished orders :meth:`get` still finds (oldest forgotten first).
+        protect: place protective exits for every fill of an entry that names a ``stop_loss``
+            (and ``take_profit``): see :mod:`bot4.orders.protect`.
     """
 
     def __init__(
@@ -125,7 +134,10 @@ class OrderManager:
         cost_method: CostMethod = CostMethod.AVERAGE,
         breaker_config: BreakerConfig | None = None,
         keep_finished: int = 10_000,
+        protect: bool = False,
     ) -> None:
+        if not isinstance(protect, bool):
+            raise ConfigError("protect", f"expected True or False, got {protect!r}")
         if isinstance(keep_finished, bool) or not isinstance(keep_finished, int) or keep_finished < 0:
             raise ConfigError("keep_finished", f"expected an integer >= 0, got {keep_finished!r}")
         if not isinstance(routing, str) or not routing:
@@ -163,6 +175,7 @@ class OrderManager:
         self._strategies: list[Callable[..., Route | None]] = []
         self._strategies_gen = -1
         self._venue_rows = [(name, a, self._breakers[name]) for name, a in self._venues.items()]
+        self._protection = Protection(self, brackets=protect)
 
     # ------------------------------------------------------------------ queries
 
@@ -200,9 +213,29 @@ class OrderManager:
         return self._pnl
 
     def mark(self, symbol: str, price: float) -> None:
-        """A new price: unrealized P&L here, and marks, exposure and drawdown in the risk ledger."""
+        """A new price: unrealized P&L here; marks, exposure and drawdown in the risk ledger; and
+        the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`)."""
         self._pnl.on_mark(symbol, price)
         self._risk.on_price(symbol, price)
+        for managed in self._protection.fired(symbol, price):
+            self._run(self._fire(managed, price))
+
+    async def amark(self, symbol: str, price: float) -> None:
+        """:meth:`mark` from asyncio (adapters may be sync or async)."""
+        self._pnl.on_mark(symbol, price)
+        self._risk.on_price(symbol, price)
+        for managed in self._protection.fired(symbol, price):
+            await self._arun(self._fire(managed, price))
+
+    def _fire(self, managed: ManagedOrder, price: float) -> Flow[ManagedOrder]:
+        """An emulated stop's trigger was reached: route it as the order it becomes."""
+        managed.tracked.apply(OrderEvent.TRIGGERED, self._now_ns(), f"mark {price}")
+        in_flight: list[str] = []
+        try:
+            return (yield from self._place(managed, False, in_flight, triggered_form(managed.tracked.order)))
+        except BaseException as exc:
+            self._abandon(managed, exc, in_flight)
+            raise
 
     # ------------------------------------------------------------------ submit
 
@@ -224,19 +257,31 @@ class OrderManager:
         """
         return await self._arun(self._submit_flow(order, prefetch=True))
 
-    def _submit_flow(self, order: Order, *, prefetch: bool) -> Flow[ManagedOrder]:
-        """``prefetch``: ask the driver for the candidates' books first (async: concurrently)."""
+    def _submit_flow(self, order: Order, *, prefetch: bool, share: ManagedOrder | None = None) -> Flow[ManagedOrder]:
+        """``prefetch``: ask the driver for the candidates' books first (async: concurrently).
+        ``share``: the other order of a one-cancels-other pair, whose reservation this one shares
+        (only one of them can execute)."""
         if not isinstance(order, Order):
             raise ConfigError("order", f"expected a bot4.Order, got {type(order).__name__}")
         if order.client_order_id in self._orders:
             raise ConfigError("client_order_id", f"order {order.client_order_id!r} was already submitted")
         managed = ManagedOrder(TrackedOrder(order))
         self._orders[order.client_order_id] = managed
-        decision = self._risk.reserve(order)
+        if share is None:
+            decision = self._risk.reserve(order)
+        else:
+            decision = share.decision  # type: ignore[assignment]
+            managed.shares_with, share.shares_with = share.id, managed.id
         managed.decision = decision
         if not decision.approved:
             managed.reason = "risk: " + ", ".join(decision.codes)
             managed.tracked.apply(OrderEvent.DENIED, self._now_ns(), managed.reason)
+            return managed
+        if order.type in STOP_TYPES and not any(a.capabilities.get("createStopOrder") for a in self._venues.values()):
+            managed.tracked.apply(OrderEvent.SUBMITTED, self._now_ns(), "emulated by bot4")
+            managed.tracked.apply(OrderEvent.ACCEPTED, self._now_ns(), "trigger watched on marks")
+            managed.emulated = True
+            self._protection.hold(managed)
             return managed
         in_flight: list[str] = []  # the venue a create_order is out at
         try:
@@ -245,9 +290,12 @@ class OrderManager:
             self._abandon(managed, exc, in_flight)
             raise
 
-    def _place(self, managed: ManagedOrder, prefetch: bool, in_flight: list[str]) -> Flow[ManagedOrder]:
-        """Route and place a reserved order: venue after venue until one takes it, or none is left."""
-        order, now = managed.tracked.order, self._now_ns
+    def _place(
+        self, managed: ManagedOrder, prefetch: bool, in_flight: list[str], as_sent: Order | None = None
+    ) -> Flow[ManagedOrder]:
+        """Route and place a reserved order (in the form ``as_sent``, e.g. a fired stop's):
+        venue after venue until one takes it, or none is left."""
+        order, now = as_sent or managed.tracked.order, self._now_ns
         failed: set[str] = set()
         while True:
             candidates = self._candidates(order, failed)
@@ -260,8 +308,9 @@ class OrderManager:
             if route is None:
                 why = "no venue can take the order" + (f" (failed: {', '.join(sorted(failed))})" if failed else "")
                 managed.reason = why
-                event = OrderEvent.DENIED if not failed else OrderEvent.REJECTED
-                if managed.status is OrderStatus.INITIALIZED and event is OrderEvent.REJECTED:
+                fresh = managed.status is OrderStatus.INITIALIZED
+                event = OrderEvent.DENIED if fresh and not failed else OrderEvent.REJECTED
+                if fresh and event is OrderEvent.REJECTED:
                     managed.tracked.apply(OrderEvent.SUBMITTED, now(), "routing")
                 managed.tracked.apply(event, now(), why)
                 self._finish(managed)
@@ -339,6 +388,20 @@ class OrderManager:
     # ------------------------------------------------------------------ running flows
 
     def _run(self, flow: Flow[T]) -> T:
+        """Drive a flow with sync venue calls, then the protective work it made due."""
+        value = self._drive(flow)
+        while (work := self._protection.take_due()) is not None:
+            self._drive(work())
+        return value
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        """Drive a flow with awaited venue calls, then the protective work it made due."""
+        value = await self._adrive(flow)
+        while (work := self._protection.take_due()) is not None:
+            await self._adrive(work())
+        return value
+
+    def _drive(self, flow: Flow[T]) -> T:
         """Drive a flow with sync venue calls (books are read lazily by the strategy)."""
         try:
             request = next(flow)
@@ -356,7 +419,7 @@ class OrderManager:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    async def _arun(self, flow: Flow[T]) -> T:
+    async def _adrive(self, flow: Flow[T]) -> T:
         """Drive a flow with awaited venue calls; candidate books are prefetched concurrently."""
         try:
             request = next(flow)
@@ -557,14 +620,17 @@ class OrderManager:
         decision = managed.decision
         if decision is not None and decision.reservation is not None:
             self._risk._fill(decision.reservation, quantity, price, fee)
+        self._protection.on_fill(managed, quantity)
 
     def _finish(self, managed: ManagedOrder) -> None:
         """Give back what the order's reservation still holds (idempotent); remember a bounded past."""
         decision = managed.decision
+        partner = self._orders.get(managed.shares_with) if managed.shares_with else None
         if (
             decision is not None
             and decision.reservation is not None
             and managed.tracked.status is not OrderStatus.FILLED
+            and not (partner is not None and partner.decision is decision and partner.tracked.is_open)
         ):
             self._risk.release(decision.reservation)  # a filled order's reservation ended with its last fill
         finished = self._finished
@@ -590,6 +656,10 @@ class OrderManager:
         managed = self.get(order_id)
         tracked, now = managed.tracked, self._core.clock.now_ns
         tracked.apply(OrderEvent.PENDING_CANCEL, now(), "cancel requested")
+        if self._protection.release(managed):  # an emulated stop: no venue holds it
+            tracked.apply(OrderEvent.CANCELED, now(), "canceled")
+            self._finish(managed)
+            return managed
         symbol = tracked.order.symbol
         refused: list[str] = []
         for venue in sorted(managed.unknown_legs):  # placed or not? ask the venue before anything else

@@ -360,12 +360,28 @@ def test_a_stop_sell_is_sent_with_its_trigger(core: Core, clock: ManualClock) ->
     assert stop.status is OrderStatus.FILLED and stop.tracked.average_fill_price == 94.0
 
 
-def test_a_stop_is_never_sent_as_something_else(core: Core, clock: ManualClock) -> None:
+def test_a_stop_no_venue_takes_is_emulated_and_sent_only_once_triggered(core: Core, clock: ManualClock) -> None:
     venue = stop_venue(core, clock, stops=False)
     om = OrderManager(core, routing="primary")
-    done = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="stop", stop_price=110))
-    assert done.status is OrderStatus.DENIED and "no venue" in done.reason
-    assert venue.requests == 0 and held(core) == 0
+    stop = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="stop", stop_price=110))
+    assert stop.status is OrderStatus.ACCEPTED and stop.emulated
+    assert venue.requests == 0 and held(core) == 1  # held by bot4, its exposure reserved
+    om.mark("BTC/USDT", 109.0)
+    assert venue.requests == 0
+    om.mark("BTC/USDT", 110.0)  # reached: sent as the market order it becomes
+    assert stop.status is OrderStatus.FILLED and not stop.emulated
+    assert [t.new for t in stop.tracked.history][-2:] == [OrderStatus.TRIGGERED, OrderStatus.FILLED]
+    assert held(core) == 0
+
+
+def test_an_emulated_stop_limit_cancels_without_a_venue(core: Core, clock: ManualClock) -> None:
+    venue = stop_venue(core, clock, stops=False)
+    om = OrderManager(core, routing="primary")
+    stop = om.submit(Order(symbol="BTC/USDT", side="sell", quantity=1, type="stop_limit", stop_price=95, price=94))
+    om.cancel(stop.id)
+    assert stop.status is OrderStatus.CANCELED and held(core) == 0 and venue.requests == 0
+    om.mark("BTC/USDT", 90.0)  # a canceled stop never fires
+    assert venue.requests == 0
 
 
 # ---------------------------------------------------------------- reconciliation
@@ -426,3 +442,65 @@ def test_reconcile_reports_and_cancels_foreign_orders(core: Core, clock: ManualC
     result = om.reconcile(cancel_foreign=True)
     assert result.canceled_foreign == (("venue-a", stray["id"]),)
     assert [o["id"] for o in venue.fetch_open_orders("BTC/USDT")] == [ours.legs["venue-a"]]
+
+
+# ---------------------------------------------------------------- brackets
+
+
+def bracket_desk(core: Core, clock: ManualClock, stops: bool) -> tuple[PaperExchange, OrderManager]:
+    venue = PaperExchange("venue-a", clock=clock, capabilities={"createStopOrder": stops})
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 1.0)])
+    core.plugins.register(venue, name="venue-a")
+    return venue, OrderManager(core, routing="primary", protect=True)
+
+
+def exits(om: OrderManager, entry: bot4.ManagedOrder) -> list[bot4.ManagedOrder]:
+    return [om.get(i) for i in entry.protection]
+
+
+@pytest.mark.parametrize("stops", [True, False], ids=["venue-stops", "emulated-stops"])
+def test_each_entry_fill_gets_its_stop_and_take_profit(core: Core, clock: ManualClock, stops: bool) -> None:
+    venue, om = bracket_desk(core, clock, stops)
+    entry = om.submit(
+        Order(symbol="BTC/USDT", side="buy", quantity=2, type="limit", price=102, stop_loss=95, take_profit=110)
+    )
+    assert entry.status is OrderStatus.PARTIALLY_FILLED  # 1 of 2 at 101
+    stop, take = exits(om, entry)
+    assert (stop.tracked.order.type, stop.tracked.order.quantity, stop.tracked.order.reduce_only) == (
+        bot4.OrderType.STOP,
+        1.0,
+        True,
+    )
+    assert stop.emulated is (not stops) and stop.tracked.is_open
+    assert (take.tracked.order.price, take.tracked.order.quantity, take.status) == (110.0, 1.0, OrderStatus.ACCEPTED)
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.5, 5.0)])
+    om.poll()  # the rest of the entry fills: exits for that fill too
+    assert entry.status is OrderStatus.FILLED and len(entry.protection) == 4
+    assert sum(om.get(i).tracked.order.quantity for i in entry.protection) == 4.0  # 2 stops + 2 targets
+
+
+def test_a_stop_that_fires_cancels_its_take_profit(core: Core, clock: ManualClock) -> None:
+    venue, om = bracket_desk(core, clock, stops=False)
+    entry = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, stop_loss=95, take_profit=110))
+    stop, take = exits(om, entry)
+    venue.set_book("BTC/USDT", bids=[(94.0, 5.0)], asks=[(96.0, 5.0)])
+    om.mark("BTC/USDT", 94.5)
+    assert stop.status is OrderStatus.FILLED and take.status is OrderStatus.CANCELED
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == 0.0 and held(core) == 0
+
+
+def test_a_partial_take_profit_resizes_the_stop(core: Core, clock: ManualClock) -> None:
+    venue, om = bracket_desk(core, clock, stops=False)
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    entry = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=3, stop_loss=95, take_profit=110))
+    stop, take = exits(om, entry)
+    venue.set_book("BTC/USDT", bids=[(110.0, 1.0)], asks=[(112.0, 5.0)])  # 1 of the target's 3 trades
+    om.poll()
+    assert take.status is OrderStatus.PARTIALLY_FILLED and stop.status is OrderStatus.CANCELED
+    (new_stop,) = [m for m in om.open_orders() if m.tracked.order.type is bot4.OrderType.STOP]
+    assert new_stop.tracked.order.quantity == 2.0 and new_stop.emulated
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == 2.0
+    venue.set_book("BTC/USDT", bids=[(90.0, 5.0)], asks=[(91.0, 5.0)])
+    om.mark("BTC/USDT", 90.0)  # the rest leaves at the stop; the target is canceled
+    assert new_stop.status is OrderStatus.FILLED and take.status is OrderStatus.CANCELED
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == 0.0 and held(core) == 0

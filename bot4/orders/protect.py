@@ -1,0 +1,127 @@
+"""Protective orders: stops bot4 emulates, and brackets around every filled entry.
+
+**Emulated stops.** A STOP or STOP_LIMIT order for which no venue declares stop orders is
+held here (ACCEPTED, "emulated"), its trigger watched on :meth:`OrderManager.mark`: a buy
+stop fires at a mark at or above its trigger, a sell stop at or below. Fired, it is
+TRIGGERED and routed as the market (stop) or limit (stop-limit) order it becomes. The
+trigger lives in this order manager's process.
+
+**Brackets** (``OrderManager(protect=True)``). Each fill of an entry order that names a
+``stop_loss`` (and optionally a ``take_profit``) gets its exits for the filled quantity: a
+reduce-only stop at the stop-loss and a reduce-only limit at the take-profit, sent (or
+emulated) as soon as the fill is known, so quantities follow partial fills. The two exits
+of a fill are one-cancels-other and hold one reservation (the stop's: only one of them can
+execute): when one fills (in part or whole), the other is canceled and, while the first
+still has quantity open, replaced by one for that quantity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bot4.order import Order, OrderType, Side
+
+if TYPE_CHECKING:
+    from bot4.orders.manager import Flow, ManagedOrder, OrderManager
+
+__all__ = ["Protection", "triggered_form"]
+
+STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
+
+
+def triggered_form(order: Order) -> Order:
+    """The order a fired stop becomes: market (stop) or limit (stop-limit), same id and quantity."""
+    kind = OrderType.MARKET if order.type is OrderType.STOP else OrderType.LIMIT
+    return dataclasses.replace(order, type=kind, stop_price=None)
+
+
+def _reached(order: Order, price: float) -> bool:
+    assert order.stop_price is not None
+    return price >= order.stop_price if order.side is Side.BUY else price <= order.stop_price
+
+
+class Protection:
+    """The emulated stops and the bracket links of one order manager."""
+
+    def __init__(self, om: OrderManager, *, brackets: bool) -> None:
+        self._om = om
+        self._brackets = brackets
+        self._held: dict[str, dict[str, ManagedOrder]] = {}  # symbol -> emulated stops by id
+        self._partner: dict[str, str] = {}  # exit id -> the other exit of its pair
+        self._due: deque[Callable[[], Flow[object]]] = deque()
+
+    # ------------------------------------------------------------------ emulated stops
+
+    def hold(self, managed: ManagedOrder) -> None:
+        """Watch ``managed``'s trigger on marks."""
+        self._held.setdefault(managed.tracked.order.symbol, {})[managed.id] = managed
+
+    def release(self, managed: ManagedOrder) -> bool:
+        """Stop watching ``managed``; whether it was held."""
+        managed.emulated = False
+        return self._held.get(managed.tracked.order.symbol, {}).pop(managed.id, None) is not None
+
+    def fired(self, symbol: str, price: float) -> list[ManagedOrder]:
+        """The held stops of ``symbol`` that ``price`` reaches (no longer held)."""
+        held = self._held.get(symbol)
+        if not held:
+            return []
+        fired = [m for m in held.values() if _reached(m.tracked.order, price)]
+        for managed in fired:
+            del held[managed.id]
+            managed.emulated = False
+        return fired
+
+    # ------------------------------------------------------------------ brackets
+
+    def on_fill(self, managed: ManagedOrder, quantity: float) -> None:
+        """``managed`` was filled ``quantity``: protect an entry's fill, or settle an exit's pair."""
+        order = managed.tracked.order
+        partner = self._partner.pop(managed.id, None)
+        if partner is not None:
+            self._due.append(lambda: self._rebalance(managed, partner))
+        elif self._brackets and order.stop_loss is not None and not order.reduce_only:
+            self._due.append(lambda: self._protect(managed, quantity))
+
+    def _exits(self, entry: Order, quantity: float) -> tuple[Order, Order | None]:
+        side = Side.SELL if entry.side is Side.BUY else Side.BUY
+        common = dict(symbol=entry.symbol, side=side, quantity=quantity, reduce_only=True, strategy=entry.strategy)
+        stop = Order(type=OrderType.STOP, stop_price=entry.stop_loss, **common)  # type: ignore[arg-type]
+        take = None
+        if entry.take_profit is not None:
+            take = Order(type=OrderType.LIMIT, price=entry.take_profit, **common)  # type: ignore[arg-type]
+        return stop, take
+
+    def _protect(self, entry: ManagedOrder, quantity: float) -> Flow[object]:
+        stop, take = self._exits(entry.tracked.order, quantity)
+        placed = yield from self._om._submit_flow(stop, prefetch=False)
+        entry.protection = (*entry.protection, stop.client_order_id)
+        if take is not None and placed.tracked.is_open:  # the pair holds the stop's reservation
+            target = yield from self._om._submit_flow(take, prefetch=False, share=placed)
+            entry.protection = (*entry.protection, take.client_order_id)
+            if target.tracked.is_open:
+                self._partner[placed.id], self._partner[target.id] = target.id, placed.id
+        return None
+
+    def _rebalance(self, filled: ManagedOrder, partner_id: str) -> Flow[object]:
+        """One exit of a pair filled: cancel the other; cover what the first still has open."""
+        om = self._om
+        self._partner.pop(partner_id, None)
+        partner = om.get(partner_id)
+        if partner.tracked.is_open:
+            yield from om._cancel_flow(partner_id)
+        left = filled.tracked.remaining if filled.tracked.is_open else 0.0
+        if left > 0 and not partner.tracked.is_open:
+            replacement = dataclasses.replace(partner.tracked.order, quantity=left, client_order_id=uuid.uuid4().hex)
+            placed = yield from om._submit_flow(replacement, prefetch=False, share=filled)
+            if placed.tracked.is_open:
+                self._partner[placed.id], self._partner[filled.id] = filled.id, placed.id
+        return None
+
+    def take_due(self) -> Callable[[], Flow[object]] | None:
+        """The next piece of protective work to run, if any."""
+        return self._due.popleft() if self._due else None
