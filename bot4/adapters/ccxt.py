@@ -117,6 +117,21 @@ class CcxtAdapter:
         """Cancel an order through ccxt."""
         return self._order(self._call(self.exchange.cancel_order, id, symbol))
 
+    def edit_order(
+        self,
+        id: str,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float | None = None,
+        price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Amend an order through ccxt."""
+        return self._order(
+            self._call(self.exchange.edit_order, id, symbol, type, side, amount, price, dict(params or {}))
+        )
+
     def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
         """One order through ccxt."""
         return self._order(self._call(self.exchange.fetch_order, id, symbol))

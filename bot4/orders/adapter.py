@@ -5,7 +5,8 @@ structures it returns are ccxt's (``id``, ``clientOrderId``, ``status`` in
 ``open``/``closed``/``canceled``/``expired``/``rejected``, ``filled``, ``remaining``,
 ``average``, ``trades``, ``fee``). An adapter may also offer ``fetch_closed_orders(symbol)``
 (capability ``fetchClosedOrders``): reconciliation then tells an order that was never placed
-from one that already ended. Adapters reach bot4 through the hook
+from one that already ended; and ``edit_order(id, symbol, type, side, amount, price, params)``
+(capability ``editOrder``) for amendments. Adapters reach bot4 through the hook
 ``bot4_exchange_adapters``; errors are raised as :class:`bot4.ExchangeError` subclasses.
 """
 
@@ -26,6 +27,7 @@ CAPABILITIES = (
     "createStopOrder",
     "createPostOnlyOrder",
     "cancelOrder",
+    "editOrder",
     "fetchOrder",
     "fetchOpenOrders",
     "fetchClosedOrders",

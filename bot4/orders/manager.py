@@ -24,6 +24,7 @@ from bot4.errors import (
 )
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
+from bot4.orders.amend import amend_flow
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.protect import STOP_TYPES, Protection, triggered_form
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
@@ -86,6 +87,8 @@ class ManagedOrder:
     """A stop held by bot4 (no venue takes stop orders) whose trigger has not fired yet."""
     protection: tuple[str, ...] = ()
     """Client order ids of the protective exits placed for this entry's fills (``protect=True``)."""
+    over_reserved: bool = False
+    """Amended down: its reservation holds more than it can fill, and is released when it ends."""
     shares_with: str | None = None
     """The other order of a one-cancels-other pair: both hold one reservation, released when both end."""
     reason: str = ""
@@ -629,7 +632,7 @@ class OrderManager:
         if (
             decision is not None
             and decision.reservation is not None
-            and managed.tracked.status is not OrderStatus.FILLED
+            and (managed.tracked.status is not OrderStatus.FILLED or managed.over_reserved)
             and not (partner is not None and partner.decision is decision and partner.tracked.is_open)
         ):
             self._risk.release(decision.reservation)  # a filled order's reservation ended with its last fill
@@ -701,6 +704,16 @@ class OrderManager:
             if isinstance(raw, Mapping) and raw.get("clientOrderId") == order.client_order_id:
                 self._absorb(managed, venue, parse_report(venue, raw, order.quantity))
                 return
+
+    def amend(self, order_id: str, *, quantity: float | None = None, price: float | None = None) -> ManagedOrder:
+        """Change an open order's quantity (the new total) and/or limit price at its venue, with
+        its reservation adjusted (see :mod:`bot4.orders.amend`). A refusal (risk or venue) leaves
+        the order as it was, UPDATE_REJECTED in its history and the reason in ``reason``."""
+        return self._run(amend_flow(self, order_id, quantity, price))
+
+    async def aamend(self, order_id: str, *, quantity: float | None = None, price: float | None = None) -> ManagedOrder:
+        """:meth:`amend` from asyncio."""
+        return await self._arun(amend_flow(self, order_id, quantity, price))
 
     def reconcile(self, *, cancel_foreign: bool = False) -> Reconciliation:
         """Bring the open orders in line with what their venues hold (see :mod:`bot4.orders.reconcile`):

@@ -504,3 +504,53 @@ def test_a_partial_take_profit_resizes_the_stop(core: Core, clock: ManualClock) 
     om.mark("BTC/USDT", 90.0)  # the rest leaves at the stop; the target is canceled
     assert new_stop.status is OrderStatus.FILLED and take.status is OrderStatus.CANCELED
     assert core.risk.snapshot().positions["BTC/USDT"].quantity == 0.0 and held(core) == 0
+
+
+# ---------------------------------------------------------------- amend
+
+
+def resting(core: Core, clock: ManualClock) -> tuple[PaperExchange, OrderManager, bot4.ManagedOrder]:
+    venue = paper(core, clock)
+    om = OrderManager(core, routing="primary")
+    return venue, om, om.submit(Order(symbol="BTC/USDT", side="buy", quantity=2, type="limit", price=95))
+
+
+def reserved(core: Core) -> float:
+    return core.risk.snapshot().positions["BTC/USDT"].reserved_buy
+
+
+def test_amend_up_moves_the_reservation_once_the_venue_confirms(core: Core, clock: ManualClock) -> None:
+    venue, om, order = resting(core, clock)
+    done = om.amend(order.id, quantity=3, price=96)
+    assert done.status is OrderStatus.ACCEPTED and [t.event for t in done.tracked.history][-2:] == [
+        bot4.OrderEvent.PENDING_UPDATE,
+        bot4.OrderEvent.UPDATED,
+    ]
+    (at_venue,) = venue.fetch_open_orders("BTC/USDT")
+    assert (at_venue["amount"], at_venue["price"]) == (3.0, 96.0)
+    assert reserved(core) == 3.0 and held(core) == 1
+    done = om.amend(order.id, price=102)  # crosses the book: trades at once
+    assert done.status is OrderStatus.FILLED and held(core) == 0
+
+
+def test_amend_down_keeps_the_reservation_until_the_order_ends(core: Core, clock: ManualClock) -> None:
+    venue, om, order = resting(core, clock)
+    om.amend(order.id, quantity=1)
+    assert order.tracked.order.quantity == 1.0 and reserved(core) == 2.0  # never looser than before
+    venue.set_book("BTC/USDT", bids=[(94.0, 5.0)], asks=[(94.5, 5.0)])
+    om.poll()
+    assert order.status is OrderStatus.FILLED and held(core) == 0
+
+
+def test_a_refused_amendment_leaves_the_order_as_it_was(core: Core, clock: ManualClock) -> None:
+    venue, om, order = resting(core, clock)
+    venue.faults = bot4.Faults(error_rate=1.0)
+    done = om.amend(order.id, quantity=3)
+    assert done.status is OrderStatus.ACCEPTED and "amendment refused" in done.reason
+    assert done.tracked.order.quantity == 2.0 and reserved(core) == 2.0 and held(core) == 1
+    venue.faults = bot4.Faults()
+    core.risk.configure(bot4.RiskLimits(max_position_notional=0.0025, require_stop_loss=False))  # 250 at 100,000
+    done = om.amend(order.id, quantity=3)  # 3 x 95 with the 2 x 95 still held: over the limit
+    assert "denied by risk" in done.reason and done.tracked.order.quantity == 2.0 and held(core) == 1
+    with pytest.raises(bot4.ConfigError, match="quantity"):
+        om.amend(order.id, quantity=-1)

@@ -335,6 +335,41 @@ class PaperExchange:
         order["status"] = "canceled"
         return self._report(order)
 
+    def edit_order(
+        self,
+        id: str,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float | None = None,
+        price: float | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Amend an open order's amount and/or limit price (ccxt's ``edit_order``); a new price
+        that crosses the book trades at once."""
+        self._request()
+        order = self._orders.get(id)
+        if order is None:
+            raise OrderNotFoundError(self.name, f"no order {id!r}")
+        if order["status"] != "open":
+            raise ExchangeError(self.name, f"order {id!r} is {order['status']}, not open")
+        if amount is not None:
+            if not is_positive(amount) or amount < order["filled"]:
+                raise ExchangeError(self.name, f"invalid amount {amount!r} (filled {order['filled']})")
+            order["amount"] = float(amount)
+            order["remaining"] = float(amount) - order["filled"]
+        if price is not None:
+            if order["type"] != "limit" or not is_positive(price):
+                raise ExchangeError(self.name, f"invalid price {price!r}")
+            order["price"] = float(price)
+        if order["triggered"]:
+            self._match(order, self._book(order["symbol"]), maker=False)
+        if order["remaining"] <= 1e-12 * order["amount"]:
+            order["remaining"], order["status"] = 0.0, "closed"
+        if order["status"] != "open":
+            self._closed_order(id)
+        return self._report(order)
+
     def fetch_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
         """One order."""
         self._request()
