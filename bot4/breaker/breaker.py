@@ -282,9 +282,13 @@ class CircuitBreaker:
             else:
                 outcome = Outcome.FAILURE if bad_result else Outcome.SUCCESS
                 cause = f"failed result {result!r}" if bad_result else None
-            if self._listeners:
-                self._emit(_KIND[outcome], token.t0, exc)
-            self._trial_done(token, outcome, cause)
+            try:
+                if self._listeners:
+                    self._emit(_KIND[outcome], token.t0, exc)
+                self._trial_done(token, outcome, cause)
+            except BaseException:  # Ctrl-C, a failing clock: the trial's permit is not lost with it
+                self._return_permit(token.seq)
+                raise
             return
         assert isinstance(token, int)
         if exc is not None:
@@ -407,14 +411,18 @@ class CircuitBreaker:
             if issued >= limit:
                 self._reject(CircuitOpenError(self._name, state, left / 1e9, "trial permits in use"))
             if r.cas(self._permits_i, permits, (sw.seq << 32) | (issued + 1)):
-                if r.load(self._state_i) == word:
+                try:  # the permit is taken: anything raised before the trial is handed out gives it back
+                    current = r.load(self._state_i) == word
                     fleet = ctx.fleet
-                    if fleet is not None and not fleet.permit(self, limit):  # the fleet-wide budget
-                        self._return_permit(sw.seq)
-                        self._reject(CircuitOpenError(self._name, state, left / 1e9, "fleet trial permits in use"))
-                    r.add(self._rec + _native.REC_TRIAL_CALLS, 1)
-                    return _Trial(sw.seq, now)
+                    if current and (fleet is None or fleet.permit(self, limit)):  # the fleet-wide budget
+                        r.add(self._rec + _native.REC_TRIAL_CALLS, 1)
+                        return _Trial(sw.seq, now)
+                except BaseException:
+                    self._return_permit(sw.seq)
+                    raise
                 self._return_permit(sw.seq)
+                if current:
+                    self._reject(CircuitOpenError(self._name, state, left / 1e9, "fleet trial permits in use"))
 
     def _return_permit(self, seq: int) -> None:
         r = self._r

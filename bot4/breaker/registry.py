@@ -113,17 +113,19 @@ class BreakerRegistry:
             new = config.to_words()
             resized = any(old[k] != new[k][1] for k in (_native.CFG_WINDOW_NS, _native.CFG_WINDOW_CALLS))
             if resized:  # a window of another kind or length starts empty, for callers of either config
-                self.clear_window(rec)
+                self.clear_window(rec, streak=False)
             r.store(rec + _native.REC_CFG_GEN, gen + 1)
             if resized:
-                self.clear_window(rec)
+                self.clear_window(rec, streak=False)
 
-    def clear_window(self, rec: int) -> None:
-        """Empty the window of the breaker at ``rec`` (both kinds) and its failure streak."""
+    def clear_window(self, rec: int, *, streak: bool = True) -> None:
+        """Empty the window of the breaker at ``rec`` (both kinds) and, with ``streak``, its
+        consecutive-failure count (only a success or a closing resets that)."""
         r = self._seg.region
         r.add(rec + _native.REC_WGEN, 1)
         r.store(rec + _native.REC_TICKET_BASE, r.load(rec + _native.REC_TICKET))
-        r.store(rec + _native.REC_CONSEC, 0)
+        if streak:
+            r.store(rec + _native.REC_CONSEC, 0)
 
     def read_config(self, rec: int) -> dict[int, float | int]:
         """The record's active config block, word offset -> value."""

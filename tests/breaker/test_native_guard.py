@@ -330,3 +330,127 @@ def test_no_warning_or_leak_on_the_fast_paths(core: Core) -> None:
         gc.collect()
     snap = br.snapshot()
     assert (snap.calls, snap.failures) == (2000, 1000)
+
+
+# ---------------------------------------------------------------- what a coroutine promises
+
+
+def test_a_call_driven_from_inside_itself_is_refused_and_recorded_once(core: Core) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=None, minimum_calls=10**6))
+    holder: dict[str, object] = {}
+    inner: list[BaseException] = []
+
+    @br
+    async def venue() -> str:
+        try:
+            holder["call"].send(None)  # type: ignore[attr-defined]
+        except ValueError as exc:
+            inner.append(exc)
+        return "ok"
+
+    call = venue()
+    holder["call"] = call
+    with pytest.raises(StopIteration) as stop:
+        call.send(None)
+    assert stop.value.value == "ok" and "already executing" in str(inner[0])
+    assert (br.snapshot().calls, br.snapshot().failures) == (1, 0)
+
+
+def test_a_guarded_coroutine_function_can_be_guarded_again(core: Core) -> None:
+    inner, outer = core.breaker("inner", CFG), core.breaker("outer", CFG)
+
+    @outer
+    @inner
+    async def venue() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert asyncio.run(venue()) == 7  # the inner call is an awaitable, not a coroutine: awaited as one
+    assert inner.snapshot().calls == outer.snapshot().calls == 1
+
+
+def test_before_it_starts_a_call_has_no_frame_and_then_its_function_s(core: Core) -> None:
+    br = core.breaker("x", CFG)
+
+    @br
+    async def venue(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    call = venue(1)
+    assert not hasattr(call, "cr_frame")  # as trio expects of an awaitable that is not a coroutine yet
+    call.send(None)
+    assert call.cr_frame.f_locals["x"] == 1 and inspect.getcoroutinestate(call) == inspect.CORO_SUSPENDED
+    with pytest.raises(StopIteration):
+        call.send(None)
+
+
+def test_a_guarded_partial_copies_as_itself(core: Core) -> None:
+    guarded = core.breaker("x", CFG)(functools.partial(print, "x"))
+    settings = {"handler": guarded}
+    assert copy.deepcopy(settings)["handler"] is guarded and copy.copy(guarded) is guarded
+
+
+def test_a_listener_subscribed_during_a_call_hears_it(core: Core) -> None:
+    br = core.breaker("x", CFG)
+    seen: list[str] = []
+
+    @br
+    def venue() -> None:
+        br.subscribe(lambda event: seen.append(event.kind))
+        raise Boom("down")
+
+    with pytest.raises(Boom):
+        venue()
+    assert seen == ["failure"]
+
+
+def test_reconfiguring_the_window_keeps_the_failure_streak(core: Core) -> None:
+    br = core.breaker("x", BreakerConfig(consecutive_failures=5, minimum_calls=100))
+    for _ in range(4):
+        fail(br)
+    br.reconfigure(br.config.replace(window_seconds=30))
+    assert br.snapshot().consecutive_failures == 4  # only a success (or closing) resets the streak
+    fail(br)
+    assert br.state is BreakerState.OPEN
+
+
+class CtrlCClock(ManualClock):
+    """A clock whose next reading raises KeyboardInterrupt once armed."""
+
+    armed = False
+
+    def now_ns(self) -> int:
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        return super().now_ns()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "block"])
+def test_ctrl_c_while_a_trial_is_recorded_gives_its_permit_back(kind: str) -> None:
+    clock = CtrlCClock(1000.0)
+    with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as core:
+        try:
+            br = core.breaker("x", BreakerConfig(half_open_calls=1, half_open_max_seconds=30))
+            br.half_open()
+
+            def body() -> str:
+                clock.armed = True  # the reading that records the trial gets Ctrl-C
+                return "ok"
+
+            async def abody() -> str:
+                return body()
+
+            with pytest.raises(KeyboardInterrupt):
+                if kind == "sync":
+                    br(body)()
+                elif kind == "async":
+                    asyncio.run(br(abody)())
+                else:
+                    with br.call():
+                        body()
+            assert br.snapshot().half_open_permits_in_use == 0
+            assert br(lambda: 1)() == 1  # the next trial is admitted
+        finally:
+            core.unlink()
