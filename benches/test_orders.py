@@ -120,3 +120,88 @@ def test_nautilus_transition(benchmark: Any, batch: int) -> None:
             order.apply(event)
 
     benchmark.pedantic(run, setup=fresh, rounds=30, iterations=1)
+
+
+@pytest.fixture(scope="module")
+def bracket_desk() -> Iterator[OrderManager]:
+    """A desk whose manager protects every entry: a stop (emulated: the paper venues take
+    none) and a take-profit limit resting at the venue, one-cancels-other."""
+    with Core.create(max_reservations=65536) as core:
+        core.risk.configure(
+            dataclasses.replace(
+                RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
+            )
+        )
+        core.risk.set_equity(1e9)
+        core.risk.on_price("BTC/USDT", 100.0)
+        venue = PaperExchange("venue-a")
+        venue.set_book("BTC/USDT", bids=[(99.0, DEEP)], asks=[(101.0, DEEP)])
+        core.plugins.register(venue, name="venue-a")
+        yield OrderManager(core, routing="primary", protect=True)
+
+
+def test_bracket_entry_and_exits(benchmark: Any, bracket_desk: OrderManager) -> None:
+    benchmark.group = "bracket: entry fill + stop + take-profit placed"
+    benchmark.extra_info["lib"] = "bot4"
+    batch: list[Order] = []
+
+    def fresh() -> None:
+        batch[:] = [
+            Order(symbol="BTC/USDT", side="buy", quantity=0.01, stop_loss=98.0, take_profit=110.0) for _ in range(100)
+        ]
+
+    def run() -> None:
+        for order in batch:
+            bracket_desk.submit(order)
+
+    benchmark.pedantic(run, setup=fresh, rounds=20, iterations=1)
+    last = bracket_desk.get(batch[-1].client_order_id)
+    assert last.status.name == "FILLED" and len(last.protection) == 2
+    benchmark.extra_info["per_order_divisor"] = 100
+
+
+class _Stamping(PaperExchange):
+    """A paper venue that notes when an order reaches it."""
+
+    reached_ns = 0
+
+    def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        self.reached_ns = time.perf_counter_ns()
+        return super().create_order(*args, **kwargs)
+
+
+def test_emulated_stop_fires_within_one_mark(benchmark: Any) -> None:
+    """From ``mark`` (the price update: P&L, risk ledger, triggers) to the fired stop reaching
+    its venue's ``create_order``, routing ``primary``."""
+    benchmark.group = "emulated stop: mark -> order sent"
+    with Core.create(max_reservations=65536) as core:
+        core.risk.configure(
+            dataclasses.replace(
+                RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
+            )
+        )
+        core.risk.set_equity(1e9)
+        core.risk.on_price("BTC/USDT", 100.0)
+        venue = _Stamping("venue-a")
+        venue.set_book("BTC/USDT", bids=[(99.0, DEEP)], asks=[(101.0, DEEP)])
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary")
+        samples: list[int] = []
+
+        def run() -> None:
+            for _ in range(2000):
+                stop = om.submit(
+                    Order(symbol="BTC/USDT", side="buy", quantity=0.01, type="stop", stop_price=100.5, stop_loss=98.0)
+                )
+                t = time.perf_counter_ns()
+                om.mark("BTC/USDT", 100.5)
+                samples.append(venue.reached_ns - t)
+                assert stop.status.name == "FILLED"
+                om.mark("BTC/USDT", 100.0)
+
+        benchmark.pedantic(run, rounds=1, iterations=1)
+    samples.sort()
+    benchmark.extra_info["percentiles_ns"] = {
+        "p50": samples[len(samples) // 2],
+        "p99": samples[len(samples) * 99 // 100],
+    }

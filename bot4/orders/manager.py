@@ -322,11 +322,14 @@ class OrderManager:
             if managed.status is OrderStatus.INITIALIZED:
                 managed.tracked.apply(OrderEvent.SUBMITTED, now(), route.strategy)
             placed_any = False
-            managed.pending_legs = frozenset(route.venues)
+            split = len(route.legs) > 1
+            if split:
+                managed.pending_legs = frozenset(route.venues)
             for leg in route.legs:
-                if not managed.tracked.is_open:
-                    break  # filled (or ended) by the legs before: nothing more is sent
-                managed.pending_legs -= {leg.venue}
+                if split:
+                    if not managed.tracked.is_open:
+                        break  # filled (or ended) by the legs before: nothing more is sent
+                    managed.pending_legs -= {leg.venue}
                 in_flight[:] = [leg.venue]  # until the venue answered: anything else leaves the leg unknown
                 try:
                     reply = yield ("call", leg.venue, "create_order", self._venue_args(order, leg.quantity))
@@ -350,7 +353,7 @@ class OrderManager:
             managed.pending_legs = frozenset()
             if placed_any:
                 tracked = managed.tracked
-                if tracked.is_open and not managed.open_legs and not managed.unknown_legs:
+                if not managed.open_legs and not managed.unknown_legs and tracked.is_open:
                     # every leg is over (a market or IOC remainder canceled, a leg refused): so is the order
                     tracked.apply(OrderEvent.CANCELED, now(), managed.reason or "no leg left working")
                     self._finish(managed)
@@ -503,6 +506,8 @@ class OrderManager:
         for leg in legs:
             if not (type(leg) is Leg and is_positive(leg.quantity) and leg.venue in names):
                 raise Bot4Error(f"routing strategy {route.strategy!r} returned an invalid route {route!r}")
+        if len(legs) == 1 and legs[0].quantity == order.quantity:
+            return route  # the common case: already exact
         return self._exact(order, route)
 
     @staticmethod
@@ -510,20 +515,19 @@ class OrderManager:
         """``route`` with one leg per venue, no dust legs, and quantities that add up to the
         order's exactly (the last leg takes the remainder); a route that asks for another
         quantity than the order's is refused."""
-        quantity = order.quantity
-        total = math.fsum(leg.quantity for leg in route.legs)
+        quantity, legs = order.quantity, route.legs
+        total = legs[0].quantity if len(legs) == 1 else math.fsum(leg.quantity for leg in legs)
         if abs(total - quantity) > quantity * _LEG_TOLERANCE:
             raise Bot4Error(f"routing strategy {route.strategy!r} routed {total} for an order of {quantity}: {route!r}")
-        if len(route.legs) == 1:
-            leg = route.legs[0]
-            return route if leg.quantity == quantity else Route((Leg(leg.venue, quantity),), route.strategy)
+        if len(legs) == 1:
+            return route if total == quantity else Route((Leg(legs[0].venue, quantity),), route.strategy)
         merged: dict[str, float] = {}
         for leg in route.legs:
             merged[leg.venue] = merged.get(leg.venue, 0.0) + leg.quantity
         kept = [(venue, q) for venue, q in merged.items() if q > quantity * _LEG_TOLERANCE]
-        legs = [Leg(venue, q) for venue, q in kept[:-1]]
-        legs.append(Leg(kept[-1][0], quantity - math.fsum(q for _, q in kept[:-1])))
-        return Route(tuple(legs), route.strategy)
+        exact = [Leg(venue, q) for venue, q in kept[:-1]]
+        exact.append(Leg(kept[-1][0], quantity - math.fsum(q for _, q in kept[:-1])))
+        return Route(tuple(exact), route.strategy)
 
     def _strategy_route(self, order: Order, candidates: list[VenueInfo]) -> Route | None:
         """The first answer of the routing hook's implementations, in pluggy's order."""
@@ -570,7 +574,8 @@ class OrderManager:
         tracked, legs = managed.tracked, managed.legs
         status = report.status
         legs[venue] = report.id
-        managed.unknown_legs -= {venue}
+        if managed.unknown_legs:
+            managed.unknown_legs -= {venue}
         if tracked.venue is None:
             tracked.venue = venue
         elif tracked.venue != venue:

@@ -80,6 +80,8 @@ class Protection:
 
     def on_fill(self, managed: ManagedOrder, quantity: float) -> None:
         """``managed`` was filled ``quantity``: protect an entry's fill, or settle an exit's pair."""
+        if not self._partner and not self._brackets:
+            return
         order = managed.tracked.order
         partner = self._partner.pop(managed.id, None)
         if partner is not None:

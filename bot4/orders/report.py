@@ -8,9 +8,9 @@ never reaches the order's state, the P&L book or the risk ledger.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot4._numbers import is_number, is_positive
 from bot4.errors import ExchangeReplyError
@@ -21,10 +21,11 @@ STATUSES = frozenset({"open", "closed", "canceled", "expired", "rejected"})
 """ccxt's order statuses."""
 
 _TOLERANCE = 1e-9  # relative: quantities at the order's amount are within it
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__
+_INF = math.inf
 
 
-@dataclass(frozen=True, slots=True)
-class VenueTrade:
+class VenueTrade(NamedTuple):
     """One trade of a venue's reply."""
 
     id: str
@@ -36,8 +37,7 @@ class VenueTrade:
     """``"maker"`` or ``"taker"``."""
 
 
-@dataclass(frozen=True, slots=True)
-class VenueReport:
+class VenueReport(NamedTuple):
     """A venue's order reply, checked."""
 
     id: str
@@ -50,6 +50,10 @@ class VenueReport:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:
+        return value if value and value.isprintable() else None
+    if type(value) is int:
+        return str(value)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     text = str(value)
@@ -57,28 +61,36 @@ def _text(value: Any) -> str | None:
 
 
 def _trade(venue: str, index: int, raw: Any) -> VenueTrade:
-    where = f"trades[{index}]"
-    if not isinstance(raw, Mapping):
-        raise ExchangeReplyError(venue, where, f"expected a trade structure, got {raw!r:.80}")
-    trade_id = _text(raw.get("id"))
-    if trade_id is None:
-        raise ExchangeReplyError(venue, f"{where}.id", f"expected a trade id, got {raw.get('id')!r:.80}")
-    for name in ("amount", "price"):
-        if not is_positive(raw.get(name)):
-            raise ExchangeReplyError(venue, f"{where}.{name}", f"expected a number > 0, got {raw.get(name)!r:.80}")
-    fee = raw.get("fee")
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        raise ExchangeReplyError(venue, f"trades[{index}]", f"expected a trade structure, got {raw!r:.80}")
+    get = raw.get
+    trade_id, amount, price, fee = get("id"), get("amount"), get("price"), get("fee")
+    if type(trade_id) is not str or not trade_id.isprintable() or not trade_id:
+        trade_id = _text(trade_id)
+    if (
+        trade_id is None
+        or not (type(amount) is float and 0.0 < amount < _INF or is_positive(amount))
+        or not (type(price) is float and 0.0 < price < _INF or is_positive(price))
+    ):
+        for name, ok in (("id", trade_id is not None), ("amount", is_positive(amount)), ("price", is_positive(price))):
+            if not ok:
+                wanted = "a trade id" if name == "id" else "a number > 0"
+                raise ExchangeReplyError(venue, f"trades[{index}].{name}", f"expected {wanted}, got {get(name)!r:.80}")
     cost: Any = 0.0
     if fee is not None:
-        if not isinstance(fee, Mapping):
-            raise ExchangeReplyError(venue, f"{where}.fee", f"expected a fee structure, got {fee!r:.80}")
+        if type(fee) is not dict and not isinstance(fee, Mapping):
+            raise ExchangeReplyError(venue, f"trades[{index}].fee", f"expected a fee structure, got {fee!r:.80}")
         cost = fee.get("cost")
-        cost = 0.0 if cost is None else cost
-        if not is_number(cost):
-            raise ExchangeReplyError(venue, f"{where}.fee.cost", f"expected a number, got {cost!r:.80}")
-    liquidity = raw.get("takerOrMaker") or "taker"
-    if liquidity not in ("taker", "maker"):
-        raise ExchangeReplyError(venue, f"{where}.takerOrMaker", f"expected taker or maker, got {liquidity!r:.80}")
-    return VenueTrade(trade_id, float(raw["amount"]), float(raw["price"]), float(cost), liquidity)
+        if cost is None:
+            cost = 0.0
+        elif type(cost) is not float and not is_number(cost) or cost != cost or cost in (_INF, -_INF):
+            raise ExchangeReplyError(venue, f"trades[{index}].fee.cost", f"expected a number, got {cost!r:.80}")
+    liquidity = get("takerOrMaker") or "taker"
+    if liquidity != "taker" and liquidity != "maker":
+        raise ExchangeReplyError(
+            venue, f"trades[{index}].takerOrMaker", f"expected taker or maker, got {liquidity!r:.80}"
+        )
+    return _new(VenueTrade, (trade_id, float(amount), float(price), float(cost), liquidity))
 
 
 def parse_report(venue: str, reply: Any, amount: float) -> VenueReport:
@@ -87,24 +99,32 @@ def parse_report(venue: str, reply: Any, amount: float) -> VenueReport:
     Raises:
         ExchangeReplyError: a field is missing or wrong; its ``field`` names it.
     """
-    if not isinstance(reply, Mapping):
+    if type(reply) is not dict and not isinstance(reply, Mapping):
         raise ExchangeReplyError(venue, "reply", f"expected an order structure, got {reply!r:.80}")
-    order_id = _text(reply.get("id"))
+    get = reply.get
+    order_id = get("id")
+    if type(order_id) is not str or not order_id.isprintable() or not order_id:
+        order_id = _text(order_id)
     if order_id is None:
-        raise ExchangeReplyError(venue, "id", f"expected the venue's order id, got {reply.get('id')!r:.80}")
-    status = reply.get("status")
+        raise ExchangeReplyError(venue, "id", f"expected the venue's order id, got {get('id')!r:.80}")
+    status = get("status")
     if status not in STATUSES:
         raise ExchangeReplyError(venue, "status", f"expected one of {sorted(STATUSES)}, got {status!r:.80}")
     limit = amount * (1 + _TOLERANCE)
-    filled = reply.get("filled")
-    if filled is not None and not (is_number(filled) and 0 <= filled <= limit):
+    filled = get("filled")
+    if (
+        filled is not None
+        and not (type(filled) is float and 0.0 <= filled <= limit)
+        and not (is_number(filled) and 0 <= filled <= limit)
+    ):
         raise ExchangeReplyError(venue, "filled", f"expected a number in [0, {amount}], got {filled!r:.80}")
-    raw_trades = reply.get("trades")
-    if raw_trades is None:
-        raw_trades = ()
-    if isinstance(raw_trades, (str, bytes)) or not isinstance(raw_trades, Sequence):
+    raw_trades = get("trades")
+    if not raw_trades:
+        trades: tuple[VenueTrade, ...] = ()
+    elif type(raw_trades) is list or (not isinstance(raw_trades, (str, bytes)) and isinstance(raw_trades, Sequence)):
+        trades = tuple([_trade(venue, i, t) for i, t in enumerate(raw_trades)])
+        if len(trades) > 1 and math.fsum(t.quantity for t in trades) > limit or trades[0].quantity > limit:
+            raise ExchangeReplyError(venue, "trades", f"trades add up to more than the order's {amount}")
+    else:
         raise ExchangeReplyError(venue, "trades", f"expected a list of trades, got {raw_trades!r:.80}")
-    trades = tuple(_trade(venue, i, t) for i, t in enumerate(raw_trades))
-    if sum(t.quantity for t in trades) > limit:
-        raise ExchangeReplyError(venue, "trades", f"trades add up to more than the order's {amount}")
-    return VenueReport(order_id, status, None if filled is None else float(filled), trades)
+    return _new(VenueReport, (order_id, status, None if filled is None else float(filled), trades))

@@ -31,7 +31,7 @@ class Route(NamedTuple):
         return tuple(leg.venue for leg in self.legs)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class VenueInfo:
     """What a routing strategy knows of a venue that could take the order."""
 

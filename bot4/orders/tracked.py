@@ -27,6 +27,7 @@ _new = tuple.__new__  # NamedTuple construction without its Python-level __new__
 _PENDING = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 _UNFILLED_OPEN = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.TRIGGERED)
 _TRIGGERED = OrderEvent.TRIGGERED
+_OPEN_VALUES = frozenset(status._value_ for status in OPEN_STATUSES)
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 
 
@@ -120,7 +121,7 @@ class TrackedOrder:
     @property
     def is_open(self) -> bool:
         """Whether the order may still trade."""
-        return self.status in OPEN_STATUSES
+        return self.status._value_ in _OPEN_VALUES  # str hashing is native, Enum hashing is not
 
     @property
     def is_terminal(self) -> bool:

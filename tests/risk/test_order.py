@@ -44,7 +44,8 @@ def test_strings_become_enums() -> None:
         ("stop_price", dict(type="limit", price=10, stop_price=9)),
         ("stop_loss", dict(stop_loss=math.inf)),
         ("take_profit", dict(take_profit=0)),
-        ("expire_at", dict(time_in_force="GTD")),
+        ("expire_at", dict(type="limit", price=10, time_in_force="GTD")),
+        ("time_in_force", dict(time_in_force="GTD", expire_at=2e9)),  # a market order is not good-till-date
         ("expire_at", dict(expire_at=1e9)),
         ("time_in_force", dict(time_in_force="forever")),
         ("time_in_force", dict(time_in_force="PO")),  # post-only needs a limit order
