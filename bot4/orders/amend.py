@@ -89,6 +89,8 @@ def amend_flow(om: OrderManager, order_id: str, quantity: float | None, price: f
             om._risk.release(old.reservation)
         managed.decision = decision
     tracked.order = amended
+    if managed.emulated:
+        om._protection.hold(managed)  # what it becomes when it fires follows the amendment
     tracked.apply(OrderEvent.UPDATED, now(), f"quantity {amended.quantity}, price {amended.price}")
     if report is not None and venue is not None:
         om._absorb(managed, venue, report)

@@ -26,7 +26,7 @@ from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.amend import amend_flow
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
-from bot4.orders.protect import STOP_TYPES, Protection, triggered_form
+from bot4.orders.protect import STOP_TYPES, Protection
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
@@ -217,25 +217,26 @@ class OrderManager:
 
     def mark(self, symbol: str, price: float) -> None:
         """A new price: unrealized P&L here; marks, exposure and drawdown in the risk ledger; and
-        the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`)."""
+        the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`).
+        Stops go first: a protective exit is not kept waiting for the bookkeeping."""
+        for managed, as_sent in self._protection.fired(symbol, price):
+            self._run(self._fire(managed, as_sent, price))
         self._pnl.on_mark(symbol, price)
         self._risk.on_price(symbol, price)
-        for managed in self._protection.fired(symbol, price):
-            self._run(self._fire(managed, price))
 
     async def amark(self, symbol: str, price: float) -> None:
         """:meth:`mark` from asyncio (adapters may be sync or async)."""
+        for managed, as_sent in self._protection.fired(symbol, price):
+            await self._arun(self._fire(managed, as_sent, price))
         self._pnl.on_mark(symbol, price)
         self._risk.on_price(symbol, price)
-        for managed in self._protection.fired(symbol, price):
-            await self._arun(self._fire(managed, price))
 
-    def _fire(self, managed: ManagedOrder, price: float) -> Flow[ManagedOrder]:
-        """An emulated stop's trigger was reached: route it as the order it becomes."""
+    def _fire(self, managed: ManagedOrder, as_sent: Order, price: float) -> Flow[ManagedOrder]:
+        """An emulated stop's trigger was reached: route it as the order it becomes (``as_sent``)."""
         managed.tracked.apply(OrderEvent.TRIGGERED, self._now_ns(), f"mark {price}")
         in_flight: list[str] = []
         try:
-            return (yield from self._place(managed, False, in_flight, triggered_form(managed.tracked.order)))
+            return (yield from self._place(managed, False, in_flight, as_sent))
         except BaseException as exc:
             self._abandon(managed, exc, in_flight)
             raise

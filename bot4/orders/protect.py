@@ -50,28 +50,29 @@ class Protection:
     def __init__(self, om: OrderManager, *, brackets: bool) -> None:
         self._om = om
         self._brackets = brackets
-        self._held: dict[str, dict[str, ManagedOrder]] = {}  # symbol -> emulated stops by id
+        self._held: dict[str, dict[str, tuple[ManagedOrder, Order]]] = {}  # symbol -> id -> (stop, as it fires)
         self._partner: dict[str, str] = {}  # exit id -> the other exit of its pair
         self._due: deque[Callable[[], Flow[object]]] = deque()
 
     # ------------------------------------------------------------------ emulated stops
 
     def hold(self, managed: ManagedOrder) -> None:
-        """Watch ``managed``'s trigger on marks."""
-        self._held.setdefault(managed.tracked.order.symbol, {})[managed.id] = managed
+        """Watch ``managed``'s trigger on marks (the order it becomes is made now, off the firing path)."""
+        order = managed.tracked.order
+        self._held.setdefault(order.symbol, {})[managed.id] = (managed, triggered_form(order))
 
     def release(self, managed: ManagedOrder) -> bool:
         """Stop watching ``managed``; whether it was held."""
         managed.emulated = False
         return self._held.get(managed.tracked.order.symbol, {}).pop(managed.id, None) is not None
 
-    def fired(self, symbol: str, price: float) -> list[ManagedOrder]:
-        """The held stops of ``symbol`` that ``price`` reaches (no longer held)."""
+    def fired(self, symbol: str, price: float) -> list[tuple[ManagedOrder, Order]]:
+        """The held stops of ``symbol`` that ``price`` reaches, with the orders they become (no longer held)."""
         held = self._held.get(symbol)
         if not held:
             return []
-        fired = [m for m in held.values() if _reached(m.tracked.order, price)]
-        for managed in fired:
+        fired = [pair for pair in held.values() if _reached(pair[0].tracked.order, price)]
+        for managed, _ in fired:
             del held[managed.id]
             managed.emulated = False
         return fired
