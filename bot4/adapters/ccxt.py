@@ -156,5 +156,15 @@ class CcxtAdapter:
         """The ticker through ccxt."""
         return self._call(self.exchange.fetch_ticker, symbol)
 
+    @property
+    def markets(self) -> Mapping[str, Any]:
+        """The exchange's markets (lot, tick and minimums per symbol), once loaded by ccxt."""
+        return self.exchange.markets or {}
+
+    @property
+    def precision_mode(self) -> str:
+        """How ``markets`` states precision: ``"decimal_places"`` or ``"tick"`` (a step)."""
+        return "decimal_places" if self.exchange.precisionMode == ccxt.DECIMAL_PLACES else "tick"
+
     def __repr__(self) -> str:
         return f"<CcxtAdapter {self.name}>"

@@ -25,6 +25,7 @@ from bot4.errors import (
 from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.amend import amend_flow
+from bot4.orders.market import Market, market_of
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.protect import STOP_TYPES, Protection
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
@@ -301,6 +302,7 @@ class OrderManager:
         venue after venue until one takes it, or none is left."""
         order, now = as_sent or managed.tracked.order, self._now_ns
         failed: set[str] = set()
+        refusals: dict[str, str] = {}  # venue -> why it did not take the order
         while True:
             candidates = self._candidates(order, failed)
             if candidates and prefetch:
@@ -310,7 +312,9 @@ class OrderManager:
                     continue
             route = self._pick(order, candidates, failed) if candidates else None
             if route is None:
-                why = "no venue can take the order" + (f" (failed: {', '.join(sorted(failed))})" if failed else "")
+                why = "no venue can take the order"
+                if failed:
+                    why += " (" + "; ".join(refusals.get(v, f"{v}: failed") for v in sorted(failed)) + ")"
                 managed.reason = why
                 fresh = managed.status is OrderStatus.INITIALIZED
                 event = OrderEvent.DENIED if fresh and not failed else OrderEvent.REJECTED
@@ -326,15 +330,27 @@ class OrderManager:
             split = len(route.legs) > 1
             if split:
                 managed.pending_legs = frozenset(route.venues)
-            for leg in route.legs:
+            assigned = 0.0  # what the legs before took, on their venues' lots
+            for i, leg in enumerate(route.legs):
                 if split:
                     if not managed.tracked.is_open:
                         break  # filled (or ended) by the legs before: nothing more is sent
                     managed.pending_legs -= {leg.venue}
+                market = market_of(self._venues[leg.venue], order.symbol)
+                quantity = leg.quantity
+                if market is not None:
+                    last = i == len(route.legs) - 1
+                    quantity = order.quantity - assigned if last else market.floor_amount(quantity)
+                    why = market.refuses(quantity, order.price or order.stop_price)
+                    if why is not None:  # refused here, as the venue would: another venue, or released
+                        failed.add(leg.venue)
+                        managed.reason = refusals[leg.venue] = f"{leg.venue}: {why}"
+                        continue
+                assigned += quantity
                 in_flight[:] = [leg.venue]  # until the venue answered: anything else leaves the leg unknown
                 try:
-                    reply = yield ("call", leg.venue, "create_order", self._venue_args(order, leg.quantity))
-                    report = parse_report(leg.venue, reply, leg.quantity)
+                    reply = yield ("call", leg.venue, "create_order", self._venue_args(order, quantity, market))
+                    report = parse_report(leg.venue, reply, quantity)
                 except (ExchangeTimeoutError, ExchangeReplyError) as exc:
                     # The venue may have placed it: never send it elsewhere too. The order stays
                     # SUBMITTED with its reservation held until it is reconciled.
@@ -346,7 +362,7 @@ class OrderManager:
                 except (ExchangeError, CircuitOpenError) as exc:
                     in_flight.clear()
                     failed.add(leg.venue)
-                    managed.reason = str(exc)
+                    managed.reason = refusals[leg.venue] = str(exc)
                     continue
                 in_flight.clear()
                 placed_any = True
@@ -461,17 +477,23 @@ class OrderManager:
         self._note_latency(venue, start)
         return result
 
-    def _venue_args(self, order: Order, quantity: float) -> tuple[Any, ...]:
-        """ccxt's create_order arguments: a stop goes with its trigger (``triggerPrice``), never without."""
+    def _venue_args(self, order: Order, quantity: float, market: Market | None = None) -> tuple[Any, ...]:
+        """ccxt's create_order arguments: a stop goes with its trigger (``triggerPrice``), never
+        without; prices on the venue's tick (a buy's down, a sell's up: never a worse price)."""
         kind = "market" if order.type is OrderType.MARKET or order.type is OrderType.STOP else "limit"
         params: dict[str, Any] = {"clientOrderId": order.client_order_id}
-        if order.stop_price is not None:
-            params["triggerPrice"] = order.stop_price
+        price, trigger = order.price, order.stop_price
+        if market is not None and market.price_step is not None:
+            down = order.side is Side.BUY
+            price = None if price is None else market.round_price(price, down=down)
+            trigger = None if trigger is None else market.round_price(trigger, down=down)
+        if trigger is not None:
+            params["triggerPrice"] = trigger
         if order.time_in_force is not TimeInForce.GTC:
             params["timeInForce"] = order.time_in_force.value
         if order.reduce_only:
             params["reduceOnly"] = True
-        return (order.symbol, kind, order.side.value, quantity, order.price, params)
+        return (order.symbol, kind, order.side.value, quantity, price, params)
 
     def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
         """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""

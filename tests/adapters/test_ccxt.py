@@ -177,3 +177,16 @@ def test_through_the_order_manager(core: Core, adapter: CcxtAdapter, venue: Venu
     assert (pos.quantity, pos.average_price, pos.fees) == (0.5, 100000.0, pytest.approx(50.0))
     assert core.risk.snapshot().positions["BTC/USDT"].quantity == 0.5
     assert core.breaker("binance").snapshot().calls == 1
+
+
+def test_market_rules_come_from_the_exchange_s_markets(adapter: CcxtAdapter) -> None:
+    from bot4.orders.market import Market, market_of
+
+    assert market_of(adapter, "BTC/USDT") == Market(
+        amount_step=0.00001, price_step=0.01, min_amount=0.00001, min_notional=5.0
+    )
+    assert market_of(adapter, "ETH/USDT") is None
+    adapter.exchange.precisionMode = ccxt.DECIMAL_PLACES  # precision as a number of decimals
+    adapter.exchange.markets["BTC/USDT"]["precision"] = {"amount": 5, "price": 2}
+    rules = market_of(adapter, "BTC/USDT")
+    assert rules is not None and rules.amount_step == pytest.approx(1e-5) and rules.price_step == pytest.approx(0.01)

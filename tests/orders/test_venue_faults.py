@@ -554,3 +554,57 @@ def test_a_refused_amendment_leaves_the_order_as_it_was(core: Core, clock: Manua
     assert "denied by risk" in done.reason and done.tracked.order.quantity == 2.0 and held(core) == 1
     with pytest.raises(bot4.ConfigError, match="quantity"):
         om.amend(order.id, quantity=-1)
+
+
+# ---------------------------------------------------------------- market rules
+
+
+def ruled(core: Core, clock: ManualClock, **rules: float) -> tuple[PaperExchange, PaperExchange, OrderManager]:
+    a, b = PaperExchange("venue-a", clock=clock), PaperExchange("venue-b", clock=clock)
+    for venue in (a, b):
+        venue.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+        core.plugins.register(venue, name=venue.name)
+    a.set_market("BTC/USDT", **rules)
+    return a, b, OrderManager(core, routing="primary")
+
+
+def test_an_order_off_a_venue_s_lot_goes_elsewhere(core: Core, clock: ManualClock) -> None:
+    a, b, om = ruled(core, clock, amount_step=0.001)
+    done = om.submit(market(0.0015))
+    assert done.status is OrderStatus.FILLED and done.legs.keys() == {"venue-b"}
+    assert a.requests == 0  # refused here, as venue-a would have: never sent there
+    assert om.submit(market(0.002)).legs.keys() == {"venue-a"}
+
+
+def test_below_every_venue_s_minimum_is_rejected_and_released(core: Core, clock: ManualClock) -> None:
+    a, b, om = ruled(core, clock, min_notional=10.0)
+    b.set_market("BTC/USDT", min_amount=1.0)
+    done = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=0.05, type="limit", price=101))
+    assert done.status is OrderStatus.REJECTED and held(core) == 0
+    assert "minimum" in done.reason and a.requests == b.requests == 0
+
+
+def test_limit_and_trigger_prices_go_on_the_tick_never_worse(core: Core, clock: ManualClock) -> None:
+    a, b, om = ruled(core, clock, price_step=0.5)
+    sent: list[tuple[Any, ...]] = []
+    create = a.create_order
+    a.create_order = lambda *args: sent.append(args) or create(*args)  # type: ignore[method-assign]
+    om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="limit", price=95.7))
+    om.submit(Order(symbol="BTC/USDT", side="sell", quantity=1, type="limit", price=105.2, reduce_only=False))
+    assert [args[4] for args in sent] == [95.5, 105.5]  # a buy pays no more, a sell gets no less
+
+
+def test_split_legs_fall_on_each_venue_s_lot(core: Core, clock: ManualClock) -> None:
+    a = PaperExchange("venue-a", clock=clock)
+    b = PaperExchange("venue-b", clock=clock)
+    a.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(100.0, 0.37), (103.0, 50.0)])
+    b.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+    a.set_market("BTC/USDT", amount_step=0.1)
+    b.set_market("BTC/USDT", amount_step=0.01)
+    for venue in (a, b):
+        core.plugins.register(venue, name=venue.name)
+    om = OrderManager(core, routing="split")
+    done = om.submit(market(1.0))  # 0.37 is cheapest at a, but a takes lots of 0.1
+    sent = {v: o["amount"] for v, venue in (("venue-a", a), ("venue-b", b)) for o in venue._orders.values()}
+    assert sent == {"venue-a": 0.3, "venue-b": 0.7}
+    assert done.status is OrderStatus.FILLED and done.tracked.filled_quantity == pytest.approx(1.0)

@@ -28,6 +28,7 @@ from bot4.errors import (
     OrderNotFoundError,
 )
 from bot4.orders.adapter import CAPABILITIES, Fees
+from bot4.orders.market import market_of
 from bot4.plugins.hookspecs import hookimpl
 
 __all__ = ["Faults", "PaperExchange"]
@@ -96,6 +97,8 @@ class PaperExchange:
         self.capabilities["createStopOrder"] = False
         self.capabilities.update(capabilities or {})
         self._books: dict[str, dict[str, list[Level]]] = {}
+        self.markets: dict[str, dict[str, Any]] = {}
+        """Market rules by symbol, in ccxt's shape (see :meth:`set_market`)."""
         self._orders: dict[str, dict[str, Any]] = {}
         self._closed: deque[str] = deque()
         self._keep_closed = keep_closed
@@ -142,6 +145,45 @@ class PaperExchange:
             order["status"] = "canceled"  # a stop-market's remainder the book could not take
         if order["status"] != "open":
             self._closed_order(order["id"])
+
+    def set_market(
+        self,
+        symbol: str,
+        *,
+        amount_step: float | None = None,
+        price_step: float | None = None,
+        min_amount: float | None = None,
+        min_notional: float | None = None,
+    ) -> None:
+        """Publish (in ``markets``, ccxt's shape) and enforce market rules for ``symbol``: orders
+        off the lot or tick, or below the minimum amount or notional, are refused."""
+        for name, value in (
+            ("amount_step", amount_step),
+            ("price_step", price_step),
+            ("min_amount", min_amount),
+            ("min_notional", min_notional),
+        ):
+            if value is not None and not is_positive(value):
+                raise ConfigError(name, f"expected a number > 0 or None, got {value!r}")
+        self.markets[symbol] = {
+            "symbol": symbol,
+            "precision": {"amount": amount_step, "price": price_step},
+            "limits": {"amount": {"min": min_amount}, "cost": {"min": min_notional}},
+        }
+
+    def _check_market(self, symbol: str, amount: float, price: float | None) -> None:
+        rules = market_of(self, symbol)
+        if rules is None:
+            return
+        if price is not None and rules.price_step is not None:
+            ticks = price / rules.price_step
+            if abs(ticks - round(ticks)) > 1e-9 * max(1.0, ticks):
+                raise ExchangeError(self.name, f"PRICE_FILTER: price {price} is not on the tick {rules.price_step}")
+        book = self._books.get(symbol)
+        reference = price if price is not None else (book["asks"][0][0] if book and book["asks"] else None)
+        why = rules.refuses(amount, reference)
+        if why is not None:
+            raise ExchangeError(self.name, f"LOT_SIZE/NOTIONAL: {why}")
 
     def _book(self, symbol: str) -> dict[str, list[Level]]:
         book = self._books.get(symbol)
@@ -211,6 +253,8 @@ class PaperExchange:
             raise ExchangeError(self.name, f"invalid amount {amount!r}")
         if type == "limit" and not is_positive(price):
             raise ExchangeError(self.name, f"invalid price {price!r}")
+        if self.markets:
+            self._check_market(symbol, float(amount), price if type == "limit" else None)
         book = self._book(symbol)
         tif = params.get("timeInForce")
         tif = "GTC" if tif is None else str(tif).upper()
