@@ -2,71 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import math
 from collections import deque
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from bot4._numbers import is_positive
 from bot4.breaker.config import BreakerConfig
 from bot4.errors import (
-    Bot4Error,
     CircuitOpenError,
     ConfigError,
     ExchangeError,
     ExchangeReplyError,
-    ExchangeTimeoutError,
     UnknownOrderError,
 )
-from bot4.order import Order, OrderType, Side, TimeInForce
+from bot4.order import Order, Side
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.amend import amend_flow
-from bot4.orders.market import Market, market_of
+from bot4.orders.placement import Placement
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.protect import STOP_TYPES, Protection
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.orders.report import VenueReport, VenueTrade, parse_report
-from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
+from bot4.orders.routing import Route
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
+from bot4.orders.venue_calls import Flow, VenueCalls, _ainvoke
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
 from bot4.risk.decision import Decision, Reservation
 
 if TYPE_CHECKING:
     from bot4.core import Core
 
-__all__ = ["ManagedOrder", "OrderManager"]
-
-
-T = TypeVar("T")
-Flow = Generator[tuple[Any, ...], Any, T]
-"""An order manager operation: yields venue requests, receives their results."""
-
-
-async def _ainvoke(fn: Callable[..., Any], *args: Any) -> Any:
-    result = fn(*args)
-    return await result if inspect.isawaitable(result) else result
-
-
-def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Callable[..., Any]:
-    """Call a ``bot4_route_order`` implementation with (order, venues, strategy), whatever it takes."""
-    if argnames == ("order", "venues", "strategy"):
-        return function
-    return lambda order, venues, strategy: function(
-        **{
-            name: value
-            for name, value in (("order", order), ("venues", venues), ("strategy", strategy))
-            if name in argnames
-        }
-    )
-
-
-_LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
-_LEG_TOLERANCE = 1e-9  # relative: legs within it of the order's quantity add up to it; smaller legs are dust
+__all__ = ["Flow", "ManagedOrder", "OrderManager"]
 
 
 @dataclass(eq=False, slots=True)
@@ -111,7 +78,7 @@ class ManagedOrder:
         return None if self.decision is None else self.decision.reservation
 
 
-class OrderManager:
+class OrderManager(VenueCalls, Placement):
     """Submits orders through risk, routing and the venues' breakers; tracks them to the end.
 
     Venues come from the ``bot4_exchange_adapters`` hook, in plugin registration order; each is guarded by the core's
@@ -294,301 +261,6 @@ class OrderManager:
         except BaseException as exc:
             self._abandon(managed, exc, in_flight)
             raise
-
-    def _place(
-        self, managed: ManagedOrder, prefetch: bool, in_flight: list[str], as_sent: Order | None = None
-    ) -> Flow[ManagedOrder]:
-        """Route and place a reserved order (in the form ``as_sent``, e.g. a fired stop's):
-        venue after venue until one takes it, or none is left."""
-        order, now = as_sent or managed.tracked.order, self._now_ns
-        failed: set[str] = set()
-        refusals: dict[str, str] = {}  # venue -> why it did not take the order
-        while True:
-            candidates = self._candidates(order, failed)
-            if candidates and prefetch:
-                unreadable: set[str] = yield ("books", candidates)
-                if unreadable:
-                    failed |= unreadable
-                    continue
-            route = self._pick(order, candidates, failed) if candidates else None
-            if route is None:
-                why = "no venue can take the order"
-                if failed:
-                    why += " (" + "; ".join(refusals.get(v, f"{v}: failed") for v in sorted(failed)) + ")"
-                managed.reason = why
-                fresh = managed.status is OrderStatus.INITIALIZED
-                event = OrderEvent.DENIED if fresh and not failed else OrderEvent.REJECTED
-                if fresh and event is OrderEvent.REJECTED:
-                    managed.tracked.apply(OrderEvent.SUBMITTED, now(), "routing")
-                managed.tracked.apply(event, now(), why)
-                self._finish(managed)
-                return managed
-            managed.route = route
-            if managed.status is OrderStatus.INITIALIZED:
-                managed.tracked.apply(OrderEvent.SUBMITTED, now(), route.strategy)
-            placed_any = False
-            split = len(route.legs) > 1
-            if split:
-                managed.pending_legs = frozenset(route.venues)
-            assigned = 0.0  # what the legs before took, on their venues' lots
-            for i, leg in enumerate(route.legs):
-                if split:
-                    if not managed.tracked.is_open:
-                        break  # filled (or ended) by the legs before: nothing more is sent
-                    managed.pending_legs -= {leg.venue}
-                market = market_of(self._venues[leg.venue], order.symbol)
-                quantity = leg.quantity
-                if market is not None:
-                    last = i == len(route.legs) - 1
-                    quantity = order.quantity - assigned if last else market.floor_amount(quantity)
-                    why = market.refuses(quantity, order.price or order.stop_price)
-                    if why is not None:  # refused here, as the venue would: another venue, or released
-                        failed.add(leg.venue)
-                        managed.reason = refusals[leg.venue] = f"{leg.venue}: {why}"
-                        continue
-                assigned += quantity
-                in_flight[:] = [leg.venue]  # until the venue answered: anything else leaves the leg unknown
-                try:
-                    reply = yield ("call", leg.venue, "create_order", self._venue_args(order, quantity, market))
-                    report = parse_report(leg.venue, reply, quantity)
-                except (ExchangeTimeoutError, ExchangeReplyError) as exc:
-                    # The venue may have placed it: never send it elsewhere too. The order stays
-                    # SUBMITTED with its reservation held until it is reconciled.
-                    in_flight.clear()
-                    managed.unknown_legs |= {leg.venue}
-                    managed.reason = f"{exc}: outcome unknown, not sent elsewhere; reconcile with the venue"
-                    placed_any = True
-                    continue
-                except (ExchangeError, CircuitOpenError) as exc:
-                    in_flight.clear()
-                    failed.add(leg.venue)
-                    managed.reason = refusals[leg.venue] = str(exc)
-                    continue
-                in_flight.clear()
-                placed_any = True
-                self._absorb(managed, leg.venue, report)
-            managed.pending_legs = frozenset()
-            if placed_any:
-                tracked = managed.tracked
-                if not managed.open_legs and not managed.unknown_legs and tracked.is_open:
-                    # every leg is over (a market or IOC remainder canceled, a leg refused): so is the order
-                    tracked.apply(OrderEvent.CANCELED, now(), managed.reason or "no leg left working")
-                    self._finish(managed)
-                return managed
-
-    def _abandon(self, managed: ManagedOrder, exc: BaseException, in_flight: list[str]) -> None:
-        """An exception left the submit flow: put the order in a state that says where it is.
-
-        A venue call out when it happened (Ctrl-C, a task cancelled, an adapter's own error)
-        may have placed the order: that leg is unknown, the reservation held, to be
-        reconciled. Nothing sent anywhere: the order ends and its reservation is released.
-        """
-        tracked, now = managed.tracked, self._now_ns()
-        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        managed.pending_legs = frozenset()  # the legs not sent yet never will be
-        try:
-            if in_flight:
-                managed.unknown_legs |= {in_flight[0]}
-                managed.reason = f"{why} while {in_flight[0]} was placing it: outcome unknown; reconcile with the venue"
-                if tracked.status is OrderStatus.INITIALIZED:
-                    tracked.apply(OrderEvent.SUBMITTED, now, "routing")
-                return
-            if (
-                managed.legs
-                or managed.unknown_legs
-                or not tracked.is_open
-                and tracked.status is not OrderStatus.INITIALIZED
-            ):
-                return  # at its venue(s), or already ended: its own state says so
-            managed.reason = f"not sent: {why}"
-            event = OrderEvent.DENIED if tracked.status is OrderStatus.INITIALIZED else OrderEvent.REJECTED
-            tracked.apply(event, now, managed.reason)
-            self._finish(managed)
-        except BaseException:  # never hide the exception that brought us here
-            if managed.decision is not None and managed.decision.reservation is not None and not managed.legs:
-                self._risk.release(managed.decision.reservation)
-
-    # ------------------------------------------------------------------ running flows
-
-    def _run(self, flow: Flow[T]) -> T:
-        """Drive a flow with sync venue calls, then the protective work it made due."""
-        value = self._drive(flow)
-        while (work := self._protection.take_due()) is not None:
-            self._drive(work())
-        return value
-
-    async def _arun(self, flow: Flow[T]) -> T:
-        """Drive a flow with awaited venue calls, then the protective work it made due."""
-        value = await self._adrive(flow)
-        while (work := self._protection.take_due()) is not None:
-            await self._adrive(work())
-        return value
-
-    def _drive(self, flow: Flow[T]) -> T:
-        """Drive a flow with sync venue calls (books are read lazily by the strategy)."""
-        try:
-            request = next(flow)
-            while True:
-                if request[0] == "books":
-                    request = flow.send(set())
-                    continue
-                _, venue, method, args = request
-                try:
-                    result = self._call(venue, method, *args)
-                except BaseException as exc:  # the flow decides (a venue error) or records and re-raises
-                    request = flow.throw(exc)
-                    continue
-                request = flow.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    async def _adrive(self, flow: Flow[T]) -> T:
-        """Drive a flow with awaited venue calls; candidate books are prefetched concurrently."""
-        try:
-            request = next(flow)
-            while True:
-                if request[0] == "books":
-                    request = flow.send(await self._prefetch_books(request[1]))
-                    continue
-                _, venue, method, args = request
-                try:
-                    result = await self._acall(venue, method, *args)
-                except BaseException as exc:  # the flow decides (a venue error) or records and re-raises
-                    request = flow.throw(exc)
-                    continue
-                request = flow.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    async def _prefetch_books(self, candidates: list[VenueInfo]) -> set[str]:
-        async def fetch(info: VenueInfo) -> str | None:
-            try:
-                info._cached = await self._acall(info.name, "fetch_order_book", info.symbol)
-            except (ExchangeError, CircuitOpenError):
-                return info.name
-            return None
-
-        results = await asyncio.gather(*(fetch(info) for info in candidates))
-        return {name for name in results if name is not None}
-
-    async def _acall(self, venue: str, method: str, *args: Any) -> Any:
-        start = perf_counter_ns()
-        result = await self._aguarded[venue](getattr(self._venues[venue], method), *args)
-        self._note_latency(venue, start)
-        return result
-
-    def _venue_args(self, order: Order, quantity: float, market: Market | None = None) -> tuple[Any, ...]:
-        """ccxt's create_order arguments: a stop goes with its trigger (``triggerPrice``), never
-        without; prices on the venue's tick (a buy's down, a sell's up: never a worse price)."""
-        kind = "market" if order.type is OrderType.MARKET or order.type is OrderType.STOP else "limit"
-        params: dict[str, Any] = {"clientOrderId": order.client_order_id}
-        price, trigger = order.price, order.stop_price
-        if market is not None and market.price_step is not None:
-            down = order.side is Side.BUY
-            price = None if price is None else market.round_price(price, down=down)
-            trigger = None if trigger is None else market.round_price(trigger, down=down)
-        if trigger is not None:
-            params["triggerPrice"] = trigger
-        if order.time_in_force is not TimeInForce.GTC:
-            params["timeInForce"] = order.time_in_force.value
-        if order.reduce_only:
-            params["reduceOnly"] = True
-        return (order.symbol, kind, order.side.value, quantity, price, params)
-
-    def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
-        """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
-        capability, symbol, latency, reader = required_capability(order), order.symbol, self._latency, self._call
-        return [  # this order's own: concurrent orders never read each other's books
-            VenueInfo(
-                name=name,
-                fees=adapter.fees,
-                capabilities=adapter.capabilities,
-                latency=latency.get(name),
-                _reader=reader,
-                symbol=symbol,
-            )
-            for name, adapter, breaker in self._venue_rows
-            if name not in excluded and adapter.capabilities.get(capability, False) and not breaker.would_reject()
-        ]
-
-    def _pick(self, order: Order, candidates: list[VenueInfo], excluded: set[str]) -> Route | None:
-        """The routing strategy's route over ``candidates`` (a venue failing as it is read is dropped)."""
-        try:
-            route = self._strategy_route(order, candidates)
-        except (ExchangeError, CircuitOpenError) as exc:  # a venue failed while the strategy read its book
-            failed = exc.venue if isinstance(exc, ExchangeError) else exc.breaker
-            excluded = excluded | {failed if failed in self._venues else candidates[0].name}
-            remaining = self._candidates(order, excluded)
-            return self._pick(order, remaining, excluded) if remaining else None
-        if route is None:
-            raise ConfigError("routing", f"no routing strategy named {self._routing!r} answered")
-        legs = route.legs if type(route) is Route else None
-        if not legs:
-            raise Bot4Error(f"routing strategy returned an invalid route {route!r}")
-        names = [v.name for v in candidates]
-        for leg in legs:
-            if not (type(leg) is Leg and is_positive(leg.quantity) and leg.venue in names):
-                raise Bot4Error(f"routing strategy {route.strategy!r} returned an invalid route {route!r}")
-        if len(legs) == 1 and legs[0].quantity == order.quantity:
-            return route  # the common case: already exact
-        return self._exact(order, route)
-
-    @staticmethod
-    def _exact(order: Order, route: Route) -> Route:
-        """``route`` with one leg per venue, no dust legs, and quantities that add up to the
-        order's exactly (the last leg takes the remainder); a route that asks for another
-        quantity than the order's is refused."""
-        quantity, legs = order.quantity, route.legs
-        total = legs[0].quantity if len(legs) == 1 else math.fsum(leg.quantity for leg in legs)
-        if abs(total - quantity) > quantity * _LEG_TOLERANCE:
-            raise Bot4Error(f"routing strategy {route.strategy!r} routed {total} for an order of {quantity}: {route!r}")
-        if len(legs) == 1:
-            return route if total == quantity else Route((Leg(legs[0].venue, quantity),), route.strategy)
-        merged: dict[str, float] = {}
-        for leg in route.legs:
-            merged[leg.venue] = merged.get(leg.venue, 0.0) + leg.quantity
-        kept = [(venue, q) for venue, q in merged.items() if q > quantity * _LEG_TOLERANCE]
-        exact = [Leg(venue, q) for venue, q in kept[:-1]]
-        exact.append(Leg(kept[-1][0], quantity - math.fsum(q for _, q in kept[:-1])))
-        return Route(tuple(exact), route.strategy)
-
-    def _strategy_route(self, order: Order, candidates: list[VenueInfo]) -> Route | None:
-        """The first answer of the routing hook's implementations, in pluggy's order."""
-        pm = self._core.plugins
-        if pm.generation != self._strategies_gen:
-            # a built-in strategy answers only to its own name: the others need not be asked
-            self._strategies = [
-                _positional(impl.function, tuple(impl.argnames))
-                for impl in reversed(pm.hook.bot4_route_order.get_hookimpls())
-                if impl.plugin not in BUILTIN_STRATEGIES or impl.plugin.name == self._routing
-            ]
-            self._strategies_gen = pm.generation
-        for strategy in self._strategies:
-            route = strategy(order, candidates, self._routing)
-            if route is not None:
-                return route
-        return None
-
-    def _call(self, venue: str, method: str, *args: Any) -> Any:
-        """Call ``method`` of ``venue`` through its breaker; keep its latency average."""
-        start = perf_counter_ns()
-        guarded = self._guarded.get((venue, method))
-        if guarded is None:
-            guarded = self._guarded[venue, method] = self._breakers[venue](getattr(self._venues[venue], method))
-        result = guarded(*args)
-        if type(result) is not dict and type(result) is not list and inspect.isawaitable(result):
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-            raise ConfigError("venues", f"venue {venue!r} is async: use the order manager's async methods")
-        self._note_latency(venue, start)
-        return result
-
-    def _note_latency(self, venue: str, start: int) -> None:
-        seconds = (perf_counter_ns() - start) * 1e-9
-        latency = self._latency
-        previous = latency.get(venue)
-        latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
 
     # ------------------------------------------------------------------ venue reports
 

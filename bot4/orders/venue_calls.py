@@ -1,0 +1,136 @@
+"""How the order manager's operations reach the venues.
+
+An operation (submit, cancel, poll, amend, reconcile) is a generator — a *flow* — that
+yields venue requests and receives their answers; a driver runs it with sync calls
+(:meth:`VenueCalls._run`) or awaited ones (:meth:`VenueCalls._arun`), each venue method
+guarded by the venue's breaker, and then runs the protective work the flow made due. An
+exception from a venue call is thrown into the flow, which decides: a venue error moves
+on, anything else is recorded on the order and re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Generator
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bot4.errors import CircuitOpenError, ConfigError, ExchangeError
+
+if TYPE_CHECKING:
+    from bot4.orders.adapter import ExchangeAdapter
+    from bot4.orders.protect import Protection
+    from bot4.orders.routing import VenueInfo
+
+__all__ = ["Flow", "VenueCalls"]
+
+T = TypeVar("T")
+Flow = Generator[tuple[Any, ...], Any, T]
+"""An order manager operation: yields venue requests, receives their results."""
+
+_LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
+
+
+async def _ainvoke(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    return await result if inspect.isawaitable(result) else result
+
+
+class VenueCalls:
+    """Drivers of flows and the breaker-guarded venue calls (a part of the order manager)."""
+
+    _protection: Protection
+    _venues: dict[str, ExchangeAdapter]
+    _breakers: dict[str, Any]
+    _guarded: dict[tuple[str, str], Callable[..., Any]]
+    _aguarded: dict[str, Callable[..., Any]]
+    _latency: dict[str, float]
+
+    def _run(self, flow: Flow[T]) -> T:
+        """Drive a flow with sync venue calls, then the protective work it made due."""
+        value = self._drive(flow)
+        while (work := self._protection.take_due()) is not None:
+            self._drive(work())
+        return value
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        """Drive a flow with awaited venue calls, then the protective work it made due."""
+        value = await self._adrive(flow)
+        while (work := self._protection.take_due()) is not None:
+            await self._adrive(work())
+        return value
+
+    def _drive(self, flow: Flow[T]) -> T:
+        """Drive a flow with sync venue calls (books are read lazily by the strategy)."""
+        try:
+            request = next(flow)
+            while True:
+                if request[0] == "books":
+                    request = flow.send(set())
+                    continue
+                _, venue, method, args = request
+                try:
+                    result = self._call(venue, method, *args)
+                except BaseException as exc:  # the flow decides (a venue error) or records and re-raises
+                    request = flow.throw(exc)
+                    continue
+                request = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _adrive(self, flow: Flow[T]) -> T:
+        """Drive a flow with awaited venue calls; candidate books are prefetched concurrently."""
+        try:
+            request = next(flow)
+            while True:
+                if request[0] == "books":
+                    request = flow.send(await self._prefetch_books(request[1]))
+                    continue
+                _, venue, method, args = request
+                try:
+                    result = await self._acall(venue, method, *args)
+                except BaseException as exc:  # the flow decides (a venue error) or records and re-raises
+                    request = flow.throw(exc)
+                    continue
+                request = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _prefetch_books(self, candidates: list[VenueInfo]) -> set[str]:
+        async def fetch(info: VenueInfo) -> str | None:
+            try:
+                info._cached = await self._acall(info.name, "fetch_order_book", info.symbol)
+            except (ExchangeError, CircuitOpenError):
+                return info.name
+            return None
+
+        results = await asyncio.gather(*(fetch(info) for info in candidates))
+        return {name for name in results if name is not None}
+
+    async def _acall(self, venue: str, method: str, *args: Any) -> Any:
+        start = perf_counter_ns()
+        result = await self._aguarded[venue](getattr(self._venues[venue], method), *args)
+        self._note_latency(venue, start)
+        return result
+
+    def _call(self, venue: str, method: str, *args: Any) -> Any:
+        """Call ``method`` of ``venue`` through its breaker; keep its latency average."""
+        start = perf_counter_ns()
+        guarded = self._guarded.get((venue, method))
+        if guarded is None:
+            guarded = self._guarded[venue, method] = self._breakers[venue](getattr(self._venues[venue], method))
+        result = guarded(*args)
+        if type(result) is not dict and type(result) is not list and inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            raise ConfigError("venues", f"venue {venue!r} is async: use the order manager's async methods")
+        self._note_latency(venue, start)
+        return result
+
+    def _note_latency(self, venue: str, start: int) -> None:
+        seconds = (perf_counter_ns() - start) * 1e-9
+        latency = self._latency
+        previous = latency.get(venue)
+        latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)
