@@ -52,6 +52,8 @@ class Core:
         self._segment = segment
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         gate_clock = None if type(self._clock) is MonotonicClock else self._clock.now_ns
+        if gate_clock is not None:  # readers from outside (bot4 status) must not use the host's time
+            segment.region.store(L.H_CLOCK, 1)
         self._plugins = plugins if plugins is not None else make_plugin_manager()
         self._slots = SlotRegistry(segment)
         self._registry = BreakerRegistry(segment)

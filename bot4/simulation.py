@@ -34,7 +34,7 @@ from bot4.core import Core
 from bot4.errors import ConfigError
 from bot4.order import Order, Side
 from bot4.orders.adapter import Fees
-from bot4.orders.manager import OrderManager
+from bot4.orders.manager import ManagedOrder, OrderManager
 from bot4.orders.status import OrderStatus
 from bot4.plugins.builtin.paper import Faults, PaperExchange
 from bot4.risk.limits import RiskLimits
@@ -114,7 +114,7 @@ def _act(
     venues: list[PaperExchange],
     rng: np.random.Generator,
     tally: _Tally,
-) -> None:
+) -> ManagedOrder:
     """One worker's turn: this tick's books and marks, then one order of its momentum strategy."""
     prices = paths[tick]
     _books(venues, config.symbols, prices)
@@ -151,6 +151,7 @@ def _act(
     tally.submit_ns.append(time.perf_counter_ns() - started)
     if managed.decision is not None:
         tally.rejections.update(managed.decision.codes)
+    return managed
 
 
 def _worker(config: SimulationConfig, turns: Any, t0: float, out_dir: str, context: WorkerContext) -> None:
@@ -180,6 +181,8 @@ def _worker(config: SimulationConfig, turns: Any, t0: float, out_dir: str, conte
     rng = np.random.default_rng(config.seed * 1000 + index)
     tally = _Tally()
     live_path, next_live = Path(out_dir) / f"live-{index}.json", 0.0
+    # Every fill is written down as it is known, so a worker killed mid-run keeps its fills in the report.
+    fill_log = open(Path(out_dir) / f"fills-{index}-{context.incarnation}.jsonl", "a", buffering=1)  # noqa: SIM115
     turn = int(turns.value)
     first = turn // n + (1 if turn % n > index else 0)  # a restarted worker joins at its next turn
     for tick in range(first, rounds):
@@ -188,21 +191,24 @@ def _worker(config: SimulationConfig, turns: Any, t0: float, out_dir: str, conte
             break
         if index == 0:  # the first turn of a round moves the simulated clock
             clock.set(tick * config.tick_seconds)  # type: ignore[attr-defined]
-        _act(config, paths, tick, index, core, om, venues, rng, tally)
+        managed = _act(config, paths, tick, index, core, om, venues, rng, tally)
+        sign = 1 if managed.tracked.order.side is Side.BUY else -1
+        for fill in managed.tracked.fills:
+            line = {"venue": fill.venue, "symbol": managed.tracked.order.symbol, "quantity": sign * fill.quantity}
+            fill_log.write(json.dumps(line) + "\n")
         turns.value = mine + 1
         now = time.monotonic()
         if now >= next_live:  # what the supervisor's live view shows of this worker
             next_live = now + 0.5
             live = {"orders": Counter(m.status.name for m in om.orders()), "net_pnl": om.pnl().net}
             live_path.write_text(json.dumps(live))
+    fill_log.close()
     orders = om.orders()
-    fills = [f for m in orders for f in m.tracked.fills]
     summary = {
         "worker": index,
         "incarnation": context.incarnation,
         "orders_by_status": Counter(m.status.name for m in orders),
         "rejections_by_code": tally.rejections,
-        "fills_by_venue": Counter(f.venue for f in fills),
         "net_quantity_from_fills": _net_from_fills(orders),
         "net_quantity_from_pnl": {s: om.book.net_quantity(s) for s in config.symbols},
         "pnl_by_venue": {v: t._asdict() for v, t in om.book.by("venue").items()},
@@ -283,12 +289,20 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
 
         code = supervisor.run(duration=config.duration + 30.0, on_tick=tick)
         summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("worker-*.json"))]
-        return _report(core, config, summaries, code, supervisor)
+        fills = [json.loads(line) for p in sorted(Path(out_dir).glob("fills-*.jsonl")) for line in p.open()]
+        return _report(core, config, summaries, fills, code, supervisor)
 
 
 def _report(
-    core: Core, config: SimulationConfig, summaries: list[dict[str, Any]], code: int, supervisor: Supervisor
+    core: Core,
+    config: SimulationConfig,
+    summaries: list[dict[str, Any]],
+    fill_records: list[dict[str, Any]],
+    code: int,
+    supervisor: Supervisor,
 ) -> dict[str, Any]:
+    """The run's report: ``summaries`` of the workers that finished, ``fill_records`` of every
+    fill of every worker (a killed one's included), and the shared state."""
     risk = core.risk.snapshot()
     by_status: Counter[str] = Counter()
     by_code: Counter[str] = Counter()
@@ -300,10 +314,10 @@ def _report(
         checks.extend(s["check_latency_ns"])
         by_status.update(s["orders_by_status"])
         by_code.update(s["rejections_by_code"])
-        fills.update(s["fills_by_venue"])
         latencies.extend(s["submit_latency_ns"])
-        for symbol, q in s["net_quantity_from_fills"].items():
-            net_fills[symbol] = net_fills.get(symbol, 0.0) + q
+    for record in fill_records:
+        fills[record["venue"]] += 1
+        net_fills[record["symbol"]] = net_fills.get(record["symbol"], 0.0) + record["quantity"]
     pct, check_pct = _percentiles(latencies), _percentiles(checks)
     pnl_venue = _sum_pnl(summaries, "pnl_by_venue")
     pnl_strategy = _sum_pnl(summaries, "pnl_by_strategy")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from bot4.clock import ManualClock
 from bot4.core import Core
+from bot4.shm import layout as L
 from bot4.shm import lifecycle
 from bot4.shm.segment import Segment
 
@@ -24,8 +26,13 @@ def find_stale() -> list[str]:
 
 def status_of(name: str) -> dict[str, Any]:
     """The state of segment ``name`` as plain data (what ``--json`` prints)."""
-    Segment.attach(name).close()  # a clear error for a missing or foreign segment, before claiming a slot
-    with Core.attach(name) as core:
+    segment = Segment.attach(name)  # a clear error for a missing or foreign segment, before claiming a slot
+    try:
+        simulated_ns = _simulated_now(segment)
+    finally:
+        segment.close()
+    clock = None if simulated_ns is None else ManualClock(simulated_ns / 1e9)
+    with Core.attach(name, clock=clock) as core:
         me = core.slot
         breakers = []
         for breaker_name in core.breaker_names():
@@ -47,6 +54,7 @@ def status_of(name: str) -> dict[str, Any]:
         switch = core.risk.kill_switch
         return {
             "segment": name,
+            "clock": "host" if simulated_ns is None else f"simulated, at {simulated_ns / 1e9:.3f}s",
             "workers": [asdict(w) for w in core.workers() if w.slot != me],
             "breakers": breakers,
             "fuse": {
@@ -73,9 +81,19 @@ def status_of(name: str) -> dict[str, Any]:
         }
 
 
+def _simulated_now(segment: Segment) -> int | None:
+    """The latest time its workers published (heartbeats, in ns) if the segment runs on a
+    simulated clock; None on the host's clock. Ages and windows are read at that time."""
+    region, lay = segment.region, segment.layout
+    if region.load(L.H_CLOCK) != 1:
+        return None
+    beats = [region.load(lay.slot(i) + L.S_HEARTBEAT_NS) for i in range(lay.max_workers)]
+    return max(0, *beats)
+
+
 def render(status: dict[str, Any]) -> str:
     """Human-readable text of :func:`status_of`'s result."""
-    lines = [f"segment {status['segment']}"]
+    lines = [f"segment {status['segment']}" + ("" if status["clock"] == "host" else f"  (clock: {status['clock']})")]
     switch = status["kill_switch"]
     risk = status["risk"]
     state = "HALTED by the kill switch" if switch["active"] else risk["trading_state"]

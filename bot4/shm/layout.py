@@ -61,6 +61,7 @@ H_MAX_SYMBOLS = 17
 H_MAX_RESERVATIONS = 18
 H_CREATOR_NS = 19  # inode of the creator's PID namespace
 H_FOREIGN = 20  # 1 once a process of another PID namespace attached (allow_foreign)
+H_CLOCK = 21  # 1 once a process uses a clock other than the host's monotonic one (simulated time)
 HEADER_WORDS = 64
 
 # Worker slot words.

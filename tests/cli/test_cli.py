@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+from tests.helpers import wait_for
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -107,3 +111,69 @@ def test_bench_runs_the_benchmarks_or_says_what_is_missing() -> None:
     else:
         assert result.returncode == 2
         assert "pip install -e '.[bench]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def _worker_children(pid: int) -> list[int]:
+    """The demo's worker processes: its children that are not multiprocessing's resource tracker."""
+    workers = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"resource_tracker" not in cmdline:
+                workers.append(int(child))
+    return workers
+
+
+def test_a_worker_killed_mid_run_keeps_its_fills_in_the_report(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import time
+
+    started = time.time()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "bot4", "demo", "--workers", "2", "--duration", "8", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def fills_written() -> bool:
+            return any(
+                p.stat().st_mtime >= started and p.stat().st_size > 0
+                for p in Path(tempfile.gettempdir()).glob("bot4-demo-*/fills-*.jsonl")
+            )
+
+        wait_for(fills_written, 60, "the demo's first fills")
+        workers = _worker_children(demo.pid)
+        assert workers, "no worker process found"
+        os.kill(workers[0], signal.SIGKILL)  # a worker of ours, killed with fills already made
+        out, err = demo.communicate(timeout=180)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, err[-3000:]
+    report = json.loads(out)
+    assert report["restarts"] >= 1
+    assert all(report["invariants"].values()), report["invariants"]
+
+
+def test_status_of_a_segment_on_simulated_time_is_read_at_that_time() -> None:
+    from bot4 import BreakerConfig, Core, ManualClock, make_plugin_manager
+    from bot4.status import render, status_of
+
+    clock = ManualClock(5_000.0)  # far from the host's monotonic time
+    with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as core:
+        venue = core.breaker("venue", BreakerConfig(consecutive_failures=None, minimum_calls=100))(lambda: 1)
+        for _ in range(3):
+            venue()
+        clock.advance(2.0)
+        core.heartbeat()
+        status = status_of(core.name)
+    assert status["clock"] == "simulated, at 5002.000s"
+    assert [b["calls"] for b in status["breakers"]] == [3]  # the window read at the simulated time
+    (me,) = status["workers"]
+    assert me["heartbeat_age"] == 0.0  # not the host's time minus the simulated one
+    assert "clock: simulated" in render(status)
