@@ -28,6 +28,7 @@ from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
 from bot4.orders.venue_calls import Flow, VenueCalls, _ainvoke
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
+from bot4.plugins.manager import notify
 from bot4.risk.decision import Decision, Reservation
 
 if TYPE_CHECKING:
@@ -420,11 +421,16 @@ class OrderManager(VenueCalls, Placement):
         legs whose placement is unknown are found or ruled out, missed fills applied, orders
         with nothing left working ended and released; open orders no order here sent are
         reported, and canceled with ``cancel_foreign=True``. Run it at start-up and periodically."""
-        return self._run(reconcile_flow(self, cancel_foreign=cancel_foreign))
+        return self._reconciled(self._run(reconcile_flow(self, cancel_foreign=cancel_foreign)))
 
     async def areconcile(self, *, cancel_foreign: bool = False) -> Reconciliation:
         """:meth:`reconcile` from asyncio."""
-        return await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign))
+        return self._reconciled(await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign)))
+
+    def _reconciled(self, result: Reconciliation) -> Reconciliation:
+        if result != Reconciliation():  # something to tell: the bot4_orders_reconciled hook hears it
+            notify(self._core.plugins, "bot4_orders_reconciled", manager=self, result=result)
+        return result
 
     def _closed_orders_known(self, venue: str) -> bool:
         """Whether ``venue`` can list its recently closed orders (tells "never placed" from "ended")."""

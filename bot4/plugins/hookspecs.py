@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from bot4.errors import CircuitOpenError
     from bot4.order import Order
     from bot4.orders.adapter import ExchangeAdapter
+    from bot4.orders.manager import OrderManager
+    from bot4.orders.reconcile import Reconciliation
     from bot4.orders.routing import Route, VenueInfo
     from bot4.risk.decision import Decision, Rejection
     from bot4.risk.ledger import RiskLedger
@@ -130,6 +132,18 @@ def bot4_kill_switch_tripped(reason: str) -> None:
     Called once, in the process that tripped it.
 
     :param reason: why, in words.
+    :return: nothing; the result is ignored.
+    """
+
+
+@hookspec
+def bot4_orders_reconciled(manager: OrderManager, result: Reconciliation) -> None:
+    """An order manager reconciled its orders with the venues and found something to tell:
+    a leg adopted or ruled out, an order ended, fills that had not been seen, an order at a
+    venue that no order here sent, or a venue that could not be asked.
+
+    :param manager: the :class:`bot4.OrderManager`.
+    :param result: the :class:`bot4.Reconciliation`.
     :return: nothing; the result is ignored.
     """
 

@@ -438,10 +438,21 @@ def test_reconcile_reports_and_cancels_foreign_orders(core: Core, clock: ManualC
     om = OrderManager(core, routing="primary")
     ours = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, type="limit", price=90))
     stray = venue.create_order("BTC/USDT", "limit", "buy", 1.0, 80.0, {"clientOrderId": "someone-else"})
+    heard: list[bot4.Reconciliation] = []
+
+    class Listener:
+        @hookimpl
+        def bot4_orders_reconciled(self, manager: OrderManager, result: bot4.Reconciliation) -> None:
+            heard.append(result)
+
+    core.plugins.register(Listener())
     assert om.reconcile().foreign == (("venue-a", stray["id"]),)
+    assert heard[-1].foreign == (("venue-a", stray["id"]),)
     result = om.reconcile(cancel_foreign=True)
     assert result.canceled_foreign == (("venue-a", stray["id"]),)
     assert [o["id"] for o in venue.fetch_open_orders("BTC/USDT")] == [ours.legs["venue-a"]]
+    om.reconcile()  # all in order: nothing to tell
+    assert len(heard) == 2
 
 
 # ---------------------------------------------------------------- brackets
