@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from bot4._numbers import is_positive
 from bot4.errors import CircuitOpenError, ConfigError, ExchangeError
 from bot4.order import OrderType
+from bot4.orders.market import market_of
 from bot4.orders.report import parse_report
-from bot4.orders.status import OrderEvent
+from bot4.orders.status import OrderEvent, OrderStatus
 
 if TYPE_CHECKING:
     from bot4.orders.manager import Flow, ManagedOrder, OrderManager
@@ -39,8 +40,12 @@ def amend_flow(om: OrderManager, order_id: str, quantity: float | None, price: f
         raise ConfigError("quantity", f"must be a number above the {tracked.filled_quantity} filled, got {quantity!r}")
     if price is not None and (order.type not in (OrderType.LIMIT, OrderType.STOP_LIMIT) or not is_positive(price)):
         raise ConfigError("price", f"a {order.type.value} order's limit price cannot become {price!r}")
-    if len(managed.legs) > 1 or managed.unknown_legs or managed.shares_with:
-        raise ConfigError("order_id", f"order {order_id!r} is split, paired or unknown at a venue: cancel it instead")
+    if managed.unknown_legs or managed.shares_with or managed.placing is not None or managed.pending_legs:
+        raise ConfigError("order_id", f"order {order_id!r} is paired, being placed or unknown at a venue: cancel it")
+    if not managed.emulated and len(managed.legs) != 1:
+        raise ConfigError("order_id", f"order {order_id!r} is not at exactly one venue: cancel it instead")
+    if not managed.emulated and order.type in (OrderType.STOP, OrderType.STOP_LIMIT):
+        raise ConfigError("order_id", "a stop at its venue is not amended (an edit may drop its trigger): cancel it")
     amended = dataclasses.replace(
         order,
         quantity=order.quantity if quantity is None else float(quantity),
@@ -67,23 +72,28 @@ def amend_flow(om: OrderManager, order_id: str, quantity: float | None, price: f
         try:
             if not om._venues[venue].capabilities.get("editOrder") or not hasattr(om._venues[venue], "edit_order"):
                 raise ExchangeError(venue, "the venue does not amend orders")
-            kind = "market" if amended.type in (OrderType.MARKET, OrderType.STOP) else "limit"
-            args = (venue_id, amended.symbol, kind, amended.side.value, amended.quantity, amended.price, {})
+            args = (venue_id, *om._venue_args(amended, amended.quantity, market_of(om._venues[venue], amended.symbol)))
             reply = yield ("call", venue, "edit_order", args)
             report = parse_report(venue, reply, amended.quantity)
         except (ExchangeError, CircuitOpenError) as exc:
             if decision is not None and decision.reservation is not None:
                 om._risk.release(decision.reservation)
             managed.reason = f"amendment refused: {exc}"
-            tracked.apply(OrderEvent.UPDATE_REJECTED, now(), managed.reason)
+            if tracked.status is OrderStatus.PENDING_UPDATE:  # (it may have ended meanwhile)
+                tracked.apply(OrderEvent.UPDATE_REJECTED, now(), managed.reason)
             return managed
         except BaseException:
             if decision is not None and decision.reservation is not None:
                 om._risk.release(decision.reservation)
             raise
-    if decision is None:
-        managed.over_reserved = True  # the old reservation covers more than the order can now fill
-    else:
+    if tracked.status is not OrderStatus.PENDING_UPDATE:  # ended (or changed) while the venue was asked
+        if decision is not None and decision.reservation is not None:
+            om._risk.release(decision.reservation)
+        return managed
+    # What the reservation holds may now exceed what the order can fill (lowered, or filled
+    # while the venue was asked): it is given back when the order ends, filled or not.
+    managed.over_reserved = True
+    if decision is not None:
         old = managed.decision
         if old is not None and old.reservation is not None:
             om._risk.release(old.reservation)

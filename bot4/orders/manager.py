@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class ManagedOrder:
     """A stop held by bot4 (no venue takes stop orders) whose trigger has not fired yet."""
     protection: tuple[str, ...] = ()
     """Client order ids of the protective exits placed for this entry's fills (``protect=True``)."""
+    placing: str | None = None
+    """The venue a placement is out at (sent, not answered yet): the order may be there."""
     over_reserved: bool = False
     """Amended down: its reservation holds more than it can fill, and is released when it ends."""
     shares_with: str | None = None
@@ -188,24 +191,46 @@ class OrderManager(VenueCalls, Placement):
         """A new price: unrealized P&L here; marks, exposure and drawdown in the risk ledger; and
         the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`).
         Stops go first: a protective exit is not kept waiting for the bookkeeping."""
-        for managed, as_sent in self._protection.fired(symbol, price):
-            self._run(self._fire(managed, as_sent, price))
+        fired = self._protection.fired(symbol, price)
+        error: Exception | None = None
+        for k, (managed, as_sent) in enumerate(fired):
+            try:
+                self._run(self._fire(managed, as_sent, price))
+            except Exception as exc:  # one stop's venue failing never keeps the others from firing
+                error = error or exc
+            except BaseException:  # Ctrl-C: the stops not fired yet are watched again
+                for rest, _ in fired[k + 1 :]:
+                    self._protection.hold(rest)
+                raise
         self._pnl.on_mark(symbol, price)
         self._risk.on_price(symbol, price)
+        if error is not None:
+            raise error
 
     async def amark(self, symbol: str, price: float) -> None:
         """:meth:`mark` from asyncio (adapters may be sync or async)."""
-        for managed, as_sent in self._protection.fired(symbol, price):
-            await self._arun(self._fire(managed, as_sent, price))
+        fired = self._protection.fired(symbol, price)
+        error: Exception | None = None
+        for k, (managed, as_sent) in enumerate(fired):
+            try:
+                await self._arun(self._fire(managed, as_sent, price))
+            except Exception as exc:
+                error = error or exc
+            except BaseException:
+                for rest, _ in fired[k + 1 :]:
+                    self._protection.hold(rest)
+                raise
         self._pnl.on_mark(symbol, price)
         self._risk.on_price(symbol, price)
+        if error is not None:
+            raise error
 
     def _fire(self, managed: ManagedOrder, as_sent: Order, price: float) -> Flow[ManagedOrder]:
         """An emulated stop's trigger was reached: route it as the order it becomes (``as_sent``)."""
         managed.tracked.apply(OrderEvent.TRIGGERED, self._now_ns(), f"mark {price}")
         in_flight: list[str] = []
         try:
-            return (yield from self._place(managed, False, in_flight, as_sent))
+            return (yield from self._place(managed, True, in_flight, as_sent))
         except BaseException as exc:
             self._abandon(managed, exc, in_flight)
             raise
@@ -278,15 +303,20 @@ class OrderManager(VenueCalls, Placement):
             tracked.venue = "split"
         tracked.venue_order_id = report.id if len(legs) == 1 else None
         if status == "rejected":
-            if len(legs) == 1 and tracked.status is OrderStatus.SUBMITTED:
+            managed.open_legs -= {venue}
+            alone = len(legs) == 1 and not (managed.unknown_legs or managed.pending_legs or managed.open_legs)
+            if alone and tracked.status is OrderStatus.SUBMITTED:
                 managed.reason = f"{venue} rejected the order"
                 tracked.apply(OrderEvent.REJECTED, self._now_ns(), managed.reason)
                 self._finish(managed)
             return
         if tracked.status is OrderStatus.SUBMITTED:
             tracked.apply(OrderEvent.ACCEPTED, self._now_ns(), venue)
-        for trade in report.trades:
-            self._apply_trade(managed, venue, trade)
+        if report.filled is None:
+            for trade in report.trades:
+                self._apply_trade(managed, venue, trade)
+        else:
+            self._apply_reported(managed, venue, report)
         if status == "open":
             managed.open_legs |= {venue}
         elif venue in managed.open_legs:
@@ -304,7 +334,31 @@ class OrderManager(VenueCalls, Placement):
             tracked.apply(event, self._now_ns(), venue)
             self._finish(managed)
 
-    def _apply_trade(self, managed: ManagedOrder, venue: str, trade: VenueTrade) -> None:
+    def _apply_reported(self, managed: ManagedOrder, venue: str, report: VenueReport) -> None:
+        """Apply a report whose venue says how much filled in all (``filled``): its trades up to
+        that, and the rest — fills the venue reported without trades — at the price the
+        report implies (its average, else its limit price; no fee known)."""
+        target = report.filled or 0.0
+        slack = target * 1e-9 + 1e-12
+        applied = math.fsum(f.quantity for f in managed.tracked.fills if f.venue == venue)
+        for trade in report.trades:
+            if applied + trade.quantity <= target + slack and self._apply_trade(managed, venue, trade):
+                applied += trade.quantity
+        gap = min(target - applied, managed.tracked.remaining)
+        if gap <= slack:
+            return
+        price = report.price
+        if report.average is not None:
+            notional = math.fsum(f.quantity * f.price for f in managed.tracked.fills if f.venue == venue)
+            implied = (report.average * target - notional) / gap
+            price = implied if math.isfinite(implied) and implied > 0 else report.average
+        if price is None:  # filled at a price nobody said: the venue must be asked again
+            managed.unknown_legs |= {venue}
+            managed.reason = f"{venue} reported {gap} filled without trades or a price; reconcile"
+            return
+        self._apply_trade(managed, venue, VenueTrade(f"{report.id}:filled:{target!r}", gap, price, 0.0, "taker"))
+
+    def _apply_trade(self, managed: ManagedOrder, venue: str, trade: VenueTrade) -> bool:
         tracked = managed.tracked
         order = tracked.order
         fill = Fill(
@@ -316,7 +370,7 @@ class OrderManager(VenueCalls, Placement):
             venue=venue,
         )
         if not tracked.fill(fill, self._now_ns()):
-            return  # a trade already applied
+            return False  # a trade already applied
         quantity, price, fee = fill.quantity, fill.price, fill.fee
         self._pnl._fill(
             order.symbol, quantity if order.side is Side.BUY else -quantity, price, fee, venue, order.strategy
@@ -325,9 +379,12 @@ class OrderManager(VenueCalls, Placement):
         if decision is not None and decision.reservation is not None:
             self._risk._fill(decision.reservation, quantity, price, fee)
         self._protection.on_fill(managed, quantity)
+        return True
 
     def _finish(self, managed: ManagedOrder) -> None:
         """Give back what the order's reservation still holds (idempotent); remember a bounded past."""
+        if managed.tracked.status is not OrderStatus.FILLED and managed.shares_with is not None:
+            self._protection.forget(managed.id)  # an exit that ended unfilled: its partner stands alone
         decision = managed.decision
         partner = self._orders.get(managed.shares_with) if managed.shares_with else None
         if (
@@ -359,6 +416,11 @@ class OrderManager(VenueCalls, Placement):
     def _cancel_flow(self, order_id: str) -> Flow[ManagedOrder]:
         managed = self.get(order_id)
         tracked, now = managed.tracked, self._core.clock.now_ns
+        if managed.placing is not None:  # sent and not answered yet: nothing to cancel it by yet
+            tracked.apply(OrderEvent.PENDING_CANCEL, now(), "cancel requested")
+            managed.reason = f"its placement at {managed.placing} has not answered yet: cancel again once it has"
+            tracked.apply(OrderEvent.CANCEL_REJECTED, now(), managed.reason)
+            return managed
         tracked.apply(OrderEvent.PENDING_CANCEL, now(), "cancel requested")
         if self._protection.release(managed):  # an emulated stop: no venue holds it
             tracked.apply(OrderEvent.CANCELED, now(), "canceled")
@@ -383,8 +445,14 @@ class OrderManager(VenueCalls, Placement):
                 refused.append(f"{venue}: {exc}")
                 continue
             managed.open_legs -= {venue}
-            for trade in report.trades:
-                self._apply_trade(managed, venue, trade)
+            if report.filled is None:
+                for trade in report.trades:
+                    self._apply_trade(managed, venue, trade)
+            else:
+                self._apply_reported(managed, venue, report)
+        if tracked.status is OrderStatus.FILLED:
+            self._finish(managed)  # filled before the cancel reached it
+            return managed
         if refused:
             if tracked.status is OrderStatus.PENDING_CANCEL:
                 tracked.apply(OrderEvent.CANCEL_REJECTED, now(), "; ".join(refused))

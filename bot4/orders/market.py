@@ -19,7 +19,8 @@ from bot4._numbers import is_positive
 
 __all__ = ["Market", "market_of"]
 
-_TOLERANCE = 1e-9  # relative: a quantity this close to a multiple of the step is on it
+_TOLERANCE = 1e-9  # relative: minimums this close are met
+_STEPS = 1e-6  # a quantity or price within this many millionths of a step of a multiple is on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +38,15 @@ class Market:
         if step is None:
             return True
         lots = quantity / step
-        return abs(lots - round(lots)) <= max(_TOLERANCE * lots, 1e-9)
+        return abs(lots - round(lots)) <= _STEPS
 
     def floor_amount(self, quantity: float) -> float:
         """``quantity`` rounded down to whole lots (as the nearest float to the multiple)."""
         step = self.amount_step
         if step is None:
             return quantity
-        lots = math.floor(quantity / step * (1 + _TOLERANCE))
-        return float(round(lots * step, 12))
+        lots = math.floor(quantity / step + _STEPS)
+        return min(quantity, round(lots * step, 12))
 
     def round_price(self, price: float, *, down: bool) -> float:
         """``price`` on the tick: down for a buy (never pays more), up for a sell (never receives less)."""
@@ -53,8 +54,9 @@ class Market:
         if step is None:
             return price
         ticks = price / step
-        whole = math.floor(ticks * (1 + _TOLERANCE)) if down else math.ceil(ticks * (1 - _TOLERANCE))
-        return float(round(whole * step, 12))
+        whole = math.floor(ticks + _STEPS) if down else math.ceil(ticks - _STEPS)
+        rounded = round(whole * step, 12)
+        return min(price, rounded) if down else max(price, rounded)  # never a worse price, even by an ulp
 
     def refuses(self, quantity: float, price: float | None) -> str | None:
         """Why an order of ``quantity`` at ``price`` breaks these rules, or None."""

@@ -95,9 +95,11 @@ class Placement:
                     managed.pending_legs -= {leg.venue}
                 market = market_of(self._venues[leg.venue], order.symbol)
                 quantity = leg.quantity
+                if split and i == len(route.legs) - 1:
+                    quantity = order.quantity - assigned  # the exact remainder, whatever the legs before took
+                elif split and market is not None:
+                    quantity = market.floor_amount(quantity)  # a leg before the last: whole lots
                 if market is not None:
-                    last = i == len(route.legs) - 1
-                    quantity = order.quantity - assigned if last else market.floor_amount(quantity)
                     why = market.refuses(quantity, order.price or order.stop_price)
                     if why is not None:  # refused here, as the venue would: another venue, or released
                         failed.add(leg.venue)
@@ -105,8 +107,12 @@ class Placement:
                         continue
                 assigned += quantity
                 in_flight[:] = [leg.venue]  # until the venue answered: anything else leaves the leg unknown
+                managed.placing = leg.venue
                 try:
-                    reply = yield ("call", leg.venue, "create_order", self._venue_args(order, quantity, market))
+                    try:
+                        reply = yield ("call", leg.venue, "create_order", self._venue_args(order, quantity, market))
+                    finally:
+                        managed.placing = None
                     report = parse_report(leg.venue, reply, quantity)
                 except (ExchangeTimeoutError, ExchangeReplyError) as exc:
                     # The venue may have placed it: never send it elsewhere too. The order stays

@@ -60,6 +60,7 @@ class Protection:
         """Watch ``managed``'s trigger on marks (the order it becomes is made now, off the firing path)."""
         order = managed.tracked.order
         self._held.setdefault(order.symbol, {})[managed.id] = (managed, triggered_form(order))
+        managed.emulated = True
 
     def release(self, managed: ManagedOrder) -> bool:
         """Stop watching ``managed``; whether it was held."""
@@ -101,28 +102,44 @@ class Protection:
 
     def _protect(self, entry: ManagedOrder, quantity: float) -> Flow[object]:
         stop, take = self._exits(entry.tracked.order, quantity)
-        placed = yield from self._om._submit_flow(stop, prefetch=False)
+        placed = yield from self._om._submit_flow(stop, prefetch=True)
         entry.protection = (*entry.protection, stop.client_order_id)
         if take is not None and placed.tracked.is_open:  # the pair holds the stop's reservation
-            target = yield from self._om._submit_flow(take, prefetch=False, share=placed)
+            self._link(placed.id, take.client_order_id)  # before the target can fill
+            target = yield from self._om._submit_flow(take, prefetch=True, share=placed)
             entry.protection = (*entry.protection, take.client_order_id)
-            if target.tracked.is_open:
-                self._partner[placed.id], self._partner[target.id] = target.id, placed.id
+            if not target.tracked.is_open and not target.tracked.filled_quantity:
+                self.forget(placed.id)  # the target never worked: the stop stands alone
         return None
+
+    def _link(self, one: str, other: str) -> None:
+        self._partner[one], self._partner[other] = other, one
+
+    def forget(self, order_id: str) -> None:
+        """Unlink the pair of exit ``order_id`` (it ended, or the user canceled it)."""
+        partner = self._partner.pop(order_id, None)
+        if partner is not None and self._partner.get(partner) == order_id:
+            del self._partner[partner]
 
     def _rebalance(self, filled: ManagedOrder, partner_id: str) -> Flow[object]:
         """One exit of a pair filled: cancel the other; cover what the first still has open."""
         om = self._om
         self._partner.pop(partner_id, None)
-        partner = om.get(partner_id)
+        partner = om._orders.get(partner_id)
+        if partner is None:
+            return None
         if partner.tracked.is_open:
             yield from om._cancel_flow(partner_id)
+            if partner.tracked.is_open:  # the venue refused the cancel: keep the pair, try again at the next fill
+                self._link(filled.id, partner_id)
+                return None
         left = filled.tracked.remaining if filled.tracked.is_open else 0.0
-        if left > 0 and not partner.tracked.is_open:
+        if left > 0:
             replacement = dataclasses.replace(partner.tracked.order, quantity=left, client_order_id=uuid.uuid4().hex)
-            placed = yield from om._submit_flow(replacement, prefetch=False, share=filled)
-            if placed.tracked.is_open:
-                self._partner[placed.id], self._partner[filled.id] = filled.id, placed.id
+            self._link(filled.id, replacement.client_order_id)  # before it can fill
+            placed = yield from om._submit_flow(replacement, prefetch=True, share=filled)
+            if not placed.tracked.is_open and not placed.tracked.filled_quantity:
+                self.forget(filled.id)
         return None
 
     def take_due(self) -> Callable[[], Flow[object]] | None:

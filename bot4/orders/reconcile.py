@@ -148,7 +148,14 @@ def _by_client_id(rows: list[Mapping[str, Any]] | None, client_order_id: str) ->
 def _conclude(om: OrderManager, managed: ManagedOrder) -> bool:
     """End an open order with nothing working for it at any venue; True if it ended."""
     tracked = managed.tracked
-    if not tracked.is_open or managed.open_legs or managed.unknown_legs or managed.pending_legs or managed.emulated:
+    if (
+        not tracked.is_open
+        or managed.open_legs
+        or managed.unknown_legs
+        or managed.pending_legs
+        or managed.emulated
+        or managed.placing is not None
+    ):
         return False
     now = om._now_ns()
     if tracked.status is OrderStatus.SUBMITTED and not managed.legs:

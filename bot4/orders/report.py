@@ -47,6 +47,10 @@ class VenueReport(NamedTuple):
     filled: float | None
     """Cumulative filled quantity the venue reports (None: not reported)."""
     trades: tuple[VenueTrade, ...]
+    average: float | None = None
+    """Average price of what filled (None: not reported)."""
+    price: float | None = None
+    """The order's limit price at the venue (None: a market order, or not reported)."""
 
 
 def _text(value: Any) -> str | None:
@@ -127,4 +131,13 @@ def parse_report(venue: str, reply: Any, amount: float) -> VenueReport:
             raise ExchangeReplyError(venue, "trades", f"trades add up to more than the order's {amount}")
     else:
         raise ExchangeReplyError(venue, "trades", f"expected a list of trades, got {raw_trades!r:.80}")
-    return _new(VenueReport, (order_id, status, None if filled is None else float(filled), trades))
+    prices = []
+    for key in ("average", "price"):
+        value = get(key)
+        if value is not None and not (type(value) is float and 0.0 < value < _INF) and not is_positive(value):
+            if value == 0:  # ccxt's "nothing filled yet" / a market order's price
+                value = None
+            else:
+                raise ExchangeReplyError(venue, key, f"expected a price > 0, got {value!r:.80}")
+        prices.append(None if value is None else float(value))
+    return _new(VenueReport, (order_id, status, None if filled is None else float(filled), trades, *prices))

@@ -85,7 +85,12 @@ class VenueCalls:
             request = next(flow)
             while True:
                 if request[0] == "books":
-                    request = flow.send(await self._prefetch_books(request[1]))
+                    try:
+                        unreadable = await self._prefetch_books(request[1])
+                    except BaseException as exc:  # a cancelled task: the flow records where the order is
+                        request = flow.throw(exc)
+                        continue
+                    request = flow.send(unreadable)
                     continue
                 _, venue, method, args = request
                 try:
