@@ -53,6 +53,7 @@ class Protection:
         self._held: dict[str, dict[str, tuple[ManagedOrder, Order]]] = {}  # symbol -> id -> (stop, as it fires)
         self._partner: dict[str, str] = {}  # exit id -> the other exit of its pair
         self._due: deque[Callable[[], Flow[object]]] = deque()
+        self._stale: set[str] = set()  # exits whose pair is over but whose cancel a venue refused
 
     # ------------------------------------------------------------------ emulated stops
 
@@ -130,8 +131,11 @@ class Protection:
             return None
         if partner.tracked.is_open:
             yield from om._cancel_flow(partner_id)
-            if partner.tracked.is_open:  # the venue refused the cancel: keep the pair, try again at the next fill
-                self._link(filled.id, partner_id)
+            if partner.tracked.is_open:  # the venue refused the cancel
+                if filled.tracked.is_open:
+                    self._link(filled.id, partner_id)  # keep the pair: its next fill tries again
+                else:
+                    self._stale.add(partner_id)  # nothing left to protect: canceled again at every operation
                 return None
         left = filled.tracked.remaining if filled.tracked.is_open else 0.0
         if left > 0:
@@ -140,6 +144,25 @@ class Protection:
             placed = yield from om._submit_flow(replacement, prefetch=True, share=filled)
             if not placed.tracked.is_open and not placed.tracked.filled_quantity:
                 self.forget(filled.id)
+        return None
+
+    def queue_retries(self) -> None:
+        """Queue one more cancel of every exit left working after its pair was over."""
+        for order_id in list(self._stale):
+            managed = self._om._orders.get(order_id)
+            if managed is None or not managed.tracked.is_open:
+                self._stale.discard(order_id)
+            else:
+                self._due.append(lambda order_id=order_id: self._cancel_again(order_id))
+
+    def _cancel_again(self, order_id: str) -> Flow[object]:
+        managed = self._om._orders.get(order_id)
+        if managed is None or not managed.tracked.is_open:  # ended meanwhile (reconciled, filled)
+            self._stale.discard(order_id)
+            return None
+        yield from self._om._cancel_flow(order_id)
+        if not managed.tracked.is_open:
+            self._stale.discard(order_id)
         return None
 
     def take_due(self) -> Callable[[], Flow[object]] | None:

@@ -49,6 +49,7 @@ class VenueCalls:
 
     def _run(self, flow: Flow[T]) -> T:
         """Drive a flow with sync venue calls, then the protective work it made due."""
+        self._protection.queue_retries()
         value = self._drive(flow)
         while (work := self._protection.take_due()) is not None:
             self._drive(work())
@@ -56,6 +57,7 @@ class VenueCalls:
 
     async def _arun(self, flow: Flow[T]) -> T:
         """Drive a flow with awaited venue calls, then the protective work it made due."""
+        self._protection.queue_retries()
         value = await self._adrive(flow)
         while (work := self._protection.take_due()) is not None:
             await self._adrive(work())
