@@ -383,8 +383,10 @@ class OrderManager(VenueCalls, Placement):
 
     def _finish(self, managed: ManagedOrder) -> None:
         """Give back what the order's reservation still holds (idempotent); remember a bounded past."""
-        if managed.tracked.status is not OrderStatus.FILLED and managed.shares_with is not None:
-            self._protection.forget(managed.id)  # an exit that ended unfilled: its partner stands alone
+        if managed.tracked.status is not OrderStatus.FILLED:
+            if managed.shares_with is not None:
+                self._protection.forget(managed.id)  # an exit that ended unfilled: its partner stands alone
+            self._protection.on_end(managed)
         decision = managed.decision
         partner = self._orders.get(managed.shares_with) if managed.shares_with else None
         if (

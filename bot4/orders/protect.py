@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot4.order import Order, OrderType, Side
+from bot4.orders.status import OrderStatus
 
 if TYPE_CHECKING:
     from bot4.orders.manager import Flow, ManagedOrder, OrderManager
@@ -54,6 +55,7 @@ class Protection:
         self._partner: dict[str, str] = {}  # exit id -> the other exit of its pair
         self._due: deque[Callable[[], Flow[object]]] = deque()
         self._stale: set[str] = set()  # exits whose pair is over but whose cancel a venue refused
+        self._stops: set[str] = set()  # the protective stops placed here (re-armed for what they leave)
 
     # ------------------------------------------------------------------ emulated stops
 
@@ -92,6 +94,26 @@ class Protection:
         elif self._brackets and order.stop_loss is not None and not order.reduce_only:
             self._due.append(lambda: self._protect(managed, quantity))
 
+    def on_end(self, managed: ManagedOrder) -> None:
+        """``managed`` ended: a protective stop that fired and filled only in part (a thin book)
+        is armed again for the rest, so the position it protected never goes without a stop."""
+        if managed.id not in self._stops:
+            return
+        self._stops.discard(managed.id)
+        tracked = managed.tracked
+        canceled_here = bool(tracked.history) and tracked.history[-1].old is OrderStatus.PENDING_CANCEL
+        if 0 < tracked.filled_quantity < tracked.order.quantity and not canceled_here and not tracked.is_open:
+            self._due.append(lambda: self._rearm(managed))
+
+    def _rearm(self, stop: ManagedOrder) -> Flow[object]:
+        again = dataclasses.replace(
+            stop.tracked.order, quantity=stop.tracked.remaining, client_order_id=uuid.uuid4().hex
+        )
+        self._stops.add(again.client_order_id)
+        placed = yield from self._om._submit_flow(again, prefetch=True)
+        stop.reason = f"filled {stop.tracked.filled_quantity} of {stop.tracked.order.quantity}; re-armed as {placed.id}"
+        return None
+
     def _exits(self, entry: Order, quantity: float) -> tuple[Order, Order | None]:
         side = Side.SELL if entry.side is Side.BUY else Side.BUY
         common = dict(symbol=entry.symbol, side=side, quantity=quantity, reduce_only=True, strategy=entry.strategy)
@@ -103,6 +125,7 @@ class Protection:
 
     def _protect(self, entry: ManagedOrder, quantity: float) -> Flow[object]:
         stop, take = self._exits(entry.tracked.order, quantity)
+        self._stops.add(stop.client_order_id)
         placed = yield from self._om._submit_flow(stop, prefetch=True)
         entry.protection = (*entry.protection, stop.client_order_id)
         if take is not None and placed.tracked.is_open:  # the pair holds the stop's reservation

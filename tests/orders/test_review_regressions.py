@@ -143,3 +143,20 @@ def test_ctrl_c_while_a_stop_fires_leaves_the_others_armed(core: Core, clock: Ma
     assert fired.unknown_legs == {"venue-a"} and armed.emulated  # the other one still watches its trigger
     om.mark("BTC/USDT", 93.0)
     assert armed.status is OrderStatus.FILLED
+
+
+def test_a_stop_that_fills_in_part_is_armed_again_for_the_rest(core: Core, clock: ManualClock) -> None:
+    venue = paper(clock)
+    core.plugins.register(venue, name="venue-a")
+    om = OrderManager(core, routing="primary", protect=True)
+    entry = om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1, stop_loss=95, take_profit=110))
+    venue.set_book("BTC/USDT", bids=[(94.0, 0.3)], asks=[(96.0, 50.0)])  # a thin book as the price falls
+    om.mark("BTC/USDT", 94.0)
+    stop, take = (om.get(i) for i in entry.protection)
+    assert stop.tracked.filled_quantity == pytest.approx(0.3) and take.status is OrderStatus.CANCELED
+    (again,) = om.open_orders()  # the rest of the position keeps a stop
+    assert again.tracked.order.type is stop.tracked.order.type and again.tracked.order.quantity == pytest.approx(0.7)
+    venue.set_book("BTC/USDT", bids=[(93.0, 5.0)], asks=[(96.0, 50.0)])
+    om.mark("BTC/USDT", 93.0)
+    assert again.status is OrderStatus.FILLED and core.risk.snapshot().open_orders == 0
+    invariants(core, om)
