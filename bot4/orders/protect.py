@@ -12,7 +12,9 @@ reduce-only stop at the stop-loss and a reduce-only limit at the take-profit, se
 emulated) as soon as the fill is known, so quantities follow partial fills. The two exits
 of a fill are one-cancels-other and hold one reservation (the stop's: only one of them can
 execute): when one fills (in part or whole), the other is canceled and, while the first
-still has quantity open, replaced by one for that quantity.
+still has quantity open, replaced by one for that quantity. An exit whose pair is over but
+whose cancel its venue refused is canceled again at every later operation; a stop that
+fires and fills only in part before it ends is armed again for the rest.
 """
 
 from __future__ import annotations
@@ -163,6 +165,8 @@ class Protection:
         left = filled.tracked.remaining if filled.tracked.is_open else 0.0
         if left > 0:
             replacement = dataclasses.replace(partner.tracked.order, quantity=left, client_order_id=uuid.uuid4().hex)
+            if replacement.type in STOP_TYPES:
+                self._stops.add(replacement.client_order_id)
             self._link(filled.id, replacement.client_order_id)  # before it can fill
             placed = yield from om._submit_flow(replacement, prefetch=True, share=filled)
             if not placed.tracked.is_open and not placed.tracked.filled_quantity:
