@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bot4._numbers import is_positive
 from bot4.breaker.config import BreakerConfig
 from bot4.errors import (
     CircuitOpenError,
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
     from bot4.core import Core
 
 __all__ = ["Flow", "ManagedOrder", "OrderManager"]
+
+
+def _mark_price(price: object) -> float:
+    if not is_positive(price):
+        raise ConfigError("price", f"a mark is a finite number > 0, got {price!r}")
+    return float(price)  # type: ignore[arg-type]
 
 
 @dataclass(eq=False, slots=True)
@@ -191,7 +198,7 @@ class OrderManager(VenueCalls, Placement):
         """A new price: unrealized P&L here; marks, exposure and drawdown in the risk ledger; and
         the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`).
         Stops go first: a protective exit is not kept waiting for the bookkeeping."""
-        fired = self._protection.fired(symbol, price)
+        fired = self._protection.fired(symbol, _mark_price(price))
         error: Exception | None = None
         for k, (managed, as_sent) in enumerate(fired):
             try:
@@ -209,7 +216,7 @@ class OrderManager(VenueCalls, Placement):
 
     async def amark(self, symbol: str, price: float) -> None:
         """:meth:`mark` from asyncio (adapters may be sync or async)."""
-        fired = self._protection.fired(symbol, price)
+        fired = self._protection.fired(symbol, _mark_price(price))
         error: Exception | None = None
         for k, (managed, as_sent) in enumerate(fired):
             try:

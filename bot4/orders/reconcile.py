@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot4.errors import CircuitOpenError, ExchangeError, ExchangeReplyError
+from bot4.errors import CircuitOpenError, ConfigError, ExchangeError, ExchangeReplyError
 from bot4.orders.report import parse_report
 from bot4.orders.status import OrderEvent, OrderStatus
 
@@ -56,6 +56,8 @@ def _listing(venue: str, reply: Any, what: str) -> list[Mapping[str, Any]]:
 
 def reconcile_flow(om: OrderManager, *, cancel_foreign: bool) -> Flow[Reconciliation]:
     """The reconciliation of ``om`` (see the module); yields venue requests."""
+    if not isinstance(cancel_foreign, bool):
+        raise ConfigError("cancel_foreign", f"expected True or False, got {cancel_foreign!r}")
     adopted: list[str] = []
     never: list[str] = []
     unknown: list[str] = []

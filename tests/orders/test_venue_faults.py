@@ -619,3 +619,17 @@ def test_split_legs_fall_on_each_venue_s_lot(core: Core, clock: ManualClock) -> 
     sent = {v: o["amount"] for v, venue in (("venue-a", a), ("venue-b", b)) for o in venue._orders.values()}
     assert sent == {"venue-a": 0.3, "venue-b": 0.7}
     assert done.status is OrderStatus.FILLED and done.tracked.filled_quantity == pytest.approx(1.0)
+
+
+def test_bad_arguments_to_mark_reconcile_and_amend_are_named(core: Core, clock: ManualClock) -> None:
+    paper(core, clock)
+    om = OrderManager(core, routing="primary", protect=True)
+    for bad in ("100", float("nan"), 0.0):
+        with pytest.raises(bot4.ConfigError, match="price"):
+            om.mark("BTC/USDT", bad)  # type: ignore[arg-type]
+    with pytest.raises(bot4.ConfigError, match="cancel_foreign"):
+        om.reconcile(cancel_foreign="yes")  # type: ignore[arg-type]
+    with pytest.raises(bot4.UnknownOrderError):
+        om.amend("nope", quantity=1)
+    with pytest.raises(bot4.ConfigError, match="protect"):
+        OrderManager(core, protect="yes")  # type: ignore[arg-type]
