@@ -24,16 +24,21 @@ DEEP = 1e12
 WARM_UP = 12_000  # more than the 10 000 finished orders a manager (and a paper venue) keeps
 
 
+def _open_limits(core: Core) -> None:
+    """Every rule on, with limits that do not bind (the path is measured, not a rejection)."""
+    core.risk.configure(
+        dataclasses.replace(
+            RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
+        )
+    )
+    core.risk.set_equity(1e9)
+    core.risk.on_price("BTC/USDT", 100.0)
+
+
 @pytest.fixture(scope="module")
 def desk() -> Iterator[OrderManager]:
     with Core.create(max_reservations=65536) as core:
-        core.risk.configure(
-            dataclasses.replace(
-                RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
-            )
-        )
-        core.risk.set_equity(1e9)
-        core.risk.on_price("BTC/USDT", 100.0)
+        _open_limits(core)
         for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
             venue = PaperExchange(name)
             venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
@@ -127,13 +132,7 @@ def bracket_desk() -> Iterator[OrderManager]:
     """A desk whose manager protects every entry: a stop (emulated: the paper venues take
     none) and a take-profit limit resting at the venue, one-cancels-other."""
     with Core.create(max_reservations=65536) as core:
-        core.risk.configure(
-            dataclasses.replace(
-                RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
-            )
-        )
-        core.risk.set_equity(1e9)
-        core.risk.on_price("BTC/USDT", 100.0)
+        _open_limits(core)
         venue = PaperExchange("venue-a")
         venue.set_book("BTC/USDT", bids=[(99.0, DEEP)], asks=[(101.0, DEEP)])
         core.plugins.register(venue, name="venue-a")
@@ -175,13 +174,7 @@ def test_emulated_stop_fires_within_one_mark(benchmark: Any) -> None:
     its venue's ``create_order``, routing ``primary``."""
     benchmark.group = "emulated stop: mark -> order sent"
     with Core.create(max_reservations=65536) as core:
-        core.risk.configure(
-            dataclasses.replace(
-                RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
-            )
-        )
-        core.risk.set_equity(1e9)
-        core.risk.on_price("BTC/USDT", 100.0)
+        _open_limits(core)
         venue = _Stamping("venue-a")
         venue.set_book("BTC/USDT", bids=[(99.0, DEEP)], asks=[(101.0, DEEP)])
         core.plugins.register(venue, name="venue-a")

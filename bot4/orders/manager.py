@@ -199,38 +199,35 @@ class OrderManager(VenueCalls, Placement):
         the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`).
         Stops go first: a protective exit is not kept waiting for the bookkeeping."""
         fired = self._protection.fired(symbol, _mark_price(price))
-        error: Exception | None = None
-        for k, (managed, as_sent) in enumerate(fired):
-            try:
-                self._run(self._fire(managed, as_sent, price))
-            except Exception as exc:  # one stop's venue failing never keeps the others from firing
-                error = error or exc
-            except BaseException:  # Ctrl-C: the stops not fired yet are watched again
-                for rest, _ in fired[k + 1 :]:
-                    self._protection.hold(rest)
-                raise
+        error = self._run(self._fire_all(fired, price)) if fired else None
+        self._marked(symbol, price, error)
+
+    async def amark(self, symbol: str, price: float) -> None:
+        """:meth:`mark` from asyncio (adapters may be sync or async)."""
+        fired = self._protection.fired(symbol, _mark_price(price))
+        error = await self._arun(self._fire_all(fired, price)) if fired else None
+        self._marked(symbol, price, error)
+
+    def _marked(self, symbol: str, price: float, error: Exception | None) -> None:
         self._pnl.on_mark(symbol, price)
         self._risk.on_price(symbol, price)
         if error is not None:
             raise error
 
-    async def amark(self, symbol: str, price: float) -> None:
-        """:meth:`mark` from asyncio (adapters may be sync or async)."""
-        fired = self._protection.fired(symbol, _mark_price(price))
+    def _fire_all(self, fired: list[tuple[ManagedOrder, Order]], price: float) -> Flow[Exception | None]:
+        """Fire each stop in turn; one stop's venue failing never keeps the others from firing
+        (the first error is returned); on Ctrl-C the stops not fired yet are watched again."""
         error: Exception | None = None
         for k, (managed, as_sent) in enumerate(fired):
             try:
-                await self._arun(self._fire(managed, as_sent, price))
+                yield from self._fire(managed, as_sent, price)
             except Exception as exc:
                 error = error or exc
             except BaseException:
                 for rest, _ in fired[k + 1 :]:
                     self._protection.hold(rest)
                 raise
-        self._pnl.on_mark(symbol, price)
-        self._risk.on_price(symbol, price)
-        if error is not None:
-            raise error
+        return error
 
     def _fire(self, managed: ManagedOrder, as_sent: Order, price: float) -> Flow[ManagedOrder]:
         """An emulated stop's trigger was reached: route it as the order it becomes (``as_sent``)."""
