@@ -20,6 +20,7 @@ from bot4.errors import (
 from bot4.order import Order, Side
 from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.amend import amend_flow
+from bot4.orders.flatten import flatten_flow
 from bot4.orders.placement import Placement
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.protect import STOP_TYPES, Protection
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
     from bot4.core import Core
 
 __all__ = ["Flow", "ManagedOrder", "OrderManager"]
+
+
+def _idle() -> Flow[None]:
+    """A flow that asks no venue anything (an operation that is only its upkeep)."""
+    return None
+    yield
 
 
 def _mark_price(price: object) -> float:
@@ -106,6 +113,9 @@ class OrderManager(VenueCalls, Placement):
         keep_finished: how many finished orders :meth:`get` still finds (oldest forgotten first).
         protect: place protective exits for every fill of an entry that names a ``stop_loss``
             (and ``take_profit``): see :mod:`bot4.orders.protect`.
+        reconcile_every: reconcile with the venues (:meth:`reconcile`) before the first
+            operation, and then before any operation once this many seconds (of the core's
+            clock) have passed since the last; None: only when :meth:`reconcile` is called.
     """
 
     def __init__(
@@ -117,7 +127,10 @@ class OrderManager(VenueCalls, Placement):
         breaker_config: BreakerConfig | None = None,
         keep_finished: int = 10_000,
         protect: bool = False,
+        reconcile_every: float | None = None,
     ) -> None:
+        if reconcile_every is not None and not (is_positive(reconcile_every) and reconcile_every < 1e9):
+            raise ConfigError("reconcile_every", f"expected seconds > 0 or None, got {reconcile_every!r}")
         if not isinstance(protect, bool):
             raise ConfigError("protect", f"expected True or False, got {protect!r}")
         if isinstance(keep_finished, bool) or not isinstance(keep_finished, int) or keep_finished < 0:
@@ -158,6 +171,11 @@ class OrderManager(VenueCalls, Placement):
         self._strategies_gen = -1
         self._venue_rows = [(name, a, self._breakers[name]) for name, a in self._venues.items()]
         self._protection = Protection(self, brackets=protect)
+        self._closing: dict[tuple[str, str], str] = {}  # (symbol, venue) -> its flattening close
+        self._trading_load, self._trading_i = core.risk._load, core.risk._i_trading
+        self._upkeeping = False
+        self._reconcile_every_ns = None if reconcile_every is None else round(reconcile_every * 1e9)
+        self._reconciled_at: int | None = None
 
     # ------------------------------------------------------------------ queries
 
@@ -198,13 +216,19 @@ class OrderManager(VenueCalls, Placement):
         """A new price: unrealized P&L here; marks, exposure and drawdown in the risk ledger; and
         the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`).
         Stops go first: a protective exit is not kept waiting for the bookkeeping."""
-        fired = self._protection.fired(symbol, _mark_price(price))
+        price = _mark_price(price)
+        if self._upkeep_due():
+            self._run(_idle())
+        fired = self._protection.fired(symbol, price)
         error = self._run(self._fire_all(fired, price)) if fired else None
         self._marked(symbol, price, error)
 
     async def amark(self, symbol: str, price: float) -> None:
         """:meth:`mark` from asyncio (adapters may be sync or async)."""
-        fired = self._protection.fired(symbol, _mark_price(price))
+        price = _mark_price(price)
+        if self._upkeep_due():
+            await self._arun(_idle())
+        fired = self._protection.fired(symbol, price)
         error = await self._arun(self._fire_all(fired, price)) if fired else None
         self._marked(symbol, price, error)
 
@@ -239,6 +263,28 @@ class OrderManager(VenueCalls, Placement):
             self._abandon(managed, exc, in_flight)
             raise
 
+    def flatten(self) -> list[ManagedOrder]:
+        """Cancel every open order and close every position this manager holds, at the venue
+        that holds it (see :mod:`bot4.orders.flatten`); returns the closing orders sent.
+
+        Runs by itself at every operation while the kill switch is tripped to flatten; call
+        it to flatten in any other state (closing orders are reduce-only, so a HALTED desk
+        denies them).
+        """
+        self._upkeeping = True  # no flattening step of its own first: this is one
+        try:
+            return self._run(flatten_flow(self, prefetch=False))
+        finally:
+            self._upkeeping = False
+
+    async def aflatten(self) -> list[ManagedOrder]:
+        """:meth:`flatten` from asyncio."""
+        self._upkeeping = True
+        try:
+            return await self._arun(flatten_flow(self, prefetch=True))
+        finally:
+            self._upkeeping = False
+
     # ------------------------------------------------------------------ submit
 
     def submit(self, order: Order) -> ManagedOrder:
@@ -259,10 +305,12 @@ class OrderManager(VenueCalls, Placement):
         """
         return await self._arun(self._submit_flow(order, prefetch=True))
 
-    def _submit_flow(self, order: Order, *, prefetch: bool, share: ManagedOrder | None = None) -> Flow[ManagedOrder]:
+    def _submit_flow(
+        self, order: Order, *, prefetch: bool, share: ManagedOrder | None = None, venue: str | None = None
+    ) -> Flow[ManagedOrder]:
         """``prefetch``: ask the driver for the candidates' books first (async: concurrently).
         ``share``: the other order of a one-cancels-other pair, whose reservation this one shares
-        (only one of them can execute)."""
+        (only one of them can execute). ``venue``: the only venue it may go to."""
         if not isinstance(order, Order):
             raise ConfigError("order", f"expected a bot4.Order, got {type(order).__name__}")
         if order.client_order_id in self._orders:
@@ -287,7 +335,7 @@ class OrderManager(VenueCalls, Placement):
             return managed
         in_flight: list[str] = []  # the venue a create_order is out at
         try:
-            return (yield from self._place(managed, prefetch, in_flight))
+            return (yield from self._place(managed, prefetch, in_flight, venue=venue))
         except BaseException as exc:
             self._abandon(managed, exc, in_flight)
             raise
@@ -344,7 +392,8 @@ class OrderManager(VenueCalls, Placement):
         report implies (its average, else its limit price; no fee known)."""
         target = report.filled or 0.0
         slack = target * 1e-9 + 1e-12
-        applied = math.fsum(f.quantity for f in managed.tracked.fills if f.venue == venue)
+        fills = managed.tracked.fills
+        applied = math.fsum(f.quantity for f in fills if f.venue == venue) if fills else 0.0
         for trade in report.trades:
             if applied + trade.quantity <= target + slack and self._apply_trade(managed, venue, trade):
                 applied += trade.quantity
@@ -490,16 +539,20 @@ class OrderManager(VenueCalls, Placement):
         """:meth:`amend` from asyncio."""
         return await self._arun(amend_flow(self, order_id, quantity, price))
 
-    def reconcile(self, *, cancel_foreign: bool = False) -> Reconciliation:
+    def reconcile(self, *, cancel_foreign: bool = False, sweep: bool = False) -> Reconciliation:
         """Bring the open orders in line with what their venues hold (see :mod:`bot4.orders.reconcile`):
         legs whose placement is unknown are found or ruled out, missed fills applied, orders
         with nothing left working ended and released; open orders no order here sent are
-        reported, and canceled with ``cancel_foreign=True``. Run it at start-up and periodically."""
-        return self._reconciled(self._run(reconcile_flow(self, cancel_foreign=cancel_foreign)))
+        reported, and canceled with ``cancel_foreign=True``. ``sweep=True`` lists every venue's
+        open orders for every symbol the desk's ledger knows (else only for the symbols of open
+        orders here). Run it at start-up and periodically (``reconcile_every`` does both)."""
+        self._reconciled_at = self._now_ns()  # this is the reconciliation due, if one was
+        return self._reconciled(self._run(reconcile_flow(self, cancel_foreign=cancel_foreign, sweep=sweep)))
 
-    async def areconcile(self, *, cancel_foreign: bool = False) -> Reconciliation:
+    async def areconcile(self, *, cancel_foreign: bool = False, sweep: bool = False) -> Reconciliation:
         """:meth:`reconcile` from asyncio."""
-        return self._reconciled(await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign)))
+        self._reconciled_at = self._now_ns()
+        return self._reconciled(await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign, sweep=sweep)))
 
     def _reconciled(self, result: Reconciliation) -> Reconciliation:
         if result != Reconciliation():  # something to tell: the bot4_orders_reconciled hook hears it

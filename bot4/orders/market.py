@@ -78,6 +78,8 @@ def _number(value: Any) -> float | None:
 def market_of(adapter: object, symbol: str) -> Market | None:
     """The rules ``adapter`` publishes for ``symbol``, or None."""
     markets = getattr(adapter, "markets", None)
+    if type(markets) is dict and not markets:  # the common case of a venue without rules, cheaply
+        return None
     if not isinstance(markets, Mapping):
         return None
     market = markets.get(symbol)

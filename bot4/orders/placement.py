@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Placement"]
 
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__
 _LEG_TOLERANCE = 1e-9  # relative: legs within it of the order's quantity add up to it; smaller legs are dust
 
 
@@ -45,29 +46,34 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Call
     )
 
 
-_LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
-_LEG_TOLERANCE = 1e-9  # relative: legs within it of the order's quantity add up to it; smaller legs are dust
-
-
 class Placement:
     """Routing and placement (a part of the order manager)."""
 
     def _place(
-        self: OrderManager, managed: ManagedOrder, prefetch: bool, in_flight: list[str], as_sent: Order | None = None
+        self: OrderManager,
+        managed: ManagedOrder,
+        prefetch: bool,
+        in_flight: list[str],
+        as_sent: Order | None = None,
+        venue: str | None = None,
     ) -> Flow[ManagedOrder]:
         """Route and place a reserved order (in the form ``as_sent``, e.g. a fired stop's):
-        venue after venue until one takes it, or none is left."""
+        venue after venue until one takes it, or none is left (``venue``: the only one)."""
         order, now = as_sent or managed.tracked.order, self._now_ns
         failed: set[str] = set()
         refusals: dict[str, str] = {}  # venue -> why it did not take the order
+        barred = set() if venue is None else {name for name in self._venues if name != venue}
         while True:
-            candidates = self._candidates(order, failed)
-            if candidates and prefetch:
-                unreadable: set[str] = yield ("books", candidates)
-                if unreadable:
-                    failed |= unreadable
-                    continue
-            route = self._pick(order, candidates, failed) if candidates else None
+            candidates = self._candidates(order, failed | barred if barred else failed)
+            if len(candidates) == 1:  # nothing to choose: the strategy is not asked, no book is read
+                route: Route | None = _new(Route, ((_new(Leg, (candidates[0].name, order.quantity)),), self._routing))
+            else:
+                if candidates and prefetch:
+                    unreadable: set[str] = yield ("books", candidates)
+                    if unreadable:
+                        failed |= unreadable
+                        continue
+                route = self._pick(order, candidates, failed | barred) if candidates else None
             if route is None:
                 why = "no venue can take the order"
                 if failed:
@@ -193,14 +199,7 @@ class Placement:
         """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
         capability, symbol, latency, reader = required_capability(order), order.symbol, self._latency, self._call
         return [  # this order's own: concurrent orders never read each other's books
-            VenueInfo(
-                name=name,
-                fees=adapter.fees,
-                capabilities=adapter.capabilities,
-                latency=latency.get(name),
-                _reader=reader,
-                symbol=symbol,
-            )
+            VenueInfo(name, adapter.fees, adapter.capabilities, latency.get(name), reader, symbol)
             for name, adapter, breaker in self._venue_rows
             if name not in excluded and adapter.capabilities.get(capability, False) and not breaker.would_reject()
         ]

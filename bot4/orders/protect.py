@@ -55,8 +55,10 @@ class Protection:
         self._brackets = brackets
         self._held: dict[str, dict[str, tuple[ManagedOrder, Order]]] = {}  # symbol -> id -> (stop, as it fires)
         self._partner: dict[str, str] = {}  # exit id -> the other exit of its pair
-        self._due: deque[Callable[[], Flow[object]]] = deque()
-        self._stale: set[str] = set()  # exits whose pair is over but whose cancel a venue refused
+        self.due: deque[Callable[[], Flow[object]]] = deque()
+        """Protective work made due, run by the order manager's driver after each operation."""
+        self.stale: set[str] = set()
+        """Exits whose pair is over but whose cancel a venue refused (see :meth:`queue_retries`)."""
         self._stops: set[str] = set()  # the protective stops placed here (re-armed for what they leave)
 
     # ------------------------------------------------------------------ emulated stops
@@ -92,9 +94,9 @@ class Protection:
         order = managed.tracked.order
         partner = self._partner.pop(managed.id, None)
         if partner is not None:
-            self._due.append(lambda: self._rebalance(managed, partner))
+            self.due.append(lambda: self._rebalance(managed, partner))
         elif self._brackets and order.stop_loss is not None and not order.reduce_only:
-            self._due.append(lambda: self._protect(managed, quantity))
+            self.due.append(lambda: self._protect(managed, quantity))
 
     def on_end(self, managed: ManagedOrder) -> None:
         """``managed`` ended: a protective stop that fired and filled only in part (a thin book)
@@ -105,7 +107,7 @@ class Protection:
         tracked = managed.tracked
         canceled_here = bool(tracked.history) and tracked.history[-1].old is OrderStatus.PENDING_CANCEL
         if 0 < tracked.filled_quantity < tracked.order.quantity and not canceled_here and not tracked.is_open:
-            self._due.append(lambda: self._rearm(managed))
+            self.due.append(lambda: self._rearm(managed))
 
     def _rearm(self, stop: ManagedOrder) -> Flow[object]:
         again = dataclasses.replace(
@@ -160,7 +162,7 @@ class Protection:
                 if filled.tracked.is_open:
                     self._link(filled.id, partner_id)  # keep the pair: its next fill tries again
                 else:
-                    self._stale.add(partner_id)  # nothing left to protect: canceled again at every operation
+                    self.stale.add(partner_id)  # nothing left to protect: canceled again at every operation
                 return None
         left = filled.tracked.remaining if filled.tracked.is_open else 0.0
         if left > 0:
@@ -175,23 +177,19 @@ class Protection:
 
     def queue_retries(self) -> None:
         """Queue one more cancel of every exit left working after its pair was over."""
-        for order_id in list(self._stale):
+        for order_id in list(self.stale):
             managed = self._om._orders.get(order_id)
             if managed is None or not managed.tracked.is_open:
-                self._stale.discard(order_id)
+                self.stale.discard(order_id)
             else:
-                self._due.append(lambda order_id=order_id: self._cancel_again(order_id))
+                self.due.append(lambda order_id=order_id: self._cancel_again(order_id))
 
     def _cancel_again(self, order_id: str) -> Flow[object]:
         managed = self._om._orders.get(order_id)
         if managed is None or not managed.tracked.is_open:  # ended meanwhile (reconciled, filled)
-            self._stale.discard(order_id)
+            self.stale.discard(order_id)
             return None
         yield from self._om._cancel_flow(order_id)
         if not managed.tracked.is_open:
-            self._stale.discard(order_id)
+            self.stale.discard(order_id)
         return None
-
-    def take_due(self) -> Callable[[], Flow[object]] | None:
-        """The next piece of protective work to run, if any."""
-        return self._due.popleft() if self._due else None

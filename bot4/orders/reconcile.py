@@ -7,7 +7,9 @@ adapter offers ``fetch_closed_orders``); found, it is adopted with its fills; fo
 neither, it was never placed. Known legs are fetched, so fills missed meanwhile are
 applied. An order with nothing left working at any venue ends, and what it still holds
 in the risk ledger is released. Open orders a venue holds that no order here sent are
-reported (and canceled, if asked).
+reported (and canceled, if asked). Such orders may be another order manager's on the
+same venue account (another worker of the desk): cancel them only where one manager
+trades each account.
 """
 
 from __future__ import annotations
@@ -54,10 +56,13 @@ def _listing(venue: str, reply: Any, what: str) -> list[Mapping[str, Any]]:
     return [raw for raw in reply if isinstance(raw, Mapping)]
 
 
-def reconcile_flow(om: OrderManager, *, cancel_foreign: bool) -> Flow[Reconciliation]:
-    """The reconciliation of ``om`` (see the module); yields venue requests."""
-    if not isinstance(cancel_foreign, bool):
-        raise ConfigError("cancel_foreign", f"expected True or False, got {cancel_foreign!r}")
+def reconcile_flow(om: OrderManager, *, cancel_foreign: bool, sweep: bool = False) -> Flow[Reconciliation]:
+    """The reconciliation of ``om`` (see the module); yields venue requests. ``sweep``: list the
+    open orders of every venue for every symbol the desk's ledger knows, not only for the
+    symbols of this manager's open orders (a start-up finds what an earlier run left)."""
+    for name, value in (("cancel_foreign", cancel_foreign), ("sweep", sweep)):
+        if not isinstance(value, bool):
+            raise ConfigError(name, f"expected True or False, got {value!r}")
     adopted: list[str] = []
     never: list[str] = []
     unknown: list[str] = []
@@ -69,6 +74,10 @@ def reconcile_flow(om: OrderManager, *, cancel_foreign: bool) -> Flow[Reconcilia
     open_orders = om.open_orders()
     known_ids = {m.id for m in om.orders()}
     symbols_by_venue: dict[str, set[str]] = {}
+    if sweep:
+        desk_symbols = set(om._risk.snapshot().positions)
+        for venue in om.venues:
+            symbols_by_venue[venue] = set(desk_symbols)
     for managed in open_orders:
         for venue in (*managed.legs, *managed.unknown_legs):
             symbols_by_venue.setdefault(venue, set()).add(managed.tracked.order.symbol)

@@ -3,7 +3,9 @@
 An operation (submit, cancel, poll, amend, reconcile) is a generator — a *flow* — that
 yields venue requests and receives their answers; a driver runs it with sync calls
 (:meth:`VenueCalls._run`) or awaited ones (:meth:`VenueCalls._arun`), each venue method
-guarded by the venue's breaker, and then runs the protective work the flow made due. An
+guarded by the venue's breaker, and then runs the protective work the flow made due.
+Upkeep runs first when due: a periodic reconciliation (``reconcile_every``) and, while the
+kill switch is tripped to flatten, a flattening step (:mod:`bot4.orders.flatten`). An
 exception from a venue call is thrown into the flow, which decides: a venue error moves
 on, anything else is recorded on the order and re-raised.
 """
@@ -17,6 +19,9 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot4.errors import CircuitOpenError, ConfigError, ExchangeError
+from bot4.orders.flatten import flatten_flow
+from bot4.orders.reconcile import Reconciliation, reconcile_flow
+from bot4.risk.limits import TradingState
 
 if TYPE_CHECKING:
     from bot4.orders.adapter import ExchangeAdapter
@@ -30,6 +35,7 @@ Flow = Generator[tuple[Any, ...], Any, T]
 """An order manager operation: yields venue requests, receives their results."""
 
 _LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
+_FLATTENING = int(TradingState.FLATTENING)
 
 
 async def _ainvoke(fn: Callable[..., Any], *args: Any) -> Any:
@@ -46,21 +52,71 @@ class VenueCalls:
     _guarded: dict[tuple[str, str], Callable[..., Any]]
     _aguarded: dict[str, Callable[..., Any]]
     _latency: dict[str, float]
+    _trading_load: Callable[[int], int]
+    _trading_i: int
+    _upkeeping: bool
+    _reconcile_every_ns: int | None
+    _reconciled_at: int | None
+    _now_ns: Callable[[], int]
+    _reconciled: Callable[[Reconciliation], Reconciliation]
+
+    def _flattening(self) -> bool:
+        """Whether the kill switch is tripped to flatten."""
+        return self._trading_load(self._trading_i) & 0xFF == _FLATTENING
+
+    def _reconcile_due(self) -> bool:
+        every, last = self._reconcile_every_ns, self._reconciled_at
+        return every is not None and (last is None or self._now_ns() - last >= every)
+
+    def _upkeep_due(self) -> bool:
+        """Whether upkeep is due before an operation: a periodic reconciliation, or a flattening step."""
+        return not self._upkeeping and (self._flattening() or self._reconcile_due())
+
+    def _upkeep(self, *, prefetch: bool) -> Flow[None]:
+        """The reconciliation due (at the first operation, then every ``reconcile_every``
+        seconds), then a flattening step while the kill switch says flatten."""
+        if self._reconcile_due():
+            first = self._reconciled_at is None  # the start-up: sweep every venue for every desk symbol
+            self._reconciled_at = self._now_ns()
+            self._reconciled((yield from reconcile_flow(self, cancel_foreign=False, sweep=first)))  # type: ignore[arg-type]
+        if self._flattening():
+            yield from flatten_flow(self, prefetch=prefetch)  # type: ignore[arg-type]
+        return None
 
     def _run(self, flow: Flow[T]) -> T:
-        """Drive a flow with sync venue calls, then the protective work it made due."""
-        self._protection.queue_retries()
+        """Drive a flow with sync venue calls (after the upkeep due, if any), then the
+        protective work it made due."""
+        if self._upkeep_due():
+            self._upkeeping = True
+            try:
+                self._drive(self._upkeep(prefetch=False))
+            finally:
+                self._upkeeping = False
+        protection = self._protection
+        if protection.stale:
+            protection.queue_retries()
         value = self._drive(flow)
-        while (work := self._protection.take_due()) is not None:
-            self._drive(work())
+        due = protection.due
+        while due:
+            self._drive(due.popleft()())
         return value
 
     async def _arun(self, flow: Flow[T]) -> T:
-        """Drive a flow with awaited venue calls, then the protective work it made due."""
-        self._protection.queue_retries()
+        """Drive a flow with awaited venue calls (after the upkeep due, if any), then the
+        protective work it made due."""
+        if self._upkeep_due():
+            self._upkeeping = True
+            try:
+                await self._adrive(self._upkeep(prefetch=True))
+            finally:
+                self._upkeeping = False
+        protection = self._protection
+        if protection.stale:
+            protection.queue_retries()
         value = await self._adrive(flow)
-        while (work := self._protection.take_due()) is not None:
-            await self._adrive(work())
+        due = protection.due
+        while due:
+            await self._adrive(due.popleft()())
         return value
 
     def _drive(self, flow: Flow[T]) -> T:

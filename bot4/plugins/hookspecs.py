@@ -175,7 +175,8 @@ def bot4_route_order(order: Order, venues: list[VenueInfo], strategy: str) -> Ro
     open, they have the capability the order needs), in the order manager's order. The
     built-in strategies (``bot4.route.best_price``, ``lowest_fee``, ``fastest``, ``split``,
     ``round_robin``, ``primary``) answer only when ``strategy`` is their name; a user's
-    strategy runs first and may answer for any name.
+    strategy runs first and may answer for any name. When only one venue can take the
+    order there is nothing to decide: it goes there whole, and no strategy is asked.
 
     :param order: the :class:`bot4.Order` to route.
     :param venues: the :class:`bot4.VenueInfo` candidates (``name``, ``fees``,

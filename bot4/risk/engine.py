@@ -39,6 +39,7 @@ ENGINE = "bot4.risk"
 """The ``rule`` name on rejections that come from the engine itself."""
 _APPROVED = Decision()
 _HALTED = int(TradingState.HALTED)
+_TRIPPED = (TradingState.HALTED, TradingState.FLATTENING)  # the kill switch's states
 _SWEEP_NS = 1_000_000_000
 _EPS = 1e-9
 _NOT_LIVE, _OVERFILL = 1, 2  # LedgerKernel.fill's refusals
@@ -448,7 +449,7 @@ class RiskEngine:
         self._tripped(events)
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
-        """Set ACTIVE, REDUCING or HALTED for every process, with a reason."""
+        """Set the trading state (:class:`TradingState`) for every process, with a reason."""
         if not isinstance(state, TradingState):
             raise ConfigError("state", f"expected a TradingState, got {state!r}")
         if not isinstance(reason, str):
@@ -457,7 +458,7 @@ class RiskEngine:
         fleet = self._ctx.fleet
         if fleet is not None:
             fleet.trading_changed(state, reason)
-        if changed and state is TradingState.HALTED:
+        if changed and state in _TRIPPED:
             self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
 
     # ------------------------------------------------------------------ reclaim, audit, snapshot
@@ -659,7 +660,7 @@ class RiskEngine:
             reasons.append(f"drawdown {drawdown:.2%} exceeds max_drawdown {max_drawdown:.2%}")
         if lost:
             reasons.append(f"daily loss {loss:.2%} exceeds daily_loss_limit {max_loss:.2%}")
-        if self._r.load(self._i_trading) & 0xFF != TradingState.HALTED:
+        if self._r.load(self._i_trading) & 0xFF not in _TRIPPED:
             return ["; ".join(reasons)]
         return []
 
@@ -678,10 +679,11 @@ class RiskEngine:
         """The limits say halt (``reasons``, if any): trip the kill switch, tell the fleet and the plugins."""
         fleet = self._ctx.fleet
         for reason in reasons:
-            if not self._trading.set(TradingState.HALTED, reason):
+            state = TradingState.FLATTENING if self.limits.flatten_on_kill else TradingState.HALTED
+            if not self._trading.set(state, reason):
                 continue  # another process halted the desk first
             if fleet is not None:
-                fleet.trading_changed(TradingState.HALTED, reason)
+                fleet.trading_changed(state, reason)
             self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
 
 

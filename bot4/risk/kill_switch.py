@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING
 
+from bot4.errors import ConfigError
 from bot4.risk.limits import TradingState
 from bot4.shm import layout as L
 from bot4.shm.text import decode_text, encode_text
@@ -59,7 +60,7 @@ class TradingWord:
             gen = (old >> 8) + 1
             if r.cas(i, old, int(state) | (gen << 8)):
                 break
-        if state is TradingState.HALTED:
+        if state is TradingState.HALTED or state is TradingState.FLATTENING:
             r.store(self._tripped_at, self._clock.time_ns())
         record = self._record(gen)
         r.store(record, -gen)  # being written
@@ -94,7 +95,7 @@ class TradingWord:
 class KillSwitch:
     """``risk.kill_switch``: trip it and every process denies every order at its next check.
 
-    Tripping sets the trading state to HALTED; resetting sets it to ACTIVE. Both are one
+    Tripping sets the trading state to HALTED (or FLATTENING); resetting sets it to ACTIVE. Both are one
     lock-free write to the segment, so they take effect at once whatever holds the ledger,
     and the state survives worker restarts. Drawdown and daily-loss limits trip it
     automatically, with the reason recorded.
@@ -103,9 +104,19 @@ class KillSwitch:
     def __init__(self, engine: RiskEngine) -> None:
         self._engine = engine
 
-    def trip(self, reason: str) -> None:
-        """Halt trading in every process; fires ``bot4_kill_switch_tripped``."""
-        self._engine.set_trading_state(TradingState.HALTED, reason)
+    def trip(self, reason: str, *, flatten: bool | None = None) -> None:
+        """Halt trading in every process; fires ``bot4_kill_switch_tripped``.
+
+        ``flatten`` (default: the limits' ``flatten_on_kill``): True moves to FLATTENING —
+        no new risk, and every order manager cancels its open orders and closes the
+        positions it holds at their venues; False moves to HALTED — nothing passes, and
+        orders and positions stay as they are.
+        """
+        if flatten is None:
+            flatten = self._engine.limits.flatten_on_kill
+        elif not isinstance(flatten, bool):
+            raise ConfigError("flatten", f"expected True, False or None, got {flatten!r}")
+        self._engine.set_trading_state(TradingState.FLATTENING if flatten else TradingState.HALTED, reason)
 
     def reset(self, reason: str) -> None:
         """Resume trading (ACTIVE) in every process."""
@@ -113,8 +124,9 @@ class KillSwitch:
 
     @property
     def active(self) -> bool:
-        """Whether the desk is halted (read live from the segment)."""
-        return self._engine.trading_state is TradingState.HALTED
+        """Whether the kill switch is tripped, halting or flattening (read live from the segment)."""
+        state = self._engine.trading_state
+        return state is TradingState.HALTED or state is TradingState.FLATTENING
 
     @property
     def reason(self) -> str:

@@ -31,6 +31,9 @@ class TradingState(enum.IntEnum):
     """Only orders that reduce an existing position pass."""
     HALTED = 2
     """Nothing passes (the kill switch is tripped)."""
+    FLATTENING = 3
+    """The kill switch is tripped to flatten: no new risk; orders that reduce a position pass,
+    and every order manager cancels its orders and closes what it holds."""
 
 
 def _fraction(name: str, value: Any, *, hi: float = 1.0, optional: bool = True) -> None:
@@ -86,10 +89,15 @@ class RiskLimits:
     """Live reservations (orders not yet filled, cancelled or rejected) across all processes."""
     max_orders_per_second: int | None = 20
     """Approved orders in the last second across all processes."""
+    flatten_on_kill: bool = False
+    """What a trip of the kill switch does when its caller does not say (and what the drawdown and
+    daily-loss trips do): False halts (nothing passes, orders and positions stay as they are);
+    True flattens (:attr:`TradingState.FLATTENING`)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.require_stop_loss, bool):
-            raise ConfigError("require_stop_loss", f"expected True or False, got {self.require_stop_loss!r}")
+        for flag in ("require_stop_loss", "flatten_on_kill"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(flag, f"expected True or False, got {getattr(self, flag)!r}")
         _fraction("max_stop_distance", self.max_stop_distance)
         _fraction("max_position_risk", self.max_position_risk)
         _fraction("max_position_notional", self.max_position_notional, hi=1000.0)
@@ -138,7 +146,7 @@ class RiskLimits:
                 kwargs[f.name] = datetime.time(secs // 3600, secs // 60 % 60, secs % 60)
             elif math.isnan(value):
                 kwargs[f.name] = None
-            elif f.name == "require_stop_loss":
+            elif f.type == "bool":
                 kwargs[f.name] = bool(value)
             elif f.type in ("int | None", "int"):
                 kwargs[f.name] = int(value)

@@ -121,6 +121,18 @@ class OrderMachine(RuleBasedStateMachine):
     def mark(self, price: float) -> None:
         self._quietly(self.om.mark, "BTC/USDT", price)
 
+    @rule(flatten=st.booleans())
+    def trip(self, flatten: bool) -> None:
+        self.core.risk.kill_switch.trip("machine", flatten=flatten)
+
+    @rule()
+    def reset(self) -> None:
+        self.core.risk.kill_switch.reset("machine")
+
+    @rule()
+    def flatten(self) -> None:
+        self._quietly(self.om.flatten)
+
     @rule()
     def poll(self) -> None:
         self._quietly(self.om.poll)
@@ -144,7 +156,7 @@ class OrderMachine(RuleBasedStateMachine):
         open_orders = [m for m in self.om.orders() if m.tracked.is_open]
         # A pair of exits shares one reservation. An exit whose pair is over but whose venue refused
         # its cancel is canceled again at every operation; its pair's reservation may have ended.
-        stale = self.om._protection._stale
+        stale = self.om._protection.stale
         held = {m.decision.reservation.id for m in open_orders if m.decision and m.decision.reservation}
         sure = {
             m.decision.reservation.id

@@ -74,6 +74,7 @@ def test_a_failing_routing_plugin_releases_the_reservation(
     core: Core, clock: ManualClock, plugin: type, error: type
 ) -> None:
     paper(core, clock)
+    paper(core, clock, "venue-b")  # two venues: the strategy has something to decide
     strategy = plugin()
     core.plugins.register(strategy)
     om = OrderManager(core, routing="primary")
@@ -85,6 +86,15 @@ def test_a_failing_routing_plugin_releases_the_reservation(
         assert held(core) == 0
     core.plugins.unregister(strategy)
     assert om.submit(market(10.0)).status is OrderStatus.FILLED  # the desk still trades
+
+
+def test_with_one_venue_able_to_take_it_no_strategy_is_asked(core: Core, clock: ManualClock) -> None:
+    paper(core, clock)
+    core.plugins.register(RaisingStrategy())
+    om = OrderManager(core, routing="best_price")
+    managed = om.submit(market(2.0))
+    assert managed.status is OrderStatus.FILLED and managed.legs.keys() == {"venue-a"}
+    assert managed.route is not None and managed.route.strategy == "best_price"
 
 
 class Exploding(PaperExchange):
@@ -453,6 +463,34 @@ def test_reconcile_reports_and_cancels_foreign_orders(core: Core, clock: ManualC
     assert [o["id"] for o in venue.fetch_open_orders("BTC/USDT")] == [ours.legs["venue-a"]]
     om.reconcile()  # all in order: nothing to tell
     assert len(heard) == 2
+
+
+def test_reconcile_every_runs_before_the_first_operation_and_then_periodically(core: Core, clock: ManualClock) -> None:
+    venue = PlacesThenTimesOut("venue-a", clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    core.plugins.register(venue, name="venue-a")
+    heard: list[bot4.Reconciliation] = []
+
+    class Listener:
+        @hookimpl
+        def bot4_orders_reconciled(self, manager: OrderManager, result: bot4.Reconciliation) -> None:
+            heard.append(result)
+
+    core.plugins.register(Listener())
+    stray = PaperExchange.create_order(venue, "BTC/USDT", "limit", "buy", 1.0, 80.0, {"clientOrderId": "old"})
+    om = OrderManager(core, routing="primary", reconcile_every=30.0)
+    lost = om.submit(market(1.0))  # reconciled first (start-up): the stray order is found
+    assert [r.foreign for r in heard] == [(("venue-a", stray["id"]),)]
+    assert lost.unknown_legs == {"venue-a"}
+    clock.advance(29.0)
+    om.mark("BTC/USDT", 100.0)  # not due yet
+    assert len(heard) == 1 and lost.status is OrderStatus.SUBMITTED
+    clock.advance(1.0)
+    om.mark("BTC/USDT", 100.0)  # due: the lost answer is found, its fill applied
+    assert heard[-1].adopted == (lost.id,) and lost.status is OrderStatus.FILLED
+    assert core.risk.snapshot().positions["BTC/USDT"].quantity == 1.0
+    with pytest.raises(bot4.ConfigError, match="reconcile_every"):
+        OrderManager(core, reconcile_every=0)
 
 
 # ---------------------------------------------------------------- brackets

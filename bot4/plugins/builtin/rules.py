@@ -21,13 +21,14 @@ from bot4.risk.limits import TOLERANCE, TradingState
 
 __all__ = ["RULES"]
 
-_HALTED, _REDUCING = TradingState.HALTED, TradingState.REDUCING
+_HALTED, _REDUCING, _FLATTENING = TradingState.HALTED, TradingState.REDUCING, TradingState.FLATTENING
 _TOL, _EPS = 1.0 + TOLERANCE, 1e-12  # a value at a limit, to rounding error, is within it
 
 
 @native_rule
 class TradingStateRule:
-    """KILL_SWITCH when halted; REDUCING_ONLY when only reductions may pass; REDUCE_ONLY_INCREASES."""
+    """KILL_SWITCH when halted (or flattening, for an order that does not reduce a position);
+    REDUCING_ONLY when only reductions may pass; REDUCE_ONLY_INCREASES."""
 
     name = "bot4.rule.trading_state"
     kernel = "trading_state"
@@ -37,6 +38,8 @@ class TradingStateRule:
         state = ledger.trading_state
         if state is _HALTED:
             return Rejection(self.name, "KILL_SWITCH", f"trading halted: {ledger.state_reason}")
+        if state is _FLATTENING and not ledger.reduces_position(order):
+            return Rejection(self.name, "KILL_SWITCH", f"trading halted, positions being closed: {ledger.state_reason}")
         if state is _REDUCING and not ledger.reduces_position(order):
             return Rejection(
                 self.name, "REDUCING_ONLY", f"only orders that reduce a position pass: {ledger.state_reason}"
