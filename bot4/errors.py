@@ -18,6 +18,7 @@ __all__ = [
     "ExchangeTimeoutError",
     "ExchangeUnavailableError",
     "FillError",
+    "FleetUnavailableError",
     "ForeignSegmentError",
     "FuseTrippedError",
     "InvalidOrderError",
@@ -172,6 +173,14 @@ class SegmentSpaceError(SegmentError):
 
 class CapacityError(Bot4Error):
     """A fixed-size table of the segment is full (worker slots, breakers, ...)."""
+
+
+class FleetUnavailableError(Bot4Error):
+    """The fleet's Redis cannot be reached for a call that needs it; ``desk`` names the desk."""
+
+    def __init__(self, desk: str, message: str) -> None:
+        super().__init__(f"fleet {desk}: Redis unreachable: {message}")
+        self.desk = desk
 
 
 class PluginError(Bot4Error):

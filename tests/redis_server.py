@@ -56,9 +56,22 @@ class RedisServer:
         """Stop the server by its PID (SIGKILL: nothing is saved, as with a crash)."""
         if self._proc is not None and self._proc.poll() is None:
             os.kill(self._proc.pid, signal.SIGKILL)
+            os.kill(self._proc.pid, signal.SIGCONT)  # (a stalled one included)
             self._proc.wait(timeout=10)
         self._proc = None
 
+    def pause(self) -> None:
+        """Stall the server (SIGSTOP): connections stay open, nothing is answered."""
+        assert self._proc is not None and self._proc.poll() is None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a stalled server go on (SIGCONT)."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
+
     def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGCONT)  # a stalled server cannot die until it runs
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -662,6 +662,8 @@ class CircuitBreaker:
                 break
         if sw.state is not target or until_ns:
             self._changed(sw.state, target, reason, self._gate.now())
+        elif self._ctx.fleet is not None:  # the state it was in already: still an operator's word for the fleet
+            self._ctx.fleet.breaker_changed(self, target, target, reason)
 
     @property
     def config(self) -> BreakerConfig:

@@ -227,7 +227,8 @@ class FuseConfig:
     """When the global fuse of a core trips and releases.
 
     The fuse trips when at least ``open_ratio`` of the core's breakers (not counting
-    disabled ones) are not closed, provided there are at least ``min_components``; it
+    disabled ones, nor those a fleet's policy forced open while its Redis is unreachable)
+    are not closed, provided there are at least ``min_components``; it
     releases when that ratio falls below ``close_ratio``.
     """
 

@@ -129,11 +129,15 @@ class Fuse:
         self._ctx.notify("bot4_fuse_changed", core=self._ctx.owner, old=old, new=new, reason=reason)
 
     def _count(self) -> tuple[int, int]:
+        """(breakers not closed, breakers counted): not counting disabled breakers, nor those the
+        fleet's policy forced open while its Redis is unreachable (a fail-open breaker stays usable)."""
         r, lay = self._r, self._ctx.segment.layout
+        fleet = self._ctx.fleet
+        policy_forced = fleet.policy_forced_records() if fleet is not None else frozenset()
         counted = not_closed = 0
         for index in range(r.load(L.H_BREAKERS_USED)):
             rec = lay.record(index)
-            if r.load(rec + _native.REC_STATUS) != 1:
+            if r.load(rec + _native.REC_STATUS) != 1 or rec in policy_forced:
                 continue
             state = r.load(rec + _native.REC_STATE) & 7
             if state == BreakerState.DISABLED:

@@ -19,10 +19,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from bot4.breaker.state import BreakerState
-from bot4.errors import ConfigError
+from bot4.errors import ConfigError, FleetUnavailableError
 from bot4.fleet import scripts
 from bot4.fleet.policy import FleetPolicy
 from bot4.plugins.manager import notify
+from bot4.risk.exposure import host_figures
 from bot4.risk.limits import TradingState
 from bot4.shm import layout as L
 
@@ -80,7 +81,19 @@ class FleetLink:
         self._exposure_key = prefix + "exposure"
         self._script = {
             name: self._client.register_script(getattr(scripts, name))
-            for name in ("READ", "SET_STATE", "PERMIT", "SUCCESS", "SET_TRADING", "CLAIM", "WINDOW")
+            for name in (
+                "READ",
+                "SET_STATE",
+                "PERMIT",
+                "SUCCESS",
+                "SET_TRADING",
+                "WINDOW",
+                "REGISTER",
+                "CLAIM",
+                "SYNC",
+                "RENEW",
+                "FORGET",
+            )
         }
         self._connected = False
         self._state_lock = threading.RLock()
@@ -90,6 +103,13 @@ class FleetLink:
         self._windows: dict[str, tuple[float, tuple[int, int, int]]] = {}  # name -> (sent at, counts sent)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._epoch = 0  # the exposure epoch this host registered in (0: never)
+        self._seen = 0  # the highest exposure sequence seen in that epoch
+        self._members: dict[str, tuple[float, int]] = {}  # host -> (exposure, lease until, server ms)
+        # Operator actions taken here while the fleet was unreachable, given to it at resync:
+        self._offline_trading: tuple[TradingState, str, int] | None = None  # (state, reason, fleet gen then)
+        self._offline_breakers: dict[str, tuple[BreakerState, str, int]] = {}  # name -> (state, reason, gen then)
+        self._renewed_at = -math.inf
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,8 +151,15 @@ class FleetLink:
     # ------------------------------------------------------------------ breakers (called by the core)
 
     def breaker_changed(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
-        """A local transition: make it the fleet's (unless it came from the fleet)."""
-        if getattr(self._local, "applying", False) or not self._connected:
+        """A local transition: make it the fleet's (unless it came from the fleet). One made
+        while the fleet is unreachable is given to it at resync (:meth:`_sync_breaker`)."""
+        if getattr(self._local, "applying", False):
+            return
+        if not self._connected:
+            if (old, new) not in _AUTOMATIC or new is BreakerState.OPEN:  # an operator's, or a trip
+                with self._state_lock:
+                    self._offline_breakers[breaker.name] = (new, reason, self._gens.get(breaker.name, 0))
+                    self._forced.discard(breaker.name)  # no longer the policy's alone
             return
         if old is BreakerState.OPEN and new is BreakerState.HALF_OPEN:
             return  # the fleet moves to half-open when it hands out the first trial permit
@@ -227,6 +254,35 @@ class FleetLink:
     def _sync_breaker(self, breaker: CircuitBreaker) -> None:
         exists, state, gen, left = self._run("READ", [self._key(breaker.name)], [])
         name = breaker.name
+        offline = self._offline_breakers.get(name)
+        if offline is not None:
+            del self._offline_breakers[name]  # (put back if giving it to the fleet fails)
+            local, why, gen_then = offline
+            safer = local in (BreakerState.OPEN, BreakerState.FORCED_OPEN)
+            if safer or not exists or int(gen) == gen_then:  # a trip or force always stands; else if nobody moved it
+                span = (
+                    breaker._deadline_ns() // 1_000_000 if local in (BreakerState.OPEN, BreakerState.HALF_OPEN) else 0
+                )
+                reason = f"{why} (on {self.host} while the fleet was unreachable)"
+                try:
+                    reply = self._run(
+                        "SET_STATE", [self._key(name), self._channel], [name, -1, int(breaker.state), span, reason]
+                    )
+                except self._errors:
+                    self._offline_breakers.setdefault(name, offline)
+                    raise
+                self._gens[name] = int(reply[2])
+                self._forced.discard(name)
+                log.warning(
+                    "fleet %s: breaker %s: kept %s set here during the outage (%s)", self.desk, name, local.name, why
+                )
+                return
+            log.warning(
+                "fleet %s: breaker %s: %s set here during the outage is dropped: the fleet moved it meanwhile",
+                self.desk,
+                name,
+                local.name,
+            )
         if exists:
             self._gens[name] = int(gen)
             self._adopt(breaker, int(state), int(left), "fleet state read")
@@ -253,50 +309,159 @@ class FleetLink:
     # ------------------------------------------------------------------ risk (called by the risk engine)
 
     def trading_changed(self, state: TradingState, reason: str) -> None:
-        """A local kill-switch change: make it the desk's."""
-        if getattr(self._local, "applying", False) or not self._connected:
+        """A local kill-switch change: make it the desk's (while the fleet is unreachable: at resync)."""
+        if getattr(self._local, "applying", False):
+            return
+        if not self._connected:
+            with self._state_lock:
+                self._offline_trading = (state, reason, self._gens.get("\0trading", 0))
             return
         try:
             self._run("SET_TRADING", [self._desk_key, self._channel], [int(state), reason])
         except self._errors as exc:
             self._lost(exc)
 
-    def claim(self, *, checked: bool) -> str | None:
-        """Put this host's gross exposure in the fleet's; None when accepted, else a rejection code.
+    def claim(self, reservation_id: int, notional: float) -> str | None:
+        """Count a reservation in the fleet's exposure; None when approved, else a rejection code.
 
-        ``checked``: refuse when it would take the fleet past ``max_gross_exposure`` times
-        the equity this host's ledger holds (each host of a desk sets the desk's equity).
-        Unchecked claims (a release, a fill, a price) are never refused; one that cannot
-        reach Redis is made good by the next claim or the resynchronisation.
+        Refused (``FLEET_EXPOSURE``) when it would take the fleet past ``max_gross_exposure``
+        times the equity this host's ledger holds (each host of a desk sets the desk's
+        equity); ``FLEET_RESYNC`` while the fleet waits for hosts to register after a reset;
+        ``FLEET_UNAVAILABLE`` when Redis cannot be reached.
         """
         if not self._connected:
             return "FLEET_UNAVAILABLE"
         try:
-            accepted = self._push_exposure(checked)
+            for _ in range(2):
+                _gross, equity, version = self._core.risk._exposure_figures()
+                multiple = self._core.risk.limits.max_gross_exposure
+                limit = -1.0 if multiple is None else multiple * max(equity, 0.0)
+                code, _total, seq = self._run(
+                    "CLAIM",
+                    [self._exposure_key],
+                    [self.host, self._epoch, self._seen, reservation_id, repr(notional), version, repr(limit)],
+                )
+                if code != "epoch":
+                    break
+                self._register()
         except self._errors as exc:
             self._lost(exc)
             return "FLEET_UNAVAILABLE"
-        return None if accepted else "FLEET_EXPOSURE"
+        if code == "ok":
+            self._saw(int(seq))
+            return None
+        return "FLEET_EXPOSURE" if code == "limit" else "FLEET_RESYNC"
 
-    def _push_exposure(self, checked: bool) -> bool:
-        risk = self._core.risk
-        gross, equity, version = risk._exposure_figures()
-        multiple = risk.limits.max_gross_exposure  # of equity: every host of a desk sets the desk's equity
-        limit = -1.0 if multiple is None else multiple * max(equity, 0.0)
-        accepted, _total = self._run(
-            "CLAIM", [self._exposure_key], [self.host, repr(gross), version, repr(limit), 1 if checked else 0]
-        )
-        return bool(accepted)
+    def sync(self, ended: tuple[int, ...] = ()) -> None:
+        """Give the fleet this host's positions now and the reservations that ``ended``
+        (released, filled, reclaimed). Never refused; one that cannot reach Redis is made
+        good by the registration when Redis is back."""
+        if not self._connected:
+            return
+        try:
+            figures = host_figures(self._core.risk)
+            args = [self.host, self._epoch, self._seen, repr(figures.positions), figures.version, *ended]
+            code, seq = self._run("SYNC", [self._exposure_key], args)
+            if code == "epoch":
+                self._register()
+            else:
+                self._saw(int(seq))
+        except self._errors as exc:
+            self._lost(exc)
+
+    def _saw(self, seq: int) -> None:
+        if seq > self._seen:
+            self._seen = seq
+
+    def _register(self) -> None:
+        """Give the fleet this host's whole exposure, replacing what it held (and, after a
+        Redis lost or rolled back its state, what this host knows of the others)."""
+        with self._state_lock:
+            figures = host_figures(self._core.risk, reservations=True)
+            live = [str(v) for res_id, notional in figures.reservations for v in (res_id, repr(notional))]
+            known = [str(v) for host, (amount, lease) in self._members.items() for v in (host, repr(amount), lease)]
+            epoch, seq, status = self._run(
+                "REGISTER",
+                [self._exposure_key],
+                [
+                    self.host,
+                    self._epoch,
+                    self._seen,
+                    repr(figures.positions),
+                    figures.version,
+                    self._lease_ms(),
+                    len(figures.reservations),
+                    *live,
+                    *known,
+                ],
+            )
+            if status in ("lost", "rolled back") and self._epoch:
+                log.warning(
+                    "fleet %s: exposure state %s; epoch %d started: reservations wait until every host with a live "
+                    "lease has registered again",
+                    self.desk,
+                    "lost (Redis came back empty)" if status == "lost" else "rolled back",
+                    int(epoch),
+                )
+            elif status in ("lost", "rolled back", "behind"):
+                log.info("fleet %s: registered in exposure epoch %d (%s)", self.desk, int(epoch), status)
+            self._epoch, self._seen = int(epoch), int(seq)
+
+    def _lease_ms(self) -> int:
+        return int(self._policy.lease_seconds * 1000)
+
+    def _renew(self) -> None:
+        """Renew this host's lease and learn the members' exposures (what a reset would count)."""
+        reply = self._run("RENEW", [self._exposure_key], [self.host, self._epoch, self._seen, self._lease_ms()])
+        if reply[0] == "epoch":
+            self._register()
+            return
+        self._saw(int(reply[1]))
+        self._members = {str(reply[i]): (float(reply[i + 1]), int(reply[i + 2])) for i in range(2, len(reply) - 2, 3)}
+
+    def forget(self, host: str) -> bool:
+        """An operator's word that ``host`` is gone and holds nothing: the fleet stops counting its
+        last known exposure and stops waiting for it. Returns whether it was counted or waited for.
+
+        Raises:
+            FleetUnavailableError: Redis cannot be reached.
+        """
+        if not isinstance(host, str) or not host:
+            raise ConfigError("host", f"expected a host name, got {host!r}")
+        try:
+            return bool(self._run("FORGET", [self._exposure_key], [host]))
+        except self._errors as exc:
+            raise FleetUnavailableError(self.desk, str(exc)) from None
 
     def fleet_gross(self) -> float:
-        """The fleet's gross exposure: the sum of every host's."""
-        values: dict[str, str] = self._client.hgetall(self._exposure_key)  # type: ignore[assignment]
-        return sum((float(v) for k, v in values.items() if k.startswith("g:")), 0.0)
+        """The fleet's exposure: every host's positions and live reservations, with the last
+        known exposure of hosts not registered again since a reset.
+
+        Raises:
+            FleetUnavailableError: Redis cannot be reached.
+        """
+        try:
+            values: dict[str, str] = self._client.hgetall(self._exposure_key)  # type: ignore[assignment]
+        except self._errors as exc:
+            raise FleetUnavailableError(self.desk, str(exc)) from None
+        total = 0.0
+        for field, value in values.items():
+            if field.startswith(("g:", "x:")):
+                total += float(value)
+            elif field.startswith("r:"):
+                total += float(value.partition(",")[0])
+        return total
 
     # ------------------------------------------------------------------ listening, losing, resynchronising
 
     def _listen(self) -> None:
+        """Apply the fleet's announcements; check both connections (a pub/sub ping sent after
+        ``health_seconds`` of silence and unanswered ``health_seconds + socket_timeout`` later,
+        or a lease renewal that fails, is a lost fleet); reconnect and resynchronise when Redis
+        answers again."""
         pubsub = None
+        health, timeout = self._policy.health_seconds, self._policy.socket_timeout
+        heard_at = pinged_at = 0.0
         while not self._stop.is_set():
             try:
                 if pubsub is None:
@@ -305,9 +470,25 @@ class FleetLink:
                     if not self._connected:
                         self._resync()
                         self._set_connected(True, "fleet reachable: state read again")
-                message = pubsub.get_message(timeout=0.05)
-                if message is not None and message.get("type") == "message":
-                    self._apply(message["data"])
+                    heard_at, pinged_at = time.monotonic(), 0.0
+                # Read raw: a pong to a ping made on a subscribed connection comes back as a bare
+                # string once decoded, which redis-py's get_message does not report.
+                response = pubsub.parse_response(block=False, timeout=0.05)
+                now = time.monotonic()
+                if response is not None:
+                    heard_at, pinged_at = now, 0.0  # anything heard: the connection is alive
+                    if not isinstance(response, (str, bytes)):
+                        message = pubsub.handle_message(response, ignore_subscribe_messages=True)
+                        if message is not None and message.get("type") == "message":
+                            self._apply(message["data"])
+                if pinged_at and now - pinged_at > health + timeout:
+                    raise self._errors[1](f"no answer to a ping on the pub/sub connection in {health + timeout}s")
+                if not pinged_at and now - heard_at >= health:
+                    pubsub.ping("bot4")
+                    pinged_at = now
+                if now - self._renewed_at >= health:
+                    self._renewed_at = now
+                    self._renew()
                 self._send_windows()
             except self._errors as exc:
                 self._lost(exc)
@@ -365,15 +546,34 @@ class FleetLink:
                 self._desk_key, ["trading", "reason", "trading_gen"]
             )
             risk = self._core.risk
-            self._gens["\0trading"] = int(desk[2] or 0)
-            if desk[0] is not None:
+            fleet_gen = int(desk[2] or 0)
+            offline = self._offline_trading  # forgotten once given (an error here keeps it for the next resync)
+            self._gens["\0trading"] = fleet_gen
+            if offline is not None and (
+                offline[0] in (TradingState.HALTED, TradingState.FLATTENING) or fleet_gen == offline[2]
+            ):  # a trip made here always stands; another change only if nobody changed it meanwhile
+                state, why = risk.trading_state, risk.state_reason
+                gen = self._run("SET_TRADING", [self._desk_key, self._channel], [int(state), why])
+                self._gens["\0trading"] = int(gen)
+                log.warning(
+                    "fleet %s: kept the trading state %s set here during the outage (%s)", self.desk, state.name, why
+                )
+            elif desk[0] is not None:
+                if offline is not None:
+                    log.warning(
+                        "fleet %s: trading state %s set here during the outage is dropped: the desk's changed meanwhile",
+                        self.desk,
+                        offline[0].name,
+                    )
                 self._adopt_trading(TradingState(int(desk[0])), desk[1] or "")
             elif risk.trading_state is not TradingState.ACTIVE:
                 gen = self._run(
                     "SET_TRADING", [self._desk_key, self._channel], [int(risk.trading_state), risk.state_reason]
                 )
                 self._gens["\0trading"] = int(gen)
-            self._push_exposure(checked=False)
+            if self._offline_trading is offline:
+                self._offline_trading = None
+            self._register()
 
     def _lost(self, exc: BaseException) -> None:
         with self._state_lock:
@@ -384,6 +584,13 @@ class FleetLink:
             for name in self._core.breaker_names():
                 self._apply_policy(self._core.breaker(name))
         notify(self._core.plugins, "bot4_fleet_changed", core=self._core, connected=False, reason=f"unreachable: {exc}")
+
+    def policy_forced_records(self) -> frozenset[int]:
+        """The segment records of breakers forced open here by the policy alone (not by an
+        operator or a trip) while the fleet is unreachable: the fuse does not count them."""
+        if self._connected or not self._forced:
+            return frozenset()
+        return frozenset(self._core.breaker(name)._rec for name in frozenset(self._forced))
 
     def _apply_policy(self, breaker: CircuitBreaker) -> None:
         if not self._policy.fails_closed(breaker.name):

@@ -28,12 +28,22 @@ class FleetPolicy:
         overrides: breaker name -> mode.
         socket_timeout: seconds a Redis command may take before the fleet counts as unreachable.
         retry_seconds: how often an unreachable Redis is tried again.
+        health_seconds: how often each connection is checked while nothing else is heard:
+            the command connection renews this host's lease, the pub/sub connection is
+            pinged. A Redis that stalls, drops packets or half-closes a connection is
+            detected within ``2 * health_seconds + socket_timeout`` (1.25 s by default).
+        lease_seconds: how long this host's membership lasts without a renewal. After
+            Redis loses the fleet's exposure state, reservations wait for every host whose
+            lease is live to register again (a host that never does is counted at its last
+            known exposure once its lease ends).
     """
 
     breakers: Mode = "closed"
     overrides: Mapping[str, Mode] = field(default_factory=dict)
     socket_timeout: float = 0.25
     retry_seconds: float = 0.1
+    health_seconds: float = 0.5
+    lease_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.breakers not in _MODES:
@@ -41,10 +51,16 @@ class FleetPolicy:
         for name, mode in dict(self.overrides).items():
             if mode not in _MODES:
                 raise ConfigError("overrides", f"breaker {name!r}: must be 'open' or 'closed', got {mode!r}")
-        for name in ("socket_timeout", "retry_seconds"):
+        for name in ("socket_timeout", "retry_seconds", "health_seconds", "lease_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 60:
                 raise ConfigError(name, f"must be a number of seconds in (0, 60], got {value!r}")
+        if self.lease_seconds < 4 * self.health_seconds + 2 * self.socket_timeout:
+            raise ConfigError(
+                "lease_seconds",
+                "must be at least 4 x health_seconds + 2 x socket_timeout "
+                f"({4 * self.health_seconds + 2 * self.socket_timeout}s), got {self.lease_seconds}",
+            )
 
     def fails_closed(self, breaker: str) -> bool:
         """Whether ``breaker`` rejects calls while the fleet is unreachable."""

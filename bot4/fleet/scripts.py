@@ -11,13 +11,25 @@ Transitions are announced on ``bot4:{desk}:events`` as JSON objects: ``{"kind":
 "breaker", "name", "state", "gen", "left" (ms), "reason"}`` and ``{"kind": "trading",
 "state", "gen", "reason"}``. Desk hash ``bot4:{desk}:desk``: ``trading``, ``reason``,
 ``trading_gen``. Window hash ``bot4:{desk}:window:<name>``: per host
-``<calls>,<failures>,<slow>,<server ms>``. Exposure hash ``bot4:{desk}:exposure``: per host ``g:<host>`` (its gross
-exposure) and ``v:<host>`` (the ledger version it was read at).
+``<calls>,<failures>,<slow>,<server ms>``. Exposure hash ``bot4:{desk}:exposure``: see
+``_EXPOSURE`` (the epoch and membership protocol of docs/scaling.md).
 """
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "PERMIT", "READ", "SET_STATE", "SET_TRADING", "SUCCESS", "WINDOW"]
+__all__ = [
+    "CLAIM",
+    "FORGET",
+    "PERMIT",
+    "READ",
+    "REGISTER",
+    "RENEW",
+    "SET_STATE",
+    "SET_TRADING",
+    "SUCCESS",
+    "SYNC",
+    "WINDOW",
+]
 
 _NOW = """
 local t = redis.call('TIME')
@@ -133,31 +145,189 @@ redis.call('PUBLISH', KEYS[2], cjson.encode({kind = 'trading', state = tonumber(
 return gen
 """
 
-CLAIM = """
--- KEYS[1] exposure hash; ARGV: host, its gross exposure, its ledger version, limit in notional (-1: none),
--- checked (1/0)
--- A host's gross exposure (its whole ledger: positions and live reservations) as of ledger
--- version ARGV[3]; the fleet's is the sum over hosts. A claim older than the one held is
--- not applied (a newer one already counts it). A checked claim that would take the fleet
--- past the limit is refused. Returns {accepted, fleet gross}.
+_EXPOSURE = """
+-- The exposure hash: 'e' epoch (an integer, raised by every reset), 's' sequence (raised by
+-- every write), and per host: 'g:<host>' |positions| x marks, 'v:<host>' the ledger version
+-- they were read at, 'r:<host>:<id>' '<notional>,<version>' of each live reservation the
+-- fleet approved, 'l:<host>' its lease (server ms), and after a reset, until it registers
+-- again: 'x:<host>' its exposure as last known, 'w:<host>' claims wait for it until then.
+local function tally(key)
+  local hosts, total, leases = {}, 0, {}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local f, v = all[i], all[i + 1]
+    local kind, host, amount = string.sub(f, 1, 2), nil, nil
+    if kind == 'g:' or kind == 'x:' then host, amount = string.sub(f, 3), tonumber(v)
+    elseif kind == 'r:' then host, amount = string.match(f, '^r:(.*):[^:]*$'), tonumber(string.match(v, '^([^,]+)'))
+    elseif kind == 'l:' then leases[string.sub(f, 3)] = tonumber(v)
+    end
+    if host then
+      hosts[host] = (hosts[host] or 0) + amount
+      total = total + amount
+    end
+  end
+  return hosts, total, leases
+end
+local function raise_to(key, field, value)
+  local old = tonumber(redis.call('HGET', key, field) or '-inf')
+  if value > old then redis.call('HSET', key, field, tostring(value)) end
+end
+-- What the caller's epoch says of the hash: 'ok'; 'behind' (a reset happened that the caller
+-- has not registered since); or a reset is due: 'lost' (the hash is gone: a Redis restarted
+-- empty) or 'rolled back' (older than what the caller has seen: stale persistence, a
+-- replica that lost the last writes).
+local function epoch_status(key, epoch, seen)
+  local e = redis.call('HGET', key, 'e')
+  if not e then return 'lost' end
+  e = tonumber(e)
+  if epoch > e then return 'rolled back' end
+  if epoch < e then return 'behind' end
+  if tonumber(redis.call('HGET', key, 's') or 0) < seen then return 'rolled back' end
+  return 'ok'
+end
+-- A new epoch: every host's exposure becomes provisional (the largest known figure) and
+-- claims wait for each host with a live lease until it registers again.
+local function reset(key, epoch, now, known)
+  local hosts, _, leases = tally(key)
+  redis.call('DEL', key)
+  for host, amount in pairs(hosts) do redis.call('HSET', key, 'x:' .. host, tostring(amount)) end
+  for host, lease in pairs(leases) do
+    if lease > now then redis.call('HSET', key, 'w:' .. host, lease, 'l:' .. host, lease) end
+  end
+  for i = 1, #known, 3 do
+    raise_to(key, 'x:' .. known[i], tonumber(known[i + 1]))
+    if tonumber(known[i + 2]) > now then
+      raise_to(key, 'w:' .. known[i], tonumber(known[i + 2]))
+      raise_to(key, 'l:' .. known[i], tonumber(known[i + 2]))
+    end
+  end
+  redis.call('HSET', key, 'e', epoch, 's', 0)
+end
+local function waiting_for(key, now)
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'w:' and tonumber(all[i + 1]) > now then return string.sub(all[i], 3) end
+  end
+  return nil
+end
+"""
+
+REGISTER = (
+    _NOW
+    + _EXPOSURE
+    + """
+-- KEYS[1] exposure hash. ARGV: host, epoch, seen, positions, version, lease ms,
+--   n live, then n x (id, notional), then the members the host knows: (host, exposure, lease) ...
+-- The host's whole exposure, replacing what the fleet held for it; starts a new epoch when
+-- one is due. Returns {epoch, sequence, status}.
 local key, host = KEYS[1], ARGV[1]
-local gross, version, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local held = redis.call('HMGET', key, 'g:' .. host, 'v:' .. host)
-local old, old_version = tonumber(held[1] or 0), tonumber(held[2] or -1)
-local total = 0
+local epoch, seen, version = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
+local n = tonumber(ARGV[7])
+local known = {}
+for i = 8 + 2 * n, #ARGV do known[#known + 1] = ARGV[i] end
+local status = epoch_status(key, epoch, seen)
+if status == 'lost' or status == 'rolled back' then
+  reset(key, math.max(epoch, tonumber(redis.call('HGET', key, 'e') or 0)) + 1, now, known)
+elseif status == 'behind' or epoch == 0 then  -- what the caller knows of hosts not registered now
+  for i = 1, #known, 3 do
+    local other = known[i]
+    if other ~= host and redis.call('HEXISTS', key, 'g:' .. other) == 0 then
+      raise_to(key, 'x:' .. other, tonumber(known[i + 1]))
+      if tonumber(known[i + 2]) > now then raise_to(key, 'w:' .. other, tonumber(known[i + 2])) end
+    end
+  end
+end
+local held = tonumber(redis.call('HGET', key, 'v:' .. host) or -1)
+if version > held or redis.call('HEXISTS', key, 'g:' .. host) == 0 then
+  redis.call('HSET', key, 'g:' .. host, ARGV[4], 'v:' .. host, version)
+end
+local live = {}
+for i = 0, n - 1 do live[ARGV[8 + 2 * i]] = ARGV[9 + 2 * i] end
+local prefix = 'r:' .. host .. ':'
 local all = redis.call('HGETALL', key)
 for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 2) == 'g:' then total = total + tonumber(all[i + 1]) end
+  local f = all[i]
+  if string.sub(f, 1, #prefix) == prefix and string.find(f, ':', #prefix + 1, true) == nil then
+    local id = string.sub(f, #prefix + 1)
+    local at = tonumber(string.match(all[i + 1], ',(.*)$'))
+    if live[id] == nil and at < version then redis.call('HDEL', key, f) end
+  end
 end
-if version <= old_version then
-  return {1, tostring(total)}
+for id, notional in pairs(live) do redis.call('HSETNX', key, prefix .. id, notional .. ',' .. version) end
+redis.call('HDEL', key, 'x:' .. host, 'w:' .. host)
+redis.call('HSET', key, 'l:' .. host, now + tonumber(ARGV[6]))
+local s = redis.call('HINCRBY', key, 's', 1)
+return {tonumber(redis.call('HGET', key, 'e')), s, status}
+"""
+)
+
+CLAIM = (
+    _NOW
+    + _EXPOSURE
+    + """
+-- KEYS[1] exposure hash. ARGV: host, epoch, seen, reservation id, notional, version, limit (-1: none)
+-- A reservation, approved when the fleet's exposure stays within the limit with it.
+-- Returns {code, fleet exposure, sequence}: code 'ok', 'limit', 'wait' (a host has not
+-- registered since a reset), or 'epoch' (the caller must register first).
+local key, host = KEYS[1], ARGV[1]
+local status = epoch_status(key, tonumber(ARGV[2]), tonumber(ARGV[3]))
+if status ~= 'ok' or redis.call('HEXISTS', key, 'g:' .. host) == 0 then return {'epoch', '0', 0} end
+if waiting_for(key, now) then return {'wait', '0', 0} end
+local _, total = tally(key)
+local notional, limit = tonumber(ARGV[5]), tonumber(ARGV[7])
+if limit >= 0 and total + notional > limit * (1 + 1e-9) + 1e-12 then
+  return {'limit', tostring(total), 0}
 end
-local new_total = total - old + gross
-if ARGV[5] == '1' and limit >= 0 and gross > old and new_total > limit * (1 + 1e-9) + 1e-12 then
-  return {0, tostring(total)}
+redis.call('HSET', key, 'r:' .. host .. ':' .. ARGV[4], ARGV[5] .. ',' .. ARGV[6])
+local s = redis.call('HINCRBY', key, 's', 1)
+return {'ok', tostring(total + notional), s}
+"""
+)
+
+SYNC = (
+    _NOW
+    + _EXPOSURE
+    + """
+-- KEYS[1] exposure hash. ARGV: host, epoch, seen, positions, version, then reservation ids that ended.
+-- The host's positions (a newer ledger version replaces an older one) and its ended
+-- reservations; never refused. Returns {code, sequence}: 'ok', or 'epoch' (register first).
+local key, host = KEYS[1], ARGV[1]
+local status = epoch_status(key, tonumber(ARGV[2]), tonumber(ARGV[3]))
+if status ~= 'ok' or redis.call('HEXISTS', key, 'g:' .. host) == 0 then return {'epoch', 0} end
+if tonumber(ARGV[5]) > tonumber(redis.call('HGET', key, 'v:' .. host) or -1) then
+  redis.call('HSET', key, 'g:' .. host, ARGV[4], 'v:' .. host, ARGV[5])
 end
-redis.call('HSET', key, 'g:' .. host, ARGV[2], 'v:' .. host, version)
-return {1, tostring(new_total)}
+for i = 6, #ARGV do redis.call('HDEL', key, 'r:' .. host .. ':' .. ARGV[i]) end
+return {'ok', redis.call('HINCRBY', key, 's', 1)}
+"""
+)
+
+RENEW = (
+    _NOW
+    + _EXPOSURE
+    + """
+-- KEYS[1] exposure hash. ARGV: host, epoch, seen, lease ms
+-- The host's lease, and what it should know of the members. Returns {code, sequence,
+-- then per member: host, exposure, lease}; code 'ok' or 'epoch' (register first).
+local key, host = KEYS[1], ARGV[1]
+local status = epoch_status(key, tonumber(ARGV[2]), tonumber(ARGV[3]))
+if status ~= 'ok' or redis.call('HEXISTS', key, 'g:' .. host) == 0 then return {'epoch', 0} end
+redis.call('HSET', key, 'l:' .. host, now + tonumber(ARGV[4]))
+local hosts, _, leases = tally(key)
+local out = {'ok', tonumber(redis.call('HGET', key, 's') or 0)}
+for member, amount in pairs(hosts) do
+  out[#out + 1] = member
+  out[#out + 1] = tostring(amount)
+  out[#out + 1] = leases[member] or 0
+end
+return out
+"""
+)
+
+FORGET = """
+-- KEYS[1] exposure hash; ARGV: host. An operator's word that a host is gone and flat: its
+-- provisional exposure and the wait for it end. Returns whether it was waited for or counted.
+return redis.call('HDEL', KEYS[1], 'x:' .. ARGV[1], 'w:' .. ARGV[1], 'l:' .. ARGV[1])
 """
 
 WINDOW = (

@@ -303,7 +303,7 @@ class RiskEngine:
 
     def _fleet_claim(self, fleet: FleetLink, order: Order, reservation: Reservation) -> Decision:
         """Count an approved reservation in the fleet's exposure; undo it here if the fleet refuses."""
-        code = fleet.claim(checked=True)
+        code = fleet.claim(reservation.id, reservation.quantity * reservation.price)
         if code is None:
             return _new(Decision, ((), reservation))
         with self._mutex as tx:
@@ -312,6 +312,8 @@ class RiskEngine:
         if code == "FLEET_EXPOSURE":
             limit = self.limits.max_gross_exposure
             why = f"the fleet's gross exposure would pass max_gross_exposure ({limit}x equity)"
+        elif code == "FLEET_RESYNC":
+            why = "the fleet's Redis lost its exposure state: waiting for every live host to register again"
         else:
             why = "the fleet's Redis is unreachable: reservations fail closed"
         return Decision((Rejection(ENGINE, code, why),))
@@ -325,10 +327,11 @@ class RiskEngine:
 
         return self._mutex.read(read)
 
-    def _tell_fleet(self) -> None:
+    def _tell_fleet(self, ended: tuple[int, ...] = ()) -> None:
+        """Give the fleet this ledger's positions, and the reservations that ``ended``."""
         fleet = self._ctx.fleet
         if fleet is not None:
-            fleet.claim(checked=False)
+            fleet.sync(ended)
 
     @property
     def trading_state(self) -> TradingState:
@@ -368,7 +371,7 @@ class RiskEngine:
             if not self._live(reservation):
                 return False
             self._free_entry(tx, reservation.slot)
-        self._tell_fleet()
+        self._tell_fleet((reservation.id,))
         return True
 
     def on_fill(self, reservation: Reservation, quantity: float, price: float, fee: float = 0.0) -> None:
@@ -406,7 +409,8 @@ class RiskEngine:
             if code == _OVERFILL:
                 raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
             events = self._breaches(limits, drawdown, loss)
-        self._tell_fleet()
+        if self._ctx.fleet is not None:
+            self._tell_fleet(() if self._live(reservation) else (reservation.id,))
         self._tripped(events)
 
     # ------------------------------------------------------------------ prices and equity
@@ -475,6 +479,7 @@ class RiskEngine:
             return 0
         alive: dict[int, bool] = {}
         dead: list[tuple[int, int]] = []
+        ended: list[int] = []
         for slot in range(r.load(self._base + L.L_RES_HIGH)):
             owner = r.load(lay.reservation(slot) + L.V_OWNER)
             if owner == 0:
@@ -487,13 +492,14 @@ class RiskEngine:
         for slot, owner in dead:  # one entry per transaction: each reads the totals the last one wrote
             with self._mutex as tx:
                 if r.load(lay.reservation(slot) + L.V_OWNER) == owner:
+                    ended.append(r.load(lay.reservation(slot) + L.V_ID))
                     self._free_entry(tx, slot)
                     freed += 1
         now = self._ctx.now_ns()  # a clock is user code: read it before taking the mutex
         with self._mutex as tx:
             tx.set(self._base + L.L_SWEEP_NS, now)
         if freed:
-            self._tell_fleet()
+            self._tell_fleet(tuple(ended))
         return freed
 
     def audit(self) -> list[str]:
