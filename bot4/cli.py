@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(verb, help=text)
         cmd.add_argument("name", help="segment name")
         cmd.add_argument("--reason", required=True, help="why (recorded with the state)")
+        if verb == "kill":
+            cmd.add_argument(
+                "--flatten",
+                action="store_true",
+                help="flatten: every order manager cancels its orders and closes its positions "
+                "(default: what the limits' flatten_on_kill says)",
+            )
     return parser
 
 
@@ -88,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("reason", "give a reason")
             with Core.attach(args.name) as core:
                 switch = core.risk.kill_switch
-                (switch.trip if args.command == "kill" else switch.reset)(args.reason)
-                print(f"{args.name}: {'HALTED' if switch.active else 'ACTIVE'} ({switch.reason})")
+                if args.command == "kill":
+                    switch.trip(args.reason, flatten=True if args.flatten else None)
+                else:
+                    switch.reset(args.reason)
+                print(f"{args.name}: {core.risk.trading_state.name} ({switch.reason})")
             return 0
     except Bot4Error as exc:
         print(f"bot4: error: {exc}", file=sys.stderr)

@@ -242,7 +242,7 @@ def _net_from_fills(orders: list[Any]) -> dict[str, float]:
 def _live(core: Core, started: float, duration: float, out_dir: str) -> str:
     risk = core.risk.snapshot()
     breakers = "  ".join(f"{n} {core.breaker(n).state.name}" for n in core.breaker_names())
-    switch = "HALTED" if core.risk.kill_switch.active else risk.trading_state.name
+    switch = risk.trading_state.name
     orders: Counter[str] = Counter()
     pnl = 0.0
     for path in Path(out_dir).glob("live-*.json"):

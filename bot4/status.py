@@ -96,7 +96,7 @@ def render(status: dict[str, Any]) -> str:
     lines = [f"segment {status['segment']}" + ("" if status["clock"] == "host" else f"  (clock: {status['clock']})")]
     switch = status["kill_switch"]
     risk = status["risk"]
-    state = "HALTED by the kill switch" if switch["active"] else risk["trading_state"]
+    state = f"{risk['trading_state']} by the kill switch" if switch["active"] else risk["trading_state"]
     lines.append(f"  trading: {state}" + (f" ({switch['reason']})" if switch["reason"] else ""))
     lines.append(
         f"  equity {risk['equity']:,.2f}  peak {risk['peak_equity']:,.2f}  drawdown {risk['drawdown']:.2%}  "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,6 @@ from bot4.errors import (
     CircuitOpenError,
     ConfigError,
     ExchangeError,
-    ExchangeReplyError,
     UnknownOrderError,
 )
 from bot4.order import Order, Side
@@ -24,7 +24,7 @@ from bot4.orders.flatten import flatten_flow
 from bot4.orders.placement import Placement
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.protect import STOP_TYPES, Protection
-from bot4.orders.reconcile import Reconciliation, reconcile_flow
+from bot4.orders.reconcile import Reconciliation, find_leg_flow, reconcile_flow
 from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Route
 from bot4.orders.status import OrderEvent, OrderStatus
@@ -129,8 +129,8 @@ class OrderManager(VenueCalls, Placement):
         protect: bool = False,
         reconcile_every: float | None = None,
     ) -> None:
-        if reconcile_every is not None and not (is_positive(reconcile_every) and reconcile_every < 1e9):
-            raise ConfigError("reconcile_every", f"expected seconds > 0 or None, got {reconcile_every!r}")
+        if reconcile_every is not None and not (is_positive(reconcile_every) and 0.001 <= reconcile_every < 1e9):
+            raise ConfigError("reconcile_every", f"expected seconds >= 0.001 or None, got {reconcile_every!r}")
         if not isinstance(protect, bool):
             raise ConfigError("protect", f"expected True or False, got {protect!r}")
         if isinstance(keep_finished, bool) or not isinstance(keep_finished, int) or keep_finished < 0:
@@ -176,6 +176,11 @@ class OrderManager(VenueCalls, Placement):
         self._upkeeping = False
         self._reconcile_every_ns = None if reconcile_every is None else round(reconcile_every * 1e9)
         self._reconciled_at: int | None = None
+        self._swept = False  # whether a reconciliation swept every venue for every desk symbol yet
+        self._denied_at: dict[str, float] = {}  # symbol -> the desk's position when a close was denied
+        self._async_venues = any(
+            inspect.iscoroutinefunction(getattr(a, "create_order", None)) for a in self._venues.values()
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -217,7 +222,7 @@ class OrderManager(VenueCalls, Placement):
         the emulated stops it reaches fire (sent to their venues, so sync adapters: see :meth:`amark`).
         Stops go first: a protective exit is not kept waiting for the bookkeeping."""
         price = _mark_price(price)
-        if self._upkeep_due():
+        if self._upkeep_due() and not self._async_venues:  # (async venues: upkeep waits for an async call)
             self._run(_idle())
         fired = self._protection.fired(symbol, price)
         error = self._run(self._fire_all(fired, price)) if fired else None
@@ -271,17 +276,21 @@ class OrderManager(VenueCalls, Placement):
         it to flatten in any other state (closing orders are reduce-only, so a HALTED desk
         denies them).
         """
+        if self._upkeeping:
+            return []  # a step is under way already (another task's, or the caller's own)
         self._upkeeping = True  # no flattening step of its own first: this is one
         try:
-            return self._run(flatten_flow(self, prefetch=False))
+            return self._run(flatten_flow(self, prefetch=False, by_hand=True))
         finally:
             self._upkeeping = False
 
     async def aflatten(self) -> list[ManagedOrder]:
         """:meth:`flatten` from asyncio."""
+        if self._upkeeping:
+            return []
         self._upkeeping = True
         try:
-            return await self._arun(flatten_flow(self, prefetch=True))
+            return await self._arun(flatten_flow(self, prefetch=True, by_hand=True))
         finally:
             self._upkeeping = False
 
@@ -461,7 +470,8 @@ class OrderManager(VenueCalls, Placement):
     # ------------------------------------------------------------------ cancel and poll
 
     def cancel(self, order_id: str) -> ManagedOrder:
-        """Cancel an open order at its venue(s); a refused cancel returns it to its open status."""
+        """Cancel an open order at its venue(s); a refused cancel returns it to its open status.
+        An order that has ended already is returned as it is."""
         return self._run(self._cancel_flow(order_id))
 
     async def acancel(self, order_id: str) -> ManagedOrder:
@@ -471,6 +481,8 @@ class OrderManager(VenueCalls, Placement):
     def _cancel_flow(self, order_id: str) -> Flow[ManagedOrder]:
         managed = self.get(order_id)
         tracked, now = managed.tracked, self._core.clock.now_ns
+        if not tracked.is_open:
+            return managed  # ended already (filled, or canceled meanwhile: by a flattening step)
         if managed.placing is not None:  # sent and not answered yet: nothing to cancel it by yet
             tracked.apply(OrderEvent.PENDING_CANCEL, now(), "cancel requested")
             managed.reason = f"its placement at {managed.placing} has not answered yet: cancel again once it has"
@@ -485,11 +497,11 @@ class OrderManager(VenueCalls, Placement):
         refused: list[str] = []
         for venue in sorted(managed.unknown_legs):  # placed or not? ask the venue before anything else
             try:
-                yield from self._find_unknown_leg(managed, venue)
+                yield from find_leg_flow(self, managed, venue)
             except (ExchangeError, CircuitOpenError) as exc:
                 refused.append(f"{venue}: {exc}")
         for venue in sorted(managed.unknown_legs):
-            refused.append(f"{venue}: the order's placement there is unknown (not among its open orders); reconcile")
+            refused.append(f"{venue}: the order's placement there is unknown (it keeps no closed orders); reconcile")
         for venue, venue_id in list(managed.legs.items()):
             if venue not in managed.open_legs and managed.route is not None:
                 continue  # that leg is over at its venue
@@ -517,18 +529,6 @@ class OrderManager(VenueCalls, Placement):
             self._finish(managed)
         return managed
 
-    def _find_unknown_leg(self, managed: ManagedOrder, venue: str) -> Flow[None]:
-        """Look for an order whose placement at ``venue`` is unknown among the venue's open orders
-        (by client order id); adopt it if it is there."""
-        order = managed.tracked.order
-        reply = yield ("call", venue, "fetch_open_orders", (order.symbol,))
-        if isinstance(reply, (str, bytes)) or not isinstance(reply, Sequence):
-            raise ExchangeReplyError(venue, "open orders", f"expected a list, got {reply!r:.80}")
-        for raw in reply:
-            if isinstance(raw, Mapping) and raw.get("clientOrderId") == order.client_order_id:
-                self._absorb(managed, venue, parse_report(venue, raw, order.quantity))
-                return
-
     def amend(self, order_id: str, *, quantity: float | None = None, price: float | None = None) -> ManagedOrder:
         """Change an open order's quantity (the new total) and/or limit price at its venue, with
         its reservation adjusted (see :mod:`bot4.orders.amend`). A refusal (risk or venue) leaves
@@ -547,11 +547,13 @@ class OrderManager(VenueCalls, Placement):
         open orders for every symbol the desk's ledger knows (else only for the symbols of open
         orders here). Run it at start-up and periodically (``reconcile_every`` does both)."""
         self._reconciled_at = self._now_ns()  # this is the reconciliation due, if one was
+        self._swept = self._swept or sweep is True
         return self._reconciled(self._run(reconcile_flow(self, cancel_foreign=cancel_foreign, sweep=sweep)))
 
     async def areconcile(self, *, cancel_foreign: bool = False, sweep: bool = False) -> Reconciliation:
         """:meth:`reconcile` from asyncio."""
         self._reconciled_at = self._now_ns()
+        self._swept = self._swept or sweep is True
         return self._reconciled(await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign, sweep=sweep)))
 
     def _reconciled(self, result: Reconciliation) -> Reconciliation:
@@ -575,14 +577,19 @@ class OrderManager(VenueCalls, Placement):
     def _poll_flow(self) -> Flow[int]:
         polled = 0
         for managed in self.open_orders():
-            order = managed.tracked.order
-            for venue, venue_id in list(managed.legs.items()):
-                try:
-                    reply = yield ("call", venue, "fetch_order", (venue_id, order.symbol))
-                    report = parse_report(venue, reply, order.quantity)
-                except (ExchangeError, CircuitOpenError) as exc:
-                    managed.reason = str(exc)
-                    continue
-                polled += 1
-                self._absorb(managed, venue, report)
+            polled += yield from self._poll_order_flow(managed)
+        return polled
+
+    def _poll_order_flow(self, managed: ManagedOrder) -> Flow[int]:
+        """Fetch ``managed`` from the venue of each of its legs; returns how many answered."""
+        order, polled = managed.tracked.order, 0
+        for venue, venue_id in list(managed.legs.items()):
+            try:
+                reply = yield ("call", venue, "fetch_order", (venue_id, order.symbol))
+                report = parse_report(venue, reply, order.quantity)
+            except (ExchangeError, CircuitOpenError) as exc:
+                managed.reason = str(exc)
+                continue
+            polled += 1
+            self._absorb(managed, venue, report)
         return polled

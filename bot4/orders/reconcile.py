@@ -25,7 +25,7 @@ from bot4.orders.status import OrderEvent, OrderStatus
 if TYPE_CHECKING:
     from bot4.orders.manager import Flow, ManagedOrder, OrderManager
 
-__all__ = ["Reconciliation"]
+__all__ = ["Reconciliation", "conclude", "find_leg_flow", "reconcile_flow"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,29 +92,15 @@ def reconcile_flow(om: OrderManager, *, cancel_foreign: bool, sweep: bool = Fals
     for managed in open_orders:
         order = managed.tracked.order
         for venue in sorted(managed.unknown_legs):
-            found = _by_client_id(listed.get((venue, order.symbol)), order.client_order_id)
-            if found is None and (venue, order.symbol) in listed and om._closed_orders_known(venue):
-                try:
-                    reply = yield ("call", venue, "fetch_closed_orders", (order.symbol,))
-                    found = _by_client_id(_listing(venue, reply, "closed orders"), order.client_order_id)
-                except (ExchangeError, CircuitOpenError) as exc:
-                    errors.append(f"{venue}: {exc}")
-                    unknown.append(managed.id)
-                    continue
-                if found is None:
-                    managed.unknown_legs -= {venue}
-                    managed.reason = f"{venue} never placed it"
-                    never.append(managed.id)
-                    continue
-            if found is None:
-                unknown.append(managed.id)
+            if (venue, order.symbol) not in listed:
+                unknown.append(managed.id)  # its venue could not list its open orders
                 continue
             try:
-                om._absorb(managed, venue, parse_report(venue, found, order.quantity))
-                adopted.append(managed.id)
-            except ExchangeReplyError as exc:
-                errors.append(str(exc))
-                unknown.append(managed.id)
+                outcome = yield from find_leg_flow(om, managed, venue, listed[venue, order.symbol])
+            except (ExchangeError, CircuitOpenError) as exc:
+                errors.append(f"{venue}: {exc}")
+                outcome = "unknown"
+            {"adopted": adopted, "never": never, "unknown": unknown}[outcome].append(managed.id)
         for venue, venue_id in list(managed.legs.items()):
             if not managed.tracked.is_open or venue not in managed.open_legs:
                 continue
@@ -123,7 +109,7 @@ def reconcile_flow(om: OrderManager, *, cancel_foreign: bool, sweep: bool = Fals
                 om._absorb(managed, venue, parse_report(venue, reply, order.quantity))
             except (ExchangeError, CircuitOpenError) as exc:
                 errors.append(f"{venue}: {exc}")
-        if _conclude(om, managed):
+        if conclude(om, managed):
             ended.append(managed.id)
     for (venue, _symbol), rows in listed.items():
         for raw in rows:
@@ -149,6 +135,36 @@ def reconcile_flow(om: OrderManager, *, cancel_foreign: bool, sweep: bool = Fals
     )
 
 
+def find_leg_flow(
+    om: OrderManager, managed: ManagedOrder, venue: str, open_rows: list[Mapping[str, Any]] | None = None
+) -> Flow[str]:
+    """Look for ``managed``'s leg at ``venue``, whose placement went unanswered, by client order
+    id: among the venue's open orders (``open_rows``, if listed already), then among its
+    recently closed ones (when the adapter offers them). Found, it is adopted with its fills;
+    in neither, it was never placed. Returns ``"adopted"``, ``"never"`` or ``"unknown"``
+    (the venue keeps no closed orders to ask).
+
+    Raises:
+        ExchangeError, CircuitOpenError: the venue could not be asked.
+    """
+    order = managed.tracked.order
+    if open_rows is None:
+        reply = yield ("call", venue, "fetch_open_orders", (order.symbol,))
+        open_rows = _listing(venue, reply, "open orders")
+    found = _by_client_id(open_rows, order.client_order_id)
+    if found is None:
+        if not om._closed_orders_known(venue):
+            return "unknown"
+        reply = yield ("call", venue, "fetch_closed_orders", (order.symbol,))
+        found = _by_client_id(_listing(venue, reply, "closed orders"), order.client_order_id)
+        if found is None:
+            managed.unknown_legs -= {venue}
+            managed.reason = f"{venue} never placed it"
+            return "never"
+    om._absorb(managed, venue, parse_report(venue, found, order.quantity))
+    return "adopted"
+
+
 def _by_client_id(rows: list[Mapping[str, Any]] | None, client_order_id: str) -> Mapping[str, Any] | None:
     for raw in rows or ():
         if raw.get("clientOrderId") == client_order_id:
@@ -156,7 +172,7 @@ def _by_client_id(rows: list[Mapping[str, Any]] | None, client_order_id: str) ->
     return None
 
 
-def _conclude(om: OrderManager, managed: ManagedOrder) -> bool:
+def conclude(om: OrderManager, managed: ManagedOrder) -> bool:
     """End an open order with nothing working for it at any venue; True if it ended."""
     tracked = managed.tracked
     if (

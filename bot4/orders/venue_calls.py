@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Callable, Generator
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +34,8 @@ __all__ = ["Flow", "VenueCalls"]
 T = TypeVar("T")
 Flow = Generator[tuple[Any, ...], Any, T]
 """An order manager operation: yields venue requests, receives their results."""
+
+log = logging.getLogger("bot4.orders")
 
 _LATENCY_WEIGHT = 0.2  # EWMA weight of the newest latency sample
 _FLATTENING = int(TradingState.FLATTENING)
@@ -57,6 +60,7 @@ class VenueCalls:
     _upkeeping: bool
     _reconcile_every_ns: int | None
     _reconciled_at: int | None
+    _swept: bool
     _now_ns: Callable[[], int]
     _reconciled: Callable[[Reconciliation], Reconciliation]
 
@@ -76,11 +80,11 @@ class VenueCalls:
         """The reconciliation due (at the first operation, then every ``reconcile_every``
         seconds), then a flattening step while the kill switch says flatten."""
         if self._reconcile_due():
-            first = self._reconciled_at is None  # the start-up: sweep every venue for every desk symbol
             self._reconciled_at = self._now_ns()
-            self._reconciled((yield from reconcile_flow(self, cancel_foreign=False, sweep=first)))  # type: ignore[arg-type]
+            sweep, self._swept = not self._swept, True  # the first sweeps every venue for every desk symbol
+            self._reconciled((yield from reconcile_flow(self, cancel_foreign=False, sweep=sweep)))  # type: ignore[arg-type]
         if self._flattening():
-            yield from flatten_flow(self, prefetch=prefetch)  # type: ignore[arg-type]
+            yield from flatten_flow(self, prefetch=prefetch, by_hand=False)  # type: ignore[arg-type]
         return None
 
     def _run(self, flow: Flow[T]) -> T:
@@ -90,6 +94,8 @@ class VenueCalls:
             self._upkeeping = True
             try:
                 self._drive(self._upkeep(prefetch=False))
+            except Exception:  # an adapter's own error: noted on its order; the operation asked for still runs
+                log.exception("order manager upkeep failed; it is tried again at the next operation")
             finally:
                 self._upkeeping = False
         protection = self._protection
@@ -108,6 +114,8 @@ class VenueCalls:
             self._upkeeping = True
             try:
                 await self._adrive(self._upkeep(prefetch=True))
+            except Exception:
+                log.exception("order manager upkeep failed; it is tried again at the next operation")
             finally:
                 self._upkeeping = False
         protection = self._protection

@@ -39,6 +39,8 @@ ENGINE = "bot4.risk"
 """The ``rule`` name on rejections that come from the engine itself."""
 _APPROVED = Decision()
 _HALTED = int(TradingState.HALTED)
+_FLATTENING = int(TradingState.FLATTENING)
+_TRADING_BIT = RULE_BITS["trading_state"]
 _TRIPPED = (TradingState.HALTED, TradingState.FLATTENING)  # the kill switch's states
 _SWEEP_NS = 1_000_000_000
 _EPS = 1e-9
@@ -136,7 +138,11 @@ class RiskEngine:
             return self._halted_decision(trading)
         kind = order.type  # the entry price the order gives itself; NaN: the symbol's mark
         entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
-        return self._evaluate(order, self._ctx.now_ns(), entry, True)
+        now = self._ctx.now_ns()
+        decision = self._evaluate(order, now, entry, True)
+        if decision is _APPROVED and trading & 0xFF == _FLATTENING:
+            decision = self._flattening_check(order, now, entry)
+        return decision
 
     def _evaluate(self, order: Order, now: int, entry: float, user: bool, retry: bool = True) -> Decision:
         """Run the rules; collect every rejection. ``entry``: the order's own entry price, NaN for the mark.
@@ -197,6 +203,21 @@ class RiskEngine:
         finally:
             ledger.unprime()
         return _APPROVED if rejections is None else Decision(tuple(rejections))
+
+    def _flattening_check(self, order: Order, now: int, entry: float) -> Decision:
+        """While the kill switch flattens, only orders that reduce a position pass, whatever
+        rules are registered: the kill switch is not a rule (the trading-state rule, when
+        registered, has said so already)."""
+        if self._rule_set[1] >> _TRADING_BIT & 1:
+            return _APPROVED
+        index = self._ledger.symbol_index(order.symbol)
+        side = 1 if order.side is Side.BUY else -1
+        stop = _NAN if order.stop_loss is None else order.stop_loss
+        args = (-1 if index is None else index, side, order.quantity, entry, stop, order.reduce_only, now)
+        if not self._kernel.evaluate(1 << _TRADING_BIT, *args):
+            return _APPROVED
+        why = f"trading halted, positions being closed: {self._trading.reason()}"
+        return Decision((Rejection("bot4.rule.trading_state", "KILL_SWITCH", why),))
 
     def _thread_view(self, purpose: str) -> RiskLedger:
         """This thread's own view of the ledger for ``purpose`` (the rules prime theirs per order)."""
@@ -279,6 +300,8 @@ class RiskEngine:
                     trading = self._load(self._i_trading)  # tripped while the user rules ran?
                     if trading & 0xFF != _HALTED:
                         decision = self._evaluate(order, now, entry, False)
+                        if decision is _APPROVED and trading & 0xFF == _FLATTENING:
+                            decision = self._flattening_check(order, now, entry)
                         if decision is _APPROVED:
                             decision = self._reserve_writes(tx, order, now, entry)
                 if trading & 0xFF == _HALTED:

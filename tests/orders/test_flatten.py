@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import bot4
 from bot4 import (
     ConfigError,
     Core,
@@ -22,6 +23,7 @@ from bot4 import (
     PaperExchange,
     RiskLimits,
     TradingState,
+    hookimpl,
 )
 from tests.breaker.test_processes import join_all, start
 from tests.risk.conftest import EPOCH, NO_LIMITS, open_desk
@@ -213,3 +215,247 @@ def test_managers_in_several_processes_close_exactly_what_the_desk_holds() -> No
         assert left == [0.0, 0.0, 0.0]
         assert desk_position(core, "BTC/USDT") == 0.0
         assert core.risk.snapshot().open_orders == 0
+
+
+# ---------------------------------------------------------------- what a hostile desk does to a flattening
+
+
+def sell(qty: float, symbol: str = "BTC/USDT", **kw: Any) -> Order:
+    return Order(symbol=symbol, side="sell", quantity=qty, **kw)
+
+
+def held_by_venue(om: OrderManager) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for p in om.positions():
+        key = (p.key.symbol, p.key.venue)
+        out[key] = out.get(key, 0.0) + p.quantity
+    return {k: v for k, v in out.items() if abs(v) > 1e-12}
+
+
+def assert_consistent(core: Core, *managers: OrderManager) -> None:
+    """Reservations are what open orders hold; the P&L books add up to the ledger."""
+    held = {m.reservation.id for om in managers for m in om.open_orders() if m.reservation is not None}
+    assert core.risk.snapshot().open_orders == len(held)
+    for symbol in ("BTC/USDT", "ETH/USDT"):
+        books = sum(p.quantity for om in managers for p in om.positions() if p.key.symbol == symbol)
+        assert abs(books - desk_position(core, symbol)) < 1e-9
+
+
+class GatedVenue:
+    """An async adapter over a paper venue whose BTC sells wait for a gate (so two flattening
+    steps can be made to overlap)."""
+
+    def __init__(self, paper: PaperExchange) -> None:
+        self.paper, self.name, self.fees, self.capabilities = paper, paper.name, paper.fees, paper.capabilities
+        self.gate: asyncio.Event | None = None
+        self.creates: list[tuple[str, str, float]] = []
+
+    async def create_order(
+        self, symbol: str, kind: str, side: str, qty: float, price: Any = None, params: Any = None
+    ) -> Any:
+        self.creates.append((symbol, side, qty))
+        if symbol == "BTC/USDT" and side == "sell" and self.gate is not None:
+            await self.gate.wait()
+        return self.paper.create_order(symbol, kind, side, qty, price, params)
+
+    async def cancel_order(self, *a: Any) -> Any:
+        return self.paper.cancel_order(*a)
+
+    async def fetch_order(self, *a: Any) -> Any:
+        return self.paper.fetch_order(*a)
+
+    async def fetch_open_orders(self, *a: Any) -> Any:
+        return self.paper.fetch_open_orders(*a)
+
+    async def fetch_order_book(self, *a: Any) -> Any:
+        return self.paper.fetch_order_book(*a)
+
+    async def fetch_balance(self) -> Any:
+        return self.paper.fetch_balance()
+
+    async def fetch_ticker(self, *a: Any) -> Any:
+        return self.paper.fetch_ticker(*a)
+
+    @hookimpl
+    def bot4_exchange_adapters(self) -> list[Any]:
+        return [self]
+
+
+def test_two_flattening_steps_never_overlap_and_close_twice(core: Core, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+    gated = GatedVenue(venue)
+    core.plugins.register(gated, name="venue-a")
+    om, other = OrderManager(core, routing="primary"), OrderManager(core, routing="primary")
+
+    async def scenario() -> None:
+        assert (await other.asubmit(buy(5.0))).status is OrderStatus.FILLED  # another worker holds BTC too
+        assert (await om.asubmit(buy(2.0))).status is OrderStatus.FILLED
+        core.risk.kill_switch.trip("flatten", flatten=True)
+        gated.gate = asyncio.Event()
+        first = asyncio.create_task(om.amark("BTC/USDT", 100.0))  # its step's close waits at the venue
+        while not any(side == "sell" for _, side, _ in gated.creates):
+            await asyncio.sleep(0)
+        assert await om.aflatten() == []  # a step is under way: no second one
+        gated.gate.set()
+        await first
+
+    asyncio.run(scenario())
+    assert [c for c in gated.creates if c[1] == "sell"] == [("BTC/USDT", "sell", 2.0)]
+    assert held_by_venue(om) == {} and desk_position(core, "BTC/USDT") == 5.0
+    assert_consistent(core, om, other)
+
+
+def test_flattening_cannot_be_disabled_by_unregistering_the_rule(core: Core, clock: ManualClock) -> None:
+    paper(core, clock, "venue-a")
+    om = OrderManager(core, routing="primary")
+    assert om.submit(buy(1.0)).status is OrderStatus.FILLED
+    core.plugins.unregister(name="bot4.rule.trading_state")
+    core.risk.kill_switch.trip("flatten", flatten=True)
+    opened = om.submit(buy(5.0))
+    assert opened.status is OrderStatus.DENIED and "KILL_SWITCH" in opened.decision.codes  # type: ignore[union-attr]
+    assert not core.risk.check(buy(5.0)).approved
+    assert desk_position(core, "BTC/USDT") == 0.0  # the close still passed
+
+
+class BuggyCancel(Refusing):
+    def cancel_order(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("adapter bug in cancel_order")
+
+
+def test_an_adapter_bug_during_the_step_never_keeps_a_mark_from_the_ledger(core: Core, clock: ManualClock) -> None:
+    venue = BuggyCancel("venue-a", clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+    core.plugins.register(venue, name="venue-a")
+    om = OrderManager(core, routing="primary")
+    assert om.submit(buy(2.0)).status is OrderStatus.FILLED
+    assert om.submit(buy(1.0, type="limit", price=90.0)).status is OrderStatus.ACCEPTED
+    core.risk.kill_switch.trip("flatten", flatten=True)
+    om.mark("BTC/USDT", 95.0)  # the cancel raises: logged, and the mark goes on
+    assert core.risk.snapshot().positions["BTC/USDT"].mark == 95.0
+
+
+def test_positions_that_offset_across_venues_are_not_retried_without_end(core: Core, clock: ManualClock) -> None:
+    a, _ = paper(core, clock, "venue-a"), paper(core, clock, "venue-b")
+    om = OrderManager(core, routing="primary")
+    assert om.submit(buy(2.0)).status is OrderStatus.FILLED  # venue-a
+    a.refuse_create = 1
+    assert om.submit(sell(2.0)).status is OrderStatus.FILLED  # venue-b: the desk holds nothing net
+    core.risk.kill_switch.trip("flatten", flatten=True)
+    for _ in range(5):
+        om.mark("BTC/USDT", 100.0)
+    denied = [m for m in om.orders() if m.status is OrderStatus.DENIED]
+    assert len(denied) <= 2  # one try per position, not one per operation
+    assert_consistent(core, om)
+
+
+class ResetsOnCancel(Refusing):
+    core: Core | None = None
+
+    def cancel_order(self, *args: Any, **kwargs: Any) -> Any:
+        reply = super().cancel_order(*args, **kwargs)
+        if self.core is not None:
+            self.core.risk.kill_switch.reset("operator resumes")  # from another shell, meanwhile
+            self.core = None
+        return reply
+
+
+def test_a_reset_during_a_step_stops_it(core: Core, clock: ManualClock) -> None:
+    venue = ResetsOnCancel("venue-a", clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+    core.plugins.register(venue, name="venue-a")
+    om = OrderManager(core, routing="primary")
+    assert om.submit(buy(2.0)).status is OrderStatus.FILLED
+    om.submit(buy(1.0, type="limit", price=90.0))
+    core.risk.kill_switch.trip("flatten", flatten=True)
+    venue.core = core
+    om.mark("BTC/USDT", 100.0)
+    assert core.risk.trading_state is TradingState.ACTIVE and desk_position(core, "BTC/USDT") == 2.0
+
+
+def test_an_order_that_ended_at_its_venue_unseen_does_not_block_the_close(core: Core, clock: ManualClock) -> None:
+    venue = paper(core, clock, "venue-a")
+    om = OrderManager(core, routing="primary")
+    assert om.submit(buy(2.0)).status is OrderStatus.FILLED
+    target = om.submit(sell(2.0, type="limit", price=105.0, reduce_only=True))
+    venue.set_book("BTC/USDT", bids=[(105.0, 2.0), (99.0, 50.0)], asks=[(106.0, 50.0)])  # it fills, unseen
+    core.risk.kill_switch.trip("flatten", flatten=True)
+    om.mark("BTC/USDT", 100.0)
+    assert target.status is OrderStatus.FILLED and desk_position(core, "BTC/USDT") == 0.0
+    assert_consistent(core, om)
+
+
+class PlacesThenTimesOut(Refusing):
+    timeouts = 0
+
+    def create_order(self, *args: Any, **kwargs: Any) -> Any:
+        reply = super().create_order(*args, **kwargs)
+        if self.timeouts:
+            self.timeouts -= 1
+            raise bot4.ExchangeTimeoutError(self.name, "placed, the answer lost")
+        return reply
+
+
+def test_a_close_whose_answer_was_lost_is_found_by_the_next_step(core: Core, clock: ManualClock) -> None:
+    venue = PlacesThenTimesOut("venue-a", clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 50.0)], asks=[(101.0, 50.0)])
+    core.plugins.register(venue, name="venue-a")
+    om = OrderManager(core, routing="primary")
+    assert om.submit(buy(2.0)).status is OrderStatus.FILLED
+    core.risk.kill_switch.trip("flatten", flatten=True)
+    venue.timeouts = 1
+    om.mark("BTC/USDT", 100.0)  # the close is placed and filled; its answer is lost
+    om.mark("BTC/USDT", 100.0)  # the next step looks for it
+    assert desk_position(core, "BTC/USDT") == 0.0
+    sells = [o for o in venue._orders.values() if o["side"] == "sell"]
+    assert len(sells) == 1  # never sent twice
+    assert_consistent(core, om)
+
+
+def test_a_hook_that_flattens_from_inside_a_step_does_not_recurse(core: Core, clock: ManualClock) -> None:
+    a, _ = paper(core, clock, "venue-a"), paper(core, clock, "venue-b")
+    om = OrderManager(core, routing="primary")
+    om.submit(buy(2.0))
+    a.refuse_create = 1
+    om.submit(sell(2.0))
+    calls: list[int] = []
+
+    class Again:
+        @hookimpl
+        def bot4_order_rejected(self, order: Order, decision: Any) -> None:
+            calls.append(1)
+            om.flatten()
+
+    core.plugins.register(Again())
+    core.risk.kill_switch.trip("flatten", flatten=True)
+    om.mark("BTC/USDT", 100.0)
+    assert len(calls) <= 2 and om._upkeeping is False
+
+
+def test_bot4_status_and_kill_name_the_flattening(core: Core, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot4 import cli
+    from bot4.status import render, status_of
+
+    assert cli.main(["kill", core.name, "--reason", "desk incident", "--flatten"]) == 0
+    assert "FLATTENING" in capsys.readouterr().out
+    assert "FLATTENING by the kill switch" in render(status_of(core.name))
+
+
+def test_the_first_reconciliation_sweeps_even_after_a_narrow_one(core: Core, clock: ManualClock) -> None:
+    venue = paper(core, clock, "venue-a")
+    stray = PaperExchange.create_order(venue, "BTC/USDT", "limit", "buy", 1.0, 80.0, {"clientOrderId": "old"})
+    heard: list[Any] = []
+
+    class Listener:
+        @hookimpl
+        def bot4_orders_reconciled(self, manager: OrderManager, result: Any) -> None:
+            heard.append(result)
+
+    core.plugins.register(Listener())
+    om = OrderManager(core, routing="primary", reconcile_every=30.0)
+    om.reconcile()  # narrow: this manager has no orders yet
+    clock.advance(30.0)
+    om.submit(buy(1.0))
+    assert any(("venue-a", stray["id"]) in r.foreign for r in heard)
+    with pytest.raises(ConfigError, match="reconcile_every"):
+        OrderManager(core, reconcile_every=1e-12)

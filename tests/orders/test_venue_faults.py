@@ -130,10 +130,23 @@ def test_an_adapter_error_leaves_the_order_marked_unknown_at_that_venue(
 
 def test_cancel_of_a_timed_out_placement_asks_the_venue(core: Core, clock: ManualClock) -> None:
     venue = paper(core, clock)
-    venue.faults = bot4.Faults(timeout_rate=1.0)
+    venue.faults = bot4.Faults(timeout_rate=1.0)  # times out before placing anything
     om = OrderManager(core, routing="primary")
     managed = om.submit(market())
     assert managed.unknown_legs == {"venue-a"}
+    venue.faults = bot4.Faults()
+    done = om.cancel(managed.id)  # in neither its open nor its closed orders: never placed
+    assert done.status is OrderStatus.CANCELED and done.reason == "venue-a never placed it"
+    assert held(core) == 0
+
+
+def test_cancel_of_a_timed_out_placement_at_a_venue_without_history_waits(core: Core, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", clock=clock, capabilities={"fetchClosedOrders": False})
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    core.plugins.register(venue, name="venue-a")
+    venue.faults = bot4.Faults(timeout_rate=1.0)
+    om = OrderManager(core, routing="primary")
+    managed = om.submit(market())
     venue.faults = bot4.Faults()
     done = om.cancel(managed.id)  # not among the venue's open orders: it may have filled; not ours to say
     assert done.status is OrderStatus.SUBMITTED and "reconcile" in done.reason
