@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sanitize bench clean
+.PHONY: demo test test-sanitize soak bench clean
 
 $(STAMP): pyproject.toml setup.py bot4/shm/_native.c bot4/shm/_gate.inc bot4/shm/_guard.inc bot4/shm/_ledger.inc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP)
 
 test-sanitize: $(STAMP)
 	tools/sanitize-test
+
+# Long runs, not part of `make test`: the fleet's Jepsen-style run for five minutes.
+soak: $(STAMP)
+	tools/ensure-redis-server
+	BOT4_JEPSEN_SECONDS=300 $(PY) -m pytest tests/fleet/test_jepsen.py -o timeout=900
 
 bench: $(STAMP)
 	tools/ensure-redis-server

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bot4.breaker.state import BreakerState
 from bot4.errors import ConfigError, FleetUnavailableError
 from bot4.fleet import scripts
+from bot4.fleet.client import make_client
 from bot4.fleet.policy import FleetPolicy
 from bot4.plugins.manager import notify
 from bot4.risk.exposure import host_figures
@@ -57,16 +58,10 @@ class FleetLink:
                 raise ConfigError(field_name, f"must be a printable name without braces or '|', got {value!r}")
         if not isinstance(policy, FleetPolicy):
             raise ConfigError("policy", f"expected a FleetPolicy, got {type(policy).__name__}")
-        try:
-            self._client = redis.Redis.from_url(
-                url,
-                socket_timeout=policy.socket_timeout,
-                socket_connect_timeout=policy.socket_timeout,
-                decode_responses=True,
-            )
-        except ValueError as exc:
-            raise ConfigError("url", f"not a Redis URL: {exc}") from None
-        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._client = make_client(url, timeout=policy.socket_timeout)
+        # Anything redis-py raises (a lost connection, a timeout, a server loading its data or
+        # read-only after a failover) counts as a fleet it cannot rely on now: fail closed.
+        self._errors = (redis.exceptions.RedisError, redis.exceptions.TimeoutError)
         self._args: dict[str, Any] = {"url": url, "desk": desk, "host": host, "policy": policy}
         self._core = core
         self._policy = policy
@@ -119,6 +114,11 @@ class FleetLink:
         return dict(self._args)
 
     @property
+    def policy(self) -> FleetPolicy:
+        """What this host does while Redis is unreachable, and how it checks it."""
+        return self._policy
+
+    @property
     def connected(self) -> bool:
         """Whether Redis answered the last time it was asked."""
         return self._connected
@@ -156,10 +156,7 @@ class FleetLink:
         if getattr(self._local, "applying", False):
             return
         if not self._connected:
-            if (old, new) not in _AUTOMATIC or new is BreakerState.OPEN:  # an operator's, or a trip
-                with self._state_lock:
-                    self._offline_breakers[breaker.name] = (new, reason, self._gens.get(breaker.name, 0))
-                    self._forced.discard(breaker.name)  # no longer the policy's alone
+            self._note_offline_breaker(breaker, old, new, reason)
             return
         if old is BreakerState.OPEN and new is BreakerState.HALF_OPEN:
             return  # the fleet moves to half-open when it hands out the first trial permit
@@ -172,11 +169,18 @@ class FleetLink:
                 [breaker.name, expected, int(new), span, f"{reason} (on {self.host})"],
             )
         except self._errors as exc:
+            self._note_offline_breaker(breaker, old, new, reason)  # given to the fleet at resync
             self._lost(exc)
             return
         self._gens[breaker.name] = max(self._gens.get(breaker.name, 0), int(gen))
         if not applied:  # another host moved first: take its state
             self._adopt(breaker, int(state), int(left), "taken from the fleet")
+
+    def _note_offline_breaker(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
+        if (old, new) not in _AUTOMATIC or new is BreakerState.OPEN:  # an operator's, or a trip
+            with self._state_lock:
+                self._offline_breakers[breaker.name] = (new, reason, self._gens.get(breaker.name, 0))
+                self._forced.discard(breaker.name)  # no longer the policy's alone
 
     def adopt_breaker(self, breaker: CircuitBreaker) -> None:
         """Read ``breaker``'s fleet state (a process's first use of it)."""
@@ -260,19 +264,21 @@ class FleetLink:
             local, why, gen_then = offline
             safer = local in (BreakerState.OPEN, BreakerState.FORCED_OPEN)
             if safer or not exists or int(gen) == gen_then:  # a trip or force always stands; else if nobody moved it
-                span = (
-                    breaker._deadline_ns() // 1_000_000 if local in (BreakerState.OPEN, BreakerState.HALF_OPEN) else 0
-                )
+                span = 0
+                if local is BreakerState.OPEN:  # what is left of its open period, or a whole one
+                    span = breaker._deadline_ns() // 1_000_000 if breaker.state is local else 0
+                    span = span or breaker._open_ns(0) // 1_000_000
                 reason = f"{why} (on {self.host} while the fleet was unreachable)"
                 try:
                     reply = self._run(
-                        "SET_STATE", [self._key(name), self._channel], [name, -1, int(breaker.state), span, reason]
+                        "SET_STATE", [self._key(name), self._channel], [name, -1, int(local), span, reason]
                     )
                 except self._errors:
                     self._offline_breakers.setdefault(name, offline)
                     raise
                 self._gens[name] = int(reply[2])
                 self._forced.discard(name)
+                self._adopt(breaker, int(local), span, reason)
                 log.warning(
                     "fleet %s: breaker %s: kept %s set here during the outage (%s)", self.desk, name, local.name, why
                 )
@@ -319,6 +325,8 @@ class FleetLink:
         try:
             self._run("SET_TRADING", [self._desk_key, self._channel], [int(state), reason])
         except self._errors as exc:
+            with self._state_lock:  # given to the fleet at resync
+                self._offline_trading = (state, reason, self._gens.get("\0trading", 0))
             self._lost(exc)
 
     def claim(self, reservation_id: int, notional: float) -> str | None:
@@ -327,7 +335,8 @@ class FleetLink:
         Refused (``FLEET_EXPOSURE``) when it would take the fleet past ``max_gross_exposure``
         times the equity this host's ledger holds (each host of a desk sets the desk's
         equity); ``FLEET_RESYNC`` while the fleet waits for hosts to register after a reset;
-        ``FLEET_UNAVAILABLE`` when Redis cannot be reached.
+        ``FLEET_UNAVAILABLE`` when Redis cannot be reached; ``FLEET_UNREPLICATED`` when fewer
+        than ``policy.replicas`` replicas acknowledged it in time (it is undone).
         """
         if not self._connected:
             return "FLEET_UNAVAILABLE"
@@ -336,14 +345,20 @@ class FleetLink:
                 _gross, equity, version = self._core.risk._exposure_figures()
                 multiple = self._core.risk.limits.max_gross_exposure
                 limit = -1.0 if multiple is None else multiple * max(equity, 0.0)
-                code, _total, seq = self._run(
-                    "CLAIM",
-                    [self._exposure_key],
-                    [self.host, self._epoch, self._seen, reservation_id, repr(notional), version, repr(limit)],
-                )
+                args = [self.host, self._epoch, self._seen, reservation_id, repr(notional), version, repr(limit)]
+                code, _total, seq, acked = self._claim(args)
                 if code != "epoch":
                     break
                 self._register()
+            if code == "ok" and acked < self._policy.replicas:  # it might not survive a failover: undone
+                self.sync((reservation_id,))
+                log.warning(
+                    "fleet %s: a reservation reached %d of %d replicas: refused",
+                    self.desk,
+                    acked,
+                    self._policy.replicas,
+                )
+                return "FLEET_UNREPLICATED"
         except self._errors as exc:
             self._lost(exc)
             return "FLEET_UNAVAILABLE"
@@ -351,6 +366,20 @@ class FleetLink:
             self._saw(int(seq))
             return None
         return "FLEET_EXPOSURE" if code == "limit" else "FLEET_RESYNC"
+
+    def _claim(self, args: list[Any]) -> tuple[str, str, int, int]:
+        """Run CLAIM; with ``policy.replicas``, on one connection followed by ``WAIT`` (how many
+        replicas acknowledged it within ``socket_timeout``)."""
+        keys = [self._exposure_key, self._channel]
+        replicas = self._policy.replicas
+        if not replicas:
+            code, total, seq = self._run("CLAIM", keys, args)
+            return str(code), str(total), int(seq), 0
+        pipe = self._client.pipeline(transaction=False)
+        self._script["CLAIM"](keys=keys, args=args, client=pipe)
+        pipe.execute_command("WAIT", replicas, max(1, int(self._policy.socket_timeout * 500)))  # within the timeout
+        (code, total, seq), acked = pipe.execute()
+        return str(code), str(total), int(seq), int(acked)
 
     def sync(self, ended: tuple[int, ...] = ()) -> None:
         """Give the fleet this host's positions now and the reservations that ``ended``
@@ -379,7 +408,8 @@ class FleetLink:
         with self._state_lock:
             figures = host_figures(self._core.risk, reservations=True)
             live = [str(v) for res_id, notional in figures.reservations for v in (res_id, repr(notional))]
-            known = [str(v) for host, (amount, lease) in self._members.items() for v in (host, repr(amount), lease)]
+            members = dict(self._members)  # (a copy: the listener updates it)
+            known = [str(v) for host, (amount, lease) in members.items() for v in (host, repr(amount), lease)]
             epoch, seq, status = self._run(
                 "REGISTER",
                 [self._exposure_key],
@@ -467,10 +497,10 @@ class FleetLink:
                 if pubsub is None:
                     pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(self._channel)  # before reading: nothing announced in between is missed
-                    if not self._connected:
-                        self._resync()
-                        self._set_connected(True, "fleet reachable: state read again")
                     heard_at, pinged_at = time.monotonic(), 0.0
+                if not self._connected:  # (also when another thread found Redis gone while this one heard nothing)
+                    self._resync()
+                    self._set_connected(True, "fleet reachable: state read again")
                 # Read raw: a pong to a ping made on a subscribed connection comes back as a bare
                 # string once decoded, which redis-py's get_message does not report.
                 response = pubsub.parse_response(block=False, timeout=0.05)
@@ -482,7 +512,7 @@ class FleetLink:
                         if message is not None and message.get("type") == "message":
                             self._apply(message["data"])
                 if pinged_at and now - pinged_at > health + timeout:
-                    raise self._errors[1](f"no answer to a ping on the pub/sub connection in {health + timeout}s")
+                    raise TimeoutError(f"no answer to a ping on the pub/sub connection in {health + timeout}s")
                 if not pinged_at and now - heard_at >= health:
                     pubsub.ping("bot4")
                     pinged_at = now
@@ -490,7 +520,7 @@ class FleetLink:
                     self._renewed_at = now
                     self._renew()
                 self._send_windows()
-            except self._errors as exc:
+            except (*self._errors, TimeoutError) as exc:
                 self._lost(exc)
                 if pubsub is not None:
                     try:
@@ -515,6 +545,9 @@ class FleetLink:
                 return
             self._gens[name] = gen
             self._adopt(self._core.breaker(name), int(event["state"]), int(event["left"]), str(event["reason"]))
+        elif event.get("kind") == "exposure":  # what a reset would count for that host
+            host = str(event["host"])
+            self._members[host] = (float(event["total"]), self._members.get(host, (0.0, 0))[1])
         elif event.get("kind") == "trading":
             gen = int(event["gen"])
             if gen <= self._gens.get("\0trading", 0):
@@ -552,9 +585,10 @@ class FleetLink:
             if offline is not None and (
                 offline[0] in (TradingState.HALTED, TradingState.FLATTENING) or fleet_gen == offline[2]
             ):  # a trip made here always stands; another change only if nobody changed it meanwhile
-                state, why = risk.trading_state, risk.state_reason
+                state, why = offline[0], offline[1]
                 gen = self._run("SET_TRADING", [self._desk_key, self._channel], [int(state), why])
                 self._gens["\0trading"] = int(gen)
+                self._adopt_trading(state, why)
                 log.warning(
                     "fleet %s: kept the trading state %s set here during the outage (%s)", self.desk, state.name, why
                 )

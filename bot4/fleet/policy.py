@@ -32,6 +32,10 @@ class FleetPolicy:
             the command connection renews this host's lease, the pub/sub connection is
             pinged. A Redis that stalls, drops packets or half-closes a connection is
             detected within ``2 * health_seconds + socket_timeout`` (1.25 s by default).
+        replicas: how many replicas must acknowledge each approved reservation (Redis
+            ``WAIT``, within ``socket_timeout``) for it to stand; fewer, and it is refused
+            (``FLEET_UNAVAILABLE``) and undone, so a failover to a replica never loses one.
+            0 (the default) for a Redis without replicas.
         lease_seconds: how long this host's membership lasts without a renewal. After
             Redis loses the fleet's exposure state, reservations wait for every host whose
             lease is live to register again (a host that never does is counted at its last
@@ -44,6 +48,7 @@ class FleetPolicy:
     retry_seconds: float = 0.1
     health_seconds: float = 0.5
     lease_seconds: float = 5.0
+    replicas: int = 0
 
     def __post_init__(self) -> None:
         if self.breakers not in _MODES:
@@ -55,6 +60,8 @@ class FleetPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 60:
                 raise ConfigError(name, f"must be a number of seconds in (0, 60], got {value!r}")
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or not 0 <= self.replicas <= 16:
+            raise ConfigError("replicas", f"must be an integer in [0, 16], got {self.replicas!r}")
         if self.lease_seconds < 4 * self.health_seconds + 2 * self.socket_timeout:
             raise ConfigError(
                 "lease_seconds",

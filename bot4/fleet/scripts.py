@@ -9,7 +9,7 @@ value), ``gen`` (bumped by every transition), ``until`` (server ms: OPEN → hal
 at; HALF_OPEN → give up at), ``permits`` and ``successes`` (of the half-open episode).
 Transitions are announced on ``bot4:{desk}:events`` as JSON objects: ``{"kind":
 "breaker", "name", "state", "gen", "left" (ms), "reason"}`` and ``{"kind": "trading",
-"state", "gen", "reason"}``. Desk hash ``bot4:{desk}:desk``: ``trading``, ``reason``,
+"state", "gen", "reason"}`` and ``{"kind": "exposure", "host", "total"}``. Desk hash ``bot4:{desk}:desk``: ``trading``, ``reason``,
 ``trading_gen``. Window hash ``bot4:{desk}:window:<name>``: per host
 ``<calls>,<failures>,<slow>,<server ms>``. Exposure hash ``bot4:{desk}:exposure``: see
 ``_EXPOSURE`` (the epoch and membership protocol of docs/scaling.md).
@@ -265,8 +265,10 @@ CLAIM = (
     _NOW
     + _EXPOSURE
     + """
--- KEYS[1] exposure hash. ARGV: host, epoch, seen, reservation id, notional, version, limit (-1: none)
--- A reservation, approved when the fleet's exposure stays within the limit with it.
+-- KEYS[1] exposure hash, KEYS[2] channel. ARGV: host, epoch, seen, reservation id, notional, version,
+-- limit (-1: none)
+-- A reservation, approved when the fleet's exposure stays within the limit with it; the
+-- host's new exposure is announced, so every host knows it as soon as the claimer does.
 -- Returns {code, fleet exposure, sequence}: code 'ok', 'limit', 'wait' (a host has not
 -- registered since a reset), or 'epoch' (the caller must register first).
 local key, host = KEYS[1], ARGV[1]
@@ -280,6 +282,8 @@ if limit >= 0 and total + notional > limit * (1 + 1e-9) + 1e-12 then
 end
 redis.call('HSET', key, 'r:' .. host .. ':' .. ARGV[4], ARGV[5] .. ',' .. ARGV[6])
 local s = redis.call('HINCRBY', key, 's', 1)
+local hosts = tally(key)
+redis.call('PUBLISH', KEYS[2], cjson.encode({kind = 'exposure', host = host, total = hosts[host]}))
 return {'ok', tostring(total + notional), s}
 """
 )

@@ -335,6 +335,8 @@ class RiskEngine:
         if code == "FLEET_EXPOSURE":
             limit = self.limits.max_gross_exposure
             why = f"the fleet's gross exposure would pass max_gross_exposure ({limit}x equity)"
+        elif code == "FLEET_UNREPLICATED":
+            why = f"fewer than {fleet.policy.replicas} Redis replicas acknowledged the reservation: refused, undone"
         elif code == "FLEET_RESYNC":
             why = "the fleet's Redis lost its exposure state: waiting for every live host to register again"
         else:

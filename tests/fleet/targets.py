@@ -88,3 +88,46 @@ def churn_host(url: str, desk: str, segment: str, host: str, until: float, resul
         core.risk.on_price("BTC/USDT", 100.0)  # one more claim: the fleet holds this host's exposure now
         snap = core.risk.snapshot()
         results.put((host, dict(codes), snap.gross_exposure, core.risk.audit()))
+
+
+def jepsen_host(
+    url: str, desk: str, segment: str, host: str, log_path: str, until: float, trip: Any, done: Any
+) -> None:
+    """A host reserving and releasing 50 at a time until ``until`` (wall clock), through
+    whatever faults the test makes; every approval is logged after it returned and every
+    release before it is asked (``<monotonic ns> <+/-notional>``). When ``trip`` is set, the
+    host's operator trips the kill switch (the test has cut it off first). Reports at the end."""
+    policy = FleetPolicy(socket_timeout=0.25, retry_seconds=0.05, health_seconds=0.1, lease_seconds=1.0)
+    codes: Counter[str] = Counter()
+    tripped = False
+    with Core.connect(url, name=segment, desk=desk, host=host, policy=policy) as core, open(log_path, "w") as log:
+        core.risk.configure(LIMITS)
+        core.risk.set_equity(EQUITY)
+        rng, held = random.Random(host), []
+        while time.time() < until:
+            if trip.is_set() and not tripped:
+                core.risk.kill_switch.trip(f"operator on {host}: during a partition")
+                tripped = True
+            decision = core.risk.reserve(buy(quantity=0.5, price=100))
+            if decision.reservation is not None:
+                log.write(f"{time.monotonic_ns()} 50\n")
+                held.append(decision.reservation)
+                codes["approved"] += 1
+            else:
+                codes.update(decision.codes)
+            if held and rng.random() < 0.45:
+                gone = held.pop(rng.randrange(len(held)))
+                log.write(f"{time.monotonic_ns()} -50\n")
+                core.risk.release(gone)
+            time.sleep(0.001)
+        log.flush()
+        healed_at = time.monotonic()
+        link = core.fleet
+        assert link is not None
+        while not link.connected and time.monotonic() - healed_at < 30:
+            time.sleep(0.005)
+        back_after = time.monotonic() - healed_at
+        time.sleep(1.0)  # every host back: the kill switch settles
+        done.put(
+            (host, dict(codes), back_after, core.risk.trading_state.name, core.risk.state_reason, core.risk.audit())
+        )
