@@ -121,3 +121,32 @@ def test_kill_switch_propagation(benchmark: Any, hosts: tuple[Core, Core]) -> No
         "p50": samples[len(samples) // 2],
         "p99": samples[len(samples) * 99 // 100],
     }
+
+
+def test_fault_detection_and_resync(benchmark: Any, server: RedisServer) -> None:
+    """Redis stalled (SIGSTOP) under a host that sends nothing: the time until the host
+    counts the fleet unreachable (its documented bound: 2 x health_seconds + socket_timeout),
+    and after SIGCONT the time until it has reconnected and read the fleet state again."""
+    benchmark.group = "fleet fault detection and resync"
+    desk = f"bench-{uuid.uuid4().hex[:6]}"
+    detect: list[int] = []
+    resync: list[int] = []
+    with Core.connect(server.url, name=f"q-{desk}", desk=desk, host="quiet") as quiet:
+        link = quiet.fleet
+        assert link is not None
+
+        def run() -> None:
+            for _ in range(5):
+                time.sleep(1.0)  # the connections are quiet (lease renewed, pings answered)
+                server.pause()
+                try:
+                    detect.append(_wait(lambda: not link.connected, timeout=10))
+                finally:
+                    server.resume()
+                resync.append(_wait(lambda: link.connected, timeout=10))
+
+        benchmark.pedantic(run, rounds=1, iterations=1)
+    detect.sort()
+    resync.sort()
+    benchmark.extra_info["detect_ms"] = {"min": detect[0] / 1e6, "max": detect[-1] / 1e6}
+    benchmark.extra_info["resync_ms"] = {"min": resync[0] / 1e6, "max": resync[-1] / 1e6}
