@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bot4", description="Circuit breakers, pre-trade risk and orders shared by trading worker processes."
     )
+    from bot4 import __version__
+
+    parser.add_argument("--version", action="version", version=f"bot4 {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="a multi-process paper-trading simulation: risk, routing, breakers, P&L")
     demo.add_argument("--workers", type=_positive_int, default=4, help="worker processes (default 4)")
@@ -158,6 +161,8 @@ def _status(name: str | None, as_json: bool) -> int:
 
     from bot4.status import find_segments, render, status_of
 
+    if name is not None and not name.strip():
+        raise ConfigError("name", "a segment name is empty (leave it out for every segment on this host)")
     names = [name] if name else find_segments()
     if not names:
         print("no bot4 segment on this host")

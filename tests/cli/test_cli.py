@@ -53,6 +53,15 @@ def test_bad_arguments_exit_non_zero_with_one_line() -> None:
     assert result.returncode == 2
     assert "must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr
+    empty = run("status", "")  # not "every segment"
+    assert empty.returncode == 2 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_version() -> None:
+    from bot4 import __version__
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"bot4 {__version__}"
 
 
 def test_status_kill_and_resume_a_live_segment() -> None:
