@@ -1,7 +1,8 @@
 """The global fuse: when too many of a core's breakers are open, every breaker rejects.
 
 It trips when at least ``open_ratio`` of at least ``min_components`` breakers (disabled
-ones not counted) are not closed, and releases when that share falls below
+ones not counted, nor those a fleet's policy forced open while its Redis is unreachable)
+are not closed, and releases when that share falls below
 ``close_ratio``. While it is tripped, closed breakers reject every call, but open
 breakers still move to half-open and take their trial calls, so components recover
 and the fuse releases itself. :meth:`Fuse.trip` forces it until :meth:`Fuse.reset`.
@@ -19,15 +20,31 @@ from bot4.breaker.state import BreakerState
 from bot4.errors import ConfigError
 from bot4.shm import _native
 from bot4.shm import layout as L
+from bot4.shm.text import decode_text
 
 if TYPE_CHECKING:
     from bot4._context import CoreContext
+    from bot4.shm._native import Region
 
-__all__ = ["Fuse", "FuseSnapshot", "FuseState"]
+__all__ = ["FORCED_BY_POLICY", "Fuse", "FuseSnapshot", "FuseState"]
+
+FORCED_BY_POLICY = "fleet unreachable (fail-closed)"
+"""The reason a fleet's policy records on a breaker it forces open while Redis is unreachable
+(such breakers are not counted by the fuse)."""
 
 _RATIO_UNIT = 100_000
 _FIELD = (1 << 20) - 1
 _REPAIR_EVERY = 0.01  # seconds between re-evaluations of a tripped fuse by one process's rejected calls
+
+
+def _forced_by_policy(r: Region, rec: int) -> bool:
+    """Whether the breaker at ``rec`` was forced open by a fleet's policy (its recorded cause),
+    as any process of the host sees it."""
+    tag = r.load(rec + _native.REC_CAUSE)
+    if tag <= 0:
+        return False
+    text = decode_text(r.load_range(rec + _native.REC_CAUSE + 1, _native.REC_CAUSE_WORDS - 1))
+    return text == FORCED_BY_POLICY and r.load(rec + _native.REC_CAUSE) == tag
 
 
 class FuseState(enum.IntEnum):
@@ -132,15 +149,13 @@ class Fuse:
         """(breakers not closed, breakers counted): not counting disabled breakers, nor those the
         fleet's policy forced open while its Redis is unreachable (a fail-open breaker stays usable)."""
         r, lay = self._r, self._ctx.segment.layout
-        fleet = self._ctx.fleet
-        policy_forced = fleet.policy_forced_records() if fleet is not None else frozenset()
         counted = not_closed = 0
         for index in range(r.load(L.H_BREAKERS_USED)):
             rec = lay.record(index)
-            if r.load(rec + _native.REC_STATUS) != 1 or rec in policy_forced:
+            if r.load(rec + _native.REC_STATUS) != 1:
                 continue
             state = r.load(rec + _native.REC_STATE) & 7
-            if state == BreakerState.DISABLED:
+            if state == BreakerState.DISABLED or state == BreakerState.FORCED_OPEN and _forced_by_policy(r, rec):
                 continue
             counted += 1
             not_closed += state != BreakerState.CLOSED

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from bot4.breaker.fuse import FORCED_BY_POLICY
 from bot4.breaker.state import BreakerState
 from bot4.errors import ConfigError, FleetUnavailableError
 from bot4.fleet import scripts
@@ -42,7 +43,7 @@ _AUTOMATIC = {
     (BreakerState.HALF_OPEN, BreakerState.CLOSED),
 }
 """Transitions a breaker makes by itself: applied in the fleet only from the state they left."""
-_UNREACHABLE = "fleet unreachable (fail-closed)"
+_STATES = frozenset(int(s) for s in BreakerState)
 
 
 class FleetLink:
@@ -62,6 +63,7 @@ class FleetLink:
         # Anything redis-py raises (a lost connection, a timeout, a server loading its data or
         # read-only after a failover) counts as a fleet it cannot rely on now: fail closed.
         self._errors = (redis.exceptions.RedisError, redis.exceptions.TimeoutError)
+        self._closed_error = redis.exceptions.ConnectionError
         self._args: dict[str, Any] = {"url": url, "desk": desk, "host": host, "policy": policy}
         self._core = core
         self._policy = policy
@@ -91,7 +93,8 @@ class FleetLink:
             )
         }
         self._connected = False
-        self._state_lock = threading.RLock()
+        self._state_lock = threading.RLock()  # resyncs and losses (held across Redis calls)
+        self._offline_lock = threading.Lock()  # "connected" and the operator actions kept meanwhile (never across I/O)
         self._local = threading.local()
         self._gens: dict[str, int] = {}
         self._forced: set[str] = set()
@@ -100,6 +103,9 @@ class FleetLink:
         self._thread: threading.Thread | None = None
         self._epoch = 0  # the exposure epoch this host registered in (0: never)
         self._seen = 0  # the highest exposure sequence seen in that epoch
+        self._mine = 0  # the newest ledger version this process wrote to the fleet in that epoch
+        self._incarnation = str(core._context.segment.region.load(L.H_CREATED_NS))  # this segment, not its name
+        self._grace_until = 0.0  # monotonic: a new epoch approves nothing before (its grace)
         self._members: dict[str, tuple[float, int]] = {}  # host -> (exposure, lease until, server ms)
         # Operator actions taken here while the fleet was unreachable, given to it at resync:
         self._offline_trading: tuple[TradingState, str, int] | None = None  # (state, reason, fleet gen then)
@@ -134,19 +140,30 @@ class FleetLink:
             self._lost(exc)
         self._thread = threading.Thread(target=self._listen, name=f"bot4-fleet-{self.desk}", daemon=True)
         self._thread.start()
+        grace = self._grace_until - time.monotonic()
+        if self._connected and grace > 0:  # a new exposure epoch: the hosts alive register meanwhile
+            self._stop.wait(min(grace, self._policy.lease_seconds))
 
     def close(self) -> None:
-        """Stop listening and close the connections (idempotent)."""
+        """Stop listening and close the connections (idempotent). Calls made meanwhile by other
+        threads find the fleet unavailable."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=2)
+            self._thread.join(timeout=2 + 4 * self._policy.socket_timeout)
         self._client.close()
 
     def _key(self, breaker: str) -> str:
         return f"{self._prefix}breaker:{breaker}"
 
     def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return self._script[script](keys=keys, args=args)
+        try:
+            return self._script[script](keys=keys, args=args)
+        except self._errors:
+            raise
+        except Exception as exc:
+            if self._stop.is_set():  # the client closed under this call (close() from another thread)
+                raise self._closed_error("the fleet link is closed") from exc
+            raise
 
     # ------------------------------------------------------------------ breakers (called by the core)
 
@@ -155,9 +172,10 @@ class FleetLink:
         while the fleet is unreachable is given to it at resync (:meth:`_sync_breaker`)."""
         if getattr(self._local, "applying", False):
             return
-        if not self._connected:
-            self._note_offline_breaker(breaker, old, new, reason)
-            return
+        with self._offline_lock:
+            if not self._connected:  # (checked under the lock the listener turns it on under)
+                self._note_offline_breaker(breaker, old, new, reason)
+                return
         if old is BreakerState.OPEN and new is BreakerState.HALF_OPEN:
             return  # the fleet moves to half-open when it hands out the first trial permit
         expected = int(old) if (old, new) in _AUTOMATIC else -1
@@ -169,7 +187,8 @@ class FleetLink:
                 [breaker.name, expected, int(new), span, f"{reason} (on {self.host})"],
             )
         except self._errors as exc:
-            self._note_offline_breaker(breaker, old, new, reason)  # given to the fleet at resync
+            with self._offline_lock:
+                self._note_offline_breaker(breaker, old, new, reason)  # given to the fleet at resync
             self._lost(exc)
             return
         self._gens[breaker.name] = max(self._gens.get(breaker.name, 0), int(gen))
@@ -177,10 +196,10 @@ class FleetLink:
             self._adopt(breaker, int(state), int(left), "taken from the fleet")
 
     def _note_offline_breaker(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState, reason: str) -> None:
+        """Keep an operator's action (or a trip) for the fleet's resync; the caller holds the offline lock."""
         if (old, new) not in _AUTOMATIC or new is BreakerState.OPEN:  # an operator's, or a trip
-            with self._state_lock:
-                self._offline_breakers[breaker.name] = (new, reason, self._gens.get(breaker.name, 0))
-                self._forced.discard(breaker.name)  # no longer the policy's alone
+            self._offline_breakers[breaker.name] = (new, reason, self._gens.get(breaker.name, 0))
+            self._forced.discard(breaker.name)  # no longer the policy's alone
 
     def adopt_breaker(self, breaker: CircuitBreaker) -> None:
         """Read ``breaker``'s fleet state (a process's first use of it)."""
@@ -258,9 +277,9 @@ class FleetLink:
     def _sync_breaker(self, breaker: CircuitBreaker) -> None:
         exists, state, gen, left = self._run("READ", [self._key(breaker.name)], [])
         name = breaker.name
-        offline = self._offline_breakers.get(name)
+        with self._offline_lock:
+            offline = self._offline_breakers.pop(name, None)  # (put back if giving it to the fleet fails)
         if offline is not None:
-            del self._offline_breakers[name]  # (put back if giving it to the fleet fails)
             local, why, gen_then = offline
             safer = local in (BreakerState.OPEN, BreakerState.FORCED_OPEN)
             if safer or not exists or int(gen) == gen_then:  # a trip or force always stands; else if nobody moved it
@@ -274,7 +293,8 @@ class FleetLink:
                         "SET_STATE", [self._key(name), self._channel], [name, -1, int(local), span, reason]
                     )
                 except self._errors:
-                    self._offline_breakers.setdefault(name, offline)
+                    with self._offline_lock:
+                        self._offline_breakers.setdefault(name, offline)
                     raise
                 self._gens[name] = int(reply[2])
                 self._forced.discard(name)
@@ -289,6 +309,12 @@ class FleetLink:
                 name,
                 local.name,
             )
+        if exists and int(state) not in _STATES:  # garbage in Redis: this host's state replaces it
+            log.warning(
+                "fleet %s: breaker %s: unknown state %r in Redis replaced by this host's", self.desk, name, state
+            )
+            exists = 0
+            self._forced.discard(name)
         if exists:
             self._gens[name] = int(gen)
             self._adopt(breaker, int(state), int(left), "fleet state read")
@@ -306,6 +332,11 @@ class FleetLink:
             self._gens[name] = int(reply[2])
 
     def _adopt(self, breaker: CircuitBreaker, state: int, left_ms: int, reason: str) -> None:
+        if state not in _STATES:
+            log.warning(
+                "fleet %s: breaker %s: the fleet holds an unknown state %r: ignored", self.desk, breaker.name, state
+            )
+            return
         self._local.applying = True
         try:
             breaker._adopt(BreakerState(state), left_ms * 1_000_000, reason)
@@ -318,14 +349,14 @@ class FleetLink:
         """A local kill-switch change: make it the desk's (while the fleet is unreachable: at resync)."""
         if getattr(self._local, "applying", False):
             return
-        if not self._connected:
-            with self._state_lock:
+        with self._offline_lock:
+            if not self._connected:  # (checked under the lock the listener turns it on under)
                 self._offline_trading = (state, reason, self._gens.get("\0trading", 0))
-            return
+                return
         try:
             self._run("SET_TRADING", [self._desk_key, self._channel], [int(state), reason])
         except self._errors as exc:
-            with self._state_lock:  # given to the fleet at resync
+            with self._offline_lock:  # given to the fleet at resync
                 self._offline_trading = (state, reason, self._gens.get("\0trading", 0))
             self._lost(exc)
 
@@ -345,7 +376,7 @@ class FleetLink:
                 _gross, equity, version = self._core.risk._exposure_figures()
                 multiple = self._core.risk.limits.max_gross_exposure
                 limit = -1.0 if multiple is None else multiple * max(equity, 0.0)
-                args = [self.host, self._epoch, self._seen, reservation_id, repr(notional), version, repr(limit)]
+                args = [*self._me(), reservation_id, repr(notional), version, repr(limit)]
                 code, _total, seq, acked = self._claim(args)
                 if code != "epoch":
                     break
@@ -363,13 +394,17 @@ class FleetLink:
             self._lost(exc)
             return "FLEET_UNAVAILABLE"
         if code == "ok":
-            self._saw(int(seq))
+            self._wrote(int(seq), version)
             return None
         return "FLEET_EXPOSURE" if code == "limit" else "FLEET_RESYNC"
 
+    def _me(self) -> list[Any]:
+        """What every exposure script is told first: who asks, and what it has seen and written."""
+        return [self.host, self._epoch, self._seen, self._incarnation, self._mine]
+
     def _claim(self, args: list[Any]) -> tuple[str, str, int, int]:
         """Run CLAIM; with ``policy.replicas``, on one connection followed by ``WAIT`` (how many
-        replicas acknowledged it within ``socket_timeout``)."""
+        replicas acknowledged it within half the ``socket_timeout``)."""
         keys = [self._exposure_key, self._channel]
         replicas = self._policy.replicas
         if not replicas:
@@ -377,7 +412,7 @@ class FleetLink:
             return str(code), str(total), int(seq), 0
         pipe = self._client.pipeline(transaction=False)
         self._script["CLAIM"](keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", replicas, max(1, int(self._policy.socket_timeout * 500)))  # within the timeout
+        pipe.execute_command("WAIT", replicas, max(1, int(self._policy.socket_timeout * 500)))
         (code, total, seq), acked = pipe.execute()
         return str(code), str(total), int(seq), int(acked)
 
@@ -389,42 +424,36 @@ class FleetLink:
             return
         try:
             figures = host_figures(self._core.risk)
-            args = [self.host, self._epoch, self._seen, repr(figures.positions), figures.version, *ended]
+            args = [*self._me(), repr(figures.positions), figures.version, *ended]
             code, seq = self._run("SYNC", [self._exposure_key], args)
             if code == "epoch":
                 self._register()
             else:
-                self._saw(int(seq))
+                self._wrote(int(seq), figures.version)
         except self._errors as exc:
             self._lost(exc)
 
-    def _saw(self, seq: int) -> None:
+    def _wrote(self, seq: int, version: int) -> None:
         if seq > self._seen:
             self._seen = seq
+        if version > self._mine:
+            self._mine = version
 
     def _register(self) -> None:
         """Give the fleet this host's whole exposure, replacing what it held (and, after a
         Redis lost or rolled back its state, what this host knows of the others)."""
         with self._state_lock:
             figures = host_figures(self._core.risk, reservations=True)
-            live = [str(v) for res_id, notional in figures.reservations for v in (res_id, repr(notional))]
+            live = [
+                str(v)
+                for res_id, notional, approved in figures.reservations
+                for v in (res_id, repr(notional), int(approved))
+            ]
             members = dict(self._members)  # (a copy: the listener updates it)
             known = [str(v) for host, (amount, lease) in members.items() for v in (host, repr(amount), lease)]
-            epoch, seq, status = self._run(
-                "REGISTER",
-                [self._exposure_key],
-                [
-                    self.host,
-                    self._epoch,
-                    self._seen,
-                    repr(figures.positions),
-                    figures.version,
-                    self._lease_ms(),
-                    len(figures.reservations),
-                    *live,
-                    *known,
-                ],
-            )
+            lease = self._lease_ms()
+            args = [*self._me(), repr(figures.positions), figures.version, lease, lease, len(figures.reservations)]
+            epoch, seq, status, grace = self._run("REGISTER", [self._exposure_key], [*args, *live, *known])
             if status in ("lost", "rolled back") and self._epoch:
                 log.warning(
                     "fleet %s: exposure state %s; epoch %d started: reservations wait until every host with a live "
@@ -433,20 +462,21 @@ class FleetLink:
                     "lost (Redis came back empty)" if status == "lost" else "rolled back",
                     int(epoch),
                 )
-            elif status in ("lost", "rolled back", "behind"):
+            elif status != "ok":
                 log.info("fleet %s: registered in exposure epoch %d (%s)", self.desk, int(epoch), status)
-            self._epoch, self._seen = int(epoch), int(seq)
+            self._epoch, self._seen, self._mine = int(epoch), int(seq), figures.version
+            self._grace_until = time.monotonic() + int(grace) / 1000
 
     def _lease_ms(self) -> int:
         return int(self._policy.lease_seconds * 1000)
 
     def _renew(self) -> None:
         """Renew this host's lease and learn the members' exposures (what a reset would count)."""
-        reply = self._run("RENEW", [self._exposure_key], [self.host, self._epoch, self._seen, self._lease_ms()])
+        reply = self._run("RENEW", [self._exposure_key], [*self._me(), self._lease_ms()])
         if reply[0] == "epoch":
             self._register()
             return
-        self._saw(int(reply[1]))
+        self._wrote(int(reply[1]), 0)
         self._members = {str(reply[i]): (float(reply[i + 1]), int(reply[i + 2])) for i in range(2, len(reply) - 2, 3)}
 
     def forget(self, host: str) -> bool:
@@ -500,7 +530,11 @@ class FleetLink:
                     heard_at, pinged_at = time.monotonic(), 0.0
                 if not self._connected:  # (also when another thread found Redis gone while this one heard nothing)
                     self._resync()
-                    self._set_connected(True, "fleet reachable: state read again")
+                    with self._offline_lock:  # connected only once no operator action taken meanwhile waits
+                        if self._offline_trading is None and not self._offline_breakers:
+                            self._connected = True
+                    if self._connected:
+                        self._set_connected(True, "fleet reachable: state read again")
                 # Read raw: a pong to a ping made on a subscribed connection comes back as a bare
                 # string once decoded, which redis-py's get_message does not report.
                 response = pubsub.parse_response(block=False, timeout=0.05)
@@ -529,8 +563,9 @@ class FleetLink:
                         pass
                 pubsub = None
                 self._stop.wait(self._policy.retry_seconds)
-            except Exception:  # noqa: BLE001 - a listener must not die on one bad message
-                log.exception("fleet %s: could not apply a message", self.desk)
+            except Exception:  # noqa: BLE001 - a listener must not die on one bad message (nor spin on one)
+                log.exception("fleet %s: could not apply a message or resynchronise", self.desk)
+                self._stop.wait(max(1.0, self._policy.retry_seconds))
         if pubsub is not None:
             try:
                 pubsub.close()
@@ -605,13 +640,14 @@ class FleetLink:
                     "SET_TRADING", [self._desk_key, self._channel], [int(risk.trading_state), risk.state_reason]
                 )
                 self._gens["\0trading"] = int(gen)
-            if self._offline_trading is offline:
-                self._offline_trading = None
+            with self._offline_lock:
+                if self._offline_trading is offline:
+                    self._offline_trading = None
             self._register()
 
     def _lost(self, exc: BaseException) -> None:
         with self._state_lock:
-            if not self._connected:
+            if not self._connected or self._stop.is_set():
                 return
             self._connected = False
             log.warning("fleet %s unreachable: %s", self.desk, exc)
@@ -619,18 +655,11 @@ class FleetLink:
                 self._apply_policy(self._core.breaker(name))
         notify(self._core.plugins, "bot4_fleet_changed", core=self._core, connected=False, reason=f"unreachable: {exc}")
 
-    def policy_forced_records(self) -> frozenset[int]:
-        """The segment records of breakers forced open here by the policy alone (not by an
-        operator or a trip) while the fleet is unreachable: the fuse does not count them."""
-        if self._connected or not self._forced:
-            return frozenset()
-        return frozenset(self._core.breaker(name)._rec for name in frozenset(self._forced))
-
     def _apply_policy(self, breaker: CircuitBreaker) -> None:
         if not self._policy.fails_closed(breaker.name):
             return
         self._forced.add(breaker.name)
-        self._adopt(breaker, int(BreakerState.FORCED_OPEN), 0, _UNREACHABLE)
+        self._adopt(breaker, int(BreakerState.FORCED_OPEN), 0, FORCED_BY_POLICY)
 
     def _set_connected(self, connected: bool, reason: str) -> None:
         self._connected = connected

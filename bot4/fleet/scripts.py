@@ -147,48 +147,73 @@ return gen
 
 _EXPOSURE = """
 -- The exposure hash: 'e' epoch (an integer, raised by every reset), 's' sequence (raised by
--- every write), and per host: 'g:<host>' |positions| x marks, 'v:<host>' the ledger version
--- they were read at, 'r:<host>:<id>' '<notional>,<version>' of each live reservation the
--- fleet approved, 'l:<host>' its lease (server ms), and after a reset, until it registers
+-- every write), 'c' the server ms until which a new epoch approves nothing (its grace: the
+-- time any live host needs to register again). Per host: 'g:<host>' its positions (and the
+-- reservations the fleet has not approved yet) at their prices, 'v:<host>' the ledger
+-- version they were read at, 'i:<host>' its segment's incarnation, 'o:<host>' the newest
+-- ledger version it wrote, 'r:<host>:<id>' '<notional>,<version>' of each live reservation
+-- the fleet approved, 'l:<host>' its lease (server ms); after a reset, until it registers
 -- again: 'x:<host>' its exposure as last known, 'w:<host>' claims wait for it until then.
-local function tally(key)
-  local hosts, total, leases = {}, 0, {}
+-- Every script takes ARGV host, epoch, seen sequence, incarnation, newest version written
+-- first; the host's own fields are the ones with its name.
+local function host_of(f)
+  local kind = string.sub(f, 1, 2)
+  if kind == 'r:' then return 'r', string.match(f, '^r:(.*):[^:]*$') end
+  return string.sub(f, 1, 1), string.sub(f, 3)
+end
+-- One pass: per-host exposure, the fleet's, the leases, and a host waited for (if any).
+local function tally(key, now)
+  local hosts, total, leases, waiting = {}, 0, {}, nil
   local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
     local f, v = all[i], all[i + 1]
-    local kind, host, amount = string.sub(f, 1, 2), nil, nil
-    if kind == 'g:' or kind == 'x:' then host, amount = string.sub(f, 3), tonumber(v)
-    elseif kind == 'r:' then host, amount = string.match(f, '^r:(.*):[^:]*$'), tonumber(string.match(v, '^([^,]+)'))
-    elseif kind == 'l:' then leases[string.sub(f, 3)] = tonumber(v)
+    local kind, host = host_of(f)
+    local amount = nil
+    if kind == 'g' or kind == 'x' then amount = tonumber(v)
+    elseif kind == 'r' then amount = tonumber(string.match(v, '^([^,]+)'))
+    elseif kind == 'l' then leases[host] = tonumber(v)
+    elseif kind == 'w' and tonumber(v) > now then waiting = host
     end
-    if host then
+    if amount then
       hosts[host] = (hosts[host] or 0) + amount
       total = total + amount
     end
   end
-  return hosts, total, leases
+  return hosts, total, leases, waiting
 end
 local function raise_to(key, field, value)
   local old = tonumber(redis.call('HGET', key, field) or '-inf')
   if value > old then redis.call('HSET', key, field, tostring(value)) end
 end
--- What the caller's epoch says of the hash: 'ok'; 'behind' (a reset happened that the caller
--- has not registered since); or a reset is due: 'lost' (the hash is gone: a Redis restarted
--- empty) or 'rolled back' (older than what the caller has seen: stale persistence, a
--- replica that lost the last writes).
-local function epoch_status(key, epoch, seen)
+-- Every field of one host (its registration, reservations, lease, provisional figures).
+local function drop_host(key, host, keep_wait)
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local kind, owner = host_of(all[i])
+    if owner == host and not (keep_wait and (kind == 'x' or kind == 'w' or kind == 'l')) then
+      redis.call('HDEL', key, all[i])
+    end
+  end
+end
+-- What the caller's view says of the hash: 'ok'; 'behind' (a reset happened since it
+-- registered, or it never did: it must register); or a reset is due: 'lost' (the hash is
+-- gone: a Redis restarted empty) or 'rolled back' (older than what the caller has seen or
+-- written: stale persistence, a replica that lost the last writes).
+local function epoch_status(key, host, epoch, seen, incarnation, mine)
   local e = redis.call('HGET', key, 'e')
   if not e then return 'lost' end
   e = tonumber(e)
   if epoch > e then return 'rolled back' end
   if epoch < e then return 'behind' end
   if tonumber(redis.call('HGET', key, 's') or 0) < seen then return 'rolled back' end
+  if redis.call('HGET', key, 'i:' .. host) ~= incarnation then return 'behind' end
+  if tonumber(redis.call('HGET', key, 'o:' .. host) or -1) < mine then return 'rolled back' end
   return 'ok'
 end
--- A new epoch: every host's exposure becomes provisional (the largest known figure) and
--- claims wait for each host with a live lease until it registers again.
-local function reset(key, epoch, now, known)
-  local hosts, _, leases = tally(key)
+-- A new epoch: every host's exposure becomes provisional (the largest known figure), claims
+-- wait for each host with a live lease until it registers again, and for a grace period.
+local function reset(key, epoch, now, known, grace)
+  local hosts, _, leases = tally(key, now)
   redis.call('DEL', key)
   for host, amount in pairs(hosts) do redis.call('HSET', key, 'x:' .. host, tostring(amount)) end
   for host, lease in pairs(leases) do
@@ -201,14 +226,11 @@ local function reset(key, epoch, now, known)
       raise_to(key, 'l:' .. known[i], tonumber(known[i + 2]))
     end
   end
-  redis.call('HSET', key, 'e', epoch, 's', 0)
+  redis.call('HSET', key, 'e', epoch, 's', 0, 'c', now + grace)
 end
-local function waiting_for(key, now)
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 'w:' and tonumber(all[i + 1]) > now then return string.sub(all[i], 3) end
-  end
-  return nil
+local function wrote(key, host, version)
+  raise_to(key, 'o:' .. host, version)
+  return redis.call('HINCRBY', key, 's', 1)
 end
 """
 
@@ -216,48 +238,58 @@ REGISTER = (
     _NOW
     + _EXPOSURE
     + """
--- KEYS[1] exposure hash. ARGV: host, epoch, seen, positions, version, lease ms,
---   n live, then n x (id, notional), then the members the host knows: (host, exposure, lease) ...
--- The host's whole exposure, replacing what the fleet held for it; starts a new epoch when
--- one is due. Returns {epoch, sequence, status}.
-local key, host = KEYS[1], ARGV[1]
-local epoch, seen, version = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
-local n = tonumber(ARGV[7])
+-- KEYS[1] exposure hash. ARGV: host, epoch, seen, incarnation, newest version written,
+--   positions, version, lease ms, grace ms, n live, then n x (id, notional, approved 1/0),
+--   then the members the host knows: (host, exposure, lease) ...
+-- The host's whole exposure, replacing what the fleet held for it unless newer figures of
+-- the same segment are there already; starts a new epoch when one is due. Returns
+-- {epoch, sequence, status, ms of grace left}.
+local key, host, incarnation = KEYS[1], ARGV[1], ARGV[4]
+local epoch, seen, mine = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
+local version, n = tonumber(ARGV[7]), tonumber(ARGV[10])
 local known = {}
-for i = 8 + 2 * n, #ARGV do known[#known + 1] = ARGV[i] end
-local status = epoch_status(key, epoch, seen)
+for i = 11 + 3 * n, #ARGV do known[#known + 1] = ARGV[i] end
+local status = epoch_status(key, host, epoch, seen, incarnation, mine)
 if status == 'lost' or status == 'rolled back' then
-  reset(key, math.max(epoch, tonumber(redis.call('HGET', key, 'e') or 0)) + 1, now, known)
-elseif status == 'behind' or epoch == 0 then  -- what the caller knows of hosts not registered now
+  reset(key, math.max(epoch, tonumber(redis.call('HGET', key, 'e') or 0)) + 1, now, known, tonumber(ARGV[9]))
+elseif status == 'behind' then  -- what the caller knows of hosts not registered now
   for i = 1, #known, 3 do
     local other = known[i]
-    if other ~= host and redis.call('HEXISTS', key, 'g:' .. other) == 0 then
+    if other ~= host and redis.call('HEXISTS', key, 'i:' .. other) == 0 then
       raise_to(key, 'x:' .. other, tonumber(known[i + 1]))
       if tonumber(known[i + 2]) > now then raise_to(key, 'w:' .. other, tonumber(known[i + 2])) end
     end
   end
 end
-local held = tonumber(redis.call('HGET', key, 'v:' .. host) or -1)
-if version > held or redis.call('HEXISTS', key, 'g:' .. host) == 0 then
-  redis.call('HSET', key, 'g:' .. host, ARGV[4], 'v:' .. host, version)
+if redis.call('HGET', key, 'i:' .. host) ~= incarnation then  -- another segment of that name, or none yet
+  drop_host(key, host, true)
+  redis.call('HSET', key, 'i:' .. host, incarnation)
 end
-local live = {}
-for i = 0, n - 1 do live[ARGV[8 + 2 * i]] = ARGV[9 + 2 * i] end
-local prefix = 'r:' .. host .. ':'
-local all = redis.call('HGETALL', key)
-for i = 1, #all, 2 do
-  local f = all[i]
-  if string.sub(f, 1, #prefix) == prefix and string.find(f, ':', #prefix + 1, true) == nil then
-    local id = string.sub(f, #prefix + 1)
-    local at = tonumber(string.match(all[i + 1], ',(.*)$'))
-    if live[id] == nil and at < version then redis.call('HDEL', key, f) end
+local held = tonumber(redis.call('HGET', key, 'v:' .. host) or -1)
+if version > held then
+  redis.call('HSET', key, 'g:' .. host, ARGV[6], 'v:' .. host, version)
+  local live = {}
+  for i = 0, n - 1 do live[ARGV[11 + 3 * i]] = i end
+  local prefix = 'r:' .. host .. ':'
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local f = all[i]
+    if string.sub(f, 1, #prefix) == prefix and string.find(f, ':', #prefix + 1, true) == nil then
+      local at = tonumber(string.match(all[i + 1], ',(.*)$'))
+      if live[string.sub(f, #prefix + 1)] == nil and at < version then redis.call('HDEL', key, f) end
+    end
+  end
+  for i = 0, n - 1 do
+    if ARGV[13 + 3 * i] == '1' then
+      redis.call('HSETNX', key, prefix .. ARGV[11 + 3 * i], ARGV[12 + 3 * i] .. ',' .. version)
+    end
   end
 end
-for id, notional in pairs(live) do redis.call('HSETNX', key, prefix .. id, notional .. ',' .. version) end
 redis.call('HDEL', key, 'x:' .. host, 'w:' .. host)
-redis.call('HSET', key, 'l:' .. host, now + tonumber(ARGV[6]))
-local s = redis.call('HINCRBY', key, 's', 1)
-return {tonumber(redis.call('HGET', key, 'e')), s, status}
+redis.call('HSET', key, 'l:' .. host, now + tonumber(ARGV[8]))
+local s = wrote(key, host, version)
+local grace = math.max(0, tonumber(redis.call('HGET', key, 'c') or 0) - now)
+return {tonumber(redis.call('HGET', key, 'e')), s, status, grace}
 """
 )
 
@@ -265,25 +297,26 @@ CLAIM = (
     _NOW
     + _EXPOSURE
     + """
--- KEYS[1] exposure hash, KEYS[2] channel. ARGV: host, epoch, seen, reservation id, notional, version,
--- limit (-1: none)
+-- KEYS[1] exposure hash, KEYS[2] channel. ARGV: host, epoch, seen, incarnation, newest
+-- version written, reservation id, notional, version, limit (-1: none).
 -- A reservation, approved when the fleet's exposure stays within the limit with it; the
 -- host's new exposure is announced, so every host knows it as soon as the claimer does.
--- Returns {code, fleet exposure, sequence}: code 'ok', 'limit', 'wait' (a host has not
--- registered since a reset), or 'epoch' (the caller must register first).
+-- Returns {code, fleet exposure, sequence}: code 'ok', 'limit', 'wait' (a new epoch's
+-- grace, or a host not registered since a reset), or 'epoch' (the caller must register).
 local key, host = KEYS[1], ARGV[1]
-local status = epoch_status(key, tonumber(ARGV[2]), tonumber(ARGV[3]))
-if status ~= 'ok' or redis.call('HEXISTS', key, 'g:' .. host) == 0 then return {'epoch', '0', 0} end
-if waiting_for(key, now) then return {'wait', '0', 0} end
-local _, total = tally(key)
-local notional, limit = tonumber(ARGV[5]), tonumber(ARGV[7])
+if epoch_status(key, host, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])) ~= 'ok' then
+  return {'epoch', '0', 0}
+end
+if now < tonumber(redis.call('HGET', key, 'c') or 0) then return {'wait', '0', 0} end
+local hosts, total, _, waiting = tally(key, now)
+if waiting then return {'wait', '0', 0} end
+local notional, limit = tonumber(ARGV[7]), tonumber(ARGV[9])
 if limit >= 0 and total + notional > limit * (1 + 1e-9) + 1e-12 then
   return {'limit', tostring(total), 0}
 end
-redis.call('HSET', key, 'r:' .. host .. ':' .. ARGV[4], ARGV[5] .. ',' .. ARGV[6])
-local s = redis.call('HINCRBY', key, 's', 1)
-local hosts = tally(key)
-redis.call('PUBLISH', KEYS[2], cjson.encode({kind = 'exposure', host = host, total = hosts[host]}))
+redis.call('HSET', key, 'r:' .. host .. ':' .. ARGV[6], ARGV[7] .. ',' .. ARGV[8])
+local s = wrote(key, host, tonumber(ARGV[8]))
+redis.call('PUBLISH', KEYS[2], cjson.encode({kind = 'exposure', host = host, total = (hosts[host] or 0) + notional}))
 return {'ok', tostring(total + notional), s}
 """
 )
@@ -292,17 +325,20 @@ SYNC = (
     _NOW
     + _EXPOSURE
     + """
--- KEYS[1] exposure hash. ARGV: host, epoch, seen, positions, version, then reservation ids that ended.
+-- KEYS[1] exposure hash. ARGV: host, epoch, seen, incarnation, newest version written,
+-- positions, version, then reservation ids that ended.
 -- The host's positions (a newer ledger version replaces an older one) and its ended
 -- reservations; never refused. Returns {code, sequence}: 'ok', or 'epoch' (register first).
 local key, host = KEYS[1], ARGV[1]
-local status = epoch_status(key, tonumber(ARGV[2]), tonumber(ARGV[3]))
-if status ~= 'ok' or redis.call('HEXISTS', key, 'g:' .. host) == 0 then return {'epoch', 0} end
-if tonumber(ARGV[5]) > tonumber(redis.call('HGET', key, 'v:' .. host) or -1) then
-  redis.call('HSET', key, 'g:' .. host, ARGV[4], 'v:' .. host, ARGV[5])
+if epoch_status(key, host, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])) ~= 'ok' then
+  return {'epoch', 0}
 end
-for i = 6, #ARGV do redis.call('HDEL', key, 'r:' .. host .. ':' .. ARGV[i]) end
-return {'ok', redis.call('HINCRBY', key, 's', 1)}
+local version = tonumber(ARGV[7])
+if version > tonumber(redis.call('HGET', key, 'v:' .. host) or -1) then
+  redis.call('HSET', key, 'g:' .. host, ARGV[6], 'v:' .. host, version)
+end
+for i = 8, #ARGV do redis.call('HDEL', key, 'r:' .. host .. ':' .. ARGV[i]) end
+return {'ok', wrote(key, host, version)}
 """
 )
 
@@ -310,14 +346,15 @@ RENEW = (
     _NOW
     + _EXPOSURE
     + """
--- KEYS[1] exposure hash. ARGV: host, epoch, seen, lease ms
+-- KEYS[1] exposure hash. ARGV: host, epoch, seen, incarnation, newest version written, lease ms
 -- The host's lease, and what it should know of the members. Returns {code, sequence,
 -- then per member: host, exposure, lease}; code 'ok' or 'epoch' (register first).
 local key, host = KEYS[1], ARGV[1]
-local status = epoch_status(key, tonumber(ARGV[2]), tonumber(ARGV[3]))
-if status ~= 'ok' or redis.call('HEXISTS', key, 'g:' .. host) == 0 then return {'epoch', 0} end
-redis.call('HSET', key, 'l:' .. host, now + tonumber(ARGV[4]))
-local hosts, _, leases = tally(key)
+if epoch_status(key, host, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])) ~= 'ok' then
+  return {'epoch', 0}
+end
+redis.call('HSET', key, 'l:' .. host, now + tonumber(ARGV[6]))
+local hosts, _, leases = tally(key, now)
 local out = {'ok', tonumber(redis.call('HGET', key, 's') or 0)}
 for member, amount in pairs(hosts) do
   out[#out + 1] = member
@@ -328,11 +365,18 @@ return out
 """
 )
 
-FORGET = """
--- KEYS[1] exposure hash; ARGV: host. An operator's word that a host is gone and flat: its
--- provisional exposure and the wait for it end. Returns whether it was waited for or counted.
-return redis.call('HDEL', KEYS[1], 'x:' .. ARGV[1], 'w:' .. ARGV[1], 'l:' .. ARGV[1])
+FORGET = (
+    _NOW
+    + _EXPOSURE
+    + """
+-- KEYS[1] exposure hash; ARGV: host. An operator's word that a host is gone and holds
+-- nothing: every figure of it is dropped (a host that is alive registers again at its next
+-- call). Returns whether the fleet held anything of it.
+local before = redis.call('HLEN', KEYS[1])
+drop_host(KEYS[1], ARGV[1], false)
+return before - redis.call('HLEN', KEYS[1])
 """
+)
 
 WINDOW = (
     _NOW

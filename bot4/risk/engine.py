@@ -15,6 +15,7 @@ from bot4.order import Order, OrderType, Side
 from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
 from bot4.risk.correlation import take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
+from bot4.risk.exposure import mark_approved
 from bot4.risk.kill_switch import UNKNOWN_REASON, KillSwitch, TradingWord
 from bot4.risk.ledger import RiskLedger
 from bot4.risk.limits import RiskLimits, TradingState, exceeds
@@ -328,10 +329,13 @@ class RiskEngine:
         """Count an approved reservation in the fleet's exposure; undo it here if the fleet refuses."""
         code = fleet.claim(reservation.id, reservation.quantity * reservation.price)
         if code is None:
+            with self._mutex as tx:  # from now on the fleet counts it by itself, not with the positions
+                mark_approved(self, tx, reservation.slot, reservation.id)
             return _new(Decision, ((), reservation))
         with self._mutex as tx:
             if self._live(reservation):
                 self._free_entry(tx, reservation.slot)
+        self._tell_fleet()  # a sync made meanwhile counted it with the positions: no longer
         if code == "FLEET_EXPOSURE":
             limit = self.limits.max_gross_exposure
             why = f"the fleet's gross exposure would pass max_gross_exposure ({limit}x equity)"

@@ -143,6 +143,7 @@ V_QTY = 4  # f: quantity not yet filled
 V_PRICE = 5  # f: entry price used for notional
 V_CREATED_NS = 6  # i
 V_NEXT_FREE = 7  # i: next free entry + 1 while on the free list
+V_FLEET = V_NEXT_FREE  # i: while live: 1 once a fleet approved it (0 from its reservation on)
 RES_WORDS = 8
 
 MAX_WORKERS_LIMIT = 4096

@@ -14,6 +14,8 @@ from bot4 import BreakerConfig, CircuitOpenError, Core, FleetPolicy, WorkerConte
 from tests.helpers import Boom, fail
 from tests.risk.conftest import NO_LIMITS, buy
 
+FAST = FleetPolicy(socket_timeout=0.25, retry_seconds=0.05, health_seconds=0.1, lease_seconds=1.0)
+"""The tests' fleet timing: a new exposure epoch's grace (a lease) is 1 s, not 5."""
 HALF_OPEN = BreakerConfig(consecutive_failures=1, open_seconds=0.5, half_open_calls=2, open_backoff=20.0)
 EQUITY = 1000.0
 LIMITS = dataclasses.replace(NO_LIMITS, max_gross_exposure=1.0)  # 1x the equity: 1000 of gross exposure
@@ -22,7 +24,7 @@ LIMITS = dataclasses.replace(NO_LIMITS, max_gross_exposure=1.0)  # 1x the equity
 def hammer(url: str, desk: str, segment: str, host: str, counter: str) -> None:
     """Once told to go, call the shared breaker until told to stop; the backend counts the calls that reach it."""
     client = redis.Redis.from_url(url)
-    with Core.connect(url, name=segment, desk=desk, host=host, attach=True) as core:
+    with Core.connect(url, name=segment, desk=desk, host=host, attach=True, policy=FAST) as core:
         br = core.breaker("venue", HALF_OPEN)
 
         def backend() -> None:
@@ -47,7 +49,7 @@ def hammer(url: str, desk: str, segment: str, host: str, counter: str) -> None:
 def other_host(url: str, desk: str, segment: str) -> None:
     """Host a: trip the shared breaker, hold 600 of the fleet's 1000, wait to be told to stop."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    with Core.connect(url, name=segment, desk=desk, host="a") as core:
+    with Core.connect(url, name=segment, desk=desk, host="a", policy=FAST) as core:
         core.risk.configure(LIMITS)
         core.risk.set_equity(EQUITY)
         fail(core.breaker("venue", BreakerConfig(consecutive_failures=1, open_seconds=60)))
@@ -67,7 +69,7 @@ def trip_venue(ctx: WorkerContext) -> None:
 def churn_host(url: str, desk: str, segment: str, host: str, until: float, results: Any) -> None:
     """A host reserving and releasing until ``until`` while Redis comes and goes; reports what it saw."""
     codes: Counter[str] = Counter()
-    with Core.connect(url, name=segment, desk=desk, host=host, policy=FleetPolicy(retry_seconds=0.05)) as core:
+    with Core.connect(url, name=segment, desk=desk, host=host, policy=FAST) as core:
         core.risk.configure(LIMITS)
         core.risk.set_equity(EQUITY)
         held = []
@@ -97,10 +99,9 @@ def jepsen_host(
     whatever faults the test makes; every approval is logged after it returned and every
     release before it is asked (``<monotonic ns> <+/-notional>``). When ``trip`` is set, the
     host's operator trips the kill switch (the test has cut it off first). Reports at the end."""
-    policy = FleetPolicy(socket_timeout=0.25, retry_seconds=0.05, health_seconds=0.1, lease_seconds=1.0)
     codes: Counter[str] = Counter()
     tripped = False
-    with Core.connect(url, name=segment, desk=desk, host=host, policy=policy) as core, open(log_path, "w") as log:
+    with Core.connect(url, name=segment, desk=desk, host=host, policy=FAST) as core, open(log_path, "w") as log:
         core.risk.configure(LIMITS)
         core.risk.set_equity(EQUITY)
         rng, held = random.Random(host), []

@@ -17,12 +17,11 @@ import pytest
 import bot4
 from bot4 import BreakerConfig, BreakerState, Core, FleetPolicy, FuseConfig, TradingState
 from tests.fault_proxy import FaultProxy
-from tests.fleet.targets import EQUITY, LIMITS
+from tests.fleet.targets import EQUITY, FAST, LIMITS
 from tests.helpers import fail, rejected, succeed, wait_for
 from tests.redis_server import RedisServer
 from tests.risk.conftest import buy
 
-FAST = FleetPolicy(socket_timeout=0.25, retry_seconds=0.05, health_seconds=0.1, lease_seconds=1.0)
 DETECTED_WITHIN = 2 * FAST.health_seconds + FAST.socket_timeout  # the documented bound
 
 
@@ -100,7 +99,7 @@ def most_held_at_once(history: list[tuple[int, float]]) -> float:
 
 def test_threads_of_two_hosts_never_pass_the_limit_together(redis_server: RedisServer, desk: str) -> None:
     """Threads reserving and releasing on two hosts; a checker reads the history of every
-    approval and release, and the fleet's total is sampled: neither passes the limit."""
+    approval and release: what was approved never passes the limit at any instant."""
     with host(redis_server.url, desk, "a") as a, host(redis_server.url, desk, "b") as b:
         stop = threading.Event()
         history: list[tuple[int, float]] = []
@@ -128,18 +127,18 @@ def test_threads_of_two_hosts_never_pass_the_limit_together(redis_server: RedisS
         threads = [threading.Thread(target=churn, args=(core, i)) for i, core in enumerate((a, b, a, b))]
         for t in threads:
             t.start()
-        samples = []
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:
-            samples.append(a.fleet.fleet_gross())  # type: ignore[union-attr]
+        time.sleep(3.0)
         stop.set()
         for t in threads:
             t.join(timeout=30)
         assert errors == []
         assert approved[0] > 100  # the limit was reached again and again
-        assert max(samples) <= EQUITY * (1 + 1e-9)
         assert most_held_at_once(history) <= EQUITY * (1 + 1e-9)
         assert a.risk.audit() == [] and b.risk.audit() == []
+        a.risk._tell_fleet()
+        b.risk._tell_fleet()  # (a sync while a claim was pending counts it with the positions until the next)
+        held = a.risk.snapshot().gross_exposure + b.risk.snapshot().gross_exposure
+        assert a.fleet.fleet_gross() == pytest.approx(held)  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------- Redis restarted empty
@@ -325,3 +324,162 @@ def test_breakers_forced_open_by_the_policy_do_not_trip_the_fuse(redis_server: R
             redis_server.start()
         wait_for(lambda: a.fleet.connected, timeout=5)  # type: ignore[union-attr]
         succeed(orders)
+
+
+# ---------------------------------------------------------------- what an adversarial review found
+
+
+def test_a_host_restarted_with_a_new_segment_of_the_same_name_is_counted(redis_server: RedisServer, desk: str) -> None:
+    """Its ledger version starts again near 0, below what the fleet holds of the segment before."""
+    segment = f"bot4-a-{uuid.uuid4().hex[:6]}"
+    url = redis_server.url
+    with host(url, desk, "b") as b:
+        with Core.connect(url, name=segment, desk=desk, host="a", policy=FAST) as first:
+            first.risk.configure(LIMITS)
+            first.risk.set_equity(EQUITY)
+            for _ in range(60):  # a busy first life: its ledger version climbs
+                decision = first.risk.reserve(buy(quantity=1, price=100))
+                assert decision.reservation is not None
+                first.risk.release(decision.reservation)
+        with Core.connect(url, name=segment, desk=desk, host="a", policy=FAST) as again:
+            again.risk.configure(LIMITS)
+            again.risk.set_equity(EQUITY)
+            decision = again.risk.reserve(buy(quantity=9, price=100))
+            assert decision.reservation is not None
+            again.risk.on_fill(decision.reservation, 9, 100.0)  # 900 of position
+            assert reserve(b, 900) == ("FLEET_EXPOSURE",)
+
+
+def test_a_registration_read_before_a_release_never_brings_it_back(
+    redis_server: RedisServer, desk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bot4.fleet.link as link_module
+
+    url = redis_server.url
+    with (
+        host(url, desk, "a") as one,
+        Core.connect(url, name=one.name, desk=desk, host="a", attach=True, policy=FAST) as two,
+    ):
+        decision = one.risk.reserve(buy(quantity=7, price=100))
+        assert decision.reservation is not None
+        read, go = threading.Event(), threading.Event()
+        real = link_module.host_figures
+
+        def slow(engine: Any, **kw: Any) -> Any:
+            figures = real(engine, **kw)
+            if kw.get("reservations") and threading.current_thread().name == "registering":
+                read.set()
+                go.wait(5)  # the registration is in flight while the release lands
+            return figures
+
+        monkeypatch.setattr(link_module, "host_figures", slow)
+        registering = threading.Thread(target=two.fleet._register, name="registering")  # type: ignore[union-attr]
+        registering.start()
+        assert read.wait(5)
+        one.risk.release(decision.reservation)
+        go.set()
+        registering.join(5)
+        monkeypatch.setattr(link_module, "host_figures", real)
+        assert one.fleet.fleet_gross() == 0.0  # type: ignore[union-attr]
+        assert reserve(one, 700) == ("approved",)
+
+
+def test_forget_stops_counting_a_host_that_died(redis_server: RedisServer, desk: str) -> None:
+    with host(redis_server.url, desk, "a") as a:
+        with host(redis_server.url, desk, "c") as c:
+            assert reserve(c, 700) == ("approved",)
+            gone = c.fleet.host  # type: ignore[union-attr]
+            c.fleet._stop.set()  # type: ignore[union-attr]  # it dies: nothing more reaches the fleet from it
+        assert reserve(a, 500) == ("FLEET_EXPOSURE",)  # still counted: its positions may be real
+        assert a.fleet.forget(gone)  # type: ignore[union-attr]  # an operator: gone and flat
+        assert a.fleet.fleet_gross() == 0.0  # type: ignore[union-attr]
+        assert reserve(a, 500) == ("approved",)
+
+
+def test_one_process_losing_redis_does_not_trip_its_siblings_fuse(
+    redis_server: RedisServer, desk: str, proxies: list[FaultProxy]
+) -> None:
+    proxy, segment = proxies[0], f"bot4-f-{uuid.uuid4().hex[:6]}"
+    fuse = FuseConfig(open_ratio=0.5, close_ratio=0.2, min_components=3)
+    with (
+        Core.connect(proxy.url(), name=segment, desk=desk, host="a", policy=FAST, fuse=fuse) as cut_off,
+        Core.connect(redis_server.url, name=segment, desk=desk, host="a", policy=FAST, attach=True) as sibling,
+    ):
+        for name in ("orders", "funding", "data"):
+            cut_off.breaker(name)
+            sibling.breaker(name)
+        proxy.set("blackhole")
+        wait_for(lambda: not cut_off.fleet.connected, timeout=5)  # type: ignore[union-attr]
+        fail(sibling.breaker("extra", BreakerConfig(consecutive_failures=1, open_seconds=60)))  # the fuse looks again
+        assert not sibling.fuse.tripped and not cut_off.fuse.tripped
+
+
+def test_garbage_in_redis_neither_keeps_a_host_away_nor_spins_its_listener(
+    redis_server: RedisServer, desk: str, proxies: list[FaultProxy], client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="bot4.fleet")
+    proxy = proxies[0]
+    with host(proxy.url(), desk, "a") as a:
+        a.breaker("venue")
+        client.hset(f"bot4:{{{desk}}}:breaker:venue", mapping={"state": 99, "gen": 5})
+        proxy.set("cut")
+        wait_for(lambda: not a.fleet.connected, timeout=5)  # type: ignore[union-attr]
+        proxy.set("pass")
+        wait_for(lambda: a.fleet.connected, timeout=5)  # type: ignore[union-attr]
+        assert any("unknown state" in r.getMessage() for r in caplog.records)
+        assert sum("could not apply" in r.getMessage() for r in caplog.records) <= 2
+
+
+def test_a_trip_made_while_the_listener_resynchronises_reaches_the_fleet(
+    redis_server: RedisServer, desk: str, proxies: list[FaultProxy]
+) -> None:
+    proxy = proxies[0]
+    with host(proxy.url(), desk, "a") as a, host(redis_server.url, desk, "b") as b:
+        link = a.fleet
+        assert link is not None
+        inside = threading.Event()
+        real = link._register
+
+        def slow_register() -> None:  # what a Redis slow to answer does to the resync's last step
+            inside.set()
+            time.sleep(0.3)
+            real()
+
+        link._register = slow_register  # type: ignore[method-assign]
+        proxy.set("cut")
+        wait_for(lambda: not link.connected, timeout=5)
+        proxy.set("pass")
+        assert inside.wait(5)
+        a.risk.kill_switch.trip("operator on a, during the resync")
+        wait_for(lambda: b.risk.trading_state is TradingState.HALTED, timeout=5)
+
+
+def test_calls_racing_close_raise_only_bot4_errors(redis_server: RedisServer, desk: str) -> None:
+    errors: list[BaseException] = []
+    with host(redis_server.url, desk, "a") as a:
+        stop = threading.Event()
+
+        def churn() -> None:
+            while not stop.is_set():
+                try:
+                    decision = a.risk.reserve(buy(quantity=0.5, price=100))
+                    if decision.reservation is not None:
+                        a.risk.release(decision.reservation)
+                except bot4.Bot4Error:
+                    pass
+                except BaseException as exc:  # noqa: BLE001 - what the test looks for
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=churn) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        a.fleet.close()  # type: ignore[union-attr]
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import redis
 
 import bot4
 from bot4 import BreakerConfig, BreakerState, CircuitOpenError, Core, FleetPolicy, TradingState
-from tests.fleet.targets import EQUITY, LIMITS
+from tests.fleet.targets import EQUITY, FAST, LIMITS
 from tests.helpers import fail, rejected, succeed, wait_for
 from tests.redis_server import RedisServer
 from tests.risk.conftest import buy
@@ -23,6 +24,7 @@ TRIP_FAST = BreakerConfig(consecutive_failures=2, open_seconds=30.0)
 
 @contextmanager
 def host(server: RedisServer, desk: str, name: str, **kw: Any) -> Iterator[Core]:
+    kw.setdefault("policy", FAST)
     with Core.connect(server.url, name=f"bot4-{name}-{uuid.uuid4().hex[:6]}", desk=desk, host=name, **kw) as core:
         yield core
 
@@ -117,7 +119,7 @@ def test_redis_down_then_back(redis_server: RedisServer, desk: str) -> None:
 
     plugins = bot4.make_plugin_manager()
     plugins.register(Watch())
-    policy = FleetPolicy(breakers="closed", overrides={"data": "open"})
+    policy = dataclasses.replace(FAST, breakers="closed", overrides={"data": "open"})
     limits = LIMITS
     with host(redis_server, desk, "a", policy=policy, plugins=plugins) as a:
         trade(a, limits)
@@ -142,12 +144,12 @@ def test_redis_down_then_back(redis_server: RedisServer, desk: str) -> None:
         assert orders.state is BreakerState.CLOSED
         succeed(orders)
         assert a.fleet.fleet_gross() == pytest.approx(300.0)  # type: ignore[union-attr]
-        assert a.risk.reserve(buy(quantity=7, price=100)).approved
+        wait_for(lambda: a.risk.reserve(buy(quantity=7, price=100)).approved, timeout=5)  # after the new epoch's grace
         assert a.fleet.fleet_gross() == pytest.approx(1000.0)  # type: ignore[union-attr]
 
 
 def test_an_open_breaker_survives_a_redis_restart(redis_server: RedisServer, desk: str) -> None:
-    policy = FleetPolicy(breakers="open")
+    policy = dataclasses.replace(FAST, breakers="open")
     with host(redis_server, desk, "a", policy=policy) as a:
         br = a.breaker("venue", TRIP_FAST)
         other = a.breaker("other", TRIP_FAST)

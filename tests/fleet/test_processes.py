@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from bot4 import BreakerState, Core, run_workers
-from tests.fleet.targets import EQUITY, HALF_OPEN, LIMITS, churn_host, hammer, other_host, trip_venue
+from tests.fleet.targets import EQUITY, FAST, HALF_OPEN, LIMITS, churn_host, hammer, other_host, trip_venue
 from tests.helpers import fail, wait_for
 from tests.redis_server import RedisServer
 from tests.risk.conftest import buy
@@ -40,7 +40,9 @@ def test_two_host_processes_share_a_breaker_and_an_exposure_limit(
     try:
         wait_for(lambda: client.get(f"{desk}:a") is not None, timeout=30)
         assert client.get(f"{desk}:a") == "ready"
-        with Core.connect(redis_server.url, name=f"bot4-b-{uuid.uuid4().hex[:6]}", desk=desk, host="b") as b:
+        with Core.connect(
+            redis_server.url, name=f"bot4-b-{uuid.uuid4().hex[:6]}", desk=desk, host="b", policy=FAST
+        ) as b:
             b.risk.configure(LIMITS)
             b.risk.set_equity(EQUITY)
             assert b.breaker("venue").state is BreakerState.OPEN
@@ -57,7 +59,7 @@ def test_eight_processes_on_two_hosts_share_one_half_open_budget(
 ) -> None:
     counter = f"{desk}:backend-calls"
     hosts = [
-        Core.connect(redis_server.url, name=f"bot4-h{i}-{uuid.uuid4().hex[:6]}", desk=desk, host=f"h{i}")
+        Core.connect(redis_server.url, name=f"bot4-h{i}-{uuid.uuid4().hex[:6]}", desk=desk, host=f"h{i}", policy=FAST)
         for i in (1, 2)
     ]
     try:
@@ -90,8 +92,8 @@ def test_eight_processes_on_two_hosts_share_one_half_open_budget(
 
 def test_workers_of_a_linked_core_join_the_fleet(redis_server: RedisServer, desk: str) -> None:
     url = redis_server.url
-    with Core.connect(url, name=f"bot4-a-{uuid.uuid4().hex[:6]}", desk=desk, host="a") as a:
-        with Core.connect(url, name=f"bot4-b-{uuid.uuid4().hex[:6]}", desk=desk, host="b") as b:
+    with Core.connect(url, name=f"bot4-a-{uuid.uuid4().hex[:6]}", desk=desk, host="a", policy=FAST) as a:
+        with Core.connect(url, name=f"bot4-b-{uuid.uuid4().hex[:6]}", desk=desk, host="b", policy=FAST) as b:
             watched = b.breaker("venue")
             assert run_workers(trip_venue, 1, core=a, duration=None) == 0  # the worker trips it on host a
             wait_for(lambda: watched.state is BreakerState.OPEN)
