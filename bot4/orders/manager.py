@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections import deque
 from collections.abc import Callable
@@ -29,15 +30,20 @@ from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Route
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
+from bot4.orders.triggers import HeldStop, TriggerTable
 from bot4.orders.venue_calls import Flow, VenueCalls, _ainvoke
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
 from bot4.plugins.manager import notify
 from bot4.risk.decision import Decision, Reservation
+from bot4.shm._proc import identity_pid
 
 if TYPE_CHECKING:
     from bot4.core import Core
 
 __all__ = ["Flow", "ManagedOrder", "OrderManager"]
+
+log = logging.getLogger("bot4.orders")
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__
 
 
 def _idle() -> Flow[None]:
@@ -75,6 +81,8 @@ class ManagedOrder:
     """The venue a placement is out at (sent, not answered yet): the order may be there."""
     over_reserved: bool = False
     """Amended down: its reservation holds more than it can fill, and is released when it ends."""
+    trigger: int = 0
+    """An emulated stop's record in the segment's stop triggers (0: none)."""
     shares_with: str | None = None
     """The other order of a one-cancels-other pair: both hold one reservation, released when both end."""
     reason: str = ""
@@ -171,6 +179,8 @@ class OrderManager(VenueCalls, Placement):
         self._strategies_gen = -1
         self._venue_rows = [(name, a, self._breakers[name]) for name, a in self._venues.items()]
         self._protection = Protection(self, brackets=protect)
+        segment = core._context.segment
+        self._triggers = TriggerTable(segment.region, segment.layout, core._context.ident)
         self._closing: dict[tuple[str, str], str] = {}  # (symbol, venue) -> its flattening close
         self._trading_load, self._trading_i = core.risk._load, core.risk._i_trading
         self._upkeeping = False
@@ -225,6 +235,8 @@ class OrderManager(VenueCalls, Placement):
         if self._upkeep_due() and not self._async_venues:  # (async venues: upkeep waits for an async call)
             self._run(_idle())
         fired = self._protection.fired(symbol, price)
+        if self._triggers.in_use():  # stops placed by workers that died, reached by this price
+            fired += self._protection.orphans(symbol, price)
         error = self._run(self._fire_all(fired, price)) if fired else None
         self._marked(symbol, price, error)
 
@@ -234,8 +246,31 @@ class OrderManager(VenueCalls, Placement):
         if self._upkeep_due():
             await self._arun(_idle())
         fired = self._protection.fired(symbol, price)
+        if self._triggers.in_use():
+            fired += self._protection.orphans(symbol, price)
         error = await self._arun(self._fire_all(fired, price)) if fired else None
         self._marked(symbol, price, error)
+
+    def _adopt_stop(self, held: HeldStop) -> ManagedOrder | None:
+        """A stop a worker that died placed, taken over here: a managed order of this manager,
+        ACCEPTED, holding the dead worker's reservation (or a new one if that ended); None if
+        no reservation can be had (it is dropped, and logged)."""
+        order = held.order
+        if order.client_order_id in self._orders:
+            return None
+        reservation = self._risk._take_over(held.reservation_id, held.reservation_slot, order.symbol)
+        decision = self._risk.reserve(order) if reservation is None else _new(Decision, ((), reservation))
+        if not decision.approved:
+            log.warning(
+                "stop %s of a process that died is dropped: %s", order.client_order_id, ", ".join(decision.codes)
+            )
+            return None
+        managed = ManagedOrder(TrackedOrder(order), decision=decision)
+        self._orders[order.client_order_id] = managed
+        now = self._now_ns()
+        managed.tracked.apply(OrderEvent.SUBMITTED, now, f"taken over from process {identity_pid(held.dead_owner)}")
+        managed.tracked.apply(OrderEvent.ACCEPTED, now, "trigger watched on marks (emulated by bot4)")
+        return managed
 
     def _marked(self, symbol: str, price: float, error: Exception | None) -> None:
         self._pnl.on_mark(symbol, price)

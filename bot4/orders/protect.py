@@ -4,7 +4,8 @@
 held here (ACCEPTED, "emulated"), its trigger watched on :meth:`OrderManager.mark`: a buy
 stop fires at a mark at or above its trigger, a sell stop at or below. Fired, it is
 TRIGGERED and routed as the market (stop) or limit (stop-limit) order it becomes. The
-trigger lives in this order manager's process.
+trigger is also written to the segment (:mod:`bot4.orders.triggers`): when the worker that
+placed it dies, the next mark that reaches it in any other worker fires it there.
 
 **Brackets** (``OrderManager(protect=True)``). Each fill of an entry order that names a
 ``stop_loss`` (and optionally a ``take_profit``) gets its exits for the filled quantity: a
@@ -20,6 +21,7 @@ fires and fills only in part before it ends is armed again for the rest.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["Protection", "triggered_form"]
 
 STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
+log = logging.getLogger("bot4.orders")
 
 
 def triggered_form(order: Order) -> Order:
@@ -64,15 +67,28 @@ class Protection:
     # ------------------------------------------------------------------ emulated stops
 
     def hold(self, managed: ManagedOrder) -> None:
-        """Watch ``managed``'s trigger on marks (the order it becomes is made now, off the firing path)."""
+        """Watch ``managed``'s trigger on marks (the order it becomes is made now, off the firing
+        path), and write it to the segment for the other workers should this one die."""
         order = managed.tracked.order
         self._held.setdefault(order.symbol, {})[managed.id] = (managed, triggered_form(order))
         managed.emulated = True
+        reservation = managed.reservation
+        index = self._om._risk._ledger.symbol_index(order.symbol)
+        if reservation is not None and index is not None and not managed.trigger:
+            managed.trigger = self._om._triggers.hold(order, index, reservation) or 0
+            if not managed.trigger:
+                log.warning("stop %s is held by this process only: every stop-trigger record is in use", managed.id)
 
     def release(self, managed: ManagedOrder) -> bool:
         """Stop watching ``managed``; whether it was held."""
         managed.emulated = False
+        self._unpublish(managed)
         return self._held.get(managed.tracked.order.symbol, {}).pop(managed.id, None) is not None
+
+    def _unpublish(self, managed: ManagedOrder) -> None:
+        if managed.trigger:
+            self._om._triggers.free(managed.trigger, managed.id)
+            managed.trigger = 0
 
     def fired(self, symbol: str, price: float) -> list[tuple[ManagedOrder, Order]]:
         """The held stops of ``symbol`` that ``price`` reaches, with the orders they become (no longer held)."""
@@ -83,7 +99,24 @@ class Protection:
         for managed, _ in fired:
             del held[managed.id]
             managed.emulated = False
+            self._unpublish(managed)
         return fired
+
+    def orphans(self, symbol: str, price: float) -> list[tuple[ManagedOrder, Order]]:
+        """The stops of ``symbol`` that workers which died placed and ``price`` reaches, taken
+        over by this manager: each a managed order here now (ACCEPTED, its reservation this
+        process's; a new one reserved if the old one ended), with the order it becomes."""
+        om = self._om
+        index = om._risk._ledger.symbol_index(symbol)
+        if index is None:
+            return []
+        taken = []
+        for held in om._triggers.orphans(index, price):
+            managed = om._adopt_stop(held)
+            om._triggers.free(held.index, held.order.client_order_id)
+            if managed is not None:
+                taken.append((managed, triggered_form(managed.tracked.order)))
+        return taken
 
     # ------------------------------------------------------------------ brackets
 

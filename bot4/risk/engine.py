@@ -604,6 +604,22 @@ class RiskEngine:
         if not 0 <= reservation.slot < self._seg.layout.max_reservations:
             raise ReservationError(f"reservation {reservation.id} names no ledger entry ({reservation.slot})")
 
+    def _take_over(self, reservation_id: int, slot: int, symbol: str) -> Reservation | None:
+        """Make a live reservation of a process that died this process's (a stop it placed fires
+        here): the reservation, or None if it ended (released, filled, reclaimed)."""
+        if not 0 <= slot < self._seg.layout.max_reservations:
+            return None
+        entry = self._res0 + slot * L.RES_WORDS
+        r = self._r
+        with self._mutex as tx:
+            owner, res_id = r.load_range(entry + L.V_OWNER, 2)
+            if owner == 0 or res_id != reservation_id:
+                return None
+            tx.set(entry + L.V_OWNER, self._ctx.ident)
+            side = Side.BUY if r.load(entry + L.V_SIDE) > 0 else Side.SELL
+            quantity, price = r.loadf(entry + L.V_QTY), r.loadf(entry + L.V_PRICE)
+        return _new(Reservation, (reservation_id, slot, symbol, side, quantity, price))
+
     def _live(self, reservation: Reservation) -> bool:
         owner, res_id = self._r.load_range(self._res0 + reservation.slot * L.RES_WORDS + L.V_OWNER, 2)
         return owner != 0 and res_id == reservation.id

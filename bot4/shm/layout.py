@@ -15,6 +15,7 @@ risk symbols            ``max_symbols * SYM_WORDS``
 risk reservations       ``max_reservations * RES_WORDS``
 risk correlation        ``2 * 3 * max_symbols ** 2`` (two buffers of cov, corr, samples)
 ledger journal          ``2 + 2 * journal_capacity`` (redo journal of the ledger mutex)
+stop triggers           ``TRIGGERS * TRIG_WORDS`` (stops bot4 emulates, any worker fires)
 ======================  ==================================================
 
 The breaker record and window cell layouts are defined by the native module (the code
@@ -35,7 +36,7 @@ from bot4.shm import _native
 __all__ = ["BUCKETS", "LAYOUT_HASH", "LAYOUT_VERSION", "MAGIC", "Layout"]
 
 MAGIC = int.from_bytes(b"BOT4SHM\x01", "little")
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 BUCKETS = 10
 """Buckets per sliding window: a window of W seconds moves in steps of W/10."""
 
@@ -146,6 +147,26 @@ V_NEXT_FREE = 7  # i: next free entry + 1 while on the free list
 V_FLEET = V_NEXT_FREE  # i: while live: 1 once a fleet approved it (0 from its reservation on)
 RES_WORDS = 8
 
+# A stop trigger: a stop bot4 emulates (no venue takes stop orders), held where every worker
+# sees it, so that one fires it when the worker that placed it has died.
+TRIGGERS = 1024  # records of the stop-trigger section; record 0 holds its high-water mark
+TRIG_HIGH = 0  # i, in record 0: records ever used + 1
+TRIG_STATE = 0  # i: (generation << 8) | FREE 0 / WRITING 1 / HELD 2 / FIRING 3
+TRIG_OWNER = 1  # i: identity of the process that fires it (the placer, or one that took it over)
+TRIG_SYMBOL = 2  # i: ledger symbol index
+TRIG_SIDE = 3  # i: +1 buy, -1 sell
+TRIG_QTY = 4  # f
+TRIG_STOP = 5  # f: trigger price
+TRIG_LIMIT = 6  # f: limit price of a stop-limit (NaN: a stop-market)
+TRIG_FLAGS = 7  # i: 1 reduce-only
+TRIG_RES_ID = 8  # i: the reservation it holds
+TRIG_RES_SLOT = 9  # i
+TRIG_ID = 10  # TRIG_ID_WORDS words: client order id (UTF-8)
+TRIG_ID_WORDS = 8
+TRIG_STRATEGY = TRIG_ID + TRIG_ID_WORDS  # TRIG_STRATEGY_WORDS words: strategy name (UTF-8)
+TRIG_STRATEGY_WORDS = 8
+TRIG_WORDS = 32
+
 MAX_WORKERS_LIMIT = 4096
 MAX_BREAKERS_LIMIT = 65536
 MAX_SYMBOLS_LIMIT = 1024
@@ -182,6 +203,8 @@ def _layout_hash() -> int:
             "MUTEX",
             "SYMBOL",
             "ACCOUNT",
+            "TRIG",
+            "TRIGGERS",
         }
     )
     digest = hashlib.blake2b(repr((LAYOUT_VERSION, names)).encode(), digest_size=8).digest()
@@ -270,9 +293,18 @@ class Layout:
         return JOURNAL_BASE_CAPACITY + self.max_symbols
 
     @cached_property
+    def triggers(self) -> int:
+        """Word offset of the stop triggers."""
+        return self.journal + 2 + 2 * self.journal_capacity
+
+    @cached_property
     def words(self) -> int:
         """Total size in words."""
-        return self.journal + 2 + 2 * self.journal_capacity
+        return self.triggers + TRIGGERS * TRIG_WORDS
+
+    def trigger(self, index: int) -> int:
+        """Word offset of stop trigger ``index``."""
+        return self.triggers + index * TRIG_WORDS
 
     @cached_property
     def size(self) -> int:
