@@ -82,7 +82,7 @@ class ManagedOrder:
     over_reserved: bool = False
     """Amended down: its reservation holds more than it can fill, and is released when it ends."""
     trigger: int = 0
-    """An emulated stop's record in the segment's stop triggers (0: none)."""
+    """An emulated stop's handle in the segment's stop triggers (0: none)."""
     shares_with: str | None = None
     """The other order of a one-cancels-other pair: both hold one reservation, released when both end."""
     reason: str = ""
@@ -235,9 +235,11 @@ class OrderManager(VenueCalls, Placement):
         if self._upkeep_due() and not self._async_venues:  # (async venues: upkeep waits for an async call)
             self._run(_idle())
         fired = self._protection.fired(symbol, price)
-        if self._triggers.in_use():  # stops placed by workers that died, reached by this price
-            fired += self._protection.orphans(symbol, price)
         error = self._run(self._fire_all(fired, price)) if fired else None
+        if self._triggers.in_use():  # then the stops of workers that died, reached by this price
+            orphans = self._protection.orphans(symbol, price)
+            if orphans:
+                error = self._run(self._fire_all(orphans, price)) or error
         self._marked(symbol, price, error)
 
     async def amark(self, symbol: str, price: float) -> None:
@@ -246,9 +248,11 @@ class OrderManager(VenueCalls, Placement):
         if self._upkeep_due():
             await self._arun(_idle())
         fired = self._protection.fired(symbol, price)
-        if self._triggers.in_use():
-            fired += self._protection.orphans(symbol, price)
         error = await self._arun(self._fire_all(fired, price)) if fired else None
+        if self._triggers.in_use():
+            orphans = self._protection.orphans(symbol, price)
+            if orphans:
+                error = await self._arun(self._fire_all(orphans, price)) or error
         self._marked(symbol, price, error)
 
     def _adopt_stop(self, held: HeldStop) -> ManagedOrder | None:

@@ -75,7 +75,7 @@ class Protection:
         reservation = managed.reservation
         index = self._om._risk._ledger.symbol_index(order.symbol)
         if reservation is not None and index is not None and not managed.trigger:
-            managed.trigger = self._om._triggers.hold(order, index, reservation) or 0
+            managed.trigger = self._om._triggers.hold(order, index, reservation)
             if not managed.trigger:
                 log.warning("stop %s is held by this process only: every stop-trigger record is in use", managed.id)
 
@@ -87,7 +87,7 @@ class Protection:
 
     def _unpublish(self, managed: ManagedOrder) -> None:
         if managed.trigger:
-            self._om._triggers.free(managed.trigger, managed.id)
+            self._om._triggers.free(managed.trigger)
             managed.trigger = 0
 
     def fired(self, symbol: str, price: float) -> list[tuple[ManagedOrder, Order]]:
@@ -113,7 +113,7 @@ class Protection:
         taken = []
         for held in om._triggers.orphans(index, price):
             managed = om._adopt_stop(held)
-            om._triggers.free(held.index, held.order.client_order_id)
+            om._triggers.free(held.handle)
             if managed is not None:
                 taken.append((managed, triggered_form(managed.tracked.order)))
         return taken

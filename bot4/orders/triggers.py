@@ -33,10 +33,8 @@ FREE, WRITING, HELD, FIRING = 0, 1, 2, 3
 class HeldStop(NamedTuple):
     """A stop trigger taken over from a worker that died."""
 
-    index: int
-    """Its record (freed with :meth:`TriggerTable.free` once the stop is sent)."""
-    token: int
-    """The state word it was taken with."""
+    handle: int
+    """Its record as this process holds it now (freed with :meth:`TriggerTable.free` once the stop is sent)."""
     order: Order
     """The stop, as it was placed (same client order id)."""
     reservation_id: int
@@ -52,19 +50,16 @@ class TriggerTable:
         self._r = region
         self._lay = layout
         self._ident = ident
-        self._next = 0  # where this process looks for a free record first
 
-    def hold(self, order: Order, symbol_index: int, reservation: Reservation) -> int | None:
-        """Write ``order``'s trigger (a STOP or STOP_LIMIT) for every worker to see; its record,
-        or None when every record is in use."""
+    def hold(self, order: Order, symbol_index: int, reservation: Reservation) -> int:
+        """Write ``order``'s trigger (a STOP or STOP_LIMIT) for every worker to see; the handle
+        of its record (for :meth:`free`), or 0 when every record is in use."""
         r = self._r
-        for k in range(L.TRIGGERS - 1):
-            index = 1 + (self._next + k) % (L.TRIGGERS - 1)  # (record 0 is the section's header)
+        for index in range(1, L.TRIGGERS):  # the first free record: the section stays short to scan
             base = self._lay.trigger(index)
             word = r.load(base + L.TRIG_STATE)
             if word & 0xFF != FREE or not r.cas(base + L.TRIG_STATE, word, _next(word, WRITING)):
                 continue
-            self._next = index
             high = self._lay.trigger(0) + L.TRIG_HIGH
             while (seen := r.load(high)) < index + 1 and not r.cas(high, seen, index + 1):
                 pass
@@ -81,22 +76,21 @@ class TriggerTable:
                 r.store(base + L.TRIG_ID + j, w)
             for j, w in enumerate(encode_text(order.strategy, L.TRIG_STRATEGY_WORDS)):
                 r.store(base + L.TRIG_STRATEGY + j, w)
-            r.store(base + L.TRIG_STATE, _next(_next(word, WRITING), HELD))
-            return index
-        return None
+            held = _next(_next(word, WRITING), HELD)
+            r.store(base + L.TRIG_STATE, held)
+            return _handle(index, held)
+        return 0
 
     def in_use(self) -> bool:
         """Whether any process ever held a trigger here (else there is nothing to look at)."""
         return self._r.load(self._lay.trigger(0) + L.TRIG_HIGH) > 1
 
-    def free(self, index: int, client_order_id: str) -> bool:
-        """Free record ``index`` if it still holds ``client_order_id`` (held or being fired);
-        whether it did. The owner calls it when its stop fires or is canceled."""
-        r, base = self._r, self._lay.trigger(index)
-        word = r.load(base + L.TRIG_STATE)
-        if word & 0xFF not in (HELD, FIRING) or self._client_id(base) != client_order_id:
-            return False
-        return r.cas(base + L.TRIG_STATE, word, _next(word, FREE))
+    def free(self, handle: int) -> bool:
+        """Free the record ``handle`` names if it is still in the state the handle was given
+        in (one compare-and-swap: a record another process took over is not touched); whether
+        it did. Its holder calls it when its stop fires or is canceled."""
+        index, word = handle & _INDEX_MASK, handle >> _INDEX_BITS
+        return self._r.cas(self._lay.trigger(index) + L.TRIG_STATE, word, _next(word, FREE))
 
     def orphans(self, symbol_index: int, price: float) -> list[HeldStop]:
         """Take over the held triggers of ``symbol_index`` that ``price`` reaches and whose owner
@@ -118,7 +112,7 @@ class TriggerTable:
             if r.load(base + L.TRIG_STATE) != word or not r.cas(base + L.TRIG_STATE, word, _next(word, FIRING)):
                 continue  # another process took it first
             r.store(base + L.TRIG_OWNER, self._ident)
-            taken.append(HeldStop(index, _next(word, FIRING), order, res_id, res_slot, owner))
+            taken.append(HeldStop(_handle(index, _next(word, FIRING)), order, res_id, res_slot, owner))
         return taken
 
     def _client_id(self, base: int) -> str:
@@ -142,6 +136,15 @@ class TriggerTable:
     def _symbol(self, index: int) -> str:
         start = self._lay.symbol(index) + L.Y_NAME
         return decode_text(self._r.load_range(start, L.SYMBOL_NAME_WORDS))
+
+
+_INDEX_BITS = 12  # a handle: the state word above, the record's index below
+_INDEX_MASK = (1 << _INDEX_BITS) - 1
+assert L.TRIGGERS <= _INDEX_MASK + 1
+
+
+def _handle(index: int, word: int) -> int:
+    return (word << _INDEX_BITS) | index
 
 
 def _next(word: int, state: int) -> int:

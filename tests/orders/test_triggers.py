@@ -118,7 +118,7 @@ def test_a_live_workers_stop_is_left_to_it_and_canceling_it_frees_its_record(des
     other.mark("BTC/USDT", 94.0)  # its owner (this process) lives: the other manager leaves it
     assert stop.status is OrderStatus.ACCEPTED and len(paper._orders) == 1
     placer.cancel(stop.id)
-    assert stop.trigger == 0 and not placer._triggers.free(record, stop.id)  # already free
+    assert stop.trigger == 0 and not placer._triggers.free(record)  # already free
     again = placer.submit(stop_of(2.0))
     placer.mark("BTC/USDT", 94.0)
     assert again.status is OrderStatus.FILLED and again.trigger == 0
