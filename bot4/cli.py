@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             report = run_simulation(config, live=not args.json)
             print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+            if report["interrupted"]:
+                print(f"bot4: demo interrupted ({report['interrupted']}): the report covers what ran", file=sys.stderr)
+                return 130
             return 0 if report["exit_code"] == 0 and all(report["invariants"].values()) else 1
         if args.command == "bench":
             return _bench(args.select)

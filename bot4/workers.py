@@ -138,6 +138,8 @@ class Supervisor:
         self._due: list[float | None] = [None] * n
         self.restarts = 0
         """Restarts so far, all workers."""
+        self.signaled: str | None = None
+        """The signal that stopped the run (``"SIGINT"``, ``"SIGTERM"``), None if none did."""
         self.failure: str | None = None
         """Why the run stopped early, if it did."""
 
@@ -173,7 +175,8 @@ class Supervisor:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("signal %s: stopping workers", signal.Signals(signum).name)
+            self.signaled = signal.Signals(signum).name
+            log.info("signal %s: stopping workers", self.signaled)
             self.stop()
 
         for sig in previous:

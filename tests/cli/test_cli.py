@@ -186,3 +186,22 @@ def test_status_of_a_segment_on_simulated_time_is_read_at_that_time() -> None:
     (me,) = status["workers"]
     assert me["heartbeat_age"] == 0.0  # not the host's time minus the simulated one
     assert "clock: simulated" in render(status)
+
+
+def test_ctrl_c_during_the_demo_says_so_and_exits_130() -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot4", "demo", "--workers", "2", "--duration", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    while not (line := proc.stdout.readline()).startswith("["):  # the live view: the workers run
+        assert line, "the demo ended before its live view"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted (SIGINT)" in err and "Traceback" not in err
+    assert "FAILED" not in out  # the safety invariants held; the scenario's are not judged when cut short
