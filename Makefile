@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sanitize soak bench clean
+.PHONY: demo test test-sanitize lint soak bench clean
 
 $(STAMP): pyproject.toml setup.py bot4/shm/_native.c bot4/shm/_gate.inc bot4/shm/_guard.inc bot4/shm/_ledger.inc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: $(STAMP)
 
 test-sanitize: $(STAMP)
 	tools/sanitize-test
+
+# ruff (lint and format) over everything, mypy --strict over the library.
+lint: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[lint]'
+	$(PY) -m ruff check bot4 tests benches examples
+	$(PY) -m ruff format --check bot4 tests benches examples
+	$(PY) -m mypy --strict bot4
 
 # Long runs, not part of `make test`: the fleet's Jepsen-style run for five minutes.
 soak: $(STAMP)

@@ -195,6 +195,9 @@ class CircuitOpenError(Bot4Error):
     and this keeps raising one as cheap as raising a plain exception.)
     """
 
+    _breaker: Any = None
+    """The breaker object that raised it (set on rejection; its cause is read only if asked for)."""
+
     @property
     def breaker(self) -> str:
         """The name of the breaker that rejected the call."""
@@ -213,7 +216,7 @@ class CircuitOpenError(Bot4Error):
     @property
     def detail(self) -> str:
         """Why, beyond the state (``"trial permits in use"``, ``"global fuse tripped"``, ...)."""
-        return self.args[3] if len(self.args) > 3 else ""  # type: ignore[no-any-return]
+        return self.args[3] if len(self.args) > 3 else ""
 
     @property
     def cause(self) -> str | None:
@@ -221,7 +224,7 @@ class CircuitOpenError(Bot4Error):
         reason it was forced open), read from the shared segment when asked; None when not known."""
         breaker = self.__dict__.get("_breaker")
         if breaker is None:
-            return self.__dict__.get("_cause")  # type: ignore[no-any-return]
+            return self.__dict__.get("_cause")
         try:
             return breaker.opened_by()  # type: ignore[no-any-return]
         except Bot4Error:  # its core was closed since

@@ -71,7 +71,7 @@ def _price(field_name: str, value: Any, *, required: bool = False) -> float | No
         return None
     if not is_positive(value):
         raise InvalidOrderError(field_name, f"must be a finite number > 0, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

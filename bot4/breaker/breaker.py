@@ -217,7 +217,7 @@ class CircuitBreaker:
         functools.update_wrapper(native, fn)
         if is_async:  # inspect and asyncio see a coroutine function, as they saw fn
             _mark_coroutine_function(native, fn)
-        return native  # type: ignore[no-any-return]
+        return native
 
     def _python_guard(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """``fn`` guarded in Python: what the native guard hands a call the closed path does not cover."""
@@ -277,6 +277,7 @@ class CircuitBreaker:
         check = self._result_check
         bad_result = exc is None and result is not _NO_RESULT and check is not None and check(result)
         if isinstance(token, _Trial):
+            cause: str | None
             if exc is not None:
                 outcome, cause = self._classify(exc), _describe(exc)
             else:

@@ -45,5 +45,6 @@ def make_client(url: str, *, timeout: float) -> Any:
         sentinels, db = [], -1
     if not sentinels or any(not host for host, _ in sentinels) or not path or len(path) > 2 or db < 0:
         raise ConfigError("url", f"expected {SENTINEL_SCHEME}://host:port[,host:port...]/service[/db], got {url!r}")
-    sentinel = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout})
-    return sentinel.master_for(path[0], db=db, **options)
+    kwargs = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    sentinel = Sentinel(sentinels, sentinel_kwargs=kwargs)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(path[0], db=db, **options)  # type: ignore[no-untyped-call]

@@ -501,7 +501,7 @@ class FleetLink:
             FleetUnavailableError: Redis cannot be reached.
         """
         try:
-            values: dict[str, str] = self._client.hgetall(self._exposure_key)  # type: ignore[assignment]
+            values: dict[str, str] = self._client.hgetall(self._exposure_key)
         except self._errors as exc:
             raise FleetUnavailableError(self.desk, str(exc)) from None
         total = 0.0
@@ -610,9 +610,7 @@ class FleetLink:
                 self._local.syncing = False
             for breaker in breakers:
                 self._sync_breaker(breaker)
-            desk: list[str | None] = self._client.hmget(  # type: ignore[assignment]
-                self._desk_key, ["trading", "reason", "trading_gen"]
-            )
+            desk: list[str | None] = self._client.hmget(self._desk_key, ["trading", "reason", "trading_gen"])
             risk = self._core.risk
             fleet_gen = int(desk[2] or 0)
             offline = self._offline_trading  # forgotten once given (an error here keeps it for the next resync)

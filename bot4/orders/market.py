@@ -92,7 +92,7 @@ def market_of(adapter: object, symbol: str) -> Market | None:
     def step(key: str) -> float | None:
         value = precision.get(key) if isinstance(precision, Mapping) else None
         if decimals and isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-            return 10.0 ** -float(value)
+            return float(10.0 ** -float(value))
         return _number(value)
 
     def minimum(key: str) -> float | None:

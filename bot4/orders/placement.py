@@ -24,8 +24,11 @@ from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
 
 if TYPE_CHECKING:
-    from bot4.orders.manager import ManagedOrder, OrderManager
+    from bot4.core import Core
+    from bot4.orders.adapter import ExchangeAdapter
+    from bot4.orders.manager import ManagedOrder
     from bot4.orders.venue_calls import Flow
+    from bot4.risk.engine import RiskEngine
 
 __all__ = ["Placement"]
 
@@ -49,8 +52,21 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Call
 class Placement:
     """Routing and placement (a part of the order manager)."""
 
+    _core: Core
+    _risk: RiskEngine
+    _routing: str
+    _venues: dict[str, ExchangeAdapter]
+    _venue_rows: list[tuple[str, ExchangeAdapter, Any]]
+    _latency: dict[str, float]
+    _strategies: list[Callable[..., Route | None]]
+    _strategies_gen: int
+    _now_ns: Callable[[], int]
+    _call: Callable[..., Any]
+    _finish: Callable[[ManagedOrder], None]
+    _absorb: Callable[..., None]
+
     def _place(
-        self: OrderManager,
+        self,
         managed: ManagedOrder,
         prefetch: bool,
         in_flight: list[str],
@@ -106,10 +122,10 @@ class Placement:
                 elif split and market is not None:
                     quantity = market.floor_amount(quantity)  # a leg before the last: whole lots
                 if market is not None:
-                    why = market.refuses(quantity, order.price or order.stop_price)
-                    if why is not None:  # refused here, as the venue would: another venue, or released
+                    refused = market.refuses(quantity, order.price or order.stop_price)
+                    if refused is not None:  # refused here, as the venue would: another venue, or released
                         failed.add(leg.venue)
-                        managed.reason = refusals[leg.venue] = f"{leg.venue}: {why}"
+                        managed.reason = refusals[leg.venue] = f"{leg.venue}: {refused}"
                         continue
                 assigned += quantity
                 in_flight[:] = [leg.venue]  # until the venue answered: anything else leaves the leg unknown

@@ -122,7 +122,7 @@ class _Position:
             self.quantity = position + qty
             self.cost = sum(q * p for q, p in self.lots) if fifo else self.quantity * average
         self.realized += realized
-        return realized
+        return float(realized)
 
 
 class PnlBook:
@@ -165,7 +165,7 @@ class PnlBook:
         position = self._positions.get((symbol, venue, strategy))  # type: ignore[call-overload]  # a tuple finds its PositionKey
         if position is None:
             position = self._positions[PositionKey(symbol, venue, strategy)] = _Position()
-        realized = position.apply(signed, price, self.method)
+        realized: float = position.apply(signed, price, self.method)
         position.fees += fee
         self._marks[symbol] = price
         return realized

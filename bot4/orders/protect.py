@@ -21,6 +21,7 @@ fires and fills only in part before it ends is armed again for the rest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import uuid
 from collections import deque
@@ -215,7 +216,7 @@ class Protection:
             if managed is None or not managed.tracked.is_open:
                 self.stale.discard(order_id)
             else:
-                self.due.append(lambda order_id=order_id: self._cancel_again(order_id))
+                self.due.append(functools.partial(self._cancel_again, order_id))
 
     def _cancel_again(self, order_id: str) -> Flow[object]:
         managed = self._om._orders.get(order_id)

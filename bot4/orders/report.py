@@ -9,7 +9,7 @@ never reaches the order's state, the P&L book or the risk ledger.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from bot4._numbers import is_number, is_positive
@@ -67,7 +67,7 @@ def _text(value: Any) -> str | None:
 def _trade(venue: str, index: int, raw: Any) -> VenueTrade:
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise ExchangeReplyError(venue, f"trades[{index}]", f"expected a trade structure, got {raw!r:.80}")
-    get = raw.get
+    get: Callable[[str], Any] = raw.get
     trade_id, amount, price, fee = get("id"), get("amount"), get("price"), get("fee")
     if type(trade_id) is not str or not trade_id.isprintable() or not trade_id:
         trade_id = _text(trade_id)

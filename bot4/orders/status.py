@@ -137,7 +137,7 @@ def next_status(status: OrderStatus, event: OrderEvent, *, resume: OrderStatus, 
     """
     target = BY_VALUE.get((status._value_, event._value_))
     if target is None or type(target) is OrderStatus:
-        return target  # type: ignore[return-value]
+        return target
     if target == FILL:
         if complete:
             return S.FILLED

@@ -137,8 +137,7 @@ class RiskEngine:
         trading = self._load(self._i_trading)
         if trading & 0xFF == _HALTED:  # the kill switch first of all, without the rules
             return self._halted_decision(trading)
-        kind = order.type  # the entry price the order gives itself; NaN: the symbol's mark
-        entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+        entry = _entry(order)
         now = self._ctx.now_ns()
         decision = self._evaluate(order, now, entry, True)
         if decision is _APPROVED and trading & 0xFF == _FLATTENING:
@@ -289,8 +288,7 @@ class RiskEngine:
             now = self._ctx.now_ns()
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
-            kind = order.type  # as in check()
-            entry = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else _NAN
+            entry = _entry(order)
             python_rules, gen = self._rule_set[2:]
             if self._ctx.plugins.generation != gen:
                 python_rules = self._load_rules()[2]
@@ -372,7 +370,7 @@ class RiskEngine:
         """Why the trading state was last changed."""
         return self._trading.reason()
 
-    def _reserve_writes(self, tx: Transaction, order: Order, now: int, entry: float | None) -> Decision:
+    def _reserve_writes(self, tx: Transaction, order: Order, now: int, entry: float) -> Decision:
         index = self._ledger.symbol_index(order.symbol)
         if index is None:
             if entry != entry:  # NaN: the mark of a symbol never priced
@@ -736,6 +734,13 @@ class RiskEngine:
             if fleet is not None:
                 fleet.trading_changed(state, reason)
             self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
+
+
+def _entry(order: Order) -> float:
+    """The entry price ``order`` gives itself; NaN: the symbol's mark (read under the mutex)."""
+    kind = order.type
+    price = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else None
+    return _NAN if price is None else price
 
 
 def _price_unknown(order: Order) -> Decision:

@@ -258,7 +258,8 @@ def same_file(fd: int, name: str) -> bool:
 def open_file(name: str) -> int:
     """Open segment ``name``'s file read-write; bot4 errors for a missing or unreadable one."""
     try:
-        return _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+        fd: int = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+        return fd
     except FileNotFoundError:
         raise SegmentNotFoundError(name, f"no segment named {name!r}") from None
     except PermissionError:
