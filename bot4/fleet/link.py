@@ -130,15 +130,21 @@ class FleetLink:
         return self._connected
 
     def start(self) -> None:
-        """Read the fleet state (before this process's first call) and start listening."""
+        """Subscribe, read the fleet state (before this process's first call: nothing announced
+        in between is missed), and start listening."""
+        pubsub = None
         try:
-            self._client.ping()
+            pubsub = self._subscribe()
             self._resync()
             self._connected = True
-        except self._errors as exc:
+        except (*self._errors, TimeoutError) as exc:
             self._connected = True  # so that _lost applies the policy once
             self._lost(exc)
-        self._thread = threading.Thread(target=self._listen, name=f"bot4-fleet-{self.desk}", daemon=True)
+            _closed(pubsub)
+            pubsub = None
+        self._thread = threading.Thread(
+            target=self._listen, args=(pubsub,), name=f"bot4-fleet-{self.desk}", daemon=True
+        )
         self._thread.start()
         grace = self._grace_until - time.monotonic()
         if self._connected and grace > 0:  # a new exposure epoch: the hosts alive register meanwhile
@@ -514,19 +520,34 @@ class FleetLink:
 
     # ------------------------------------------------------------------ listening, losing, resynchronising
 
-    def _listen(self) -> None:
+    def _subscribe(self) -> Any:
+        """A pub/sub connection subscribed to the desk's announcements, the subscription
+        confirmed by the server (so a state read after it misses nothing announced later)."""
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self._channel)
+            deadline = time.monotonic() + self._policy.socket_timeout
+            while True:
+                reply = pubsub.parse_response(block=False, timeout=max(0.0, deadline - time.monotonic()))
+                if isinstance(reply, list) and reply and str(reply[0]) == "subscribe":
+                    return pubsub
+                if reply is None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no confirmation of the subscription in {self._policy.socket_timeout}s")
+        except BaseException:
+            _closed(pubsub)
+            raise
+
+    def _listen(self, pubsub: Any = None) -> None:
         """Apply the fleet's announcements; check both connections (a pub/sub ping sent after
         ``health_seconds`` of silence and unanswered ``health_seconds + socket_timeout`` later,
         or a lease renewal that fails, is a lost fleet); reconnect and resynchronise when Redis
         answers again."""
-        pubsub = None
         health, timeout = self._policy.health_seconds, self._policy.socket_timeout
-        heard_at = pinged_at = 0.0
+        heard_at, pinged_at = time.monotonic(), 0.0
         while not self._stop.is_set():
             try:
                 if pubsub is None:
-                    pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(self._channel)  # before reading: nothing announced in between is missed
+                    pubsub = self._subscribe()  # before reading: nothing announced in between is missed
                     heard_at, pinged_at = time.monotonic(), 0.0
                 if not self._connected:  # (also when another thread found Redis gone while this one heard nothing)
                     self._resync()
@@ -556,21 +577,13 @@ class FleetLink:
                 self._send_windows()
             except (*self._errors, TimeoutError) as exc:
                 self._lost(exc)
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:  # noqa: BLE001 - a broken connection may fail to close
-                        pass
+                _closed(pubsub)
                 pubsub = None
                 self._stop.wait(self._policy.retry_seconds)
             except Exception:  # noqa: BLE001 - a listener must not die on one bad message (nor spin on one)
                 log.exception("fleet %s: could not apply a message or resynchronise", self.desk)
                 self._stop.wait(max(1.0, self._policy.retry_seconds))
-        if pubsub is not None:
-            try:
-                pubsub.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _closed(pubsub)
 
     def _apply(self, data: str) -> None:
         event = json.loads(data)
@@ -647,10 +660,10 @@ class FleetLink:
         with self._state_lock:
             if not self._connected or self._stop.is_set():
                 return
-            self._connected = False
             log.warning("fleet %s unreachable: %s", self.desk, exc)
-            for name in self._core.breaker_names():
+            for name in self._core.breaker_names():  # first: once it says unreachable, the policy holds
                 self._apply_policy(self._core.breaker(name))
+            self._connected = False
         notify(self._core.plugins, "bot4_fleet_changed", core=self._core, connected=False, reason=f"unreachable: {exc}")
 
     def _apply_policy(self, breaker: CircuitBreaker) -> None:
@@ -663,3 +676,12 @@ class FleetLink:
         self._connected = connected
         log.info("fleet %s: %s", self.desk, reason)
         notify(self._core.plugins, "bot4_fleet_changed", core=self._core, connected=connected, reason=reason)
+
+
+def _closed(pubsub: Any) -> None:
+    """Close a pub/sub connection that may be broken (or None)."""
+    if pubsub is not None:
+        try:
+            pubsub.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close
+            pass
