@@ -340,7 +340,7 @@ class RiskEngine:
         elif code == "FLEET_UNREPLICATED":
             why = f"fewer than {fleet.policy.replicas} Redis replicas acknowledged the reservation: refused, undone"
         elif code == "FLEET_RESYNC":
-            why = "the fleet's Redis lost its exposure state: waiting for every live host to register again"
+            why = "the fleet's exposure state starts anew (a new desk, or Redis lost it): waiting for the hosts to register"
         else:
             why = "the fleet's Redis is unreachable: reservations fail closed"
         return Decision((Rejection(ENGINE, code, why),))
@@ -362,7 +362,7 @@ class RiskEngine:
 
     @property
     def trading_state(self) -> TradingState:
-        """The desk's trading state now (ACTIVE, REDUCING or HALTED)."""
+        """The desk's trading state now (ACTIVE, REDUCING, HALTED or FLATTENING)."""
         return TradingState(self._load(self._i_trading) & 0xFF)
 
     @property

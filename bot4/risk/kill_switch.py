@@ -1,6 +1,6 @@
 """The kill switch: one word in the segment that halts the whole desk.
 
-The trading word holds the state (ACTIVE, REDUCING, HALTED) in its low byte and a
+The trading word holds the state (ACTIVE, REDUCING, HALTED, FLATTENING) in its low byte and a
 generation above it. Changing it is one compare-and-swap: it never waits for a lock, so
 no holder of the ledger mutex, slow or dead, can delay a trip. The reason that goes with
 each generation is written after the swap into a ring of records tagged with that

@@ -42,7 +42,7 @@ class RiskLedger:
 
     Attributes (as of the last prime, i.e. the current check):
         limits: the :class:`bot4.RiskLimits` in force.
-        trading_state: ACTIVE, REDUCING or HALTED.
+        trading_state: ACTIVE, REDUCING, HALTED or FLATTENING.
         equity_known: whether equity was ever set (rules needing it fail closed before).
         equity: cash plus unrealized P&L at the marks.
         unrealized_pnl: unrealized P&L of all positions.

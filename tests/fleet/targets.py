@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from bot4 import BreakerConfig, CircuitOpenError, Core, FleetPolicy, WorkerContext
+from bot4 import BreakerConfig, CircuitOpenError, Core, FleetPolicy, TradingState, WorkerContext
 from tests.helpers import Boom, fail
 from tests.risk.conftest import NO_LIMITS, buy
 
@@ -128,7 +128,9 @@ def jepsen_host(
         while not link.connected and time.monotonic() - healed_at < 30:
             time.sleep(0.005)
         back_after = time.monotonic() - healed_at
-        time.sleep(1.0)  # every host back: the kill switch settles
+        deadline = time.monotonic() + 10  # the operator's trip (on h0, during a partition) reaches every host
+        while core.risk.trading_state is not TradingState.HALTED and time.monotonic() < deadline:
+            time.sleep(0.005)
         done.put(
             (host, dict(codes), back_after, core.risk.trading_state.name, core.risk.state_reason, core.risk.audit())
         )

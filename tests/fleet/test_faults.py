@@ -155,7 +155,8 @@ def test_after_an_empty_restart_no_reservation_passes_until_every_live_host_regi
     ):
         for core in (a, b, c):
             assert reserve(core, 300) == ("approved",)
-        time.sleep(3 * FAST.health_seconds)  # every host has renewed its lease and learned the others'
+        hosts = {core.fleet.host for core in (a, b, c)}  # type: ignore[union-attr]
+        wait_for(lambda: hosts <= set(a.fleet._members), timeout=5)  # type: ignore[union-attr]  # a knows them all
         to_b.set("cut")
         to_c.set("cut")  # b and c cannot come back yet
         redis_server.stop()
@@ -176,7 +177,7 @@ def test_a_host_that_never_comes_back_is_counted_at_its_last_exposure(
     to_c = proxies[0]
     with host(redis_server.url, desk, "a") as a, host(to_c.url(), desk, "c") as c:
         assert reserve(c, 500) == ("approved",)
-        time.sleep(3 * FAST.health_seconds)
+        wait_for(lambda: c.fleet.host in a.fleet._members, timeout=5)  # type: ignore[union-attr]  # a knows c
         gone = c.fleet.host  # type: ignore[union-attr]
         to_c.set("cut")  # c is partitioned for good
         redis_server.stop()

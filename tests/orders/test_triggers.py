@@ -43,11 +43,12 @@ def _placer(name: str, ready: Any) -> None:
         time.sleep(600)
 
 
-def _survivor(name: str, go: Any, fired: Any) -> None:
+def _survivor(name: str, ready: Any, go: Any, fired: Any) -> None:
     """Marks the price through the stop, at once with the other survivors; reports what it sent."""
     with Core.attach(name) as core:
         paper = venue(core)
         om = OrderManager(core, routing="primary")
+        ready.put(1)
         go.wait(60)
         for _ in range(20):
             om.mark("BTC/USDT", 94.0)
@@ -97,9 +98,10 @@ def test_a_stop_whose_worker_died_fires_in_another(desk: Core) -> None:
 
 def test_several_survivors_fire_an_orphan_exactly_once(desk: Core) -> None:
     stop_id = placed_then_killed(desk)
-    go, fired = ctx.Event(), ctx.Queue()
-    survivors = [start(_survivor, desk.name, go, fired) for _ in range(3)]
-    time.sleep(0.5)  # (they attach; the marks then race)
+    ready, go, fired = ctx.Queue(), ctx.Event(), ctx.Queue()
+    survivors = [start(_survivor, desk.name, ready, go, fired) for _ in range(3)]
+    for _ in survivors:
+        ready.get(timeout=120)  # all attached: the marks then race
     go.set()
     sent = [fired.get(timeout=120) for _ in survivors]
     join_all(survivors, timeout=120)
