@@ -14,6 +14,7 @@ import os
 __all__ = ["holder_token", "identity", "identity_pid", "is_alive", "my_identity", "pid_namespace"]
 
 _PID_MASK = (1 << 32) - 1
+_UNREADABLE = ("?", 0)  # a process record that exists but could not be read
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -23,7 +24,7 @@ def _stat(pid: int) -> tuple[str, int] | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     except OSError:
-        return ("?", 0)
+        return _UNREADABLE
     fields = data[data.rindex(b")") + 2 :].split()
     return fields[0].decode(), int(fields[19])
 
@@ -50,10 +51,15 @@ def identity_pid(ident: int) -> int:
 
 
 def is_alive(ident: int) -> bool:
-    """Return whether the process that ``ident`` names still runs."""
+    """Return whether the process that ``ident`` names still runs. When its record cannot be
+    read (an I/O error other than its absence: too many open files, say), it counts as alive:
+    a live process is never judged dead, nor its reservations and locks taken from it."""
     if ident <= 0:
         return False
-    return identity(identity_pid(ident)) == ident
+    pid = identity_pid(ident)
+    if os.path.isdir("/proc") and _stat(pid) == _UNREADABLE:
+        return True
+    return identity(pid) == ident
 
 
 def my_identity() -> int:

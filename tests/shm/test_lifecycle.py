@@ -232,3 +232,23 @@ def test_a_segment_a_process_is_joining_is_never_removed_as_stale() -> None:
     finally:
         if os.path.exists(shm_path(name)):
             os.unlink(shm_path(name))
+
+
+def test_a_process_whose_record_cannot_be_read_is_never_judged_dead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error reading /proc (too many open files under load) must not make a live owner
+    look dead: its reservations would be reclaimed and its risk handed to others."""
+    import builtins
+    import errno
+
+    from bot4.shm._proc import is_alive, my_identity
+
+    me = my_identity()
+    real_open = builtins.open
+
+    def failing_open(path: object, *args: object, **kw: object) -> object:
+        if isinstance(path, str) and path.startswith("/proc/") and path.endswith("/stat"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    assert is_alive(me)
