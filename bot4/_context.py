@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot4.plugins.manager import PluginManager, notify
+from bot4.plugins.dispatch import notify
+from bot4.plugins.manager import PluginManager
 
 if TYPE_CHECKING:
     from bot4.breaker.fuse import Fuse

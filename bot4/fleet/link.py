@@ -24,7 +24,7 @@ from bot4.errors import ConfigError, FleetUnavailableError
 from bot4.fleet import scripts
 from bot4.fleet.client import make_client
 from bot4.fleet.policy import FleetPolicy
-from bot4.plugins.manager import notify
+from bot4.plugins.dispatch import notify
 from bot4.risk.exposure import host_figures
 from bot4.risk.limits import TradingState
 from bot4.shm import layout as L

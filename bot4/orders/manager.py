@@ -33,7 +33,7 @@ from bot4.orders.tracked import Fill, TrackedOrder
 from bot4.orders.triggers import HeldStop, TriggerTable
 from bot4.orders.venue_calls import Flow, VenueCalls, _ainvoke
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
-from bot4.plugins.manager import notify
+from bot4.plugins.dispatch import notify
 from bot4.risk.decision import Decision, Reservation
 from bot4.shm._proc import identity_pid
 

@@ -22,6 +22,7 @@ from bot4.orders.report import parse_report
 from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
+from bot4.plugins.dispatch import implementations
 
 if TYPE_CHECKING:
     from bot4.core import Core
@@ -34,19 +35,6 @@ __all__ = ["Placement"]
 
 _new = tuple.__new__  # a NamedTuple without its Python-level __new__
 _LEG_TOLERANCE = 1e-9  # relative: legs within it of the order's quantity add up to it; smaller legs are dust
-
-
-def _positional(function: Callable[..., Any], argnames: tuple[str, ...]) -> Callable[..., Any]:
-    """Call a ``bot4_route_order`` implementation with (order, venues, strategy), whatever it takes."""
-    if argnames == ("order", "venues", "strategy"):
-        return function
-    return lambda order, venues, strategy: function(
-        **{
-            name: value
-            for name, value in (("order", order), ("venues", venues), ("strategy", strategy))
-            if name in argnames
-        }
-    )
 
 
 class Placement:
@@ -267,8 +255,8 @@ class Placement:
         if pm.generation != self._strategies_gen:
             # a built-in strategy answers only to its own name: the others need not be asked
             self._strategies = [
-                _positional(impl.function, tuple(impl.argnames))
-                for impl in reversed(pm.hook.bot4_route_order.get_hookimpls())
+                call
+                for impl, call, _ in implementations(pm, "bot4_route_order")
                 if impl.plugin not in BUILTIN_STRATEGIES or impl.plugin.name == self._routing
             ]
             self._strategies_gen = pm.generation

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -12,7 +13,7 @@ from bot4.errors import PluginError
 from bot4.plugins import hookspecs
 from bot4.plugins.builtin import BUILTIN_PLUGINS
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "make_plugin_manager", "notify"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "make_plugin_manager"]
 
 ENTRY_POINT_GROUP = "bot4"
 """The entry-point group from which third-party plugins load."""
@@ -25,14 +26,17 @@ class PluginManager(pluggy.PluginManager):
 
     ``generation`` changes whenever a plugin is registered, unregistered or blocked — after
     the change is complete, so a caller that reads it before listing the plugins never
-    caches a list that misses a plugin under the new generation. Blocking a built-in
-    plugin is logged as a warning (a built-in risk rule off shows in ``bot4 status``), and
-    unblocking it registers it again.
+    caches a list that misses a plugin under the new generation; so does adding or undoing
+    call monitoring (:meth:`add_hookcall_monitoring`, :meth:`enable_tracing`). Blocking a
+    built-in plugin is logged as a warning (a built-in risk rule off shows in ``bot4
+    status``), and unblocking it registers it again.
     """
 
     def __init__(self, project_name: str) -> None:
         super().__init__(project_name)
         self.generation = 0
+        self.monitors = 0
+        """How many call monitors are active (each hook call then goes through pluggy)."""
         self.rejections_heard = False
         """Whether a plugin implements ``bot4_call_rejected`` (read on every rejected call)."""
         self._builtins: dict[str, object] = {}
@@ -41,6 +45,28 @@ class PluginManager(pluggy.PluginManager):
         hook = getattr(self.hook, "bot4_call_rejected", None)
         self.rejections_heard = hook is not None and bool(hook.get_hookimpls())
         self.generation += 1
+
+    def add_hookcall_monitoring(self, before: Callable[..., None], after: Callable[..., None]) -> Callable[[], None]:
+        """Add before/after tracing for every hook call; see :meth:`pluggy.PluginManager.add_hookcall_monitoring`.
+
+        While a monitor is active, every hook bot4 calls — the risk rules and routing
+        strategies on the order path too — goes through pluggy, one implementation per
+        call, so the monitor sees each. Returns the undo function.
+        """
+        undo = super().add_hookcall_monitoring(before, after)
+        self.monitors += 1
+        self._changed()
+        undone = False
+
+        def undo_and_count() -> None:
+            nonlocal undone
+            undo()
+            if not undone:
+                undone = True
+                self.monitors -= 1
+                self._changed()
+
+        return undo_and_count
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
         """Unregister a plugin (by object or name); see :meth:`pluggy.PluginManager.unregister`."""
@@ -119,13 +145,3 @@ def make_plugin_manager(*, entry_points: bool = True) -> PluginManager:
                 raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
             pm.register(plugin, ep.name)
     return pm
-
-
-def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
-    """Call every implementation of event hook ``hook_name``; log, never raise, their errors."""
-    hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):
-        try:
-            impl.function(*[kwargs[arg] for arg in impl.argnames])
-        except Exception:
-            log.exception("plugin %r raised in %s; ignored", impl.plugin_name, hook_name)

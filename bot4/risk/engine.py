@@ -12,6 +12,7 @@ from bot4._numbers import is_number, is_positive
 from bot4._symbols import symbol_problem
 from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
 from bot4.order import Order, OrderType, Side
+from bot4.plugins.dispatch import implementations, watched
 from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
 from bot4.risk.correlation import take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
@@ -34,8 +35,10 @@ __all__ = ["RiskEngine"]
 log = logging.getLogger("bot4.risk")
 
 Rule = Callable[[Order, RiskLedger], Any]
-RuleEntry = tuple[str, Rule, int]  # (plugin name, rule, native bit or -1)
-RuleSet = tuple[tuple[RuleEntry, ...], int, bool, int]  # (rules, native mask, any Python rule, generation)
+RuleEntry = tuple[str, Rule, Rule, int]  # (plugin name, call, direct call, native bit or -1): see Implementation
+RuleSet = tuple[
+    tuple[RuleEntry, ...], int, bool, int, bool
+]  # (rules, native mask, any Python rule, generation, watched)
 ENGINE = "bot4.risk"
 """The ``rule`` name on rejections that come from the engine itself."""
 _APPROVED = Decision()
@@ -83,8 +86,8 @@ class RiskEngine:
         self._ledger = RiskLedger(seg, self._kernel, ctx.clock, self._trading, self._repair)
         self._views = threading.local()  # a RiskLedger per thread for the rules (primed per order)
         self._kill_switch = KillSwitch(self)
-        # (rules, native mask, any Python rule, plugin generation), replaced whole by _load_rules
-        self._rule_set: RuleSet = ((), 0, False, -1)
+        # (rules, native mask, any Python rule, plugin generation, watched), replaced whole by _load_rules
+        self._rule_set: RuleSet = ((), 0, False, -1, False)
         self._halted: tuple[int, Decision] = (-1, _APPROVED)
         self._i_trading = lay.ledger + L.L_TRADING
         self._res0 = lay.reservations
@@ -148,14 +151,19 @@ class RiskEngine:
         """Run the rules; collect every rejection. ``entry``: the order's own entry price, NaN for the mark.
 
         The built-in rules' verdicts come from one native pass; a built-in rule's plugin
-        is asked for its Rejection only when the native pass says it fails. User rules
-        (and built-ins replaced by a user's plugin) run in Python, in plugin order, and
-        only when ``user`` is true: never under the ledger mutex.
+        is asked for its Rejection only when the native pass says it fails (a plugin that
+        words none still rejects: fail closed). User rules (and built-ins replaced by a
+        user's plugin) run in Python, in plugin order, and only when ``user`` is true:
+        never under the ledger mutex. When the hook is watched (a wrapper, tracing, a
+        monitor), the ``user`` pass calls every rule through pluggy, built-ins too; the
+        pass under the mutex never does, and its native verdicts decide.
         """
-        rules, mask, python_rules, gen = self._rule_set
+        rules, mask, python_rules, gen, watched = self._rule_set
         if self._ctx.plugins.generation != gen:
-            rules, mask, python_rules, gen = self._load_rules()
+            rules, mask, python_rules, gen, watched = self._load_rules()
         python = user and python_rules
+        if python and watched:
+            return self._evaluate_watched(order, rules)
         fails = 0
         if mask:
             stop = order.stop_loss
@@ -184,18 +192,14 @@ class RiskEngine:
         ledger = self._thread_view("rules")
         ledger.prime(order)
         try:
-            for name, rule, bit in rules:
+            for name, _, rule, bit in rules:
                 if (bit < 0 and not python) or (bit >= 0 and not fails >> bit & 1):
                     continue
-                try:
-                    result = rule(order, ledger)
-                except Exception as exc:
-                    result = Rejection(name, "RULE_ERROR", f"rule {name!r} raised {type(exc).__name__}: {exc}")
-                else:
-                    if result is None:
+                result = _ask(name, rule, order, ledger)
+                if result is None:
+                    if bit < 0:
                         continue
-                    if type(result) is not Rejection:
-                        result = Rejection(name, "RULE_ERROR", f"rule {name!r} returned {result!r}, not a Rejection")
+                    result = Rejection(name, "RULE_FAILED", f"rule {name!r} denies the order")
                 if rejections is None:
                     rejections = [result]
                 else:
@@ -203,6 +207,17 @@ class RiskEngine:
         finally:
             ledger.unprime()
         return _APPROVED if rejections is None else Decision(tuple(rejections))
+
+    def _evaluate_watched(self, order: Order, rules: tuple[RuleEntry, ...]) -> Decision:
+        """Every rule through pluggy, in plugin order, outside the mutex (see :meth:`_evaluate`)."""
+        ledger = self._thread_view("rules")
+        ledger.prime(order)
+        try:
+            asked = (_ask(name, call, order, ledger) for name, call, _, _ in rules)
+            rejections = tuple(result for result in asked if result is not None)
+        finally:
+            ledger.unprime()
+        return Decision(rejections) if rejections else _APPROVED
 
     def _flattening_check(self, order: Order, now: int, entry: float) -> Decision:
         """While the kill switch flattens, only orders that reduce a position pass, whatever
@@ -245,12 +260,14 @@ class RiskEngine:
         pm = self._ctx.plugins
         gen = pm.generation  # before listing: a plugin registered meanwhile is picked up next time
         rules: list[RuleEntry] = []
-        for impl in reversed(pm.hook.bot4_check_order.get_hookimpls()):
+        watching = watched(pm, "bot4_check_order")
+        for impl, call, direct in implementations(pm, "bot4_check_order"):
             kind = getattr(impl.plugin, "kernel", None) if type(impl.plugin) in NATIVE_RULE_TYPES else None
             bit = RULE_BITS[kind] if kind is not None else -1
-            rules.append((impl.plugin_name, _as_rule(impl.function, tuple(impl.argnames)), bit))
-        mask = sum(1 << bit for _, _, bit in rules if bit >= 0)
-        self._rule_set = rule_set = (tuple(rules), mask, any(bit < 0 for _, _, bit in rules), gen)
+            rules.append((impl.plugin_name, call, direct, bit))
+        mask = sum(1 << bit for *_, bit in rules if bit >= 0)
+        python_rules = watching or any(bit < 0 for *_, bit in rules)
+        self._rule_set = rule_set = (tuple(rules), mask, python_rules, gen, watching)
         self._publish_rules_off(mask)
         return rule_set
 
@@ -263,7 +280,7 @@ class RiskEngine:
 
     def rule_names(self) -> list[str]:
         """The rules that run, in the order they run."""
-        return [name for name, _, _ in self._load_rules()[0]]
+        return [name for name, *_ in self._load_rules()[0]]
 
     # ------------------------------------------------------------------ reserve / release / fill
 
@@ -289,7 +306,7 @@ class RiskEngine:
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
             entry = _entry(order)
-            python_rules, gen = self._rule_set[2:]
+            python_rules, gen = self._rule_set[2:4]
             if self._ctx.plugins.generation != gen:
                 python_rules = self._load_rules()[2]
             decision = self._evaluate(order, now, entry, True) if python_rules else _APPROVED
@@ -747,13 +764,12 @@ def _price_unknown(order: Order) -> Decision:
     return Decision((Rejection(ENGINE, "PRICE_UNKNOWN", f"no price for {order.symbol}: send on_price first"),))
 
 
-def _as_rule(function: Callable[..., Any], argnames: tuple[str, ...]) -> Rule:
-    if argnames == ("order", "ledger"):
-        return function
-    if argnames == ("order",):
-        return lambda order, ledger: function(order)
-    if argnames == ("ledger",):
-        return lambda order, ledger: function(ledger)
-    if argnames == ("ledger", "order"):
-        return lambda order, ledger: function(ledger, order)
-    return lambda order, ledger: function()
+def _ask(name: str, rule: Rule, order: Order, ledger: RiskLedger) -> Rejection | None:
+    """A rule's answer: its Rejection, None, or a RULE_ERROR for an error or a wrong answer."""
+    try:
+        result = rule(order, ledger)
+    except Exception as exc:
+        return Rejection(name, "RULE_ERROR", f"rule {name!r} raised {type(exc).__name__}: {exc}")
+    if result is None or type(result) is Rejection:
+        return result
+    return Rejection(name, "RULE_ERROR", f"rule {name!r} returned {result!r}, not a Rejection")
