@@ -48,15 +48,13 @@ from bot4.errors import (
     UnknownOrderError,
 )
 from bot4.fleet import FleetLink, FleetPolicy
-from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders import Fill, OrderEvent, OrderStatus, TrackedOrder, Transition
-from bot4.orders.adapter import ExchangeAdapter, Fees
 from bot4.orders.manager import ManagedOrder, OrderManager
+from bot4.orders.model import Order, OrderType, Side, TimeInForce
 from bot4.orders.pnl import CostMethod, PnlBook
 from bot4.orders.reconcile import Reconciliation
 from bot4.orders.routing import Leg, Route, VenueInfo
 from bot4.plugins import PluginManager, hookimpl, make_plugin_manager
-from bot4.plugins.builtin.paper import Faults, PaperExchange
 from bot4.risk import (
     Decision,
     KillSwitch,
@@ -70,6 +68,8 @@ from bot4.risk import (
     TradingState,
 )
 from bot4.shm.slots import WorkerSlot
+from bot4.venues.paper import Faults, PaperExchange
+from bot4.venues.protocol import ExchangeAdapter, Fees
 from bot4.workers import Supervisor, WorkerContext, run_workers
 
 __version__ = "0.1.0"

@@ -2,6 +2,6 @@
 
 import sys
 
-from bot4.cli import main
+from bot4._cli.main import main
 
 sys.exit(main())

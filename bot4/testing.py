@@ -26,9 +26,9 @@ import pytest
 from bot4.clock import ManualClock
 from bot4.core import Core
 from bot4.orders.manager import OrderManager
-from bot4.plugins.builtin.paper import PaperExchange
 from bot4.plugins.manager import make_plugin_manager
 from bot4.risk.limits import RiskLimits
+from bot4.venues.paper import PaperExchange
 
 __all__ = ["EPOCH", "OPEN_LIMITS", "open_limits"]
 

@@ -17,6 +17,9 @@ Transitions are announced on ``bot4:{desk}:events`` as JSON objects: ``{"kind":
 
 from __future__ import annotations
 
+from bot4.risk.limits import EPSILON as LIMIT_EPSILON
+from bot4.risk.limits import TOLERANCE as LIMIT_TOLERANCE
+
 __all__ = [
     "CLAIM",
     "FORGET",
@@ -31,7 +34,8 @@ __all__ = [
     "WINDOW",
 ]
 
-_NOW = """
+_NOW = f"""
+local LIMIT_TOLERANCE, LIMIT_EPSILON = {LIMIT_TOLERANCE!r}, {LIMIT_EPSILON!r}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
@@ -311,7 +315,7 @@ if now < tonumber(redis.call('HGET', key, 'c') or 0) then return {'wait', '0', 0
 local hosts, total, _, waiting = tally(key, now)
 if waiting then return {'wait', '0', 0} end
 local notional, limit = tonumber(ARGV[7]), tonumber(ARGV[9])
-if limit >= 0 and total + notional > limit * (1 + 1e-9) + 1e-12 then
+if limit >= 0 and total + notional > limit * (1 + LIMIT_TOLERANCE) + LIMIT_EPSILON then
   return {'limit', tostring(total), 0}
 end
 redis.call('HSET', key, 'r:' .. host .. ':' .. ARGV[6], ARGV[7] .. ',' .. ARGV[8])

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from bot4._numbers import is_positive
 from bot4.errors import CircuitOpenError, ConfigError, ExchangeError
-from bot4.order import OrderType
 from bot4.orders.market import market_of
+from bot4.orders.model import OrderType
 from bot4.orders.report import parse_report
 from bot4.orders.status import OrderEvent, OrderStatus
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot4.errors import CircuitOpenError, ExchangeError
-from bot4.order import Order, OrderType, Side
+from bot4.orders.model import Order, OrderType, Side
 from bot4.orders.reconcile import conclude, find_leg_flow
 from bot4.orders.status import OrderStatus
 

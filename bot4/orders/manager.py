@@ -18,10 +18,9 @@ from bot4.errors import (
     ExchangeError,
     UnknownOrderError,
 )
-from bot4.order import Order, Side
-from bot4.orders.adapter import ExchangeAdapter
 from bot4.orders.amend import amend_flow
 from bot4.orders.flatten import flatten_flow
+from bot4.orders.model import Order, Side
 from bot4.orders.placement import Placement
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.protect import STOP_TYPES, Protection
@@ -36,6 +35,7 @@ from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
 from bot4.plugins.dispatch import notify
 from bot4.risk.decision import Decision, Reservation
 from bot4.shm._proc import identity_pid
+from bot4.venues.protocol import ExchangeAdapter
 
 if TYPE_CHECKING:
     from bot4.core import Core

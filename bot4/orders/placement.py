@@ -16,8 +16,8 @@ from bot4.errors import (
     ExchangeReplyError,
     ExchangeTimeoutError,
 )
-from bot4.order import Order, OrderType, Side, TimeInForce
 from bot4.orders.market import Market, market_of
+from bot4.orders.model import Order, OrderType, Side, TimeInForce
 from bot4.orders.report import parse_report
 from bot4.orders.routing import Leg, Route, VenueInfo, required_capability
 from bot4.orders.status import OrderEvent, OrderStatus
@@ -26,10 +26,10 @@ from bot4.plugins.dispatch import implementations
 
 if TYPE_CHECKING:
     from bot4.core import Core
-    from bot4.orders.adapter import ExchangeAdapter
     from bot4.orders.manager import ManagedOrder
     from bot4.orders.venue_calls import Flow
     from bot4.risk.engine import RiskEngine
+    from bot4.venues.protocol import ExchangeAdapter
 
 __all__ = ["Placement"]
 

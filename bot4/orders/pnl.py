@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from bot4._numbers import is_number, is_positive
 from bot4.errors import ConfigError, FillError
-from bot4.order import Side
+from bot4.orders.model import Side
 
 __all__ = ["CostMethod", "PnlBook", "PnlTotals", "PositionKey", "PositionView"]
 

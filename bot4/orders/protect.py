@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot4.order import Order, OrderType, Side
+from bot4.orders.model import Order, OrderType, Side
 from bot4.orders.status import OrderStatus
 
 if TYPE_CHECKING:

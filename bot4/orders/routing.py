@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from bot4.order import Order, OrderType, Side, TimeInForce
-from bot4.orders.adapter import Fees
+from bot4.orders.model import Order, OrderType, Side, TimeInForce
+from bot4.venues.protocol import Fees
 
 __all__ = ["Leg", "Route", "VenueInfo", "book_cost", "required_capability"]
 

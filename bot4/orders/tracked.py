@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from bot4._numbers import is_number, is_positive
 from bot4.errors import FillError, InvalidTransitionError
-from bot4.order import Order, OrderType
+from bot4.orders.model import Order, OrderType
 from bot4.orders.status import OPEN_STATUSES, TERMINAL_STATUSES, TRANSITIONS, OrderEvent, OrderStatus, next_status
 
 _PENDING_ALL = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, NamedTuple
 
-from bot4.order import Order, OrderType, Side
+from bot4.orders.model import Order, OrderType, Side
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
 from bot4.shm.text import decode_text, encode_text

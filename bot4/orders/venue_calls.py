@@ -25,9 +25,9 @@ from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.risk.limits import TradingState
 
 if TYPE_CHECKING:
-    from bot4.orders.adapter import ExchangeAdapter
     from bot4.orders.protect import Protection
     from bot4.orders.routing import VenueInfo
+    from bot4.venues.protocol import ExchangeAdapter
 
 __all__ = ["Flow", "VenueCalls"]
 

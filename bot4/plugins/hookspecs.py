@@ -29,13 +29,13 @@ if TYPE_CHECKING:
     from bot4.breaker.state import BreakerState
     from bot4.core import Core
     from bot4.errors import CircuitOpenError
-    from bot4.order import Order
-    from bot4.orders.adapter import ExchangeAdapter
     from bot4.orders.manager import OrderManager
+    from bot4.orders.model import Order
     from bot4.orders.reconcile import Reconciliation
     from bot4.orders.routing import Route, VenueInfo
     from bot4.risk.decision import Decision, Rejection
     from bot4.risk.ledger import RiskLedger
+    from bot4.venues.protocol import ExchangeAdapter
 
 __all__ = ["hookimpl", "hookspec"]
 

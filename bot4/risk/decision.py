@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from bot4.errors import OrderRejectedError
-from bot4.order import Side
+from bot4.orders.model import Side
 
 __all__ = ["Decision", "Rejection", "Reservation"]
 

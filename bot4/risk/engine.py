@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from bot4._numbers import is_number, is_positive
 from bot4._symbols import symbol_problem
 from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
-from bot4.order import Order, OrderType, Side
+from bot4.orders.model import Order, OrderType, Side
 from bot4.plugins.dispatch import implementations, watched
 from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
 from bot4.risk.correlation import take_sample

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot4.errors import SegmentStateError
-from bot4.order import Order, OrderType, Side
+from bot4.orders.model import Order, OrderType, Side
 from bot4.risk.limits import RiskLimits, TradingState
 from bot4.shm import layout as L
 from bot4.shm.text import decode_text

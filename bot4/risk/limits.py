@@ -10,16 +10,19 @@ from typing import Any
 
 from bot4._numbers import is_number
 from bot4.errors import ConfigError
+from bot4.shm import _native
 
-__all__ = ["TOLERANCE", "RiskLimits", "TradingState", "exceeds"]
+__all__ = ["EPSILON", "TOLERANCE", "RiskLimits", "TradingState", "exceeds"]
 
-TOLERANCE = 1e-9
-"""Relative tolerance: a value at a limit, to rounding error, is within it."""
+TOLERANCE: float = _native.LIMIT_TOLERANCE
+"""Relative tolerance: a value at a limit, to rounding error, is within it (defined natively, once)."""
+EPSILON: float = _native.LIMIT_EPSILON
+"""Absolute slack added to the relative one (a limit of zero)."""
 
 
 def exceeds(value: float, limit: float) -> bool:
     """Whether ``value`` is past ``limit`` (a positive limit) by more than rounding error."""
-    return value > limit * (1.0 + TOLERANCE) + 1e-12
+    return value > limit * (1.0 + TOLERANCE) + EPSILON
 
 
 class TradingState(enum.IntEnum):

@@ -872,6 +872,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, MUTEX_ACQUIRED); ADD_INT(m, MUTEX_FROM_DEAD); ADD_INT(m, MUTEX_TIMEOUT); ADD_INT(m, MUTEX_UNRECOVERABLE);
     ADD_INT(m, MUTEX_OWN);
     ADD_INT(m, VERDICT_NONE); ADD_INT(m, VERDICT_SLOW); ADD_INT(m, VERDICT_CONSECUTIVE); ADD_INT(m, VERDICT_RATE);
+    if (add_owned(m, "LIMIT_TOLERANCE", PyFloat_FromDouble(LIMIT_TOLERANCE)) < 0) goto fail;
+    if (add_owned(m, "LIMIT_EPSILON", PyFloat_FromDouble(LIMIT_EPS)) < 0) goto fail;
     return m;
 fail:
     Py_DECREF(m);

@@ -74,7 +74,9 @@ def test_a_rule_error_under_a_wrapper_still_rejects_the_order(bot4_desk: Core) -
     assert "ZeroDivisionError" in decision.rejections[0].message
 
 
-def test_tracing_sees_the_rules_the_routing_and_the_events(bot4_desk: Core, bot4_paper: Callable[..., PaperExchange]) -> None:
+def test_tracing_sees_the_rules_the_routing_and_the_events(
+    bot4_desk: Core, bot4_paper: Callable[..., PaperExchange]
+) -> None:
     bot4_paper("a")
     bot4_paper("b", {"BTC/USDT": (99.0, 100.0)})
     om = OrderManager(bot4_desk, routing="best_price")

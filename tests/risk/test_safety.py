@@ -162,7 +162,7 @@ def test_unblocking_a_builtin_rule_turns_it_back_on_and_status_shows_it_off(desk
     pm.set_blocked("bot4.rule.stop_loss")
     assert risk.check(buy()).approved
     assert core._segment.region.load(off_word) == 1 << RULE_BITS["stop_loss"]
-    from bot4.status import status_of
+    from bot4._cli.status import status_of
 
     workers = {w["slot"]: w for w in status_of(core.name)["workers"]}
     assert list(workers[core.slot]["rules_off"]) == ["bot4.rule.stop_loss"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 
-from bot4.order import Order, Side, TimeInForce
+from bot4.orders.model import Order, Side, TimeInForce
 from bot4.orders.routing import Leg, Route, VenueInfo, book_cost
 from bot4.plugins.hookspecs import hookimpl
 

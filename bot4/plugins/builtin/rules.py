@@ -12,17 +12,17 @@ rules (``trylast``). Limits are read from ``ledger.limits``; a limit set to None
 
 from __future__ import annotations
 
-from bot4.order import Order, Side
+from bot4.orders.model import Order, Side
 from bot4.plugins.hookspecs import hookimpl
 from bot4.risk._kernel import native_rule
 from bot4.risk.decision import Rejection
 from bot4.risk.ledger import RiskLedger
-from bot4.risk.limits import TOLERANCE, TradingState
+from bot4.risk.limits import EPSILON, TOLERANCE, TradingState
 
 __all__ = ["RULES"]
 
 _HALTED, _REDUCING, _FLATTENING = TradingState.HALTED, TradingState.REDUCING, TradingState.FLATTENING
-_TOL, _EPS = 1.0 + TOLERANCE, 1e-12  # a value at a limit, to rounding error, is within it
+_TOL, _EPS = 1.0 + TOLERANCE, EPSILON  # a value at a limit, to rounding error, is within it
 
 
 @native_rule

@@ -32,12 +32,12 @@ from bot4.breaker.config import BreakerConfig
 from bot4.clock import SharedClock
 from bot4.core import Core
 from bot4.errors import ConfigError
-from bot4.order import Order, Side
-from bot4.orders.adapter import Fees
 from bot4.orders.manager import ManagedOrder, OrderManager
+from bot4.orders.model import Order, Side
 from bot4.orders.status import OrderStatus
-from bot4.plugins.builtin.paper import Faults, PaperExchange
 from bot4.risk.limits import RiskLimits
+from bot4.venues.paper import Faults, PaperExchange
+from bot4.venues.protocol import Fees
 from bot4.workers import Supervisor, WorkerContext
 
 __all__ = ["SimulationConfig", "run_simulation"]

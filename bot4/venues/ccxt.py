@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import ccxt
 
 from bot4.errors import ExchangeError, ExchangeTimeoutError, ExchangeUnavailableError, OrderNotFoundError
-from bot4.orders.adapter import CAPABILITIES, Fees
 from bot4.orders.status import OrderStatus
 from bot4.plugins.hookspecs import hookimpl
+from bot4.venues.protocol import CAPABILITIES, Fees
 
 __all__ = ["CcxtAdapter", "order_status"]
 

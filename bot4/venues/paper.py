@@ -27,9 +27,9 @@ from bot4.errors import (
     ExchangeUnavailableError,
     OrderNotFoundError,
 )
-from bot4.orders.adapter import CAPABILITIES, Fees
 from bot4.orders.market import market_of
 from bot4.plugins.hookspecs import hookimpl
+from bot4.venues.protocol import CAPABILITIES, Fees
 
 __all__ = ["Faults", "PaperExchange"]
 

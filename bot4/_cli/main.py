@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 
 from bot4.errors import Bot4Error, ConfigError
@@ -50,8 +49,6 @@ def _parser() -> argparse.ArgumentParser:
     clean = sub.add_parser("clean", help="remove segments whose processes are all dead (never one in use)")
     clean.add_argument("names", nargs="*", help="segment names (default: every bot4 segment on this host)")
     clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
-    bench = sub.add_parser("bench", help="run the benchmarks of docs/benchmarks.md and print the ratio table")
-    bench.add_argument("-k", dest="select", default=None, help="only benchmarks matching this pytest expression")
     for verb, text in (("kill", "trip the kill switch: every process denies every order"), ("resume", "reset it")):
         cmd = sub.add_parser(verb, help=text)
         cmd.add_argument("name", help="segment name")
@@ -73,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             import json
 
-            from bot4.simulation import SimulationConfig, render, run_simulation
+            from bot4._cli.demo import SimulationConfig, render, run_simulation
 
             config = SimulationConfig(workers=args.workers, duration=args.duration, seed=args.seed)
             if not args.json:
@@ -88,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bot4: demo interrupted ({report['interrupted']}): the report covers what ran", file=sys.stderr)
                 return 130
             return 0 if report["exit_code"] == 0 and all(report["invariants"].values()) else 1
-        if args.command == "bench":
-            return _bench(args.select)
         if args.command == "status":
             return _status(args.name, args.json)
         if args.command == "clean":
@@ -116,29 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _bench(select: str | None) -> int:
-    import importlib.util
-    import subprocess
-    from pathlib import Path
-
-    benches = Path(__file__).resolve().parent.parent / "benches"
-    missing = [
-        m
-        for m in ("pytest_benchmark", "pybreaker", "circuitbreaker", "purgatory", "nautilus_trader", "redis")
-        if importlib.util.find_spec(m) is None
-    ]
-    if not benches.is_dir():
-        raise ConfigError("bench", f"no benches/ next to the bot4 package ({benches}): run from a source checkout")
-    if missing:
-        raise ConfigError("bench", f"missing {', '.join(missing)}: pip install -e '.[bench]' (or make bench)")
-    if shutil.which("redis-server") is None:
-        raise ConfigError("bench", "the Redis benchmarks need redis-server (apt-get install redis-server)")
-    command = [sys.executable, "-m", "pytest", str(benches), "--benchmark-only", "-q", "--benchmark-columns=median"]
-    if select:
-        command += ["-k", select]
-    return subprocess.call(command, cwd=benches.parent)
-
-
 def _clean(names: list[str], dry_run: bool) -> int:
     from bot4.shm.lifecycle import find_segments, remove_if_stale
 
@@ -162,7 +134,7 @@ def _clean(names: list[str], dry_run: bool) -> int:
 def _status(name: str | None, as_json: bool) -> int:
     import json
 
-    from bot4.status import find_segments, render, status_of
+    from bot4._cli.status import find_segments, render, status_of
 
     if name is not None and not name.strip():
         raise ConfigError("name", "a segment name is empty (leave it out for every segment on this host)")

@@ -23,7 +23,7 @@ from bot4 import (
     OrderNotFoundError,
     OrderStatus,
 )
-from bot4.adapters.ccxt import CcxtAdapter, order_status
+from bot4.venues.ccxt import CcxtAdapter, order_status
 from tests.risk.conftest import EPOCH, open_desk
 
 MARKET = {

@@ -1,1 +1,0 @@
-"""Adapters to real venues (optional extras)."""
