@@ -10,11 +10,15 @@ slot or lock.
 from __future__ import annotations
 
 import os
+import time
+
+from bot4.errors import Bot4Error
 
 __all__ = ["holder_token", "identity", "identity_pid", "is_alive", "my_identity", "pid_namespace"]
 
 _PID_MASK = (1 << 32) - 1
 _UNREADABLE = ("?", 0)  # a process record that exists but could not be read
+_OWN_TRIES = 20
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -63,10 +67,19 @@ def is_alive(ident: int) -> bool:
 
 
 def my_identity() -> int:
-    """Return the identity of the calling process."""
-    ident = identity(os.getpid())
-    assert ident is not None
-    return ident
+    """Return the identity of the calling process.
+
+    Raises :class:`bot4.Bot4Error` when its own ``/proc`` record stays unreadable: an
+    identity without the start time would let every other process judge this one dead.
+    """
+    pid = os.getpid()
+    for attempt in range(_OWN_TRIES):
+        if not os.path.isdir("/proc") or _stat(pid) != _UNREADABLE:
+            ident = identity(pid)
+            if ident is not None:
+                return ident
+        time.sleep(0.001 * attempt)
+    raise Bot4Error(f"cannot read /proc/{pid}/stat: this process's identity is unknown (too many open files?)")
 
 
 def pid_namespace() -> int:

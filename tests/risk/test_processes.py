@@ -28,32 +28,44 @@ def gross_limit(multiple: float) -> RiskLimits:
     return dataclasses.replace(NO_LIMITS, max_gross_exposure=multiple)
 
 
-def _reserver(name: str, calls: int, results: Any, go: Any) -> None:
+def _reserver(name: str, calls: int, results: Any, ready: Any, go: Any, done: Any, delay: float) -> None:
     with Core.attach(name) as core:
         risk = core.risk
         order = Order(**ORDER)
+        ready.put(os.getpid())
         go.wait(60)
+        time.sleep(delay)
         approved = sum(1 for _ in range(calls) if risk.reserve(order).approved)
         results.put(approved)
+        # Alive until every worker is counted: a process that exits has its reservations
+        # reclaimed by the next reserve()'s sweep, and they would be approved (and counted) again.
+        done.wait(120)
 
 
-def test_four_processes_never_pass_the_gross_limit_together() -> None:
+@pytest.mark.parametrize("delay", [0.0, 1.2], ids=["together", "one_after_another"])
+def test_four_processes_never_pass_the_gross_limit_together(delay: float) -> None:
     with Core.create(max_reservations=8192) as core:
         risk = core.risk
         risk.configure(gross_limit(1.0))  # 100,000 of gross exposure
         risk.set_equity(EQUITY)
-        results, go = ctx.Queue(), ctx.Event()
-        procs = [start(_reserver, core.name, 2_000, results, go) for _ in range(4)]
-        go.set()
-        approved = sum(results.get(timeout=120) for _ in procs)
-        join_all(procs, timeout=120)
-        total = approved * 20.0
-        assert total <= EQUITY  # never past the limit
-        assert total > EQUITY - 20.0  # and nothing lost: it filled up to within one order
-        snap = risk.snapshot()
-        assert snap.open_orders == approved
-        assert snap.gross_exposure == pytest.approx(total)
-        assert risk.audit() == []
+        results, ready, go, done = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Event()
+        # delay: worker i starts reserving i * delay after go, past the 1 s sweep (a slow spawn on a loaded box)
+        procs = [start(_reserver, core.name, 2_000, results, ready, go, done, i * delay) for i in range(4)]
+        try:
+            for _ in procs:
+                ready.get(timeout=60)  # every worker attached: they reserve together
+            go.set()
+            approved = sum(results.get(timeout=120) for _ in procs)
+            total = approved * 20.0
+            assert total <= EQUITY  # never past the limit
+            assert total > EQUITY - 20.0  # and nothing lost: it filled up to within one order
+            snap = risk.snapshot()
+            assert snap.open_orders == approved
+            assert snap.gross_exposure == pytest.approx(total)
+            assert risk.audit() == []
+        finally:
+            done.set()
+            join_all(procs, timeout=120)
 
 
 def _churn(name: str, ready: Any) -> None:

@@ -10,7 +10,15 @@ import sys
 
 import pytest
 
-from bot4 import CapacityError, Core, ForeignSegmentError, FuseConfig, SegmentLayoutError, SegmentSpaceError
+from bot4 import (
+    Bot4Error,
+    CapacityError,
+    Core,
+    ForeignSegmentError,
+    FuseConfig,
+    SegmentLayoutError,
+    SegmentSpaceError,
+)
 from bot4.breaker.fuse import pack_config
 from bot4.shm import layout as L
 from bot4.shm.segment import Segment
@@ -252,3 +260,31 @@ def test_a_process_whose_record_cannot_be_read_is_never_judged_dead(monkeypatch:
 
     monkeypatch.setattr(builtins, "open", failing_open)
     assert is_alive(me)
+
+
+def test_a_process_that_cannot_read_its_own_record_gets_no_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its start time, a live process's identity would make every other one judge it
+    dead: reading its own record must succeed (after retries) or fail loudly."""
+    import builtins
+    import errno
+
+    from bot4.shm._proc import is_alive, my_identity
+
+    real_open = builtins.open
+    failures = {"left": 3}
+
+    def flaky_open(path: object, *args: object, **kw: object) -> object:
+        if isinstance(path, str) and path == f"/proc/{os.getpid()}/stat" and failures["left"] > 0:
+            failures["left"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", flaky_open)
+    me = my_identity()  # a passing error is retried
+    assert me >> 32 and failures["left"] == 0
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert is_alive(me)
+    failures["left"] = 10**6
+    monkeypatch.setattr(builtins, "open", flaky_open)
+    with pytest.raises(Bot4Error, match="identity is unknown"):
+        my_identity()
