@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-sanitize lint soak bench clean
+.PHONY: demo test test-sanitize lint soak bench wheel clean
 
 $(STAMP): pyproject.toml setup.py bot4/shm/_native.c bot4/shm/_gate.inc bot4/shm/_guard.inc bot4/shm/_ledger.inc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,4 +40,14 @@ bench: $(STAMP)
 	$(PY) -m pytest benches --benchmark-only --benchmark-columns=median,mean,stddev,rounds
 
 clean:
-	rm -rf $(VENV) build *.egg-info bot4/shm/*.so
+	rm -rf $(VENV) build dist *.egg-info bot4/shm/*.so
+
+# A wheel users install without a compiler: the sdist and the wheel (built from the sdist) into
+# dist/, the wheel repaired by auditwheel to the manylinux tag this machine's glibc allows.
+wheel: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dist]'
+	rm -f dist/bot4-*
+	$(PY) -m build --outdir dist .
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/auditwheel repair --wheel-dir dist dist/bot4-*-linux_*.whl
+	rm -f dist/bot4-*-linux_*.whl
+	ls dist/bot4-*

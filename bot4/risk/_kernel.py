@@ -9,19 +9,22 @@ from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm.segment import Segment
 
-__all__ = ["NATIVE_RULE_TYPES", "RULE_BITS", "make_kernel", "native_rule"]
+__all__ = ["CODE_MASKS", "NATIVE_RULE_TYPES", "RULE_BITS", "make_kernel", "native_rule"]
 
 RULE_BITS = {name: bit for bit, name in enumerate(_native.LEDGER_RULES)}
-"""Bit of each built-in rule in :meth:`LedgerKernel.evaluate`'s result, by rule kind."""
+"""Bit of each built-in rule in the mask :meth:`LedgerKernel.evaluate` takes, by rule kind."""
+
+CODE_MASKS = tuple(
+    sum(1 << i for i, (rule, _) in enumerate(_native.LEDGER_CODES) if rule == name) for name in _native.LEDGER_RULES
+)
+"""By rule bit: the bits of that rule's codes in :meth:`LedgerKernel.evaluate`'s answer."""
 
 NATIVE_RULE_TYPES: set[type] = set()
-"""Rule plugin classes whose verdict the kernel computes (their ``kernel`` names which)."""
+"""The plugin class of the built-in rules, whose instances the native pass evaluates (by their ``kernel``)."""
 
 
 def native_rule(cls: type) -> type:
-    """Class decorator: the kernel evaluates this built-in rule; its plugin words the Rejection."""
-    if getattr(cls, "kernel", None) not in RULE_BITS:
-        raise TypeError(f"{cls.__name__}.kernel must be one of {sorted(RULE_BITS)}")
+    """Class decorator: the native pass decides the verdict of this class's rules (exactly this class)."""
     NATIVE_RULE_TYPES.add(cls)
     return cls
 

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 from bot4._numbers import is_number, is_positive
 from bot4._symbols import symbol_problem
 from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
-from bot4.orders.model import Order, OrderType, Side
+from bot4.orders.model import Order, Side
 from bot4.plugins.dispatch import implementations, watched
-from bot4.risk._kernel import NATIVE_RULE_TYPES, RULE_BITS, make_kernel
+from bot4.risk._kernel import CODE_MASKS, NATIVE_RULE_TYPES, RULE_BITS, make_kernel
 from bot4.risk.correlation import take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
 from bot4.risk.exposure import mark_approved
 from bot4.risk.kill_switch import UNKNOWN_REASON, KillSwitch, TradingWord
-from bot4.risk.ledger import RiskLedger
+from bot4.risk.ledger import RiskLedger, own_entry
 from bot4.risk.limits import RiskLimits, TradingState, exceeds
 from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
 from bot4.shm import layout as L
@@ -50,7 +50,6 @@ _SWEEP_NS = 1_000_000_000
 _EPS = 1e-9
 _NOT_LIVE, _OVERFILL = 1, 2  # LedgerKernel.fill's refusals
 _NAN = math.nan
-_PRICED = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 _new = tuple.__new__  # builds the NamedTuple results without their Python-level __new__
 
 
@@ -140,7 +139,7 @@ class RiskEngine:
         trading = self._load(self._i_trading)
         if trading & 0xFF == _HALTED:  # the kill switch first of all, without the rules
             return self._halted_decision(trading)
-        entry = _entry(order)
+        entry = own_entry(order)
         now = self._ctx.now_ns()
         decision = self._evaluate(order, now, entry, True)
         if decision is _APPROVED and trading & 0xFF == _FLATTENING:
@@ -193,7 +192,7 @@ class RiskEngine:
         ledger.prime(order)
         try:
             for name, _, rule, bit in rules:
-                if (bit < 0 and not python) or (bit >= 0 and not fails >> bit & 1):
+                if (bit < 0 and not python) or (bit >= 0 and not fails & CODE_MASKS[bit]):
                     continue
                 result = _ask(name, rule, order, ledger)
                 if result is None:
@@ -262,8 +261,8 @@ class RiskEngine:
         rules: list[RuleEntry] = []
         watching = watched(pm, "bot4_check_order")
         for impl, call, direct in implementations(pm, "bot4_check_order"):
-            kind = getattr(impl.plugin, "kernel", None) if type(impl.plugin) in NATIVE_RULE_TYPES else None
-            bit = RULE_BITS[kind] if kind is not None else -1
+            plugin = impl.plugin
+            bit = RULE_BITS[getattr(plugin, "kernel", "")] if type(plugin) in NATIVE_RULE_TYPES else -1
             rules.append((impl.plugin_name, call, direct, bit))
         mask = sum(1 << bit for *_, bit in rules if bit >= 0)
         python_rules = watching or any(bit < 0 for *_, bit in rules)
@@ -305,7 +304,7 @@ class RiskEngine:
             now = self._ctx.now_ns()
             if now - self._load(self._base + L.L_SWEEP_NS) >= _SWEEP_NS:
                 self.reclaim()
-            entry = _entry(order)
+            entry = own_entry(order)
             python_rules, gen = self._rule_set[2:4]
             if self._ctx.plugins.generation != gen:
                 python_rules = self._load_rules()[2]
@@ -751,13 +750,6 @@ class RiskEngine:
             if fleet is not None:
                 fleet.trading_changed(state, reason)
             self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
-
-
-def _entry(order: Order) -> float:
-    """The entry price ``order`` gives itself; NaN: the symbol's mark (read under the mutex)."""
-    kind = order.type
-    price = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else None
-    return _NAN if price is None else price
 
 
 def _price_unknown(order: Order) -> Decision:

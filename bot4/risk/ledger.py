@@ -29,12 +29,20 @@ if TYPE_CHECKING:
     from bot4.shm._native import LedgerKernel
     from bot4.shm.segment import Segment
 
-__all__ = ["RiskLedger"]
+__all__ = ["RiskLedger", "own_entry"]
 
 _BUCKET_NS = 100_000_000  # the order-rate window moves in 100 ms steps
 _TRADING_STATES = tuple(TradingState)
 _NO_ROW = (0.0,) * L.SYMBOL_ROW
 _READ_TRIES = 64
+_PRICED = (OrderType.LIMIT, OrderType.STOP_LIMIT)
+
+
+def own_entry(order: Order) -> float:
+    """The entry price ``order`` gives itself (its limit or trigger price); NaN: the symbol's mark."""
+    kind = order.type
+    price = order.price if kind in _PRICED else order.stop_price if kind is OrderType.STOP else None
+    return math.nan if price is None else price
 
 
 class RiskLedger:
@@ -282,6 +290,22 @@ class RiskLedger:
             long_side, short_side = value + buy, value - sell - order.quantity * entry
         new = max(abs(long_side), abs(short_side))  # worst case: every live order on one side fills
         return new, self.gross_exposure - old + new
+
+    def failing_codes(self, order: Order, rules: int) -> int:
+        """The native pass's verdict on ``order`` for the built-in rules in ``rules`` (a mask of
+        their bits): one bit per failing rejection code, in the order of ``LEDGER_CODES``."""
+        index = self.symbol_index(order.symbol)
+        stop = order.stop_loss
+        return self._kernel.evaluate(
+            rules,
+            -1 if index is None else index,
+            order.side.sign,
+            order.quantity,
+            own_entry(order),
+            math.nan if stop is None else stop,
+            order.reduce_only,
+            self._clock.now_ns(),
+        )
 
     def reduces_position(self, order: Order) -> bool:
         """Whether the order, with every live order on its side, only reduces the position."""

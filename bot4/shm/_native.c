@@ -853,7 +853,17 @@ PyMODINIT_FUNC PyInit__native(void) {
                                    "max_orders_per_second", "correlation_min_samples")) < 0 ||
         add_owned(m, "LEDGER_RULES",
                      Py_BuildValue("(sssssss)", "trading_state", "stop_loss", "position_size", "correlation", "account",
-                                   "exposure", "order_flow")) < 0)
+                                   "exposure", "order_flow")) < 0 ||
+        add_owned(m, "LEDGER_CODES",
+                  Py_BuildValue("((ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss))",
+                                "trading_state", "KILL_SWITCH", "trading_state", "REDUCING_ONLY",
+                                "trading_state", "REDUCE_ONLY_INCREASES", "stop_loss", "STOP_LOSS_MISSING",
+                                "stop_loss", "STOP_LOSS_WRONG_SIDE", "stop_loss", "STOP_LOSS_TOO_FAR",
+                                "position_size", "PRICE_UNKNOWN", "position_size", "POSITION_RISK",
+                                "position_size", "POSITION_NOTIONAL", "correlation", "CORRELATION",
+                                "account", "EQUITY_UNKNOWN", "account", "DRAWDOWN_LIMIT", "account", "DAILY_LOSS_LIMIT",
+                                "exposure", "SYMBOL_EXPOSURE", "exposure", "GROSS_EXPOSURE",
+                                "order_flow", "OPEN_ORDERS", "order_flow", "ORDER_RATE")) < 0)
         goto fail;
     ADD_INT(m, REC_STATUS); ADD_INT(m, REC_NAME); ADD_INT(m, REC_NAME_WORDS); ADD_INT(m, REC_STATE);
     ADD_INT(m, REC_PERMITS); ADD_INT(m, REC_SUCCESSES); ADD_INT(m, REC_CONSEC); ADD_INT(m, REC_WGEN);

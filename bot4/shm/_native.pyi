@@ -68,6 +68,7 @@ MUTEX_OWN: int
 LEDGER_OFFSETS: tuple[str, ...]
 LEDGER_LIMITS: tuple[str, ...]
 LEDGER_RULES: tuple[str, ...]
+LEDGER_CODES: tuple[tuple[str, str], ...]
 
 def monotonic_ns() -> int: ...
 def set_errors(

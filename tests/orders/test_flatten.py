@@ -433,7 +433,7 @@ def test_a_hook_that_flattens_from_inside_a_step_does_not_recurse(core: Core, cl
 
 
 def test_bot4_status_and_kill_name_the_flattening(core: Core, capsys: pytest.CaptureFixture[str]) -> None:
-    from bot4 import cli
+    from bot4._cli import main as cli
     from bot4._cli.status import render, status_of
 
     assert cli.main(["kill", core.name, "--reason", "desk incident", "--flatten"]) == 0

@@ -1,4 +1,5 @@
-"""The native pass over the built-in rules agrees with each rule plugin's own verdict."""
+"""The native pass over the built-in rules agrees with an independent model, code for code,
+and each built-in rule plugin words what the native pass decides."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from bot4 import Core, ManualClock, Order, RiskLimits, TradingState, make_plugin_manager
-from bot4.plugins.builtin.rules import RULES
+from bot4.plugins.builtin.rules import CODES, RULES
 from bot4.risk._kernel import RULE_BITS
 from tests.risk.conftest import EPOCH
+from tests.risk.rule_model import MODEL
 
 SYMBOLS = ["A", "B", "C"]
 MASK = sum(1 << bit for bit in RULE_BITS.values())
@@ -78,7 +80,7 @@ actions = st.lists(
 @given(
     book=actions,
     final_limits=limits(),
-    state=st.sampled_from([TradingState.ACTIVE, TradingState.REDUCING]),
+    state=st.sampled_from(list(TradingState)),
     order=orders(),
     flow=st.one_of(st.none(), st.tuples(st.sampled_from([-1, 0, 1]), st.sampled_from([-1, 0, 1]))),
 )
@@ -134,10 +136,15 @@ def test_native_verdicts_match_the_rule_plugins(
         ledger = risk.ledger
         ledger.prime(order)
         try:
+            native = {CODES[bit].rule: CODES[bit].code for bit in range(len(CODES)) if fails >> bit & 1}
+            assert len(native) == bin(fails).count("1")  # at most one code per rule
             for rule in RULES:
-                python_rejects = rule.bot4_check_order(order, ledger) is not None
-                native_rejects = bool(fails >> RULE_BITS[rule.kernel] & 1)
-                assert native_rejects == python_rejects, (rule.name, python_rejects, native_rejects)
+                expected = MODEL[rule.kernel](order, ledger)
+                assert native.get(rule.kernel) == expected, (rule.name, native, expected)
+                rejection = rule.bot4_check_order(order, ledger)  # the plugin words the same verdict
+                assert (rejection and rejection.code) == expected, (rule.name, rejection, expected)
+                if rejection is not None:
+                    assert rejection.rule == rule.name and rejection.message
         finally:
             ledger.unprime()
 

@@ -1,9 +1,14 @@
-"""The built-in pre-trade rules. Each is a plugin of its own, named ``bot4.rule.<name>``.
+"""The built-in pre-trade rules: one table, one plugin per rule, named ``bot4.rule.<name>``.
 
-Each rule's ``bot4_check_order`` is its definition. On the hot path the engine computes
-the verdicts of all built-in rules in one native pass (``kernel`` names the rule there)
-and calls a rule's plugin only to word the Rejection of an order the pass says it fails;
-a test holds the native pass and these definitions to the same verdicts.
+Each built-in rule's verdict has one definition: the ledger kernel's native pass
+(``evaluate`` in ``bot4/shm/_ledger.inc``), which answers with the rejection code that
+applies, at most one per rule. The native module exports the codes, rule by rule, as
+``LEDGER_CODES``; this module gives each code its limit and its wording (:data:`CODES`) and
+builds one :class:`BuiltinRule` plugin per rule from them (:data:`RULES`). A plugin's
+``bot4_check_order`` asks the native pass about its own rule and words what it answers.
+On the hot path the engine runs the native pass once for all the rules and calls a plugin
+only for an order its rule fails. A test holds the native pass to an independent model
+of the rules (``tests/risk/rule_model.py``).
 
 Block one by name before it runs (``core.plugins.set_blocked("bot4.rule.correlation")``)
 or replace it: unregister it and register yours under the same name. All run after user
@@ -12,221 +17,159 @@ rules (``trylast``). Limits are read from ``ledger.limits``; a limit set to None
 
 from __future__ import annotations
 
-from bot4.orders.model import Order, Side
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot4.orders.model import Order
 from bot4.plugins.hookspecs import hookimpl
-from bot4.risk._kernel import native_rule
+from bot4.risk._kernel import RULE_BITS, native_rule
 from bot4.risk.decision import Rejection
 from bot4.risk.ledger import RiskLedger
-from bot4.risk.limits import EPSILON, TOLERANCE, TradingState
+from bot4.risk.limits import TradingState
+from bot4.shm import _native
 
-__all__ = ["RULES"]
+__all__ = ["CODES", "RULES", "BuiltinRule", "Code"]
 
-_HALTED, _REDUCING, _FLATTENING = TradingState.HALTED, TradingState.REDUCING, TradingState.FLATTENING
-_TOL, _EPS = 1.0 + TOLERANCE, EPSILON  # a value at a limit, to rounding error, is within it
-
-
-@native_rule
-class TradingStateRule:
-    """KILL_SWITCH when halted (or flattening, for an order that does not reduce a position);
-    REDUCING_ONLY when only reductions may pass; REDUCE_ONLY_INCREASES."""
-
-    name = "bot4.rule.trading_state"
-    kernel = "trading_state"
-
-    @hookimpl(trylast=True)
-    def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
-        state = ledger.trading_state
-        if state is _HALTED:
-            return Rejection(self.name, "KILL_SWITCH", f"trading halted: {ledger.state_reason}")
-        if state is _FLATTENING and not ledger.reduces_position(order):
-            return Rejection(self.name, "KILL_SWITCH", f"trading halted, positions being closed: {ledger.state_reason}")
-        if state is _REDUCING and not ledger.reduces_position(order):
-            return Rejection(
-                self.name, "REDUCING_ONLY", f"only orders that reduce a position pass: {ledger.state_reason}"
-            )
-        if order.reduce_only and not ledger.reduces_position(order):
-            return Rejection(self.name, "REDUCE_ONLY_INCREASES", "a reduce-only order would not reduce the position")
-        return None
+Wording = Callable[[Order, RiskLedger], str]
 
 
-@native_rule
-class StopLossRule:
-    """STOP_LOSS_MISSING, STOP_LOSS_WRONG_SIDE, STOP_LOSS_TOO_FAR (max_stop_distance)."""
+@dataclass(frozen=True)
+class Code:
+    """One rejection code of a built-in rule."""
 
-    name = "bot4.rule.stop_loss"
-    kernel = "stop_loss"
-
-    @hookimpl(trylast=True)
-    def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
-        stop = order.stop_loss
-        if stop is None:
-            if ledger.limits.require_stop_loss and not order.reduce_only and not ledger.reduces_position(order):
-                return Rejection(self.name, "STOP_LOSS_MISSING", "an order that opens risk must carry a stop_loss")
-            return None
-        entry = ledger.entry_price(order)
-        if entry is None:
-            return None
-        if (stop >= entry) if order.side is Side.BUY else (stop <= entry):
-            where = "below" if order.side is Side.BUY else "above"
-            return Rejection(self.name, "STOP_LOSS_WRONG_SIDE", f"stop {stop} must be {where} the entry {entry}")
-        limit = ledger.limits.max_stop_distance
-        distance = abs(entry - stop) / entry
-        if limit is not None and distance > limit * _TOL + _EPS:
-            return Rejection(
-                self.name, "STOP_LOSS_TOO_FAR", f"stop is {distance:.2%} from the entry; max_stop_distance {limit:.2%}"
-            )
-        return None
+    rule: str
+    """The rule's kind (``bot4.rule.<rule>``)."""
+    code: str
+    """The code a :class:`bot4.Rejection` carries."""
+    limit: str | None
+    """The :class:`bot4.RiskLimits` field it enforces, if any."""
+    words: Wording
+    """The rejection's message for an order the native pass denies with this code."""
 
 
-@native_rule
-class PositionSizeRule:
-    """PRICE_UNKNOWN; POSITION_RISK (max_position_risk); POSITION_NOTIONAL (max_position_notional)."""
-
-    name = "bot4.rule.position_size"
-    kernel = "position_size"
-
-    @hookimpl(trylast=True)
-    def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
-        entry = ledger.entry_price(order)
-        if entry is None:
-            return Rejection(self.name, "PRICE_UNKNOWN", f"no price for {order.symbol} (market order before any price)")
-        if not ledger.equity_known:
-            return None
-        limits = ledger.limits
-        equity = ledger.equity
-        if limits.max_position_risk is not None and order.stop_loss is not None:
-            risk = order.quantity * abs(entry - order.stop_loss)
-            if risk > limits.max_position_risk * equity * _TOL + _EPS:
-                return Rejection(
-                    self.name,
-                    "POSITION_RISK",
-                    f"risk {risk:.2f} exceeds {limits.max_position_risk:.2%} of equity {equity:.2f}",
-                )
-        if limits.max_position_notional is not None:
-            pending = ledger.reserved_quantity(order.symbol, order.side) * order.side.sign
-            projected = abs(ledger.position(order.symbol) + pending + order.signed_quantity) * entry
-            if projected > limits.max_position_notional * equity * _TOL + _EPS:
-                return Rejection(
-                    self.name,
-                    "POSITION_NOTIONAL",
-                    f"position notional {projected:.2f} would exceed {limits.max_position_notional:g}x equity",
-                )
-        return None
+def _stop_distance(order: Order, ledger: RiskLedger) -> str:
+    entry, stop, limit = ledger.entry_price(order), order.stop_loss, ledger.limits.max_stop_distance
+    assert entry is not None and stop is not None and limit is not None
+    return f"stop is {abs(entry - stop) / entry:.2%} from the entry; max_stop_distance {limit:.2%}"
 
 
-@native_rule
-class CorrelationRule:
-    """CORRELATION: a new position correlated above max_correlation with one held the same way."""
-
-    name = "bot4.rule.correlation"
-    kernel = "correlation"
-
-    @hookimpl(trylast=True)
-    def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
-        limit = ledger.limits.max_correlation
-        if limit is None or order.reduce_only:
-            return None
-        value, other = ledger.max_correlation(order.symbol, order.side)
-        if value > limit * _TOL + _EPS and not ledger.reduces_position(order):
-            return Rejection(
-                self.name,
-                "CORRELATION",
-                f"{order.symbol} correlates {value:.3f} with {other}, held {order.side.value}; max {limit}",
-            )
-        return None
+def _wrong_side(order: Order, ledger: RiskLedger) -> str:
+    where = "below" if order.side.sign > 0 else "above"
+    return f"stop {order.stop_loss} must be {where} the entry {ledger.entry_price(order)}"
 
 
-@native_rule
-class AccountRule:
-    """EQUITY_UNKNOWN; DRAWDOWN_LIMIT (max_drawdown); DAILY_LOSS_LIMIT (daily_loss_limit)."""
+def _position_risk(order: Order, ledger: RiskLedger) -> str:
+    entry, stop, limit = ledger.entry_price(order), order.stop_loss, ledger.limits.max_position_risk
+    assert entry is not None and stop is not None and limit is not None
+    risk = order.quantity * abs(entry - stop)
+    return f"risk {risk:.2f} exceeds {limit:.2%} of equity {ledger.equity:.2f}"
 
-    name = "bot4.rule.account"
-    kernel = "account"
 
-    @hookimpl(trylast=True)
-    def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
-        if not ledger.equity_known:
-            return Rejection(self.name, "EQUITY_UNKNOWN", "set the account equity (risk.set_equity) before trading")
-        limits = ledger.limits
-        if limits.max_drawdown is not None and ledger.drawdown > limits.max_drawdown * _TOL + _EPS:
-            if not ledger.reduces_position(order):
-                return Rejection(
-                    self.name, "DRAWDOWN_LIMIT", f"drawdown {ledger.drawdown:.2%} exceeds {limits.max_drawdown:.2%}"
-                )
-        if limits.daily_loss_limit is not None and ledger.daily_loss > limits.daily_loss_limit * _TOL + _EPS:
-            if not ledger.reduces_position(order):
-                return Rejection(
-                    self.name,
-                    "DAILY_LOSS_LIMIT",
-                    f"daily loss {ledger.daily_loss:.2%} exceeds {limits.daily_loss_limit:.2%}",
-                )
-        return None
+def _position_notional(order: Order, ledger: RiskLedger) -> str:
+    entry = ledger.entry_price(order)
+    assert entry is not None
+    pending = ledger.reserved_quantity(order.symbol, order.side) * order.side.sign
+    projected = abs(ledger.position(order.symbol) + pending + order.signed_quantity) * entry
+    return f"position notional {projected:.2f} would exceed {ledger.limits.max_position_notional:g}x equity"
+
+
+def _correlation(order: Order, ledger: RiskLedger) -> str:
+    value, other = ledger.max_correlation(order.symbol, order.side)
+    held = order.side.value
+    return f"{order.symbol} correlates {value:.3f} with {other}, held {held}; max {ledger.limits.max_correlation}"
+
+
+def _exposure(order: Order, ledger: RiskLedger, which: int) -> float:
+    after = ledger.exposure_after(order)
+    return float("nan") if after is None else after[which]
+
+
+_WORDS: dict[str, tuple[str | None, Wording]] = {
+    "KILL_SWITCH": (
+        None,
+        lambda o, ledger: (
+            f"trading halted, positions being closed: {ledger.state_reason}"
+            if ledger.trading_state is TradingState.FLATTENING
+            else f"trading halted: {ledger.state_reason}"
+        ),
+    ),
+    "REDUCING_ONLY": (None, lambda o, ledger: f"only orders that reduce a position pass: {ledger.state_reason}"),
+    "REDUCE_ONLY_INCREASES": (None, lambda o, ledger: "a reduce-only order would not reduce the position"),
+    "STOP_LOSS_MISSING": ("require_stop_loss", lambda o, ledger: "an order that opens risk must carry a stop_loss"),
+    "STOP_LOSS_WRONG_SIDE": (None, _wrong_side),
+    "STOP_LOSS_TOO_FAR": ("max_stop_distance", _stop_distance),
+    "PRICE_UNKNOWN": (None, lambda o, ledger: f"no price for {o.symbol} (market order before any price)"),
+    "POSITION_RISK": ("max_position_risk", _position_risk),
+    "POSITION_NOTIONAL": ("max_position_notional", _position_notional),
+    "CORRELATION": ("max_correlation", _correlation),
+    "EQUITY_UNKNOWN": (None, lambda o, ledger: "set the account equity (risk.set_equity) before trading"),
+    "DRAWDOWN_LIMIT": (
+        "max_drawdown",
+        lambda o, ledger: f"drawdown {ledger.drawdown:.2%} exceeds {ledger.limits.max_drawdown:.2%}",
+    ),
+    "DAILY_LOSS_LIMIT": (
+        "daily_loss_limit",
+        lambda o, ledger: f"daily loss {ledger.daily_loss:.2%} exceeds {ledger.limits.daily_loss_limit:.2%}",
+    ),
+    "SYMBOL_EXPOSURE": (
+        "max_symbol_exposure",
+        lambda o, ledger: (
+            f"{o.symbol} exposure {_exposure(o, ledger, 0):.2f} would exceed "
+            f"{ledger.limits.max_symbol_exposure:g}x equity"
+        ),
+    ),
+    "GROSS_EXPOSURE": (
+        "max_gross_exposure",
+        lambda o, ledger: (
+            f"gross exposure {_exposure(o, ledger, 1):.2f} would exceed {ledger.limits.max_gross_exposure:g}x equity"
+        ),
+    ),
+    "OPEN_ORDERS": (
+        "max_open_orders",
+        lambda o, ledger: f"{ledger.open_orders} orders open; max {ledger.limits.max_open_orders}",
+    ),
+    "ORDER_RATE": (
+        "max_orders_per_second",
+        lambda o, ledger: (
+            f"{ledger.orders_last_second} orders in the last second; max {ledger.limits.max_orders_per_second}"
+        ),
+    ),
+}
+
+CODES: tuple[Code, ...] = tuple(Code(rule, code, *_WORDS[code]) for rule, code in _native.LEDGER_CODES)
+"""Every rejection code of the built-in rules, in the native pass's bit order (rules in the order they run)."""
+if {c.code for c in CODES} != set(_WORDS):
+    raise ImportError(
+        f"the native rule codes and their wording differ: {sorted({c.code for c in CODES} ^ set(_WORDS))}"
+    )
 
 
 @native_rule
-class ExposureRule:
-    """SYMBOL_EXPOSURE (max_symbol_exposure); GROSS_EXPOSURE (max_gross_exposure), as multiples of equity."""
+class BuiltinRule:
+    """The plugin of one built-in rule: the native pass decides, :data:`CODES` words it."""
 
-    name = "bot4.rule.exposure"
-    kernel = "exposure"
-
-    @hookimpl(trylast=True)
-    def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
-        limits = ledger.limits
-        if (limits.max_symbol_exposure is None and limits.max_gross_exposure is None) or not ledger.equity_known:
-            return None
-        after = ledger.exposure_after(order)
-        if after is None:
-            return None
-        symbol, gross = after
-        equity = ledger.equity
-        if limits.max_symbol_exposure is not None and symbol > limits.max_symbol_exposure * equity * _TOL + _EPS:
-            if symbol > ledger.symbol_exposure(order.symbol):
-                return Rejection(
-                    self.name,
-                    "SYMBOL_EXPOSURE",
-                    f"{order.symbol} exposure {symbol:.2f} would exceed {limits.max_symbol_exposure:g}x equity",
-                )
-        if limits.max_gross_exposure is not None and gross > limits.max_gross_exposure * equity * _TOL + _EPS:
-            if gross > ledger.gross_exposure:
-                return Rejection(
-                    self.name,
-                    "GROSS_EXPOSURE",
-                    f"gross exposure {gross:.2f} would exceed {limits.max_gross_exposure:g}x equity",
-                )
-        return None
-
-
-@native_rule
-class OrderFlowRule:
-    """OPEN_ORDERS (max_open_orders); ORDER_RATE (max_orders_per_second), across all processes."""
-
-    name = "bot4.rule.order_flow"
-    kernel = "order_flow"
+    def __init__(self, kernel: str) -> None:
+        self.kernel = kernel
+        """The rule's kind: its bit in the native pass is ``RULE_BITS[kernel]``."""
+        self.name = f"bot4.rule.{kernel}"
+        self.codes = tuple((bit, code) for bit, code in enumerate(CODES) if code.rule == kernel)
+        self.__doc__ = f"{self.name}: " + "; ".join(
+            f"{c.code}" + (f" ({c.limit})" if c.limit else "") for _, c in self.codes
+        )
+        self._mask = 1 << RULE_BITS[kernel]
 
     @hookimpl(trylast=True)
     def bot4_check_order(self, order: Order, ledger: RiskLedger) -> Rejection | None:
-        limits = ledger.limits
-        if limits.max_open_orders is not None and ledger.open_orders >= limits.max_open_orders:
-            return Rejection(
-                self.name, "OPEN_ORDERS", f"{ledger.open_orders} orders open; max {limits.max_open_orders}"
-            )
-        if limits.max_orders_per_second is not None:
-            recent = ledger.orders_last_second
-            if recent >= limits.max_orders_per_second:
-                return Rejection(
-                    self.name, "ORDER_RATE", f"{recent} orders in the last second; max {limits.max_orders_per_second}"
-                )
+        """The rule's verdict on ``order`` (from the native pass), worded."""
+        fails = ledger.failing_codes(order, self._mask)
+        for bit, code in self.codes:
+            if fails >> bit & 1:
+                return Rejection(self.name, code.code, code.words(order, ledger))
         return None
 
+    def __repr__(self) -> str:
+        return f"<BuiltinRule {self.name}>"
 
-RULES = (
-    TradingStateRule(),
-    StopLossRule(),
-    PositionSizeRule(),
-    CorrelationRule(),
-    AccountRule(),
-    ExposureRule(),
-    OrderFlowRule(),
-)
-"""One instance of every built-in rule, in the order they run."""
+
+RULES = tuple(BuiltinRule(kind) for kind in _native.LEDGER_RULES)
+"""One plugin per built-in rule, in the order they run."""
