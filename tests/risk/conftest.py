@@ -8,22 +8,11 @@ from typing import Any
 import pytest
 
 from bot4 import Core, ManualClock, Order, RiskEngine, RiskLimits, make_plugin_manager
+from bot4.testing import EPOCH as BOT4_EPOCH
+from bot4.testing import OPEN_LIMITS
 
-EPOCH = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC
-
-NO_LIMITS = RiskLimits(
-    require_stop_loss=False,
-    max_stop_distance=None,
-    max_position_risk=None,
-    max_position_notional=None,
-    max_correlation=None,
-    max_drawdown=None,
-    daily_loss_limit=None,
-    max_gross_exposure=None,
-    max_symbol_exposure=None,
-    max_open_orders=None,
-    max_orders_per_second=None,
-)
+EPOCH = BOT4_EPOCH  # 2026-01-01 12:00:00 UTC: the testing plugin's clock starts there too
+NO_LIMITS = OPEN_LIMITS  # every limit off (bot4.testing's definition)
 
 
 def only(**limits: Any) -> RiskLimits:
