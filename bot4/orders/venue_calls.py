@@ -87,13 +87,13 @@ class VenueCalls:
             yield from flatten_flow(self, prefetch=prefetch, by_hand=False)  # type: ignore[arg-type]
         return None
 
-    def _run(self, flow: Flow[T]) -> T:
-        """Drive a flow with sync venue calls (after the upkeep due, if any), then the
-        protective work it made due."""
+    def _operation(self, flow: Flow[T], prefetch: bool) -> Flow[T]:
+        """An operation's whole flow: the upkeep due, if any (its errors logged, never in the
+        operation's way), then ``flow``, then the protective work it made due."""
         if self._upkeep_due():
             self._upkeeping = True
             try:
-                self._drive(self._upkeep(prefetch=False))
+                yield from self._upkeep(prefetch=prefetch)
             except Exception:  # an adapter's own error: noted on its order; the operation asked for still runs
                 log.exception("order manager upkeep failed; it is tried again at the next operation")
             finally:
@@ -101,31 +101,19 @@ class VenueCalls:
         protection = self._protection
         if protection.stale:
             protection.queue_retries()
-        value = self._drive(flow)
+        value = yield from flow
         due = protection.due
         while due:
-            self._drive(due.popleft()())
+            yield from due.popleft()()
         return value
 
+    def _run(self, flow: Flow[T]) -> T:
+        """Run an operation with sync venue calls."""
+        return self._drive(self._operation(flow, prefetch=False))
+
     async def _arun(self, flow: Flow[T]) -> T:
-        """Drive a flow with awaited venue calls (after the upkeep due, if any), then the
-        protective work it made due."""
-        if self._upkeep_due():
-            self._upkeeping = True
-            try:
-                await self._adrive(self._upkeep(prefetch=True))
-            except Exception:
-                log.exception("order manager upkeep failed; it is tried again at the next operation")
-            finally:
-                self._upkeeping = False
-        protection = self._protection
-        if protection.stale:
-            protection.queue_retries()
-        value = await self._adrive(flow)
-        due = protection.due
-        while due:
-            await self._adrive(due.popleft()())
-        return value
+        """Run an operation with awaited venue calls (books fetched before the strategy asks)."""
+        return await self._adrive(self._operation(flow, prefetch=True))
 
     def _drive(self, flow: Flow[T]) -> T:
         """Drive a flow with sync venue calls (books are read lazily by the strategy)."""
