@@ -40,14 +40,13 @@ def open_desk(clock: ManualClock, *, equity: float, prices: dict[str, float]) ->
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(EPOCH)
+def clock(bot4_clock: ManualClock) -> ManualClock:
+    return bot4_clock
 
 
 @pytest.fixture
-def core(clock: ManualClock) -> Iterator[Core]:
-    with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as c:
-        yield c
+def core(bot4_core: Core) -> Core:
+    return bot4_core
 
 
 @pytest.fixture
