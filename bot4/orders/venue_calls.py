@@ -87,17 +87,18 @@ class VenueCalls:
             yield from flatten_flow(self, prefetch=prefetch, by_hand=False)  # type: ignore[arg-type]
         return None
 
-    def _operation(self, flow: Flow[T], prefetch: bool) -> Flow[T]:
+    def _operation(self, flow: Flow[T], prefetch: bool, upkeeping: list[bool]) -> Flow[T]:
         """An operation's whole flow: the upkeep due, if any (its errors logged, never in the
-        operation's way), then ``flow``, then the protective work it made due."""
+        operation's way), then ``flow``, then the protective work it made due.
+        ``upkeeping[0]`` is true while this operation's upkeep is under way."""
         if self._upkeep_due():
-            self._upkeeping = True
+            self._upkeeping = upkeeping[0] = True
             try:
                 yield from self._upkeep(prefetch=prefetch)
             except Exception:  # an adapter's own error: noted on its order; the operation asked for still runs
                 log.exception("order manager upkeep failed; it is tried again at the next operation")
             finally:
-                self._upkeeping = False
+                self._upkeeping = upkeeping[0] = False
         protection = self._protection
         if protection.stale:
             protection.queue_retries()
@@ -109,11 +110,21 @@ class VenueCalls:
 
     def _run(self, flow: Flow[T]) -> T:
         """Run an operation with sync venue calls."""
-        return self._drive(self._operation(flow, prefetch=False))
+        upkeeping = [False]
+        try:
+            return self._drive(self._operation(flow, False, upkeeping))
+        finally:
+            if upkeeping[0]:  # interrupted between two steps of its upkeep (Ctrl-C): the next operation may upkeep
+                self._upkeeping = False
 
     async def _arun(self, flow: Flow[T]) -> T:
         """Run an operation with awaited venue calls (books fetched before the strategy asks)."""
-        return await self._adrive(self._operation(flow, prefetch=True))
+        upkeeping = [False]
+        try:
+            return await self._adrive(self._operation(flow, True, upkeeping))
+        finally:
+            if upkeeping[0]:
+                self._upkeeping = False
 
     def _drive(self, flow: Flow[T]) -> T:
         """Drive a flow with sync venue calls (books are read lazily by the strategy)."""

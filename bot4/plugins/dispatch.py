@@ -39,23 +39,26 @@ def implementations(pm: PluginManager, hook_name: str) -> list[Implementation]:
     ``call`` takes the hook's arguments positionally, in the spec's order, and returns that
     one implementation's result (None for none); its error reaches the caller, who decides
     what it means (an event hook logs it, a risk rule's error rejects the order). When the
-    hook is :func:`watched`, ``call`` goes through pluggy for that one implementation, so
-    ``wrapper=True`` and ``hookwrapper=True`` implementations wrap it and tracing and
-    monitors see it; otherwise it is the implementation itself, like ``direct``.
+    hook is :func:`watched`, ``call`` runs pluggy's hook execution on that one
+    implementation with every wrapper of the hook, so ``wrapper=True`` and
+    ``hookwrapper=True`` implementations wrap it and tracing and monitors see it;
+    otherwise it is the implementation itself, like ``direct``. (Per implementation, not
+    per plugin: a plugin may implement one hook twice, with ``specname``.)
     """
     hook = getattr(pm.hook, hook_name)
     spec = hook.spec
     assert spec is not None, hook_name
     names = tuple(spec.argnames)
-    impls = [impl for impl in reversed(hook.get_hookimpls()) if not (impl.wrapper or impl.hookwrapper)]
-    through_pluggy = watched(pm, hook_name)
+    every = hook.get_hookimpls()
+    wrappers = [impl for impl in every if impl.wrapper or impl.hookwrapper]
+    through_pluggy = pm.monitors > 0 or bool(wrappers)
+    firstresult = bool(spec.opts.get("firstresult"))
     found: list[Implementation] = []
-    for impl in impls:
+    for impl in reversed(every):
+        if impl.wrapper or impl.hookwrapper:
+            continue
         direct = _positional(impl.function, tuple(impl.argnames), names)
-        call = direct
-        if through_pluggy:
-            caller = pm.subset_hook_caller(hook_name, [other.plugin for other in impls if other is not impl])
-            call = _one_call(caller, names, bool(spec.opts.get("firstresult")))
+        call = _one_call(hook, [impl, *wrappers], names, firstresult) if through_pluggy else direct
         found.append(Implementation(impl, call, direct))
     return found
 
@@ -68,11 +71,14 @@ def _positional(function: Callable[..., Any], argnames: tuple[str, ...], names: 
     return lambda *args: function(*[args[i] for i in picks])
 
 
-def _one_call(caller: pluggy.HookCaller, names: tuple[str, ...], firstresult: bool) -> Callable[..., Any]:
-    """A pluggy call of a hook caller holding one implementation (and the wrappers), positionally."""
+def _one_call(
+    hook: pluggy.HookCaller, methods: list[pluggy.HookImpl], names: tuple[str, ...], firstresult: bool
+) -> Callable[..., Any]:
+    """pluggy's execution of ``methods`` (one implementation, then the wrappers), positionally."""
+    execute, name = hook._hookexec, hook.name  # the manager's, through its monitors
 
     def call(*args: Any) -> Any:
-        result = caller(**dict(zip(names, args, strict=True)))
+        result: Any = execute(name, methods, dict(zip(names, args, strict=True)), firstresult)
         if firstresult:
             return result
         return result[0] if result else None
@@ -83,15 +89,22 @@ def _one_call(caller: pluggy.HookCaller, names: tuple[str, ...], firstresult: bo
 def notify(pm: PluginManager, hook_name: str, **kwargs: Any) -> None:
     """Call every implementation of event hook ``hook_name``; log, never raise, their errors.
 
-    One implementation's error never keeps the others from hearing the event.
+    One implementation's error never keeps the others from hearing the event. An
+    implementation gets the arguments it takes, by name.
     """
-    calls = implementations(pm, hook_name)
-    if not calls:
-        return
     hook = getattr(pm.hook, hook_name)
-    args = [kwargs[name] for name in hook.spec.argnames]
-    for impl, call, _ in calls:
+    every = hook.get_hookimpls()
+    if not every:
+        return
+    wrappers = [impl for impl in every if impl.wrapper or impl.hookwrapper]
+    through_pluggy = pm.monitors > 0 or bool(wrappers)
+    for impl in reversed(every):
+        if impl.wrapper or impl.hookwrapper:
+            continue
         try:
-            call(*args)
+            if through_pluggy:
+                hook._hookexec(hook.name, [impl, *wrappers], kwargs, False)
+            else:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
         except Exception:
             log.exception("plugin %r raised in %s; ignored", impl.plugin_name, hook_name)

@@ -60,11 +60,12 @@ class PluginManager(pluggy.PluginManager):
 
         def undo_and_count() -> None:
             nonlocal undone
+            if undone:
+                return  # pluggy's undo, run twice, would remove the monitors added since
+            undone = True
             undo()
-            if not undone:
-                undone = True
-                self.monitors -= 1
-                self._changed()
+            self.monitors -= 1
+            self._changed()
 
         return undo_and_count
 

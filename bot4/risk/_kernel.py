@@ -29,9 +29,6 @@ def native_rule(cls: type) -> type:
     return cls
 
 
-BUCKET_NS = 100_000_000
-"""The order-rate window moves in 100 ms steps."""
-
 _OFFSETS = {
     "cash": L.L_CASH,
     "unrealized": L.L_UNREALIZED,
@@ -77,5 +74,5 @@ def make_kernel(segment: Segment) -> _native.LedgerKernel:
         offsets=tuple(_OFFSETS[name] for name in _native.LEDGER_OFFSETS),
         limits=tuple(_LIMIT_WORDS[name] for name in _native.LEDGER_LIMITS),
         rate_buckets=L.RATE_BUCKETS,
-        bucket_ns=BUCKET_NS,
+        bucket_ns=L.RATE_BUCKET_NS,
     )

@@ -189,7 +189,7 @@ class RiskEngine:
             return _APPROVED
         rejections: list[Rejection] | None = None
         ledger = self._thread_view("rules")
-        ledger.prime(order)
+        ledger.prime(order, fails if mask else None)
         try:
             for name, _, rule, bit in rules:
                 if (bit < 0 and not python) or (bit >= 0 and not fails & CODE_MASKS[bit]):
@@ -314,6 +314,7 @@ class RiskEngine:
                 with self._mutex as tx:
                     trading = self._load(self._i_trading)  # tripped while the user rules ran?
                     if trading & 0xFF != _HALTED:
+                        now = self._ctx.now_ns()  # the user rules may have taken a while: the time it commits
                         decision = self._evaluate(order, now, entry, False)
                         if decision is _APPROVED and trading & 0xFF == _FLATTENING:
                             decision = self._flattening_check(order, now, entry)

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RiskLedger", "own_entry"]
 
-_BUCKET_NS = 100_000_000  # the order-rate window moves in 100 ms steps
 _TRADING_STATES = tuple(TradingState)
 _NO_ROW = (0.0,) * L.SYMBOL_ROW
 _READ_TRIES = 64
@@ -96,6 +95,7 @@ class RiskLedger:
         self._limits_gen = -1
         self._kernel = kernel
         self._order: Order | None = None
+        self._verdict: int | None = None
         self._row_symbol: str | None = None
         self._row: tuple[float, ...] = _NO_ROW
         self._entry: float | None = None
@@ -129,16 +129,19 @@ class RiskLedger:
     @property
     def orders_last_second(self) -> int:
         """Orders approved by ``reserve`` in the last second, all processes."""
-        cur = self._clock.now_ns() // _BUCKET_NS
+        cur = self._clock.now_ns() // L.RATE_BUCKET_NS
         return self._r.tagged_sum(self._base + L.L_RATE, L.RATE_BUCKETS, cur - L.RATE_BUCKETS, cur)
 
-    def prime(self, order: Order) -> None:
+    def prime(self, order: Order, verdict: int | None = None) -> None:
         """Load what the rules read for ``order`` (the engine calls this per check).
 
         Every ledger transaction bumps a version word; while it is unchanged the numbers
-        read for the previous check are still the ledger's, and are reused.
+        read for the previous check are still the ledger's, and are reused. ``verdict``:
+        the native pass's answer for this order, which :meth:`failing_codes` gives the
+        built-in rules (so they word exactly what the engine decided).
         """
         self._order = order
+        self._verdict = verdict
         self._entry = None
         self._reduces = None
         if self._r.load(self._i_version) != self._version:
@@ -155,6 +158,7 @@ class RiskLedger:
     def unprime(self) -> None:
         """Forget the checked order (its row may change once the check is over)."""
         self._order = None
+        self._verdict = None
         self._row_symbol = None
 
     def current_limits(self) -> RiskLimits:
@@ -293,7 +297,11 @@ class RiskLedger:
 
     def failing_codes(self, order: Order, rules: int) -> int:
         """The native pass's verdict on ``order`` for the built-in rules in ``rules`` (a mask of
-        their bits): one bit per failing rejection code, in the order of ``LEDGER_CODES``."""
+        their bits): one bit per failing rejection code, in the order of ``LEDGER_CODES``.
+        For the order being checked, the verdict the engine primed this view with (it may
+        hold other rules' codes too)."""
+        if order is self._order and self._verdict is not None:
+            return self._verdict
         index = self.symbol_index(order.symbol)
         stop = order.stop_loss
         return self._kernel.evaluate(

@@ -36,10 +36,7 @@ def _stat(pid: int) -> tuple[str, int] | None:
 def identity(pid: int) -> int | None:
     """Return the identity of the live process ``pid``, or ``None`` when it is gone."""
     if os.path.isdir("/proc"):
-        st = _stat(pid)
-        if st is None or st[0] in ("Z", "X"):
-            return None
-        return ((st[1] & 0x7FFFFFFF) << 32) | (pid & _PID_MASK)
+        return _identity(pid, _stat(pid))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -47,6 +44,12 @@ def identity(pid: int) -> int | None:
     except PermissionError:
         pass
     return pid & _PID_MASK
+
+
+def _identity(pid: int, st: tuple[str, int] | None) -> int | None:
+    if st is None or st[0] in ("Z", "X"):
+        return None
+    return ((st[1] & 0x7FFFFFFF) << 32) | (pid & _PID_MASK)
 
 
 def identity_pid(ident: int) -> int:
@@ -61,9 +64,10 @@ def is_alive(ident: int) -> bool:
     if ident <= 0:
         return False
     pid = identity_pid(ident)
-    if os.path.isdir("/proc") and _stat(pid) == _UNREADABLE:
-        return True
-    return identity(pid) == ident
+    if not os.path.isdir("/proc"):
+        return identity(pid) == ident
+    st = _stat(pid)  # read once: a second read could fail where the first did not
+    return st == _UNREADABLE or _identity(pid, st) == ident
 
 
 def my_identity() -> int:
@@ -73,9 +77,12 @@ def my_identity() -> int:
     identity without the start time would let every other process judge this one dead.
     """
     pid = os.getpid()
+    if not os.path.isdir("/proc"):
+        return pid & _PID_MASK
     for attempt in range(_OWN_TRIES):
-        if not os.path.isdir("/proc") or _stat(pid) != _UNREADABLE:
-            ident = identity(pid)
+        st = _stat(pid)  # read once: the identity is made of what this read saw
+        if st is not None and st != _UNREADABLE:
+            ident = _identity(pid, st)
             if ident is not None:
                 return ident
         time.sleep(0.001 * attempt)

@@ -113,6 +113,7 @@ L_FREE_HEAD = L_CASH + 18  # i: first free reservation entry + 1; 0 = none (then
 L_VERSION = L_CASH + 19  # i: bumped by every ledger transaction (readers cache by it)
 L_RATE = L_CASH + 20  # RATE_BUCKETS x (tag, count): approved orders per 100 ms
 RATE_BUCKETS = 10
+RATE_BUCKET_NS = 100_000_000  # the order-rate window (RATE_BUCKETS x 100 ms = 1 s) moves in 100 ms steps
 L_REASONS = L_RATE + 2 * RATE_BUCKETS  # REASON_RING records of the trading state's reasons
 REASON_RING = 8  # a record per trading-word generation, modulo: (tag, REASON_WORDS words of UTF-8)
 REASON_WORDS = 16

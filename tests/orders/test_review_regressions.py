@@ -160,3 +160,43 @@ def test_a_stop_that_fills_in_part_is_armed_again_for_the_rest(core: Core, clock
     om.mark("BTC/USDT", 93.0)
     assert again.status is OrderStatus.FILLED and core.risk.snapshot().open_orders == 0
     invariants(core, om)
+
+
+def test_ctrl_c_between_two_steps_of_the_upkeep_leaves_upkeep_possible(
+    bot4_desk: Core, bot4_clock: ManualClock, bot4_paper: Callable[..., PaperExchange]
+) -> None:
+    """A KeyboardInterrupt landing in the driver between two venue calls of the upkeep (as a
+    signal handler raises it) must not leave the manager believing upkeep is still under way
+    while the traceback is kept (sys.last_exc in a REPL)."""
+    import inspect
+    import sys
+
+    from bot4.orders import venue_calls
+
+    bot4_paper("paper")
+    om = OrderManager(bot4_desk, routing="primary", reconcile_every=1.0)
+    source, first = inspect.getsourcelines(venue_calls.VenueCalls._drive)
+    send_line = first + next(i for i, line in enumerate(source) if "request = flow.send(result)" in line)
+    fired: list[int] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == send_line and om._upkeeping and not fired:
+            fired.append(1)
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code is venue_calls.VenueCalls._drive.__code__ else None
+
+    kept: BaseException | None = None
+    sys.settrace(tracer)
+    try:
+        om.submit(Order(symbol="BTC/USDT", side="buy", quantity=1.0, type="limit", price=101.0, stop_loss=95.0))
+    except KeyboardInterrupt as exc:
+        kept = exc  # the traceback stays alive, and with it every suspended frame
+    finally:
+        sys.settrace(None)
+    assert fired and kept is not None
+    assert not om._upkeeping
+    bot4_clock.advance(5.0)
+    assert om._upkeep_due()

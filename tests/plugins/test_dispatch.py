@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Generator
 from typing import Any
@@ -10,6 +11,8 @@ import pytest
 
 import bot4
 from bot4 import BreakerConfig, Core, Order, OrderManager, PaperExchange, Rejection
+from bot4.plugins import notify
+from bot4.testing import OPEN_LIMITS
 from tests.helpers import fail
 
 BUY = dict(symbol="BTC/USDT", side="buy", quantity=1.0, type="limit", price=100.0)
@@ -143,3 +146,117 @@ def test_an_event_hook_error_under_monitoring_keeps_the_others_hearing(
         undo()
     assert heard == ["OPEN", "later:OPEN"]
     assert "listener bug" in caplog.text
+
+
+class TwoRulesInOnePlugin:
+    """pluggy's ``specname``: one plugin, two implementations of the same hook."""
+
+    @bot4.hookimpl
+    def bot4_check_order(self, order: Order) -> Rejection | None:
+        return Rejection("two", "RULE_A", "a") if order.quantity > 5 else None
+
+    @bot4.hookimpl(specname="bot4_check_order")
+    def second(self, order: Order) -> Rejection | None:
+        return Rejection("two", "RULE_B", "b") if order.quantity > 1 else None
+
+
+@pytest.mark.parametrize("watcher", ["tracing", "wrapper"])
+def test_two_rules_of_one_plugin_both_run_when_watched(bot4_desk: Core, watcher: str) -> None:
+    risk = bot4_desk.risk
+    bot4_desk.plugins.register(TwoRulesInOnePlugin(), "two")
+    order = Order(symbol="BTC/USDT", side="buy", quantity=10.0, type="limit", price=100.0)
+    assert [r.code for r in risk.check(order).rejections] == ["RULE_B", "RULE_A"]
+    if watcher == "tracing":
+        undo = bot4_desk.plugins.enable_tracing()
+    else:
+        bot4_desk.plugins.register(OldStyleWrapper(), "old")
+    assert [r.code for r in risk.check(order).rejections] == ["RULE_B", "RULE_A"]
+    decision = risk.reserve(order)
+    assert [r.code for r in decision.rejections] == ["RULE_B", "RULE_A"] and decision.reservation is None
+    if watcher == "tracing":
+        undo()
+
+
+def test_a_wrapper_in_a_plugin_with_its_own_rule_wraps_every_rule(bot4_desk: Core) -> None:
+    class RuleAndWrapper:
+        calls = 0
+
+        @bot4.hookimpl(wrapper=True, specname="bot4_check_order")
+        def around(self) -> Generator[None, list[Any], list[Any]]:
+            RuleAndWrapper.calls += 1
+            return (yield)
+
+        @bot4.hookimpl
+        def bot4_check_order(self) -> None:
+            return None
+
+    bot4_desk.plugins.register(RuleAndWrapper(), "both")
+    bot4_desk.risk.check(Order(**BUY))
+    assert RuleAndWrapper.calls == len(bot4_desk.risk.rule_names())  # one per rule, its own included
+
+
+def test_undoing_a_monitor_twice_leaves_the_monitors_added_since(bot4_desk: Core) -> None:
+    pm = bot4_desk.plugins
+    seen: list[str] = []
+    undo1 = pm.add_hookcall_monitoring(lambda *a: None, lambda *a: None)
+    undo1()
+    undo2 = pm.add_hookcall_monitoring(lambda name, impls, kwargs: seen.append(name), lambda *a: None)
+    undo1()
+    bot4_desk.risk.check(Order(**BUY))
+    assert pm.monitors == 1 and seen.count("bot4_check_order") == len(bot4_desk.risk.rule_names())
+    undo2()
+    assert pm.monitors == 0
+
+
+def test_notify_delivers_to_historic_specs_and_never_raises_for_an_argument_nobody_takes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import pluggy
+
+    spec = pluggy.HookspecMarker("bot4")
+
+    class Specs:
+        @spec(historic=True)
+        def desk_event(self, x: int) -> None: ...
+
+        @spec
+        def desk_other(self, x: int, y: int) -> None: ...
+
+    got: list[tuple[str, int]] = []
+
+    class Listener:
+        @bot4.hookimpl
+        def desk_event(self, x: int) -> None:
+            got.append(("event", x))
+
+        @bot4.hookimpl
+        def desk_other(self, x: int) -> None:
+            got.append(("other", x))
+
+    pm = bot4.make_plugin_manager(entry_points=False)
+    pm.add_hookspecs(Specs)
+    pm.register(Listener(), "listener")
+    undo = pm.enable_tracing()
+    with caplog.at_level(logging.ERROR, logger="bot4.plugins"):
+        notify(pm, "desk_event", x=2)
+        notify(pm, "desk_other", x=3)  # y: given to nobody, missing
+    undo()
+    notify(pm, "desk_other", x=4)
+    assert got == [("event", 2), ("other", 3), ("other", 4)]
+    assert "raised" not in caplog.text
+
+
+def test_a_rule_rejects_with_its_code_when_the_ledger_moves_while_user_rules_run(bot4_desk: Core) -> None:
+    risk = bot4_desk.risk
+    risk.configure(dataclasses.replace(OPEN_LIMITS, max_open_orders=1))
+    held = [risk.reserve(Order(**BUY)).reservation]
+
+    class ReleasesMeanwhile:  # stands for another thread releasing while this user rule runs
+        @bot4.hookimpl
+        def bot4_check_order(self) -> None:
+            if held:
+                risk.release(held.pop())
+
+    bot4_desk.plugins.register(ReleasesMeanwhile(), "meanwhile")
+    decision = risk.reserve(Order(**BUY))
+    assert [r.code for r in decision.rejections] == ["OPEN_ORDERS"]  # the verdict the engine reached, worded

@@ -288,3 +288,30 @@ def test_a_process_that_cannot_read_its_own_record_gets_no_identity(monkeypatch:
     monkeypatch.setattr(builtins, "open", flaky_open)
     with pytest.raises(Bot4Error, match="identity is unknown"):
         my_identity()
+
+
+@pytest.mark.parametrize("failing_read", [1, 2])
+def test_one_unreadable_read_never_gives_a_dead_looking_identity(
+    monkeypatch: pytest.MonkeyPatch, failing_read: int
+) -> None:
+    """Each identity is made of one read of the record: a transient error on any single read
+    is retried or counted alive, never turned into an identity without its start time."""
+    import builtins
+
+    from bot4.shm._proc import identity, is_alive, my_identity
+
+    real_open = builtins.open
+    true_identity = identity(os.getpid())
+    reads = {"n": 0}
+
+    def flaky_open(path: object, *args: object, **kw: object) -> object:
+        if isinstance(path, str) and path == f"/proc/{os.getpid()}/stat":
+            reads["n"] += 1
+            if reads["n"] == failing_read:
+                raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", flaky_open)
+    assert my_identity() == true_identity
+    reads["n"] = 0
+    assert is_alive(true_identity)
