@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["RedisServer", "RedisSentinelSet", "redis_binary"]
+__all__ = ["RedisSentinelSet", "RedisServer", "redis_binary"]
 
 
 def redis_binary() -> str:

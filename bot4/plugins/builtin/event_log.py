@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from bot4.breaker.state import BreakerState
     from bot4.core import Core
 
+__all__ = ["bot4_breaker_state_changed", "bot4_fuse_changed"]
+
 log = logging.getLogger("bot4.events")
 
 
