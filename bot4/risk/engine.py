@@ -298,6 +298,7 @@ class RiskEngine:
         if type(order) is not Order:
             raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
         trading = self._load(self._i_trading)
+        python_rules = False
         if trading & 0xFF == _HALTED:
             decision = self._halted_decision(trading)
         else:
@@ -314,7 +315,8 @@ class RiskEngine:
                 with self._mutex as tx:
                     trading = self._load(self._i_trading)  # tripped while the user rules ran?
                     if trading & 0xFF != _HALTED:
-                        now = self._ctx.now_ns()  # the user rules may have taken a while: the time it commits
+                        if python_rules:  # they may have taken a while: the time it commits
+                            now = self._ctx.now_ns()
                         decision = self._evaluate(order, now, entry, False)
                         if decision is _APPROVED and trading & 0xFF == _FLATTENING:
                             decision = self._flattening_check(order, now, entry)
