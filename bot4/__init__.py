@@ -45,6 +45,9 @@ from bot4.errors import (
     SegmentNotFoundError,
     SegmentSpaceError,
     SegmentStateError,
+    StreamError,
+    StreamGapError,
+    StreamMessageError,
     UnknownOrderError,
 )
 from bot4.fleet import FleetLink, FleetPolicy
@@ -146,6 +149,9 @@ __all__ = [
     "SegmentStateError",
     "SharedClock",
     "Side",
+    "StreamError",
+    "StreamGapError",
+    "StreamMessageError",
     "Supervisor",
     "TimeInForce",
     "TrackedOrder",

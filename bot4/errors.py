@@ -34,6 +34,9 @@ __all__ = [
     "SegmentNotFoundError",
     "SegmentSpaceError",
     "SegmentStateError",
+    "StreamError",
+    "StreamGapError",
+    "StreamMessageError",
     "UnknownOrderError",
 ]
 
@@ -127,6 +130,38 @@ class ExchangeReplyError(ExchangeError):
         super().__init__(venue, f"invalid reply: {field}: {message}")
         self.field = field
         self.args = (venue, field, message)  # pickled and rebuilt from these
+
+
+class StreamError(Bot4Error):
+    """Base class of the errors of a venue's stream."""
+
+
+class StreamMessageError(StreamError, ValueError):
+    """A stream message that is not what its kind must be: counted, logged and dropped;
+    the connection goes on. ``field`` names what is wrong."""
+
+    def __init__(self, kind: str, field: str, message: str) -> None:
+        super().__init__(kind, field, message)
+        self.kind = kind
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"malformed {self.kind} message: {self.field}: {self.message}"
+
+
+class StreamGapError(StreamError):
+    """Updates of a symbol's stream were lost (its update ids leave a gap): its book is out
+    of sync until a new snapshot."""
+
+    def __init__(self, symbol: str, expected: int, got: int) -> None:
+        super().__init__(symbol, expected, got)
+        self.symbol = symbol
+        self.expected = expected
+        self.got = got
+
+    def __str__(self) -> str:
+        return f"{self.symbol}: update {self.expected} expected, {self.got} came: updates lost, resync"
 
 
 class SegmentError(Bot4Error):
