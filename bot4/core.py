@@ -24,6 +24,7 @@ from bot4.shm._proc import my_identity
 from bot4.shm.lifecycle import remove_if_stale
 from bot4.shm.segment import Segment
 from bot4.shm.slots import SlotRegistry, WorkerSlot
+from bot4.streams.quotes import QuoteTable
 
 if TYPE_CHECKING:
     from bot4.fleet.link import FleetLink
@@ -82,6 +83,7 @@ class Core:
         self._made: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()  # every breaker object handed out
         self._context.fuse = self._fuse = Fuse(self._context)
         self._risk: RiskEngine | None = None
+        self._quotes: QuoteTable | None = None
         _live_cores.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -291,6 +293,14 @@ class Core:
             self._risk = RiskEngine(self._context)
         return self._risk
 
+    @property
+    def quotes(self) -> QuoteTable:
+        """The top of book of every venue and symbol a feed follows, shared by every process."""
+        self._check_open()
+        if self._quotes is None:
+            self._quotes = QuoteTable(self._segment.region, self._segment.layout, self._context.ident)
+        return self._quotes
+
     def close(self) -> None:
         """Give back the worker slot and unmap the segment (idempotent). Does not unlink."""
         if self.closed:
@@ -301,6 +311,7 @@ class Core:
         self._release()
         self._breakers.clear()
         self._risk = None
+        self._quotes = None
         _live_cores.discard(self)
         self._segment.close()
 
@@ -358,6 +369,7 @@ class Core:
             breaker._gate.slot = ctx.slot
         if self._risk is not None:
             self._risk._mutex.rebind(ctx.ident)
+        self._quotes = None  # made again with this process's identity
         if ctx.fleet is not None:  # the parent's listener thread did not come along: a link of our own
             from bot4.fleet.link import FleetLink
 

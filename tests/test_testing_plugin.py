@@ -29,9 +29,12 @@ def test_the_documented_user_tests_pass_with_the_plugin(tmp_path: Path) -> None:
 def test_a_failing_user_test_fails_and_leaves_no_segment(tmp_path: Path) -> None:
     from bot4.shm.lifecycle import find_segments
 
-    before = set(find_segments())
     (tmp_path / "test_bad.py").write_text(
-        "def test_wrong(bot4_desk):\n    bot4_desk.risk.set_equity(5.0)\n    assert bot4_desk.risk.snapshot().equity == 6.0\n"
+        "from pathlib import Path\n\n"
+        "def test_wrong(bot4_desk):\n"
+        "    Path('segment.txt').write_text(bot4_desk.name)\n"
+        "    bot4_desk.risk.set_equity(5.0)\n"
+        "    assert bot4_desk.risk.snapshot().equity == 6.0\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_bad.py")],
@@ -42,4 +45,5 @@ def test_a_failing_user_test_fails_and_leaves_no_segment(tmp_path: Path) -> None
         check=False,
     )
     assert result.returncode == 1 and "1 failed" in result.stdout
-    assert set(find_segments()) <= before  # the fixture removed its core even so
+    name = (tmp_path / "segment.txt").read_text()
+    assert name.startswith("bot4-") and name not in find_segments()  # the fixture removed its core even so

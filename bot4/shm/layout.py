@@ -16,6 +16,7 @@ risk reservations       ``max_reservations * RES_WORDS``
 risk correlation        ``2 * 3 * max_symbols ** 2`` (two buffers of cov, corr, samples)
 ledger journal          ``2 + 2 * journal_capacity`` (redo journal of the ledger mutex)
 stop triggers           ``TRIGGERS * TRIG_WORDS`` (stops bot4 emulates, any worker fires)
+quotes                  ``QUOTES * QUOTE_WORDS`` (top of book per venue and symbol, from streams)
 ======================  ==================================================
 
 The breaker record and window cell layouts are defined by the native module (the code
@@ -36,7 +37,7 @@ from bot4.shm import _native
 __all__ = ["BUCKETS", "LAYOUT_HASH", "LAYOUT_VERSION", "MAGIC", "Layout"]
 
 MAGIC = int.from_bytes(b"BOT4SHM\x01", "little")
-LAYOUT_VERSION = 5
+LAYOUT_VERSION = 6
 BUCKETS = 10
 """Buckets per sliding window: a window of W seconds moves in steps of W/10."""
 
@@ -168,6 +169,19 @@ TRIG_STRATEGY = TRIG_ID + TRIG_ID_WORDS  # TRIG_STRATEGY_WORDS words: strategy n
 TRIG_STRATEGY_WORDS = 8
 TRIG_WORDS = 32
 
+QUOTES = 1024  # records of the quote table; record 0 holds its high-water mark
+QUOTE_HIGH = 0  # i, in record 0: records ever used + 1
+QUOTE_STATE = 0  # i: FREE 0 / CLAIMING 1 / PUBLISHED 2
+QUOTE_SEQ = 1  # i: seqlock: odd while a writer writes the fields below
+QUOTE_WRITER = 2  # i: identity of the process that last claimed or wrote it
+QUOTE_BID = 3  # f: QUOTE_FLOATS floats from here: bid, bid size, ask, ask size, last
+QUOTE_FLOATS = 5
+QUOTE_UPDATE_ID = 8  # i: QUOTE_INTS ints from here: venue update id, exchange ms, receive ns
+QUOTE_INTS = 3
+QUOTE_KEY = 11  # QUOTE_KEY_WORDS words: "<venue>\0<symbol>" (UTF-8)
+QUOTE_KEY_WORDS = 9
+QUOTE_WORDS = 20
+
 MAX_WORKERS_LIMIT = 4096
 MAX_BREAKERS_LIMIT = 65536
 MAX_SYMBOLS_LIMIT = 1024
@@ -206,6 +220,8 @@ def _layout_hash() -> int:
             "ACCOUNT",
             "TRIG",
             "TRIGGERS",
+            "QUOTE",
+            "QUOTES",
         }
     )
     digest = hashlib.blake2b(repr((LAYOUT_VERSION, names)).encode(), digest_size=8).digest()
@@ -299,9 +315,18 @@ class Layout:
         return self.journal + 2 + 2 * self.journal_capacity
 
     @cached_property
+    def quotes(self) -> int:
+        """Word offset of the quote table."""
+        return self.triggers + TRIGGERS * TRIG_WORDS
+
+    @cached_property
     def words(self) -> int:
         """Total size in words."""
-        return self.triggers + TRIGGERS * TRIG_WORDS
+        return self.quotes + QUOTES * QUOTE_WORDS
+
+    def quote(self, index: int) -> int:
+        """Word offset of quote record ``index``."""
+        return self.quotes + index * QUOTE_WORDS
 
     def trigger(self, index: int) -> int:
         """Word offset of stop trigger ``index``."""
