@@ -66,6 +66,7 @@ def make_kernel(segment: Segment) -> _native.LedgerKernel:
         max_symbols=lay.max_symbols,
         row=L.Y_POSITION,
         realized=L.Y_REALIZED,
+        mark_ns=L.Y_MARK_NS,
         correlation=lay.correlation,
         reservations=lay.reservations,
         reservation_words=L.RES_WORDS,

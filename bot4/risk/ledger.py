@@ -295,6 +295,12 @@ class RiskLedger:
         new = max(abs(long_side), abs(short_side))  # worst case: every live order on one side fills
         return new, self.gross_exposure - old + new
 
+    def mark_age(self, symbol: str) -> float | None:
+        """Seconds since ``symbol`` was last marked (``risk.on_price``), or None if never. Read live."""
+        index = self.symbol_index(symbol)
+        marked = 0 if index is None else self._r.load(self._sym0 + index * L.SYM_WORDS + L.Y_MARK_NS)
+        return None if marked <= 0 else (self._clock.now_ns() - marked) / 1e9
+
     def failing_codes(self, order: Order, rules: int) -> int:
         """The native pass's verdict on ``order`` for the built-in rules in ``rules`` (a mask of
         their bits): one bit per failing rejection code, in the order of ``LEDGER_CODES``.

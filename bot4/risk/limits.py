@@ -92,6 +92,10 @@ class RiskLimits:
     """Live reservations (orders not yet filled, cancelled or rejected) across all processes."""
     max_orders_per_second: int | None = 20
     """Approved orders in the last second across all processes."""
+    max_price_age: float | None = None
+    """Seconds: an order that adds risk on a symbol whose mark (``risk.on_price``, a feed) is
+    older than this, or that was never marked, is rejected (``STALE_PRICE``): stale data
+    fails closed. Orders that reduce a position pass."""
     flatten_on_kill: bool = False
     """What a trip of the kill switch does when its caller does not say (and what the drawdown and
     daily-loss trips do): False halts (nothing passes, orders and positions stay as they are);
@@ -119,6 +123,7 @@ class RiskLimits:
         _fraction("max_symbol_exposure", self.max_symbol_exposure, hi=1000.0)
         _count("max_open_orders", self.max_open_orders)
         _count("max_orders_per_second", self.max_orders_per_second)
+        _fraction("max_price_age", self.max_price_age, hi=86_400.0)
 
     @property
     def daily_reset_seconds(self) -> int:

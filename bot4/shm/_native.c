@@ -847,15 +847,15 @@ PyMODINIT_FUNC PyInit__native(void) {
                                    "equity_set", "trading", "open_orders", "hold_gen", "rate", "limits_gen", "limits",
                                    "symbols_used", "corr_gen", "res_high", "res_seq", "free_head", "day_id")) < 0 ||
         add_owned(m, "LEDGER_LIMITS",
-                     Py_BuildValue("(ssssssssssss)", "require_stop_loss", "max_stop_distance", "max_position_risk",
+                     Py_BuildValue("(sssssssssssss)", "require_stop_loss", "max_stop_distance", "max_position_risk",
                                    "max_position_notional", "max_correlation", "max_drawdown", "daily_loss_limit",
                                    "max_gross_exposure", "max_symbol_exposure", "max_open_orders",
-                                   "max_orders_per_second", "correlation_min_samples")) < 0 ||
+                                   "max_orders_per_second", "correlation_min_samples", "max_price_age")) < 0 ||
         add_owned(m, "LEDGER_RULES",
-                     Py_BuildValue("(sssssss)", "trading_state", "stop_loss", "position_size", "correlation", "account",
-                                   "exposure", "order_flow")) < 0 ||
+                     Py_BuildValue("(ssssssss)", "trading_state", "stop_loss", "position_size", "correlation", "account",
+                                   "exposure", "order_flow", "stale_price")) < 0 ||
         add_owned(m, "LEDGER_CODES",
-                  Py_BuildValue("((ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss))",
+                  Py_BuildValue("((ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss)(ss))",
                                 "trading_state", "KILL_SWITCH", "trading_state", "REDUCING_ONLY",
                                 "trading_state", "REDUCE_ONLY_INCREASES", "stop_loss", "STOP_LOSS_MISSING",
                                 "stop_loss", "STOP_LOSS_WRONG_SIDE", "stop_loss", "STOP_LOSS_TOO_FAR",
@@ -863,7 +863,7 @@ PyMODINIT_FUNC PyInit__native(void) {
                                 "position_size", "POSITION_NOTIONAL", "correlation", "CORRELATION",
                                 "account", "EQUITY_UNKNOWN", "account", "DRAWDOWN_LIMIT", "account", "DAILY_LOSS_LIMIT",
                                 "exposure", "SYMBOL_EXPOSURE", "exposure", "GROSS_EXPOSURE",
-                                "order_flow", "OPEN_ORDERS", "order_flow", "ORDER_RATE")) < 0)
+                                "order_flow", "OPEN_ORDERS", "order_flow", "ORDER_RATE", "stale_price", "STALE_PRICE")) < 0)
         goto fail;
     ADD_INT(m, REC_STATUS); ADD_INT(m, REC_NAME); ADD_INT(m, REC_NAME_WORDS); ADD_INT(m, REC_STATE);
     ADD_INT(m, REC_PERMITS); ADD_INT(m, REC_SUCCESSES); ADD_INT(m, REC_CONSEC); ADD_INT(m, REC_WGEN);

@@ -193,6 +193,7 @@ class LedgerKernel:
         max_symbols: int,
         row: int,
         realized: int,
+        mark_ns: int,
         correlation: int,
         reservations: int,
         reservation_words: int,

@@ -135,6 +135,7 @@ Y_SELL_NOTIONAL = 10  # f
 Y_EXPOSURE = 11  # f: worst-case notional, part of L_GROSS
 Y_REALIZED = 12  # f
 Y_SAMPLE_PRICE = 13  # f: price at the last correlation sample
+Y_MARK_NS = 14  # i: when the mark was last set (core clock, ns); 0: never
 SYM_WORDS = 16
 
 # Risk reservation words.

@@ -113,6 +113,14 @@ def order_flow(order: Order, ledger: RiskLedger) -> str | None:
     return None
 
 
+def stale_price(order: Order, ledger: RiskLedger) -> str | None:
+    limit = ledger.limits.max_price_age
+    if limit is None or ledger.reduces_position(order):
+        return None
+    age = ledger.mark_age(order.symbol)
+    return "STALE_PRICE" if age is None or age > limit else None
+
+
 MODEL: dict[str, Callable[[Order, RiskLedger], str | None]] = {
     "trading_state": trading_state,
     "stop_loss": stop_loss,
@@ -121,5 +129,6 @@ MODEL: dict[str, Callable[[Order, RiskLedger], str | None]] = {
     "account": account,
     "exposure": exposure,
     "order_flow": order_flow,
+    "stale_price": stale_price,
 }
 """The model of each built-in rule, by its kind."""

@@ -41,6 +41,7 @@ def limits(draw: Any) -> RiskLimits:
         max_symbol_exposure=draw(optional_multiple),
         max_open_orders=draw(st.one_of(st.none(), st.integers(1, 6))),
         max_orders_per_second=draw(st.one_of(st.none(), st.integers(1, 6))),
+        max_price_age=draw(st.one_of(st.none(), st.floats(0.05, 3.0))),
     )
 
 
@@ -160,4 +161,5 @@ _LIMITS_OFF = (
     "max_symbol_exposure",
     "max_open_orders",
     "max_orders_per_second",
+    "max_price_age",
 )

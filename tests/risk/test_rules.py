@@ -121,6 +121,50 @@ def test_orders_per_second_sliding_window(risk: RiskEngine, clock: ManualClock) 
     assert risk.reserve(buy()).codes == ("ORDER_RATE",)
 
 
+# ---------------------------------------------------------------- stale prices
+
+
+def test_a_stale_or_missing_mark_denies_new_risk(risk: RiskEngine, clock: ManualClock) -> None:
+    risk.configure(only(max_price_age=2.0))
+    assert codes(risk, buy("ETH/USDT")) == ("STALE_PRICE",)  # never marked: nobody vouches for a price
+    risk.on_price("ETH/USDT", 100.0)
+    assert risk.reserve(buy("ETH/USDT")).approved
+    clock.advance(2.0)
+    assert codes(risk, buy("ETH/USDT")) == ()  # at the limit: within it
+    clock.advance(0.001)
+    rejection = risk.check(buy("ETH/USDT")).rejections[0]
+    assert (rejection.rule, rejection.code) == ("bot4.rule.stale_price", "STALE_PRICE")
+    assert "2.001s ago" in rejection.message and "max_price_age 2s" in rejection.message
+    assert risk.reserve(buy("ETH/USDT")).codes == ("STALE_PRICE",)  # the pass under the mutex too
+    risk.on_price("ETH/USDT", 101.0)
+    assert codes(risk, buy("ETH/USDT")) == ()  # a fresh mark clears it
+    risk.configure(only())
+    clock.advance(60.0)
+    assert codes(risk, buy("ETH/USDT")) == ()  # off by default
+
+
+def test_a_stale_mark_still_lets_a_position_be_reduced(risk: RiskEngine, clock: ManualClock) -> None:
+    risk.on_price("BTC/USDT", 100.0)
+    fill(risk, buy(quantity=2.0))
+    risk.configure(only(max_price_age=1.0))
+    clock.advance(5.0)
+    assert codes(risk, sell(quantity=1.0)) == ()  # closing risk on a stale price is allowed
+    assert codes(risk, buy(quantity=1.0)) == ("STALE_PRICE",)
+    assert codes(risk, sell(quantity=3.0)) == ("STALE_PRICE",)  # flips the position: new risk
+
+
+def test_a_mark_set_in_one_process_ages_for_every_process(core: Core, clock: ManualClock) -> None:
+    risk = core.risk
+    risk.configure(only(max_price_age=1.0))
+    risk.set_equity(10_000.0)
+    with Core.attach(core.name, clock=clock) as other:
+        other.risk.on_price("SOL/USDT", 20.0)
+        assert codes(risk, buy("SOL/USDT", price=20.0)) == ()
+        clock.advance(1.5)
+        assert other.risk.ledger.mark_age("SOL/USDT") == pytest.approx(1.5)
+        assert codes(risk, buy("SOL/USDT", price=20.0)) == ("STALE_PRICE",)
+
+
 # ---------------------------------------------------------------- account: equity, drawdown, daily loss
 
 

@@ -79,6 +79,13 @@ def _correlation(order: Order, ledger: RiskLedger) -> str:
     return f"{order.symbol} correlates {value:.3f} with {other}, held {held}; max {ledger.limits.max_correlation}"
 
 
+def _stale(order: Order, ledger: RiskLedger) -> str:
+    age, limit = ledger.mark_age(order.symbol), ledger.limits.max_price_age
+    if age is None:
+        return f"no price for {order.symbol} has ever been marked; max_price_age {limit:g}s"
+    return f"{order.symbol} was last marked {age:.3f}s ago; max_price_age {limit:g}s"
+
+
 def _exposure(order: Order, ledger: RiskLedger, which: int) -> float:
     after = ledger.exposure_after(order)
     return float("nan") if after is None else after[which]
@@ -128,6 +135,7 @@ _WORDS: dict[str, tuple[str | None, Wording]] = {
         "max_open_orders",
         lambda o, ledger: f"{ledger.open_orders} orders open; max {ledger.limits.max_open_orders}",
     ),
+    "STALE_PRICE": ("max_price_age", lambda o, ledger: _stale(o, ledger)),
     "ORDER_RATE": (
         "max_orders_per_second",
         lambda o, ledger: (
