@@ -46,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
     status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    feed = sub.add_parser("feed", help="run a venue's market stream into a live segment: quotes and marks")
+    feed.add_argument("name", help="segment name")
+    feed.add_argument("--url", required=True, help="the venue's WebSocket base, e.g. wss://stream.binance.com:9443")
+    feed.add_argument("--venue", required=True, help="the venue's name in the quote table, e.g. binance")
+    feed.add_argument(
+        "--symbol", action="append", required=True, metavar="DESK=ID", help="e.g. BTC/USDT=BTCUSDT (repeat)"
+    )
+    feed.add_argument("--trades", action="store_true", help="also follow trades (last price)")
+    feed.add_argument("--no-mark", action="store_true", help="do not mark the risk ledger (quotes only)")
     clean = sub.add_parser("clean", help="remove segments whose processes are all dead (never one in use)")
     clean.add_argument("names", nargs="*", help="segment names (default: every bot4 segment on this host)")
     clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
@@ -85,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bot4: demo interrupted ({report['interrupted']}): the report covers what ran", file=sys.stderr)
                 return 130
             return 0 if report["exit_code"] == 0 and all(report["invariants"].values()) else 1
+        if args.command == "feed":
+            return _feed(args)
         if args.command == "status":
             return _status(args.name, args.json)
         if args.command == "clean":
@@ -161,3 +172,27 @@ def _status(name: str | None, as_json: bool) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _feed(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot4.core import Core
+    from bot4.streams.feed import Feed, FeedConfig
+
+    symbols = {}
+    for pair in args.symbol:
+        desk, sep, venue_id = pair.partition("=")
+        if not sep or not desk or not venue_id:
+            raise ConfigError("symbol", f"expected DESK=ID (e.g. BTC/USDT=BTCUSDT), got {pair!r}")
+        symbols[desk] = venue_id
+    kinds = ("bookTicker", "trade") if args.trades else ("bookTicker",)
+    config = FeedConfig(url=args.url, venue=args.venue, symbols=symbols, kinds=kinds, mark=not args.no_mark)
+    with Core.attach(args.name) as core:
+        feed = Feed(core, config)
+        print(f"{args.name}: following {', '.join(symbols)} from {config.stream_url} (Ctrl-C stops)", flush=True)
+        try:
+            asyncio.run(feed.run())
+        finally:
+            print(f"{args.name}: feed {feed.status()}", flush=True)
+    return 0
