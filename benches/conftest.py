@@ -51,7 +51,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
         tr.write_line(f"{group}:")
         for name, ns in sorted(row.items(), key=lambda kv: kv[1]):
             ratios = []
-            for peer in ("circuitbreaker", "pybreaker", "purgatory", "nautilus"):
+            for peer in ("circuitbreaker", "pybreaker", "purgatory", "nautilus", "ccxt.pro"):
                 if peer in row and peer != name and row[peer] > 0:
                     ratios.append(f"{ns / row[peer]:.2f}x {peer}")
             tr.write_line(f"  {name:<34} {ns:>9.0f} ns   {'  '.join(ratios)}")

@@ -250,6 +250,32 @@ static int region_span(Region *self, Py_ssize_t i, Py_ssize_t count) {
     return 0;
 }
 
+/* put(i, v0, v1, ...): atomic stores of words i, i+1, ... (a float as its bits, an int as is). */
+#define PUT_MAX 32
+static PyObject *region_put(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t i;
+    int64_t values[PUT_MAX];
+    if (n < 2 || n - 1 > PUT_MAX) { PyErr_SetString(PyExc_TypeError, "put(index, value, ...): 1 to 32 values"); return NULL; }
+    if (parse_index(args[0], &i) < 0) return NULL;
+    for (Py_ssize_t k = 1; k < n; k++) {
+        PyObject *v = args[k];
+        if (PyFloat_CheckExact(v)) {
+            values[k - 1] = double_to_bits(PyFloat_AS_DOUBLE(v));
+        } else if (PyLong_CheckExact(v)) {
+            long long x = PyLong_AsLongLong(v);
+            if (x == -1 && PyErr_Occurred()) return NULL;
+            values[k - 1] = (int64_t)x;
+        } else {
+            PyErr_Format(PyExc_TypeError, "put: value %zd is %s, not a float or an int", k, Py_TYPE(v)->tp_name);
+            return NULL;
+        }
+    }
+    if (region_span(self, i, n - 1) < 0) return NULL;
+    for (Py_ssize_t k = 0; k < n - 1; k++) STORE(&self->words[i + k], values[k]);
+    Py_RETURN_NONE;
+}
+
+
 /* load_range(i, n) -> tuple[int]; loadf_range(i, n) -> tuple[float]: n consecutive words. */
 static PyObject *region_range(Region *self, PyObject *const *args, Py_ssize_t n, int as_float) {
     Py_ssize_t i, count;
@@ -551,6 +577,8 @@ static PyObject *region_replay(Region *self, PyObject *const *args, Py_ssize_t n
 
 static PyMethodDef region_methods[] = {
     {"load", (PyCFunction)(void (*)(void))region_load, METH_FASTCALL, "load(i) -> int: atomic load of word i."},
+    {"put", (PyCFunction)(void (*)(void))region_put, METH_FASTCALL,
+     "put(i, v0, v1, ...): atomic stores of words i, i+1, ... (floats as their bits, ints as they are)."},
     {"store", (PyCFunction)(void (*)(void))region_store, METH_FASTCALL, "store(i, v): atomic store of word i."},
     {"cas", (PyCFunction)(void (*)(void))region_cas, METH_FASTCALL,
      "cas(i, expected, desired) -> bool: atomic compare-and-swap of word i."},

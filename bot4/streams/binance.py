@@ -27,6 +27,9 @@ from bot4.streams.events import BalanceDelta, Balances, OrderUpdate, Quote, Trad
 
 __all__ = ["STATUSES", "TYPES", "BinanceSpot", "stream_names"]
 
+_INF = math.inf
+_MAX_INT = (1 << 63) - 1  # ids and times are kept in 64-bit words
+
 Event = Quote | Trade | DepthDiff | OrderUpdate | Balances | BalanceDelta
 
 STATUSES = {
@@ -88,6 +91,20 @@ class BinanceSpot:
 
     def book_ticker(self, m: Mapping[str, Any]) -> Quote:
         """A ``bookTicker`` message: the best bid and ask."""
+        try:  # the common case in one go; anything unusual is checked field by field below
+            b, bq, a, aq, u, e = m["b"], m["B"], m["a"], m["A"], m["u"], m.get("E", 0)
+            if type(b) is str and type(bq) is str and type(a) is str and type(aq) is str and type(u) is type(e) is int:
+                bid, bid_size, ask, ask_size = float(b), float(bq), float(a), float(aq)
+                symbol = self._desk.get(m["s"])
+                ok = 0 < bid <= ask < _INF and 0 <= bid_size < _INF and 0 <= ask_size < _INF
+                ok = ok and 0 <= u <= _MAX_INT and 0 <= e <= _MAX_INT
+                if ok and symbol:
+                    return Quote(symbol, bid, bid_size, ask, ask_size, u, e)
+        except (KeyError, ValueError, TypeError):
+            pass
+        return self._book_ticker_checked(m)
+
+    def _book_ticker_checked(self, m: Mapping[str, Any]) -> Quote:
         kind = "bookTicker"
         bid, ask = _price(m, "b", kind), _price(m, "a", kind)
         if bid > ask:
@@ -237,8 +254,8 @@ def _price(m: Mapping[str, Any], field: str, kind: str) -> float:
 
 def _int(m: Mapping[str, Any], field: str, kind: str, minimum: int = 0) -> int:
     raw = m.get(field)
-    if type(raw) is not int or raw < minimum:
-        raise StreamMessageError(kind, field, f"expected an integer of {minimum} or more, got {raw!r}")
+    if type(raw) is not int or not minimum <= raw <= _MAX_INT:
+        raise StreamMessageError(kind, field, f"expected an integer in {minimum}..2**63-1, got {raw!r}")
     return raw
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot4._numbers import is_number
 from bot4.breaker.config import BreakerConfig
-from bot4.errors import Bot4Error, CircuitOpenError, ConfigError, StreamMessageError
+from bot4.errors import CircuitOpenError, ConfigError, StreamMessageError
 from bot4.streams.binance import BinanceSpot, stream_names
 from bot4.streams.events import Quote, Trade
 from bot4.streams.quotes import MAX_VENUE_BYTES
@@ -139,6 +139,8 @@ class Feed:
         self._parser = BinanceSpot(config.symbols)
         self._breaker = core.breaker(f"feed:{config.venue}", config.breaker)
         self._last_update: dict[str, int] = {}
+        self._quotes = core.quotes
+        self._handles: dict[str, int] = {}  # symbol -> its quote record
         self._marked_ns: dict[str, int] = {}
         self._rng = random.Random()
 
@@ -233,10 +235,10 @@ class Feed:
                 self._on_quote(event, now)
             elif type(event) is Trade:
                 self.stats.trades += 1
-                self._core.quotes.publish_last(self.config.venue, event.symbol, event.price)
-        except Bot4Error as exc:  # the core refused it (a full table, say): the stream goes on
+                self._quotes.publish_last(self.config.venue, event.symbol, event.price)
+        except Exception:  # the core refused it (a full table, say): logged; the stream goes on
             self.stats.write_errors += 1
-            log.error("feed %s: could not write %r: %s", self.config.venue, event, exc)
+            log.exception("feed %s: could not write %r", self.config.venue, event)
 
     def _on_quote(self, quote: Quote, now: int) -> None:
         symbol = quote.symbol
@@ -245,7 +247,10 @@ class Feed:
             return
         self._last_update[symbol] = quote.update_id
         self.stats.quotes += 1
-        self._core.quotes.publish(self.config.venue, quote, now)
+        handle = self._handles.get(symbol)
+        if handle is None:
+            handle = self._handles[symbol] = self._quotes.handle(self.config.venue, symbol)
+        self._quotes.write(handle, quote, now)
         if self.config.mark and now - self._marked_ns.get(symbol, -(1 << 62)) >= self.config.mark_seconds * 1e9:
             mid = (quote.bid + quote.ask) / 2
             if math.isfinite(mid) and mid > 0:

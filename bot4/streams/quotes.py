@@ -72,9 +72,18 @@ class QuoteTable:
         (this update is skipped: that writer's is as fresh). Raises :class:`bot4.CapacityError`
         when every record is in use.
         """
-        index = self._record(venue, quote.symbol, create=True)
+        return self._write(self.handle(venue, quote.symbol), quote, receive_ns, last)
+
+    def handle(self, venue: str, symbol: str) -> int:
+        """The record of ``venue``'s ``symbol`` (claimed if new), for :meth:`write`: a feed
+        looks it up once per symbol, not once per message."""
+        index = self._record(venue, symbol, create=True)
         assert index is not None
-        return self._write(index, quote, receive_ns, last)
+        return index
+
+    def write(self, handle: int, quote: Quote, receive_ns: int) -> bool:
+        """:meth:`publish` to a record found with :meth:`handle` (``quote.symbol`` must be its symbol)."""
+        return self._write(handle, quote, receive_ns, math.nan)
 
     def publish_last(self, venue: str, symbol: str, price: float) -> bool:
         """Write ``price`` as the last trade price of ``venue``'s ``symbol`` (see :meth:`publish`)."""
@@ -176,14 +185,8 @@ class QuoteTable:
         r.store(base + L.QUOTE_WRITER, self._ident)
         f = base + L.QUOTE_BID
         if quote is not None:
-            r.storef(f, quote.bid)
-            r.storef(f + 1, quote.bid_size)
-            r.storef(f + 2, quote.ask)
-            r.storef(f + 3, quote.ask_size)
-            i = base + L.QUOTE_UPDATE_ID
-            r.store(i, quote.update_id)
-            r.store(i + 1, quote.exchange_ms)
-            r.store(i + 2, receive_ns)
+            r.put(f, quote.bid, quote.bid_size, quote.ask, quote.ask_size)
+            r.put(base + L.QUOTE_UPDATE_ID, quote.update_id, quote.exchange_ms, receive_ns)
         if not math.isnan(last):
             r.storef(f + 4, last)
         r.store(seq_word, start + 1)

@@ -110,6 +110,7 @@ def test_replies_and_unknown_kinds_are_not_events() -> None:
         (BOOK_TICKER, "a", {"a": "-1"}),
         (BOOK_TICKER, "b", {"b": "30", "a": "25"}),  # crossed
         (BOOK_TICKER, "u", {"u": "400900217"}),
+        (BOOK_TICKER, "u", {"u": 1 << 63}),  # more than a 64-bit word holds
         (BOOK_TICKER, "s", {"s": "DOGEUSDT"}),  # not followed
         (BOOK_TICKER, "B", {"B": None}),
         (DEPTH_UPDATE, "U", {"U": 161}),  # first after final
@@ -174,3 +175,42 @@ def test_any_field_set_to_anything_parses_or_is_refused_cleanly(raw: bytes, fiel
         parse(message)
     except StreamMessageError:
         pass
+
+
+numbers_as_text = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.integers(-5, 10**20).map(str),
+    st.sampled_from(["", "abc", "1e999", "-0", "0", "0.0", " 1", "1_0"]),
+)
+field_values = st.one_of(numbers_as_text, st.integers(-3, 2**64), st.booleans(), st.none(), st.floats())
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    b=field_values,
+    bq=field_values,
+    a=field_values,
+    aq=field_values,
+    u=field_values,
+    e=st.one_of(st.just("absent"), field_values),
+    s=st.sampled_from(["BNBUSDT", "DOGEUSDT", 5]),
+)
+def test_the_book_ticker_fast_path_agrees_with_the_checked_one(
+    b: Any, bq: Any, a: Any, aq: Any, u: Any, e: Any, s: Any
+) -> None:
+    message = {"u": u, "s": s, "b": b, "B": bq, "a": a, "A": aq}
+    if e != "absent":
+        message["E"] = e
+    spot = BinanceSpot(SYMBOLS)
+
+    def outcome(parse: Any) -> Any:
+        try:
+            return parse(message)
+        except StreamMessageError as exc:
+            return ("refused", exc.field)
+
+    fast, checked = outcome(spot.book_ticker), outcome(spot._book_ticker_checked)
+    if isinstance(fast, tuple) and fast and fast[0] == "refused":
+        assert isinstance(checked, tuple) and checked[0] == "refused"
+    else:
+        assert fast == checked
