@@ -298,7 +298,7 @@ class Core:
         """The top of book of every venue and symbol a feed follows, shared by every process."""
         self._check_open()
         if self._quotes is None:
-            self._quotes = QuoteTable(self._segment.region, self._segment.layout, self._context.ident)
+            self._quotes = QuoteTable(self._context)
         return self._quotes
 
     def close(self) -> None:
@@ -369,7 +369,6 @@ class Core:
             breaker._gate.slot = ctx.slot
         if self._risk is not None:
             self._risk._mutex.rebind(ctx.ident)
-        self._quotes = None  # made again with this process's identity
         if ctx.fleet is not None:  # the parent's listener thread did not come along: a link of our own
             from bot4.fleet.link import FleetLink
 

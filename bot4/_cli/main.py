@@ -170,10 +170,6 @@ def _status(name: str | None, as_json: bool) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _feed(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -196,3 +192,7 @@ def _feed(args: argparse.Namespace) -> int:
         finally:
             print(f"{args.name}: feed {feed.status()}", flush=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -480,7 +480,7 @@ class RiskEngine:
                     f"{symbol!r} (create the core with a larger max_symbols)"
                 )
             unrealized = self._symbol_writes(tx, index, mark=price)
-            tx.set(self._seg.layout.symbol(index) + L.Y_MARK_NS, now)  # how old the mark is: STALE_PRICE
+            tx.set(self._seg.layout.symbol(index) + L.Y_MARK_NS, max(now, 1))  # its age for STALE_PRICE (0: never)
             cash = self._r.loadf(self._base + L.L_CASH)
             events = self._account_writes(tx, limits, day, cash=cash, unrealized=unrealized)
         self._tell_fleet()

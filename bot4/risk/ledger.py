@@ -299,7 +299,7 @@ class RiskLedger:
         """Seconds since ``symbol`` was last marked (``risk.on_price``), or None if never. Read live."""
         index = self.symbol_index(symbol)
         marked = 0 if index is None else self._r.load(self._sym0 + index * L.SYM_WORDS + L.Y_MARK_NS)
-        return None if marked <= 0 else (self._clock.now_ns() - marked) / 1e9
+        return None if marked <= 0 else max(0, self._clock.now_ns() - marked) / 1e9
 
     def failing_codes(self, order: Order, rules: int) -> int:
         """The native pass's verdict on ``order`` for the built-in rules in ``rules`` (a mask of

@@ -172,6 +172,7 @@ TRIG_WORDS = 32
 
 QUOTES = 1024  # records of the quote table; record 0 holds its high-water mark
 QUOTE_HIGH = 0  # i, in record 0: records ever used + 1
+QUOTE_LOCK = 1  # i, in record 0: the claim lock (an OwnerLock word)
 QUOTE_STATE = 0  # i: FREE 0 / CLAIMING 1 / PUBLISHED 2
 QUOTE_SEQ = 1  # i: seqlock: odd while a writer writes the fields below
 QUOTE_WRITER = 2  # i: identity of the process that last claimed or wrote it

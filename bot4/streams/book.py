@@ -97,8 +97,10 @@ class DepthBook:
     def on_snapshot(self, snapshot: DepthSnapshot) -> bool:
         """Start the book from ``snapshot`` and the diffs buffered since; returns whether it is
         in sync. False: the snapshot is older than the buffered stream (fetch another), or
-        the buffered diffs leave a gap after it (they are dropped; fetch another once more
-        diffs arrived)."""
+        the buffered diffs leave a gap after it (those after the gap stay buffered for the
+        next snapshot). A snapshot no newer than the book in sync is ignored."""
+        if self.synced and snapshot.last_update_id <= self.last_id:
+            return True  # older than the book it would replace: ignored
         buffered = [d for d in self._buffer if d.final_id > snapshot.last_update_id]
         self.dropped += len(self._buffer) - len(buffered)
         if buffered and buffered[0].first_id > snapshot.last_update_id + 1:
@@ -109,9 +111,13 @@ class DepthBook:
         self.last_id = snapshot.last_update_id
         self.synced = True
         self._buffer = []
-        for diff in buffered:
+        for i, diff in enumerate(buffered):
+            if diff.final_id <= self.last_id:
+                self.dropped += 1  # a replay inside the buffer
+                continue
             if diff.first_id > self.last_id + 1:
                 self._lose_sync(diff)
+                self._buffer = buffered[i:]  # kept for the next snapshot, from the gap on
                 return False
             self._apply(diff)
         return True

@@ -20,14 +20,16 @@ Requires the ``streams`` extra (``pip install bot4[streams]``: websockets and or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import math
 import random
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot4._numbers import is_number
+from bot4._symbols import symbol_problem
 from bot4.breaker.config import BreakerConfig
 from bot4.errors import CircuitOpenError, ConfigError, StreamMessageError
 from bot4.streams.binance import BinanceSpot, stream_names
@@ -75,17 +77,29 @@ class FeedConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(("ws://", "wss://")):
             raise ConfigError("url", f"expected a ws:// or wss:// URL, got {self.url!r}")
-        if not isinstance(self.venue, str) or not self.venue or len(self.venue.encode()) > MAX_VENUE_BYTES:
-            raise ConfigError("venue", f"expected a venue name of 1 to {MAX_VENUE_BYTES} bytes, got {self.venue!r}")
+        try:
+            parts = urllib.parse.urlsplit(self.url)
+            parts.port  # noqa: B018 - raises for a port out of range
+        except ValueError as exc:
+            raise ConfigError("url", f"{self.url!r}: {exc}") from None
+        if not parts.hostname:
+            raise ConfigError("url", f"no host in {self.url!r}")
+        if not isinstance(self.venue, str) or not self.venue or not self.venue.isprintable():
+            raise ConfigError("venue", f"expected a printable venue name, got {self.venue!r}")
+        if len(self.venue.encode(errors="replace")) > MAX_VENUE_BYTES:
+            raise ConfigError("venue", f"a venue name is at most {MAX_VENUE_BYTES} bytes, got {self.venue!r}")
         if not isinstance(self.symbols, Mapping) or not self.symbols:
-            raise ConfigError(
-                "symbols", f"expected a non-empty mapping of desk symbol to venue id, got {self.symbols!r}"
-            )
+            raise ConfigError("symbols", f"expected a mapping of desk symbol to venue id, got {self.symbols!r}")
+        seen: set[str] = set()
         for symbol, venue_id in self.symbols.items():
-            if not isinstance(symbol, str) or not isinstance(venue_id, str) or not venue_id.isalnum():
-                raise ConfigError(
-                    "symbols", f"expected desk symbol -> alphanumeric venue id, got {symbol!r}: {venue_id!r}"
-                )
+            problem = symbol_problem(symbol)
+            if problem is not None:
+                raise ConfigError("symbols", f"desk symbol {symbol!r} {problem}")
+            if not isinstance(venue_id, str) or not venue_id.isascii() or not venue_id.isalnum():
+                raise ConfigError("symbols", f"expected an alphanumeric venue id for {symbol!r}, got {venue_id!r}")
+            if venue_id.upper() in seen:
+                raise ConfigError("symbols", f"venue id {venue_id!r} is given for two desk symbols")
+            seen.add(venue_id.upper())
         if not self.kinds or any(kind not in ("bookTicker", "trade") for kind in self.kinds):
             raise ConfigError("kinds", f"expected streams among 'bookTicker' and 'trade', got {self.kinds!r}")
         for name in (
@@ -138,10 +152,13 @@ class Feed:
         """Set while connected (and a first message received)."""
         self._parser = BinanceSpot(config.symbols)
         self._breaker = core.breaker(f"feed:{config.venue}", config.breaker)
-        self._last_update: dict[str, int] = {}
         self._quotes = core.quotes
         self._handles: dict[str, int] = {}  # symbol -> its quote record
+        self._last_update: dict[str, int] = {}  # symbol -> the newest update id of this connection
+        self._behind: dict[str, int] = {}  # symbol -> quotes in a row older than _last_update
         self._marked_ns: dict[str, int] = {}
+        self._unmarked: dict[str, float] = {}  # symbol -> the latest mid not marked yet (conflated)
+        self._complained_ns: dict[str, int] = {}  # symbol -> when its last write error was logged
         self._rng = random.Random()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -167,53 +184,96 @@ class Feed:
 
     async def _session(self, stop: asyncio.Event) -> bool:
         """One connection: connect through the breaker, receive until it ends; whether any message came."""
+        waiter = asyncio.ensure_future(stop.wait())
+        try:
+            ws = await self._connect(waiter)
+            if ws is None:
+                return False
+            self.stats.connects += 1
+            self._last_update.clear()  # a new connection may number its updates anew (a venue restarted)
+            self._behind.clear()
+            return await self._receive(ws, waiter)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    async def _connect(self, waiter: asyncio.Future[Any]) -> Any:
+        """A connection through the breaker (refused while it is open), or None: failed, or stopped meanwhile."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import InvalidHandshake
 
         config = self.config
+        connecting: asyncio.Future[Any] | None = None
         try:
-            with self._breaker.call():  # a failed connection counts against the breaker; an open one refuses
-                ws = await connect(
-                    config.stream_url,
-                    open_timeout=config.open_seconds,
-                    ping_interval=config.ping_seconds,
-                    ping_timeout=config.ping_seconds,
-                    close_timeout=1.0,
-                    compression=None,
-                    proxy=None,
-                    max_size=1 << 20,
+            with self._breaker.call():  # a failed connection counts against the breaker
+                connecting = asyncio.ensure_future(
+                    connect(
+                        config.stream_url,
+                        open_timeout=config.open_seconds,
+                        ping_interval=config.ping_seconds,
+                        ping_timeout=config.ping_seconds,
+                        close_timeout=1.0,
+                        compression=None,
+                        proxy=None,
+                        max_size=1 << 20,
+                    )
                 )
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+                done, _ = await asyncio.wait({connecting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if connecting not in done:
+                    raise _Stopped  # neither a success nor a failure of the venue (the breaker ignores it)
+                return connecting.result()
+        except _Stopped:
+            return None
+        except CircuitOpenError:
+            raise
+        except Exception as exc:  # refused, unreachable, a bad handshake or redirect: back off and retry
             log.warning("feed %s: cannot connect to %s: %s", config.venue, config.stream_url, exc)
             self.stats.connect_failures += 1
-            return False
-        self.stats.connects += 1
+            return None
+        finally:
+            if connecting is not None and not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(BaseException):
+                    await connecting
+
+    async def _receive(self, ws: Any, waiter: asyncio.Future[Any]) -> bool:
+        """Receive until the connection ends, stalls, or the feed stops; whether any message came."""
+        config = self.config
+        loop = asyncio.get_running_loop()
         received = False
-        waiter = asyncio.ensure_future(stop.wait())
+        last_message = loop.time()
         receive: asyncio.Future[Any] | None = None
         try:
             while True:
-                receive = asyncio.ensure_future(ws.recv())
+                if receive is None:
+                    receive = asyncio.ensure_future(ws.recv())
+                idle = loop.time() - last_message
+                timeout = config.stall_seconds - idle
+                if self._unmarked:
+                    timeout = min(timeout, config.mark_seconds)  # to mark a conflated quote once it is due
                 done, _ = await asyncio.wait(
-                    {receive, waiter}, timeout=config.stall_seconds, return_when=asyncio.FIRST_COMPLETED
+                    {receive, waiter}, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED
                 )
                 if waiter in done:
                     return received
-                if not done:
+                if receive in done:
+                    message = receive.result()
+                    receive = None
+                    received = True
+                    last_message = loop.time()
+                    self.connected.set()
+                    self.on_message(message)
+                elif loop.time() - last_message >= config.stall_seconds:
                     self.stats.stalls += 1
                     log.warning("feed %s: nothing for %.1fs: reconnecting", config.venue, config.stall_seconds)
                     return received
-                message = receive.result()
-                received = True
-                self.connected.set()
-                self.on_message(message)
+                if self._unmarked:
+                    self._mark_due(self._core.clock.now_ns())
         except Exception as exc:  # the connection closed or broke: reconnect
             log.warning("feed %s: connection lost: %s", config.venue, exc)
             return received
         finally:  # also on cancellation (Ctrl-C): nothing left pending, nothing unretrieved
-            for future in (waiter, receive):
-                if future is not None and not future.done():
-                    future.cancel()
+            if receive is not None and not receive.done():
+                receive.cancel()
             self.connected.clear()
             self.stats.disconnects += 1
             await asyncio.shield(ws.close())
@@ -230,37 +290,79 @@ class Feed:
             self.stats.malformed += 1
             log.warning("feed %s: dropped a malformed message: %s", self.config.venue, exc)
             return
-        try:
-            if type(event) is Quote:
-                self._on_quote(event, now)
-            elif type(event) is Trade:
-                self.stats.trades += 1
-                self._quotes.publish_last(self.config.venue, event.symbol, event.price)
-        except Exception:  # the core refused it (a full table, say): logged; the stream goes on
-            self.stats.write_errors += 1
-            log.exception("feed %s: could not write %r", self.config.venue, event)
+        if type(event) is Quote:
+            self._on_quote(event, now)
+        elif type(event) is Trade:
+            self.stats.trades += 1
+            self._write(event.symbol, now, self._quotes.publish_last, self.config.venue, event.symbol, event.price)
 
     def _on_quote(self, quote: Quote, now: int) -> None:
         symbol = quote.symbol
         if quote.update_id <= self._last_update.get(symbol, -1):
-            self.stats.out_of_order += 1  # older than (or the same as) what we hold: a replay or reordering
-            return
+            behind = self._behind[symbol] = self._behind.get(symbol, 0) + 1
+            if behind < _RENUMBERED:
+                self.stats.out_of_order += 1  # older than (or the same as) what we hold: a replay or reordering
+                return
+            log.warning(
+                "feed %s: %s update ids went back and stayed back: taken as renumbered", self.config.venue, symbol
+            )
+        self._behind.pop(symbol, None)
         self._last_update[symbol] = quote.update_id
         self.stats.quotes += 1
         handle = self._handles.get(symbol)
         if handle is None:
-            handle = self._handles[symbol] = self._quotes.handle(self.config.venue, symbol)
-        self._quotes.write(handle, quote, now)
-        if self.config.mark and now - self._marked_ns.get(symbol, -(1 << 62)) >= self.config.mark_seconds * 1e9:
+            handle = self._write(symbol, now, self._quotes.handle, self.config.venue, symbol)
+            if handle is None:
+                return
+            self._handles[symbol] = handle
+        self._write(symbol, now, self._quotes.write, handle, quote, now)
+        if self.config.mark:
             mid = (quote.bid + quote.ask) / 2
-            if math.isfinite(mid) and mid > 0:
-                self._core.risk.on_price(symbol, mid)
-                self._marked_ns[symbol] = now
-                self.stats.marks += 1
+            if now - self._marked_ns.get(symbol, -(1 << 62)) >= self.config.mark_seconds * 1e9:
+                self._mark(symbol, mid, now)
+            else:
+                self._unmarked[symbol] = mid  # marked once due, even if no quote follows
+
+    def _mark_due(self, now: int) -> None:
+        due = self.config.mark_seconds * 1e9
+        for symbol, mid in list(self._unmarked.items()):
+            if now - self._marked_ns.get(symbol, -(1 << 62)) >= due:
+                self._mark(symbol, mid, now)
+
+    def _mark(self, symbol: str, mid: float, now: int) -> None:
+        self._unmarked.pop(symbol, None)
+        self._marked_ns[symbol] = (
+            now  # also when the ledger refuses it: retried at the next due mark, not at every quote
+        )
+        if self._write(symbol, now, self._core.risk.on_price, symbol, mid) is not _FAILED:
+            self.stats.marks += 1
+
+    def _write(self, symbol: str, now: int, write: Any, *args: Any) -> Any:
+        """``write(*args)``; an error is counted and logged (once per symbol per 10 s), never raised:
+        the core refused it (a full table, a full ledger), and the stream goes on."""
+        try:
+            return write(*args)
+        except Exception:
+            self.stats.write_errors += 1
+            if now - self._complained_ns.get(symbol, -(1 << 62)) >= _COMPLAIN_NS:
+                self._complained_ns[symbol] = now
+                log.exception(
+                    "feed %s: could not write %s (%s)", self.config.venue, symbol, getattr(write, "__name__", write)
+                )
+            return _FAILED
 
     def status(self) -> dict[str, Any]:
         """The feed's counts and connection state."""
         return {"venue": self.config.venue, "connected": self.connected.is_set(), **vars(self.stats)}
+
+
+class _Stopped(asyncio.CancelledError):
+    """The feed was stopped while connecting (ignored by the breaker, as a cancellation is)."""
+
+
+_FAILED = object()
+_RENUMBERED = 50  # quotes in a row older than the newest of this connection: the venue renumbered them
+_COMPLAIN_NS = 10_000_000_000
 
 
 @dataclass(frozen=True)

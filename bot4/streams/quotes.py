@@ -5,27 +5,37 @@ memory (routing, risk) without a venue call. A record holds the best bid and ask
 their sizes, the last trade price, the venue's update id, the venue's time and the
 receive time on the core's clock — so a reader always knows how old a quote is.
 
-Records are found by key (venue and symbol) and claimed once: a record is FREE, CLAIMING
-(its claimer writes the key) or PUBLISHED. The fields are written under a seqlock (odd
-while a writer writes): a reader that sees it odd, or changed across its read, reads
-again, a bounded number of times, then has no quote (fail closed). A writer killed
-mid-write leaves it odd; the next write takes over from a dead writer, and a live one is
-never waited for: of two live writers of one record, the second skips that update.
+Records are found by key (venue and symbol) and claimed once per key, under the table's
+claim lock (a lock word whose dead holder is taken over): a record is FREE, CLAIMING (the
+lock holder writes its key; one found so by the next holder was left by a dead one and
+is reused) or PUBLISHED, and a key has one record, which every process finds.
+
+A record's fields are written by one writer at a time: its writer word is a lock taken by
+compare-and-swap (from a dead writer too, never from a live one: of two live writers of one
+record the second skips that update; threads of one process take a lock of their own
+first), under a seqlock (odd while the fields are written). A reader that sees it odd, or
+changed across its read, reads again for a bounded time, then has no quote (fail closed);
+a writer killed mid-write leaves it odd until the next write.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
+import time
+import weakref
 from typing import TYPE_CHECKING, NamedTuple
 
 from bot4._symbols import MAX_SYMBOL_BYTES, symbol_problem
 from bot4.errors import CapacityError, ConfigError
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
+from bot4.shm.lock import OwnerLock
 from bot4.shm.text import decode_text, encode_text
 
 if TYPE_CHECKING:
-    from bot4.shm._native import Region
+    from bot4._context import CoreContext
     from bot4.streams.events import Quote
 
 __all__ = ["MAX_VENUE_BYTES", "QuoteTable", "SharedQuote"]
@@ -34,7 +44,9 @@ FREE, CLAIMING, PUBLISHED = 0, 1, 2
 MAX_VENUE_BYTES = 32
 """The longest venue name the table keeps (UTF-8 bytes)."""
 assert MAX_VENUE_BYTES + 1 + MAX_SYMBOL_BYTES <= L.QUOTE_KEY_WORDS * 8
-_READ_TRIES = 256
+_READ_SPINS = 64  # reads of an odd seqlock before yielding to other threads
+_READ_SECONDS = 0.005  # then for this long at most: a writer mid-write is that quick, or dead
+_TABLES: weakref.WeakSet[QuoteTable] = weakref.WeakSet()
 
 
 class SharedQuote(NamedTuple):
@@ -58,12 +70,13 @@ class SharedQuote(NamedTuple):
 class QuoteTable:
     """The segment's quote table, as one process sees it (``core.quotes``)."""
 
-    def __init__(self, region: Region, layout: L.Layout, ident: int) -> None:
-        self._r = region
-        self._lay = layout
-        self._ident = ident
+    def __init__(self, context: CoreContext) -> None:
+        self._ctx = context  # its identity changes in a forked child
+        self._r = context.segment.region
+        self._lay = context.segment.layout
         self._index: dict[tuple[str, str], int] = {}
-        self._seen = 1  # records scanned so far (record 0 holds the high-water mark)
+        self._writing = threading.Lock()  # threads of one process write one at a time
+        _TABLES.add(self)
 
     def publish(self, venue: str, quote: Quote, receive_ns: int, last: float = math.nan) -> bool:
         """Write ``quote`` (received at ``receive_ns``) as ``venue``'s top of book for its symbol.
@@ -77,9 +90,8 @@ class QuoteTable:
     def handle(self, venue: str, symbol: str) -> int:
         """The record of ``venue``'s ``symbol`` (claimed if new), for :meth:`write`: a feed
         looks it up once per symbol, not once per message."""
-        index = self._record(venue, symbol, create=True)
-        assert index is not None
-        return index
+        index = self._lookup(venue, symbol)
+        return self._claim(venue, symbol) if index is None else index
 
     def write(self, handle: int, quote: Quote, receive_ns: int) -> bool:
         """:meth:`publish` to a record found with :meth:`handle` (``quote.symbol`` must be its symbol)."""
@@ -87,13 +99,14 @@ class QuoteTable:
 
     def publish_last(self, venue: str, symbol: str, price: float) -> bool:
         """Write ``price`` as the last trade price of ``venue``'s ``symbol`` (see :meth:`publish`)."""
-        index = self._record(venue, symbol, create=True)
-        assert index is not None
-        return self._write(index, None, 0, price)
+        return self._write(self.handle(venue, symbol), None, 0, price)
 
     def get(self, venue: str, symbol: str) -> SharedQuote | None:
         """``venue``'s top of book for ``symbol``, or None (none published, or unreadable now)."""
-        index = self._record(venue, symbol, create=False)
+        index = self._lookup(venue, symbol)
+        if index is None:
+            self._scan()
+            index = self._index.get((venue, symbol))
         return None if index is None else self._read(index, venue, symbol)
 
     def all(self) -> list[SharedQuote]:
@@ -108,106 +121,129 @@ class QuoteTable:
 
     # ------------------------------------------------------------------ records
 
-    def _record(self, venue: str, symbol: str, *, create: bool) -> int | None:
-        key = (venue, symbol)
-        index = self._index.get(key)
+    def _lookup(self, venue: str, symbol: str) -> int | None:
+        """The record known for the key, None when unknown (a key is checked once, when first asked for)."""
+        try:
+            index = self._index.get((venue, symbol))
+        except TypeError:  # unhashable: not a name at all
+            index = None
         if index is None:
-            self._scan()
-            index = self._index.get(key)
-            if index is None and create:
-                index = self._claim(venue, symbol)
+            _check_key(venue, symbol)
         return index
 
     def _scan(self) -> None:
-        """Learn the keys of the records published since the last scan (the first of a key wins)."""
+        """Learn the key of every published record (one record per key: claims hold the lock)."""
         r, lay = self._r, self._lay
         high = min(r.load(lay.quote(0) + L.QUOTE_HIGH), L.QUOTES)
-        for index in range(max(self._seen, 1), high):
+        for index in range(1, high):
             base = lay.quote(index)
-            if r.load(base + L.QUOTE_STATE) != PUBLISHED:
-                return  # not published yet: scanned again from here next time
-            venue, _, symbol = decode_text(r.load_range(base + L.QUOTE_KEY, L.QUOTE_KEY_WORDS)).partition("\0")
-            self._index.setdefault((venue, symbol), index)
-            self._seen = index + 1
+            if r.load(base + L.QUOTE_STATE) == PUBLISHED:
+                venue, _, symbol = decode_text(r.load_range(base + L.QUOTE_KEY, L.QUOTE_KEY_WORDS)).partition("\0")
+                self._index.setdefault((venue, symbol), index)
 
     def _claim(self, venue: str, symbol: str) -> int:
-        if not isinstance(venue, str) or not venue or "\0" in venue or len(venue.encode()) > MAX_VENUE_BYTES:
-            raise ConfigError("venue", f"a venue name is 1 to {MAX_VENUE_BYTES} bytes without NUL, got {venue!r}")
-        problem = symbol_problem(symbol)
-        if problem is not None:
-            raise ConfigError("symbol", problem)
-        key = f"{venue}\0{symbol}"
         r, lay = self._r, self._lay
-        high_word = lay.quote(0) + L.QUOTE_HIGH
-        for index in range(1, L.QUOTES):
-            base = lay.quote(index)
-            state = r.load(base + L.QUOTE_STATE)
-            if state == PUBLISHED:
-                continue
-            if state == CLAIMING:
-                if is_alive(r.load(base + L.QUOTE_WRITER)):
-                    continue
-                if not r.cas(base + L.QUOTE_STATE, CLAIMING, FREE):
-                    continue  # its claimer died: free it, then claim it like any free record
-            if not r.cas(base + L.QUOTE_STATE, FREE, CLAIMING):
-                continue
-            r.store(base + L.QUOTE_WRITER, self._ident)
-            for offset, word in enumerate(encode_text(key, L.QUOTE_KEY_WORDS)):
-                r.store(base + L.QUOTE_KEY + offset, word)
-            for offset in range(L.QUOTE_FLOATS):  # no price until the first write
-                r.storef(base + L.QUOTE_BID + offset, math.nan)
-            r.store(base + L.QUOTE_SEQ, 0)
-            while True:
-                high = r.load(high_word)
-                if high > index or r.cas(high_word, high, index + 1):
-                    break
-            r.store(base + L.QUOTE_STATE, PUBLISHED)
-            self._scan()
-            return self._index[(venue, symbol)]  # a record claimed first by another process, if any
+        with OwnerLock(r, lay.quote(0) + L.QUOTE_LOCK, self._ctx.ident):
+            self._scan()  # claimed by another process meanwhile?
+            index = self._index.get((venue, symbol))
+            if index is not None:
+                return index
+            for index in range(1, L.QUOTES):
+                base = lay.quote(index)
+                if r.load(base + L.QUOTE_STATE) == PUBLISHED:
+                    continue  # FREE, or CLAIMING by a holder of this lock that died: ours
+                r.store(base + L.QUOTE_STATE, CLAIMING)
+                for offset, word in enumerate(encode_text(f"{venue}\0{symbol}", L.QUOTE_KEY_WORDS)):
+                    r.store(base + L.QUOTE_KEY + offset, word)
+                r.put(base + L.QUOTE_BID, *([math.nan] * L.QUOTE_FLOATS))  # no price until the first write
+                r.put(base + L.QUOTE_UPDATE_ID, *([0] * L.QUOTE_INTS))
+                r.store(base + L.QUOTE_SEQ, 0)
+                r.store(base + L.QUOTE_WRITER, 0)
+                high_word = lay.quote(0) + L.QUOTE_HIGH
+                if r.load(high_word) <= index:
+                    r.store(high_word, index + 1)
+                r.store(base + L.QUOTE_STATE, PUBLISHED)
+                self._index[(venue, symbol)] = index
+                return index
         raise CapacityError(f"the quote table is full ({L.QUOTES - 1} venue/symbol records)")
 
     # ------------------------------------------------------------------ fields
 
     def _write(self, index: int, quote: Quote | None, receive_ns: int, last: float) -> bool:
-        r = self._r
-        base = self._lay.quote(index)
-        seq_word = base + L.QUOTE_SEQ
-        seq = r.load(seq_word)
-        if seq & 1:  # being written: by a live writer (skip), or one that died mid-write (take over)
-            writer = r.load(base + L.QUOTE_WRITER)
-            if writer != self._ident and is_alive(writer):
-                return False
-            start = seq + 2
-        else:
-            start = seq + 1
-        if not r.cas(seq_word, seq, start):
-            return False  # another writer came first
-        r.store(base + L.QUOTE_WRITER, self._ident)
-        f = base + L.QUOTE_BID
-        if quote is not None:
-            r.put(f, quote.bid, quote.bid_size, quote.ask, quote.ask_size)
-            r.put(base + L.QUOTE_UPDATE_ID, quote.update_id, quote.exchange_ms, receive_ns)
-        if not math.isnan(last):
-            r.storef(f + 4, last)
-        r.store(seq_word, start + 1)
-        return True
+        if not self._writing.acquire(blocking=False):
+            return False  # another thread of this process is writing: skip, never wait
+        try:
+            r = self._r
+            base = self._lay.quote(index)
+            lock = base + L.QUOTE_WRITER
+            me = self._ctx.ident
+            if not r.cas(lock, 0, me):
+                holder = r.load(lock)  # ours: a write of this process that raised half-way
+                if holder != me and (is_alive(holder) or not r.cas(lock, holder, me)):
+                    return False  # a live writer is at it: skip, never wait
+            try:
+                seq_word = base + L.QUOTE_SEQ
+                seq = r.load(seq_word)
+                if not seq & 1:  # odd already: a write left half-done; this one completes it
+                    seq += 1
+                    r.store(seq_word, seq)
+                if quote is not None:
+                    r.put(base + L.QUOTE_BID, quote.bid, quote.bid_size, quote.ask, quote.ask_size)
+                    r.put(base + L.QUOTE_UPDATE_ID, quote.update_id, quote.exchange_ms, receive_ns)
+                if not math.isnan(last):
+                    r.storef(base + L.QUOTE_BID + 4, last)
+                r.store(seq_word, seq + 1)
+                return True
+            finally:
+                r.cas(lock, me, 0)
+        finally:
+            self._writing.release()
 
     def _read(self, index: int, venue: str, symbol: str) -> SharedQuote | None:
         r = self._r
         base = self._lay.quote(index)
         seq_word = base + L.QUOTE_SEQ
-        for _ in range(_READ_TRIES):
+        spins, deadline = 0, 0.0
+        while True:
             seq = r.load(seq_word)
-            if seq & 1:
-                continue
-            floats = r.loadf_range(base + L.QUOTE_BID, L.QUOTE_FLOATS)
-            ints = r.load_range(base + L.QUOTE_UPDATE_ID, L.QUOTE_INTS)
-            if r.load(seq_word) == seq:
-                if seq == 0:
-                    return None  # claimed, never written
-                bid, bid_size, ask, ask_size, last = floats
-                update_id, exchange_ms, receive_ns = ints
-                return SharedQuote(
-                    venue, symbol, bid, bid_size, ask, ask_size, last, update_id, exchange_ms, receive_ns
-                )
-        return None
+            if not seq & 1:
+                floats = r.loadf_range(base + L.QUOTE_BID, L.QUOTE_FLOATS)
+                ints = r.load_range(base + L.QUOTE_UPDATE_ID, L.QUOTE_INTS)
+                if r.load(seq_word) == seq:
+                    if seq == 0:
+                        return None  # claimed, never written
+                    bid, bid_size, ask, ask_size, last = floats
+                    update_id, exchange_ms, receive_ns = ints
+                    return SharedQuote(
+                        venue, symbol, bid, bid_size, ask, ask_size, last, update_id, exchange_ms, receive_ns
+                    )
+            spins += 1
+            if spins >= _READ_SPINS:
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + _READ_SECONDS
+                elif now > deadline:
+                    return None  # a writer that died mid-write, or one stalled: no quote, never a torn one
+                time.sleep(0)  # let a writer thread of this process finish
+
+
+def _check_key(venue: object, symbol: object) -> None:
+    if not isinstance(venue, str) or not venue or not venue.isprintable():
+        raise ConfigError("venue", f"a venue name is a non-empty printable string, got {venue!r}")
+    try:
+        size = len(venue.encode())
+    except UnicodeEncodeError:
+        raise ConfigError("venue", f"a venue name is valid UTF-8, got {venue!r}") from None
+    if size > MAX_VENUE_BYTES:
+        raise ConfigError("venue", f"a venue name is at most {MAX_VENUE_BYTES} bytes, got {venue!r}")
+    problem = symbol_problem(symbol)
+    if problem is not None:
+        raise ConfigError("symbol", problem)
+
+
+def _after_fork_in_child() -> None:
+    for table in list(_TABLES):  # a thread of the parent may have held it: the child has no such thread
+        table._writing = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

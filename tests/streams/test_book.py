@@ -140,3 +140,29 @@ def test_whatever_the_stream_does_the_book_is_the_venues_or_knows_it_is_not(
             snapshot = venue.snapshot() if rng.random() < 0.5 else snapshot
         if book.synced:
             assert venue.history[book.last_id] == (book.bids, book.asks)
+
+
+def test_a_snapshot_older_than_the_synced_book_is_ignored() -> None:
+    venue = Venue(random.Random(6))
+    book = DepthBook("X")
+    old = venue.snapshot()
+    assert book.on_snapshot(old)
+    for _ in range(4):
+        book.on_diff(venue.step())
+    assert book.on_snapshot(old)  # the same snapshot again, late: nothing rewinds
+    assert (book.bids, book.asks, book.last_id) == (venue.bids, venue.asks, venue.update_id)
+
+
+def test_diffs_buffered_after_a_gap_are_kept_for_the_next_snapshot() -> None:
+    venue = Venue(random.Random(7))
+    book = DepthBook("X")
+    old = venue.snapshot()
+    book.on_diff(venue.step())
+    venue.step()  # lost
+    later = [venue.step() for _ in range(3)]
+    for diff in later:
+        book.on_diff(diff)
+    assert not book.on_snapshot(old)  # the buffer has a gap after it
+    middle = DepthSnapshot(later[0].final_id, *[sorted(side.items()) for side in venue.history[later[0].final_id]])
+    assert book.on_snapshot(middle)  # the diffs after the gap were kept: applied on top of it
+    assert (book.bids, book.asks, book.last_id) == (venue.bids, venue.asks, venue.update_id)

@@ -167,6 +167,10 @@ def test_a_venue_that_is_down_opens_the_breaker_and_the_feed_comes_back_with_it(
     ("field", "kw"),
     [
         ("url", {"url": "http://x"}),
+        ("url", {"url": "ws://127.0.0.1:99999"}),
+        ("symbols", {"symbols": {"BTC/USDT": "BTCUSDT", "XBT/USDT": "btcusdt"}}),
+        ("symbols", {"symbols": {"x" * 40: "BTCUSDT"}}),
+        ("venue", {"venue": "bin\0ance"}),
         ("venue", {"venue": ""}),
         ("symbols", {"symbols": {}}),
         ("symbols", {"symbols": {"BTC/USDT": "BTC/USDT"}}),
@@ -299,3 +303,99 @@ def test_the_feed_command_refuses_a_bad_symbol_clearly(core: Core) -> None:
         check=False,
     )
     assert result.returncode == 2 and "DESK=ID" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_update_ids_that_restart_after_a_reconnect_are_taken(core: Core) -> None:
+    async def scenario(server: Loopback) -> None:
+        feed = Feed(core, config(server))
+        async with Running(feed):
+            await server.wait_connection(1)
+            await server.send(ticker("BTCUSDT", 1_000_000, 99.0, 101.0))
+            await until(lambda: feed.stats.quotes == 1)
+            server.drop_mid_frame()  # the venue restarts and numbers its updates from 1 again
+            await server.wait_connection(2)
+            await server.send(ticker("BTCUSDT", 1, 199.0, 201.0))
+            await until(lambda: feed.stats.quotes == 2)
+            assert core.risk.ledger.mark("BTC/USDT") == 200.0
+
+    run(scenario)
+
+
+def test_ids_that_go_back_and_stay_back_are_taken_as_renumbered(core: Core) -> None:
+    async def scenario(server: Loopback) -> None:
+        feed = Feed(core, config(server))
+        async with Running(feed):
+            await server.wait_connection(1)
+            await server.send(ticker("BTCUSDT", 10**15, 99.0, 101.0))  # one wild id
+            for u in range(1, 60):
+                await server.send(ticker("BTCUSDT", u, 199.0, 201.0))
+            await until(lambda: feed.stats.messages == 60)
+            assert 0 < feed.stats.out_of_order < 59  # dropped for a while, not for ever
+            quote = core.quotes.get("binance", "BTC/USDT")
+            assert quote is not None and quote.update_id == 59
+
+    run(scenario)
+
+
+def test_a_conflated_quote_is_marked_once_due_even_if_none_follows(core: Core) -> None:
+    async def scenario(server: Loopback) -> None:
+        feed = Feed(core, config(server, mark_seconds=0.2))
+        async with Running(feed):
+            await server.wait_connection(1)
+            await server.send(ticker("BTCUSDT", 1, 99.0, 101.0))
+            await server.send(ticker("BTCUSDT", 2, 149.0, 151.0))  # within 0.2 s: conflated
+            await until(lambda: feed.stats.quotes == 2)
+            await until(lambda: core.risk.ledger.mark("BTC/USDT") == 150.0)  # the latest, marked when due
+
+    run(scenario)
+
+
+def test_stop_is_prompt_while_a_venue_never_completes_the_handshake(core: Core) -> None:
+    async def main() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(30)  # accepts TCP, never answers the handshake
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            cfg = FeedConfig(url=f"ws://127.0.0.1:{port}", venue="binance", symbols=SYMBOLS, open_seconds=5.0)
+            feed = Feed(core, cfg)
+            stop = asyncio.Event()
+            task = asyncio.create_task(feed.run(stop))
+            await asyncio.sleep(0.2)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            stop.set()
+            async with asyncio.timeout(10):
+                await task
+            assert loop.time() - started < 1.0  # not the 5 s the handshake may take
+            assert core.breaker("feed:binance").snapshot().trips == 0  # stopping is no failure of the venue
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_a_ledger_that_refuses_marks_costs_one_log_line_not_one_per_quote(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    with Core.create(max_symbols=1, clock=MonotonicClock(), plugins=make_plugin_manager(entry_points=False)) as core:
+        core.risk.on_price("SOL/USDT", 10.0)  # the ledger's one symbol is taken
+
+        async def scenario(server: Loopback) -> None:
+            feed = Feed(core, config(server, mark_seconds=0.0))
+            async with Running(feed):
+                await server.wait_connection(1)
+                for u in range(1, 101):
+                    await server.send(ticker("BTCUSDT", u, 99.0, 101.0))
+                await until(lambda: feed.stats.quotes == 100)
+                assert feed.stats.write_errors == 100  # each mark refused (CapacityError)...
+                quote = core.quotes.get("binance", "BTC/USDT")
+                assert quote is not None and quote.update_id == 100  # ...while the quotes flow on
+
+        with caplog.at_level(logging.ERROR, logger="bot4.streams"):
+            run(scenario)
+        assert len([r for r in caplog.records if "could not write" in r.getMessage()]) == 1
