@@ -9,11 +9,14 @@ callgrind collect only there (the set-up is not counted):
 
 then divide ``Collected`` by K. Operations: ``check`` (every built-in rule, the scenario of
 benches/test_risk.py), ``halted`` (denied by the kill switch), ``reserve`` (reserve and
-release), ``success`` (a guarded call on a closed breaker).
+release), ``success`` (a guarded call on a closed breaker), ``feed`` (one Binance
+bookTicker handled by the feed, benches/test_streams.py) and ``ccxtpro`` (the same
+message handled by ccxt.pro's binance, after its JSON decode).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections import deque
@@ -45,11 +48,45 @@ def operation(name: str, desk: tuple[RiskEngine, Order], core: Core) -> Callable
     if name == "success":
         call: Callable[[], None] = core.breaker("venue")(lambda: None)
         return call
-    raise SystemExit(f"unknown operation {name!r}: check, halted, reserve or success")
+    if name == "feed":
+        from benches.test_streams import SYMBOLS, messages
+        from bot4.streams.feed import Feed, FeedConfig
+
+        feed = Feed(core, FeedConfig(url="ws://127.0.0.1:9", venue="v", symbols=SYMBOLS, mark=False))
+        stream = iter(messages(100_000))  # (times + 200 of them at most)
+        return lambda: feed.on_message(next(stream))
+    raise SystemExit(f"unknown operation {name!r}: check, halted, reserve, success, feed or ccxtpro")
+
+
+async def ccxtpro(times: int) -> None:
+    """``ccxtpro``: ccxt.pro's binance handling the feed benchmark's messages (it wants a running loop)."""
+    import json
+
+    import ccxt.pro
+
+    from benches.test_streams import _market, messages
+
+    exchange = ccxt.pro.binance({"options": {"defaultType": "spot"}})
+    try:
+        exchange.set_markets([_market()])
+        client = exchange.client("wss://stream.binance.com:9443/stream")
+        stream = iter(messages(times + 200))
+
+        def op() -> None:
+            exchange.handle_message(client, json.loads(next(stream)))
+
+        for _ in range(200):
+            op()
+        deque(starmap(op, repeat((), times)), maxlen=0)
+    finally:
+        await exchange.close()
 
 
 def main() -> None:
     name, times = sys.argv[1], int(sys.argv[2])
+    if name == "ccxtpro":
+        asyncio.run(ccxtpro(times))
+        return
     desks = desk_fixture.__wrapped__()  # type: ignore[attr-defined]
     with Core.create(plugins=make_plugin_manager(entry_points=False)) as core:
         try:

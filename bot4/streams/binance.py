@@ -28,6 +28,7 @@ from bot4.streams.events import BalanceDelta, Balances, OrderUpdate, Quote, Trad
 __all__ = ["STATUSES", "TYPES", "BinanceSpot", "stream_names"]
 
 _INF = math.inf
+_new = tuple.__new__  # a NamedTuple made without its Python-level __new__ (the hot path)
 _MAX_INT = (1 << 63) - 1  # ids and times are kept in 64-bit words
 
 Event = Quote | Trade | DepthDiff | OrderUpdate | Balances | BalanceDelta
@@ -99,7 +100,7 @@ class BinanceSpot:
                 ok = 0 < bid <= ask < _INF and 0 <= bid_size < _INF and 0 <= ask_size < _INF
                 ok = ok and 0 <= u <= _MAX_INT and 0 <= e <= _MAX_INT
                 if ok and symbol:
-                    return Quote(symbol, bid, bid_size, ask, ask_size, u, e)
+                    return _new(Quote, (symbol, bid, bid_size, ask, ask_size, u, e))
         except (KeyError, ValueError, TypeError):
             pass
         return self._book_ticker_checked(m)

@@ -312,10 +312,13 @@ class Feed:
         handle = self._handles.get(symbol)
         if handle is None:
             handle = self._write(symbol, now, self._quotes.handle, self.config.venue, symbol)
-            if handle is None:
+            if handle is _FAILED:
                 return
             self._handles[symbol] = handle
-        self._write(symbol, now, self._quotes.write, handle, quote, now)
+        try:
+            self._quotes.write(handle, quote, now)
+        except Exception:
+            self._complain(symbol, now, "the quote")
         if self.config.mark:
             mid = (quote.bid + quote.ask) / 2
             if now - self._marked_ns.get(symbol, -(1 << 62)) >= self.config.mark_seconds * 1e9:
@@ -343,13 +346,15 @@ class Feed:
         try:
             return write(*args)
         except Exception:
-            self.stats.write_errors += 1
-            if now - self._complained_ns.get(symbol, -(1 << 62)) >= _COMPLAIN_NS:
-                self._complained_ns[symbol] = now
-                log.exception(
-                    "feed %s: could not write %s (%s)", self.config.venue, symbol, getattr(write, "__name__", write)
-                )
+            self._complain(symbol, now, getattr(write, "__name__", "it"))
             return _FAILED
+
+    def _complain(self, symbol: str, now: int, what: str) -> None:
+        """Count the write error being handled; log it with its traceback, once per symbol per 10 s."""
+        self.stats.write_errors += 1
+        if now - self._complained_ns.get(symbol, -(1 << 62)) >= _COMPLAIN_NS:
+            self._complained_ns[symbol] = now
+            log.exception("feed %s: could not write %s of %s", self.config.venue, what, symbol)
 
     def status(self) -> dict[str, Any]:
         """The feed's counts and connection state."""
@@ -361,6 +366,8 @@ class _Stopped(asyncio.CancelledError):
 
 
 _FAILED = object()
+
+
 _RENUMBERED = 50  # quotes in a row older than the newest of this connection: the venue renumbered them
 _COMPLAIN_NS = 10_000_000_000
 
