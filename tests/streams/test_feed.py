@@ -352,7 +352,10 @@ def test_a_conflated_quote_is_marked_once_due_even_if_none_follows(core: Core) -
 
 def test_stop_is_prompt_while_a_venue_never_completes_the_handshake(core: Core) -> None:
     async def main() -> None:
+        accepted = asyncio.Event()
+
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set()
             await asyncio.sleep(30)  # accepts TCP, never answers the handshake
 
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
@@ -362,7 +365,8 @@ def test_stop_is_prompt_while_a_venue_never_completes_the_handshake(core: Core) 
             feed = Feed(core, cfg)
             stop = asyncio.Event()
             task = asyncio.create_task(feed.run(stop))
-            await asyncio.sleep(0.2)
+            async with asyncio.timeout(30):
+                await accepted.wait()  # the feed is in the middle of its handshake
             loop = asyncio.get_running_loop()
             started = loop.time()
             stop.set()
