@@ -1,7 +1,8 @@
-"""What ``bot4 status`` shows: a live segment's breakers, fuse, workers, risk ledger."""
+"""What ``bot4 status`` shows: a live segment's breakers, fuse, workers, risk ledger, quotes (feed lag)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -51,12 +52,26 @@ def status_of(name: str) -> dict[str, Any]:
             )
         fuse = core.fuse.snapshot()
         risk = core.risk.snapshot()
+        now_ns = core.clock.now_ns()
+        quotes = [
+            {
+                "venue": q.venue,
+                "symbol": q.symbol,
+                "bid": _known(q.bid),
+                "ask": _known(q.ask),
+                "last": _known(q.last),
+                "age_seconds": round(max(0, now_ns - q.receive_ns) / 1e9, 3),
+                "mark_age_seconds": core.risk.ledger.mark_age(q.symbol),
+            }
+            for q in core.quotes.all()
+        ]
         switch = core.risk.kill_switch
         return {
             "segment": name,
             "clock": "host" if simulated_ns is None else f"simulated, at {simulated_ns / 1e9:.3f}s",
             "workers": [asdict(w) for w in core.workers() if w.slot != me],
             "breakers": breakers,
+            "quotes": quotes,
             "fuse": {
                 "state": fuse.state.name,
                 "open_breakers": fuse.open_breakers,
@@ -79,6 +94,11 @@ def status_of(name: str) -> dict[str, Any]:
                 "positions": {s: asdict(p) for s, p in risk.positions.items()},
             },
         }
+
+
+def _known(value: float) -> float | None:
+    """A price, or None for NaN (none published yet): JSON has no NaN."""
+    return None if math.isnan(value) else value
 
 
 def _simulated_now(segment: Segment) -> int | None:
@@ -113,6 +133,12 @@ def render(status: dict[str, Any]) -> str:
             f"  breaker {b['name']:<16} {b['state']:<11} calls {b['calls']:>6}  failures {b['failure_rate']:>6.1%}  "
             f"trips {b['trips']}{extra}"
         )
+    for q in status["quotes"]:
+        mark = q["mark_age_seconds"]
+        lines.append(
+            f"  quote {q['venue']}:{q['symbol']:<14} bid {_shown(q['bid'])}  ask {_shown(q['ask'])}  "
+            f"feed lag {q['age_seconds']:.3f}s" + ("" if mark is None else f"  mark age {mark:.3f}s")
+        )
     alive = [w for w in status["workers"] if w["alive"]]
     lines.append(
         f"  workers: {len(alive)} alive"
@@ -122,3 +148,7 @@ def render(status: dict[str, Any]) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def _shown(price: float | None) -> str:
+    return "-" if price is None else f"{price:,.6g}"

@@ -253,3 +253,23 @@ def test_a_claim_left_half_done_by_a_dead_process_is_reused(bot4_core: Core) -> 
     with Core.attach(bot4_core.name) as other:
         got = other.quotes.get("kraken", "BTC/USDT")
         assert got is not None and got.update_id == 2
+
+
+def test_bot4_status_shows_each_quote_with_its_feed_lag() -> None:
+    import json as jsonlib
+
+    from bot4 import MonotonicClock, make_plugin_manager
+    from bot4._cli.status import render, status_of
+
+    with Core.create(clock=MonotonicClock(), plugins=make_plugin_manager(entry_points=False)) as core:
+        now = core.clock.now_ns()
+        core.quotes.publish("binance", Quote("BTC/USDT", 99.0, 1.0, 101.0, 1.0, 7, 0), now - 2_000_000_000)
+        core.quotes.publish_last("kraken", "ETH/USDT", 2000.0)  # a trade, no quote yet
+        core.risk.on_price("BTC/USDT", 100.0)
+        status = status_of(core.name)
+        jsonlib.dumps(status, allow_nan=False)  # plain JSON: no NaN for a price not seen yet
+        (btc,) = [q for q in status["quotes"] if q["venue"] == "binance"]
+        assert (btc["bid"], btc["ask"]) == (99.0, 101.0) and 2.0 <= btc["age_seconds"] < 60.0
+        assert btc["mark_age_seconds"] is not None and btc["mark_age_seconds"] < 60.0
+        text = render(status)
+        assert "quote binance:BTC/USDT" in text and "feed lag 2." in text and "mark age" in text
