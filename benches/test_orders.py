@@ -19,6 +19,7 @@ import pytest
 
 from benches._nautilus import nautilus_orders_to_accept
 from bot4 import Core, Order, OrderEvent, OrderManager, PaperExchange, RiskLimits, TrackedOrder
+from bot4.streams.events import Quote
 
 DEEP = 1e12
 WARM_UP = 12_000  # more than the 10 000 finished orders a manager (and a paper venue) keeps
@@ -51,6 +52,29 @@ def desk() -> Iterator[OrderManager]:
         yield manager
 
 
+@pytest.fixture(scope="module")
+def quoted_desk() -> Iterator[tuple[OrderManager, Core]]:
+    """The pipeline's desk with both venues' top of book in the shared quote table, as a
+    feed keeps it: routing reads it there, and asks no venue for its book."""
+    with Core.create(max_reservations=65536) as core:
+        _open_limits(core)
+        for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
+            venue = PaperExchange(name)
+            venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
+            core.plugins.register(venue, name=name)
+        manager = OrderManager(core, routing="best_price", quote_max_age=60.0)
+        _publish_quotes(core)
+        for order in _orders(WARM_UP):
+            manager.submit(order)
+        yield manager, core
+
+
+def _publish_quotes(core: Core) -> None:
+    now = core.clock.now_ns()
+    for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
+        core.quotes.publish(name, Quote("BTC/USDT", 100 - spread, DEEP, 100 + spread, DEEP, 1), now)
+
+
 def _orders(n: int) -> list[Order]:
     return [Order(symbol="BTC/USDT", side="buy", quantity=0.01, stop_loss=98.0) for _ in range(n)]
 
@@ -69,6 +93,38 @@ def test_submit_to_fill_pipeline(benchmark: Any, desk: OrderManager) -> None:
 
     benchmark.pedantic(run, setup=fresh, rounds=30, iterations=1)
     assert all(m.status.name == "FILLED" for m in desk.orders()[-200:])
+    benchmark.extra_info["per_order_divisor"] = 200
+
+
+def test_submit_to_fill_pipeline_quoted(benchmark: Any, quoted_desk: tuple[OrderManager, Core]) -> None:
+    """The pipeline with routing on the shared quote table (no book call per order)."""
+    benchmark.group = "order submit -> fill -> P&L"
+    benchmark.extra_info["lib"] = "bot4 (quotes)"
+    desk, core = quoted_desk
+    batch: list[Order] = []
+    calls = [0]
+
+    def fresh() -> None:
+        batch[:] = _orders(200)
+        _publish_quotes(core)
+
+    def run() -> None:
+        for order in batch:
+            desk.submit(order)
+
+    counted = desk._call
+
+    def counting(venue: str, method: str, *args: Any) -> Any:
+        calls[0] += method == "fetch_order_book"
+        return counted(venue, method, *args)
+
+    desk._call = counting  # type: ignore[method-assign]
+    try:
+        benchmark.pedantic(run, setup=fresh, rounds=30, iterations=1)
+    finally:
+        del desk._call
+    assert all(m.status.name == "FILLED" for m in desk.orders()[-200:])
+    assert calls[0] == 0, "routing asked a venue for its book although its quote was fresh"
     benchmark.extra_info["per_order_divisor"] = 200
 
 

@@ -124,6 +124,10 @@ class OrderManager(VenueCalls, Placement):
         reconcile_every: reconcile with the venues (:meth:`reconcile`) before the first
             operation, and then before any operation once this many seconds (of the core's
             clock) have passed since the last; None: only when :meth:`reconcile` is called.
+        quote_max_age: routing takes a venue's top of book from the shared quote table
+            (``core.quotes``, written by a feed: :mod:`bot4.streams.feed`) instead of asking
+            the venue for its book, while that quote is at most this many seconds old (by its
+            receive time); an older quote, or none, and the venue is asked. None: always ask.
     """
 
     def __init__(
@@ -136,7 +140,10 @@ class OrderManager(VenueCalls, Placement):
         keep_finished: int = 10_000,
         protect: bool = False,
         reconcile_every: float | None = None,
+        quote_max_age: float | None = 1.0,
     ) -> None:
+        if quote_max_age is not None and not (is_positive(quote_max_age) and quote_max_age < 1e9):
+            raise ConfigError("quote_max_age", f"expected seconds > 0 or None, got {quote_max_age!r}")
         if reconcile_every is not None and not (is_positive(reconcile_every) and 0.001 <= reconcile_every < 1e9):
             raise ConfigError("reconcile_every", f"expected seconds >= 0.001 or None, got {reconcile_every!r}")
         if not isinstance(protect, bool):
@@ -154,6 +161,8 @@ class OrderManager(VenueCalls, Placement):
         self._keep_finished = keep_finished
         self._finished: deque[str] = deque()
         self._latency: dict[str, float] = {}
+        self._quotes = core.quotes
+        self._quote_max_age_ns = None if quote_max_age is None else round(quote_max_age * 1e9)
         self._venues: dict[str, ExchangeAdapter] = {}
         for group in reversed(core.plugins.hook.bot4_exchange_adapters()):  # in registration order
             for adapter in group:

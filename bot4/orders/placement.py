@@ -29,11 +29,13 @@ if TYPE_CHECKING:
     from bot4.orders.manager import ManagedOrder
     from bot4.orders.venue_calls import Flow
     from bot4.risk.engine import RiskEngine
+    from bot4.streams.quotes import QuoteTable
     from bot4.venues.protocol import ExchangeAdapter
 
 __all__ = ["Placement"]
 
 _new = tuple.__new__  # a NamedTuple without its Python-level __new__
+_INF = math.inf
 _LEG_TOLERANCE = 1e-9  # relative: legs within it of the order's quantity add up to it; smaller legs are dust
 
 
@@ -46,6 +48,8 @@ class Placement:
     _venues: dict[str, ExchangeAdapter]
     _venue_rows: list[tuple[str, ExchangeAdapter, Any]]
     _latency: dict[str, float]
+    _quotes: QuoteTable
+    _quote_max_age_ns: int | None
     _strategies: list[Callable[..., Route | None]]
     _strategies_gen: int
     _now_ns: Callable[[], int]
@@ -202,11 +206,27 @@ class Placement:
     def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
         """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
         capability, symbol, latency, reader = required_capability(order), order.symbol, self._latency, self._call
+        quoted = None if self._quote_max_age_ns is None else self._quote_book
         return [  # this order's own: concurrent orders never read each other's books
-            VenueInfo(name, adapter.fees, adapter.capabilities, latency.get(name), reader, symbol)
+            VenueInfo(name, adapter.fees, adapter.capabilities, latency.get(name), reader, symbol, None, quoted)
             for name, adapter, breaker in self._venue_rows
             if name not in excluded and adapter.capabilities.get(capability, False) and not breaker.would_reject()
         ]
+
+    def _quote_book(self, venue: str, symbol: str) -> dict[str, list[list[float]]] | None:
+        """``venue``'s top of book for ``symbol`` from the shared quote table as a one-level book,
+        or None: no quote, one older than ``quote_max_age`` (or from the future: another
+        clock), or one without a two-sided price."""
+        quote = self._quotes.get(venue, symbol)
+        if quote is None:
+            return None
+        age = self._now_ns() - quote.receive_ns
+        if not 0 <= age <= self._quote_max_age_ns:  # type: ignore[operator]
+            return None
+        bid, ask, bid_size, ask_size = quote.bid, quote.ask, quote.bid_size, quote.ask_size
+        if not (0 < bid <= ask < _INF and 0 < bid_size < _INF and 0 < ask_size < _INF):
+            return None  # NaN (never quoted), a crossed or one-sided book: ask the venue
+        return {"bids": [[bid, bid_size]], "asks": [[ask, ask_size]]}
 
     def _pick(self, order: Order, candidates: list[VenueInfo], excluded: set[str]) -> Route | None:
         """The routing strategy's route over ``candidates`` (a venue failing as it is read is dropped)."""

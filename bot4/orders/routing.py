@@ -45,11 +45,21 @@ class VenueInfo:
     symbol: str = ""
     """The symbol of the order being routed."""
     _cached: Any = field(default=None, repr=False)
+    _quoted: Callable[[str, str], dict[str, list[list[float]]] | None] | None = field(default=None, repr=False)
+    """Reads (venue, symbol)'s fresh top of book from the shared quote table, None if it has none."""
 
     def book(self) -> dict[str, list[list[float]]]:
-        """The venue's order book for the order's symbol (fetched once, through its breaker)."""
+        """The venue's order book for the order's symbol, read once per order.
+
+        When a feed keeps the venue's quote fresh in the shared quote table
+        (``OrderManager(quote_max_age=...)``), that top of book is the book — one level a
+        side, no venue call. Otherwise the venue is asked (``fetch_order_book``, through its
+        breaker).
+        """
         if self._cached is None:
-            self._cached = self._reader(self.name, "fetch_order_book", self.symbol)
+            quoted = self._quoted
+            book = None if quoted is None else quoted(self.name, self.symbol)
+            self._cached = self._reader(self.name, "fetch_order_book", self.symbol) if book is None else book
         return self._cached  # type: ignore[no-any-return]
 
 

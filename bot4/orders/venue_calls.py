@@ -169,6 +169,11 @@ class VenueCalls:
 
     async def _prefetch_books(self, candidates: list[VenueInfo]) -> set[str]:
         async def fetch(info: VenueInfo) -> str | None:
+            quoted = info._quoted
+            if quoted is not None:
+                info._cached = quoted(info.name, info.symbol)
+                if info._cached is not None:
+                    return None  # a fresh quote in the shared table: the venue is not asked
             try:
                 info._cached = await self._acall(info.name, "fetch_order_book", info.symbol)
             except (ExchangeError, CircuitOpenError):

@@ -75,6 +75,8 @@ class QuoteTable:
         self._r = context.segment.region
         self._lay = context.segment.layout
         self._index: dict[tuple[str, str], int] = {}
+        self._high = self._lay.quote(0) + L.QUOTE_HIGH  # the word: records in use are below it
+        self._scan_from = 1  # records below it were published when last scanned (record 0 is the header)
         self._writing = threading.Lock()  # threads of one process write one at a time
         _TABLES.add(self)
 
@@ -103,10 +105,14 @@ class QuoteTable:
 
     def get(self, venue: str, symbol: str) -> SharedQuote | None:
         """``venue``'s top of book for ``symbol``, or None (none published, or unreadable now)."""
-        index = self._lookup(venue, symbol)
-        if index is None:
-            self._scan()
+        try:
             index = self._index.get((venue, symbol))
+        except TypeError:  # unhashable: not a name at all
+            index = None
+        if index is None:
+            if self._r.load(self._high) > self._scan_from:
+                self._scan()  # records were published since the last look
+            index = self._lookup(venue, symbol)
         return None if index is None else self._read(index, venue, symbol)
 
     def all(self) -> list[SharedQuote]:
@@ -134,12 +140,16 @@ class QuoteTable:
     def _scan(self) -> None:
         """Learn the key of every published record (one record per key: claims hold the lock)."""
         r, lay = self._r, self._lay
-        high = min(r.load(lay.quote(0) + L.QUOTE_HIGH), L.QUOTES)
-        for index in range(1, high):
+        high = min(r.load(self._high), L.QUOTES)
+        gap = None  # the first record not published yet: the next scan starts there
+        for index in range(self._scan_from, high):
             base = lay.quote(index)
             if r.load(base + L.QUOTE_STATE) == PUBLISHED:
                 venue, _, symbol = decode_text(r.load_range(base + L.QUOTE_KEY, L.QUOTE_KEY_WORDS)).partition("\0")
                 self._index.setdefault((venue, symbol), index)
+            elif gap is None:
+                gap = index
+        self._scan_from = max(self._scan_from, high) if gap is None else gap
 
     def _claim(self, venue: str, symbol: str) -> int:
         r, lay = self._r, self._lay
@@ -159,9 +169,8 @@ class QuoteTable:
                 r.put(base + L.QUOTE_UPDATE_ID, *([0] * L.QUOTE_INTS))
                 r.store(base + L.QUOTE_SEQ, 0)
                 r.store(base + L.QUOTE_WRITER, 0)
-                high_word = lay.quote(0) + L.QUOTE_HIGH
-                if r.load(high_word) <= index:
-                    r.store(high_word, index + 1)
+                if r.load(self._high) <= index:
+                    r.store(self._high, index + 1)
                 r.store(base + L.QUOTE_STATE, PUBLISHED)
                 self._index[(venue, symbol)] = index
                 return index
