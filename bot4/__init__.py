@@ -45,6 +45,7 @@ from bot4.errors import (
     SegmentNotFoundError,
     SegmentSpaceError,
     SegmentStateError,
+    StreamClosedError,
     StreamError,
     StreamGapError,
     StreamMessageError,
@@ -71,6 +72,8 @@ from bot4.risk import (
     TradingState,
 )
 from bot4.shm.slots import WorkerSlot
+from bot4.streams.adapter import StreamAdapter
+from bot4.streams.events import OrderUpdate
 from bot4.venues.paper import Faults, PaperExchange
 from bot4.venues.protocol import ExchangeAdapter, Fees
 from bot4.workers import Supervisor, WorkerContext, run_workers
@@ -127,6 +130,7 @@ __all__ = [
     "OrderRejectedError",
     "OrderStatus",
     "OrderType",
+    "OrderUpdate",
     "PaperExchange",
     "PluginError",
     "PluginManager",
@@ -149,6 +153,8 @@ __all__ = [
     "SegmentStateError",
     "SharedClock",
     "Side",
+    "StreamAdapter",
+    "StreamClosedError",
     "StreamError",
     "StreamGapError",
     "StreamMessageError",

@@ -34,6 +34,7 @@ __all__ = [
     "SegmentNotFoundError",
     "SegmentSpaceError",
     "SegmentStateError",
+    "StreamClosedError",
     "StreamError",
     "StreamGapError",
     "StreamMessageError",
@@ -148,6 +149,11 @@ class StreamMessageError(StreamError, ValueError):
 
     def __str__(self) -> str:
         return f"malformed {self.kind} message: {self.field}: {self.message}"
+
+
+class StreamClosedError(StreamError):
+    """A stream adapter was closed, or lost its connection, while a ``watch_*`` call waited:
+    call it again to wait on the next connection (a closed adapter refuses it)."""
 
 
 class StreamGapError(StreamError):

@@ -48,10 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     feed = sub.add_parser("feed", help="run a venue's market stream into a live segment: quotes and marks")
     feed.add_argument("name", help="segment name")
-    feed.add_argument("--url", required=True, help="the venue's WebSocket base, e.g. wss://stream.binance.com:9443")
+    source = feed.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", help="a Binance-format WebSocket base, e.g. wss://stream.binance.com:9443")
+    source.add_argument("--adapter", help="instead: a stream adapter an installed plugin offers, by name")
     feed.add_argument("--venue", required=True, help="the venue's name in the quote table, e.g. binance")
     feed.add_argument(
-        "--symbol", action="append", required=True, metavar="DESK=ID", help="e.g. BTC/USDT=BTCUSDT (repeat)"
+        "--symbol",
+        action="append",
+        required=True,
+        metavar="DESK=ID",
+        help="e.g. BTC/USDT=BTCUSDT (repeat; with --adapter, DESK alone will do)",
     )
     feed.add_argument("--trades", action="store_true", help="also follow trades (last price)")
     feed.add_argument("--no-mark", action="store_true", help="do not mark the risk ledger (quotes only)")
@@ -179,14 +185,24 @@ def _feed(args: argparse.Namespace) -> int:
     symbols = {}
     for pair in args.symbol:
         desk, sep, venue_id = pair.partition("=")
-        if not sep or not desk or not venue_id:
+        if args.adapter and not sep:
+            venue_id = desk
+        elif not sep or not desk or not venue_id:
             raise ConfigError("symbol", f"expected DESK=ID (e.g. BTC/USDT=BTCUSDT), got {pair!r}")
         symbols[desk] = venue_id
     kinds = ("bookTicker", "trade") if args.trades else ("bookTicker",)
-    config = FeedConfig(url=args.url, venue=args.venue, symbols=symbols, kinds=kinds, mark=not args.no_mark)
+    config = FeedConfig(
+        url=args.url or "",
+        adapter=args.adapter or "",
+        venue=args.venue,
+        symbols=symbols,
+        kinds=kinds,
+        mark=not args.no_mark,
+    )
     with Core.attach(args.name) as core:
         feed = Feed(core, config)
-        print(f"{args.name}: following {', '.join(symbols)} from {config.stream_url} (Ctrl-C stops)", flush=True)
+        source = config.stream_url or f"stream adapter {config.adapter!r}"
+        print(f"{args.name}: following {', '.join(symbols)} from {source} (Ctrl-C stops)", flush=True)
         try:
             asyncio.run(feed.run())
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from bot4._numbers import is_positive
 from bot4.breaker.config import BreakerConfig
 from bot4.errors import (
+    Bot4Error,
     CircuitOpenError,
     ConfigError,
     ExchangeError,
@@ -30,11 +32,14 @@ from bot4.orders.routing import Route
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
 from bot4.orders.triggers import HeldStop, TriggerTable
+from bot4.orders.updates import update_report
 from bot4.orders.venue_calls import Flow, VenueCalls, _ainvoke
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
 from bot4.plugins.dispatch import notify
 from bot4.risk.decision import Decision, Reservation
 from bot4.shm._proc import identity_pid
+from bot4.streams.adapter import StreamAdapter, stream_adapters
+from bot4.streams.events import OrderUpdate
 from bot4.venues.protocol import ExchangeAdapter
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ __all__ = ["Flow", "ManagedOrder", "OrderManager"]
 
 log = logging.getLogger("bot4.orders")
 _new = tuple.__new__  # a NamedTuple without its Python-level __new__
+_FOLLOW_PAUSE, _FOLLOW_PAUSE_MAX = 0.1, 5.0  # seconds before asking a failed stream again
 
 
 def _idle() -> Flow[None]:
@@ -397,12 +403,114 @@ class OrderManager(VenueCalls, Placement):
             self._abandon(managed, exc, in_flight)
             raise
 
+    # ------------------------------------------------------------------ stream updates
+
+    def on_order_update(self, venue: str, update: OrderUpdate) -> ManagedOrder | None:
+        """Apply an order update that ``venue``'s stream pushed (see :mod:`bot4.orders.updates`):
+        the order's status and its fill, once per trade id whether the stream or the venue's
+        REST reply brings it first. Returns the order, or None when no order of this manager
+        has the update's client order id (another worker's, or one sent by hand).
+
+        Raises:
+            ExchangeReplyError: the update is not a valid report (nothing is applied).
+        """
+        return self._run(self._update_flow(venue, update))
+
+    async def aon_order_update(self, venue: str, update: OrderUpdate) -> ManagedOrder | None:
+        """:meth:`on_order_update` from asyncio."""
+        return await self._arun(self._update_flow(venue, update))
+
+    async def follow(self, stream: StreamAdapter | None = None) -> None:
+        """Apply every order update of ``stream`` (its ``watch_orders``) until cancelled; run it
+        as a task beside the ones that submit. ``stream.name`` must be a venue of this manager;
+        None: every stream adapter the plugins offer (``bot4_stream_adapters``) named as one.
+
+        An update that cannot be applied is logged and skipped. When the stream fails
+        (updates may have been missed meanwhile) the orders are reconciled with the venues
+        (:meth:`areconcile`), and the stream asked again after a pause."""
+        if stream is None:
+            streams = [s for name, s in stream_adapters(self._core.plugins).items() if name in self._venues]
+            if not streams:
+                raise ConfigError("stream", f"no stream adapter is named as a venue of this manager ({self.venues})")
+            async with asyncio.TaskGroup() as group:
+                for each in streams:
+                    group.create_task(self.follow(each))
+            return
+        if not isinstance(stream, StreamAdapter):
+            raise ConfigError("stream", f"expected a bot4 StreamAdapter, got {type(stream).__name__}")
+        if stream.name not in self._venues:
+            raise ConfigError("stream", f"stream {stream.name!r} is not a venue of this order manager")
+        pause = _FOLLOW_PAUSE
+        while True:
+            try:
+                updates = await stream.watch_orders()
+            except Exception as exc:
+                log.warning(
+                    "order updates of %s failed: %s; reconciling, asking again in %.1fs", stream.name, exc, pause
+                )
+                try:
+                    await self.areconcile()
+                except Exception:
+                    log.exception("reconciling after %s's order updates failed did not succeed", stream.name)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _FOLLOW_PAUSE_MAX)
+                continue
+            pause = _FOLLOW_PAUSE
+            for update in updates:
+                try:
+                    await self.aon_order_update(stream.name, update)
+                except Bot4Error as exc:
+                    log.warning("an order update of %s was not applied: %s", stream.name, exc)
+
+    def _update_flow(self, venue: str, update: OrderUpdate) -> Flow[ManagedOrder | None]:
+        if venue not in self._venues:
+            raise ConfigError("venue", f"no venue {venue!r} in this order manager")
+        if type(update) is not OrderUpdate:
+            raise ConfigError("update", f"expected a bot4 OrderUpdate, got {type(update).__name__}")
+        managed = (
+            self._orders.get(update.client_order_id) if update.client_order_id else self._by_venue_id(venue, update)
+        )
+        if managed is None:
+            return None
+        order = managed.tracked.order
+        known = managed.legs.get(venue)
+        if update.symbol != order.symbol or (known is not None and known != update.order_id):
+            log.warning(
+                "%s: an update for order %s (%s, venue id %s) does not match it (%s, venue id %s): ignored",
+                venue,
+                update.client_order_id,
+                update.symbol,
+                update.order_id,
+                order.symbol,
+                known,
+            )
+            return managed
+        report = update_report(venue, update, order.quantity)
+        if not managed.tracked.is_open:
+            if report.trades and not managed.tracked._applied(f"{venue}:{report.trades[0].id}"):
+                log.warning(
+                    "%s: a fill of order %s arrived after it ended (%s): reconcile", venue, managed.id, managed.status
+                )
+            return managed
+        self._absorb(managed, venue, report)
+        return managed
+        yield  # a flow that asks no venue anything
+
+    def _by_venue_id(self, venue: str, update: OrderUpdate) -> ManagedOrder | None:
+        """The open order whose leg at ``venue`` has the update's venue order id (an update
+        without a client order id)."""
+        for managed in self._orders.values():
+            if managed.legs.get(venue) == update.order_id and managed.tracked.is_open:
+                return managed
+        return None
+
     # ------------------------------------------------------------------ venue reports
 
     def _absorb(self, managed: ManagedOrder, venue: str, report: VenueReport) -> None:
         """Apply a venue's checked order report: acknowledgement, new trades, final status."""
         tracked, legs = managed.tracked, managed.legs
         status = report.status
+        was_open = tracked.is_open  # ended already (a stream's report came first): it is finished once
         legs[venue] = report.id
         if managed.unknown_legs:
             managed.unknown_legs -= {venue}
@@ -430,6 +538,8 @@ class OrderManager(VenueCalls, Placement):
             managed.open_legs |= {venue}
         elif venue in managed.open_legs:
             managed.open_legs -= {venue}
+        if not was_open:
+            return
         if tracked.status is OrderStatus.FILLED:
             self._finish(managed)
         elif (

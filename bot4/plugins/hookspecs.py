@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bot4.orders.routing import Route, VenueInfo
     from bot4.risk.decision import Decision, Rejection
     from bot4.risk.ledger import RiskLedger
+    from bot4.streams.adapter import StreamAdapter
     from bot4.venues.protocol import ExchangeAdapter
 
 __all__ = ["hookimpl", "hookspec"]
@@ -163,6 +164,27 @@ def bot4_exchange_adapters() -> list[ExchangeAdapter]:
                 return [MyBinanceAdapter(), bot4.PaperExchange("paper")]
 
     :return: a list of :class:`bot4.ExchangeAdapter` objects.
+    """
+    return []
+
+
+@hookspec
+def bot4_stream_adapters() -> list[StreamAdapter]:
+    """Venue streams this plugin offers: a feed (:class:`bot4.streams.feed.Feed`, ``FeedConfig(adapter=name)``)
+    and an order manager (:meth:`bot4.OrderManager.follow`) find them by name.
+
+    Every implementation is called; their lists are joined. A stream adapter's ``name``
+    must be unique, and is its venue's name (an order manager follows the streams named
+    as its venues).
+
+    Example::
+
+        class Streams:
+            @bot4.hookimpl
+            def bot4_stream_adapters(self):
+                return [BinanceStreams("binance", "wss://stream.binance.com:9443", {"BTC/USDT": "BTCUSDT"})]
+
+    :return: a list of :class:`bot4.StreamAdapter` objects.
     """
     return []
 

@@ -158,6 +158,9 @@ class BinanceSpot:
         if filled > amount * (1 + 1e-9) and amount > 0:
             raise StreamMessageError(kind, "z", f"filled {filled} more than the order's {amount}")
         fee_currency = m.get("N")
+        maker = m.get("m", False)
+        if type(maker) is not bool:
+            raise StreamMessageError(kind, "m", f"expected true or false, got {maker!r:.80}")
         return OrderUpdate(
             self._symbol(m, kind),
             client_id,
@@ -174,6 +177,7 @@ class BinanceSpot:
             fee_currency if isinstance(fee_currency, str) else None,
             trade_id if last_qty > 0 else -1,
             _time(m, "T", kind) or _time(m, "E", kind),
+            maker and last_qty > 0,
         )
 
     def account_position(self, m: Mapping[str, Any]) -> Balances:

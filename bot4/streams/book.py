@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from bot4.errors import StreamGapError
 
-__all__ = ["DepthBook", "DepthDiff", "DepthSnapshot", "Level"]
+__all__ = ["BookView", "DepthBook", "DepthDiff", "DepthSnapshot", "Level"]
 
 Level = tuple[float, float]
 """(price, quantity)."""
@@ -48,6 +48,18 @@ class DepthSnapshot(NamedTuple):
     last_update_id: int
     bids: list[Level]
     asks: list[Level]
+
+
+class BookView(NamedTuple):
+    """A book as a stream adapter gives it: the best levels of each side, best first."""
+
+    symbol: str
+    bids: list[Level]
+    """Highest price first."""
+    asks: list[Level]
+    """Lowest price first."""
+    update_id: int
+    """The venue's update id the book is at."""
 
 
 class DepthBook:
@@ -137,16 +149,28 @@ class DepthBook:
         asks = sorted(self.asks.items())[:levels]
         return bids, asks
 
+    def view(self, levels: int | None = None) -> BookView:
+        """The book's best ``levels`` each side (None: every level)."""
+        bids, asks = self.depth(len(self.bids) + len(self.asks) if levels is None else levels)
+        return BookView(self.symbol, bids, asks, self.last_id)
+
     def _apply(self, diff: DepthDiff) -> None:
         _merge(self.bids, diff.bids)
         _merge(self.asks, diff.asks)
         self.last_id = diff.final_id
 
-    def _lose_sync(self, diff: DepthDiff) -> None:
+    def desync(self) -> None:
+        """Start again from step 1 (diffs were missed, e.g. between two connections): the book
+        is cleared and buffers the diffs that follow, waiting for a new snapshot."""
+        if self.synced:
+            self.resyncs += 1
         self.synced = False
-        self.resyncs += 1
         self.bids, self.asks = {}, {}
         self.last_id = -1
+        self._buffer = []
+
+    def _lose_sync(self, diff: DepthDiff) -> None:
+        self.desync()
         self._buffer = [diff]
 
 

@@ -49,8 +49,9 @@ class OrderUpdate(NamedTuple):
     """ccxt's order status: ``open``, ``closed``, ``canceled``, ``rejected``, ``expired``."""
     price: float
     amount: float
-    filled: float
-    """The cumulative filled quantity."""
+    filled: float | None
+    """The cumulative filled quantity (None: not told — an update that only reports a fill,
+    or only a status)."""
     last_quantity: float
     """The quantity of the fill this update reports (0: no fill)."""
     last_price: float
@@ -59,6 +60,8 @@ class OrderUpdate(NamedTuple):
     trade_id: int
     """The fill's trade id (-1: no fill): a fill is applied once per trade id."""
     exchange_ms: int = 0
+    maker: bool = False
+    """Whether the fill was the maker's side (False when there is no fill)."""
 
 
 class Balances(NamedTuple):

@@ -25,16 +25,18 @@ import logging
 import random
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot4._numbers import is_number
 from bot4._symbols import symbol_problem
-from bot4.breaker.config import BreakerConfig
 from bot4.errors import CircuitOpenError, ConfigError, StreamMessageError
+from bot4.streams.adapter import StreamAdapter, quote_problem, stream_adapters
 from bot4.streams.binance import BinanceSpot, stream_names
+from bot4.streams.connection import Connection, ConnectionConfig, ConnectionStats
 from bot4.streams.events import Quote, Trade
 from bot4.streams.quotes import MAX_VENUE_BYTES
+from bot4.streams.sequence import UpdateIds
 
 if TYPE_CHECKING:
     from bot4.core import Core
@@ -46,44 +48,51 @@ log = logging.getLogger("bot4.streams")
 
 
 @dataclass(frozen=True, kw_only=True)
-class FeedConfig:
-    """What a feed follows and how it keeps its connection."""
+class FeedConfig(ConnectionConfig):
+    """What a feed follows, and how it keeps its connection (the fields of
+    :class:`bot4.streams.connection.ConnectionConfig`; its breaker is ``feed:<venue>``)."""
 
-    url: str
-    """The venue's WebSocket base, e.g. ``wss://stream.binance.com:9443``; the feed asks for
-    ``<url>/stream?streams=...``."""
+    url: str = ""
+    """The venue's Binance-format WebSocket base, e.g. ``wss://stream.binance.com:9443``; the
+    feed asks for ``<url>/stream?streams=...`` (a connection of its own, the fast path)."""
+    adapter: str = ""
+    """Instead of ``url``: the name of a stream adapter a plugin offers
+    (``bot4_stream_adapters``), whose ``watch_ticker`` the feed follows for each symbol."""
     venue: str
     """The venue's name in the quote table (routing finds its quotes by it)."""
     symbols: Mapping[str, str]
-    """Desk symbol → the venue's symbol id, e.g. ``{"BTC/USDT": "BTCUSDT"}``."""
+    """Desk symbol → the venue's symbol id, e.g. ``{"BTC/USDT": "BTCUSDT"}`` (with an
+    ``adapter``, the ids are the adapter's business: a sequence of desk symbols will do)."""
     kinds: tuple[str, ...] = ("bookTicker",)
     """Streams per symbol: ``bookTicker`` and ``trade``."""
     mark: bool = True
     """Write each symbol's mid price into the risk ledger as its mark."""
     mark_seconds: float = 0.05
     """At most one mark per symbol per this many seconds (the latest quote wins)."""
-    stall_seconds: float = 5.0
-    """No message for this long: the connection is dead; reconnect."""
-    ping_seconds: float = 5.0
-    """WebSocket ping interval, and how long a pong may take."""
-    backoff_seconds: float = 0.1
-    """The first reconnect waits up to this long (full jitter), doubling up to ``backoff_max_seconds``."""
-    backoff_max_seconds: float = 5.0
-    open_seconds: float = 5.0
-    """How long opening a connection may take."""
-    breaker: BreakerConfig = field(default_factory=lambda: BreakerConfig(consecutive_failures=5, open_seconds=2.0))
-    """The connection's breaker (``feed:<venue>``): open after this many failed connections in a row."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.url, str) or not self.url.startswith(("ws://", "wss://")):
+        super().__post_init__()
+        if not isinstance(self.adapter, str) or not isinstance(self.url, str) or bool(self.adapter) == bool(self.url):
+            raise ConfigError(
+                "url", f"expected a url or an adapter name (one of them), got {self.url!r}, {self.adapter!r}"
+            )
+        if self.adapter:
+            if not self.adapter.isprintable():
+                raise ConfigError("adapter", f"expected a printable adapter name, got {self.adapter!r}")
+            if isinstance(self.symbols, (list, tuple)):
+                object.__setattr__(self, "symbols", {symbol: symbol for symbol in self.symbols})
+            if self.kinds != ("bookTicker",):
+                raise ConfigError("kinds", f"a feed over an adapter follows its tickers only, got {self.kinds!r}")
+        elif not self.url.startswith(("ws://", "wss://")):
             raise ConfigError("url", f"expected a ws:// or wss:// URL, got {self.url!r}")
-        try:
-            parts = urllib.parse.urlsplit(self.url)
-            parts.port  # noqa: B018 - raises for a port out of range
-        except ValueError as exc:
-            raise ConfigError("url", f"{self.url!r}: {exc}") from None
-        if not parts.hostname:
-            raise ConfigError("url", f"no host in {self.url!r}")
+        else:
+            try:
+                parts = urllib.parse.urlsplit(self.url)
+                parts.port  # noqa: B018 - raises for a port out of range
+            except ValueError as exc:
+                raise ConfigError("url", f"{self.url!r}: {exc}") from None
+            if not parts.hostname:
+                raise ConfigError("url", f"no host in {self.url!r}")
         if not isinstance(self.venue, str) or not self.venue or not self.venue.isprintable():
             raise ConfigError("venue", f"expected a printable venue name, got {self.venue!r}")
         if len(self.venue.encode(errors="replace")) > MAX_VENUE_BYTES:
@@ -95,35 +104,29 @@ class FeedConfig:
             problem = symbol_problem(symbol)
             if problem is not None:
                 raise ConfigError("symbols", f"desk symbol {symbol!r} {problem}")
-            if not isinstance(venue_id, str) or not venue_id.isascii() or not venue_id.isalnum():
+            if self.adapter:
+                if not isinstance(venue_id, str) or not venue_id or not venue_id.isprintable():
+                    raise ConfigError("symbols", f"expected a printable venue id for {symbol!r}, got {venue_id!r}")
+            elif not isinstance(venue_id, str) or not venue_id.isascii() or not venue_id.isalnum():
                 raise ConfigError("symbols", f"expected an alphanumeric venue id for {symbol!r}, got {venue_id!r}")
             if venue_id.upper() in seen:
                 raise ConfigError("symbols", f"venue id {venue_id!r} is given for two desk symbols")
             seen.add(venue_id.upper())
         if not self.kinds or any(kind not in ("bookTicker", "trade") for kind in self.kinds):
             raise ConfigError("kinds", f"expected streams among 'bookTicker' and 'trade', got {self.kinds!r}")
-        for name in (
-            "mark_seconds",
-            "stall_seconds",
-            "ping_seconds",
-            "backoff_seconds",
-            "backoff_max_seconds",
-            "open_seconds",
-        ):
-            value = getattr(self, name)
-            if not is_number(value) or value < 0 or (value == 0 and name != "mark_seconds"):
-                raise ConfigError(name, f"expected a positive number of seconds, got {value!r}")
-        if self.backoff_max_seconds < self.backoff_seconds:
-            raise ConfigError("backoff_max_seconds", "must not be below backoff_seconds")
+        if not is_number(self.mark_seconds) or self.mark_seconds < 0:
+            raise ConfigError("mark_seconds", f"expected a number of seconds >= 0, got {self.mark_seconds!r}")
 
     @property
     def stream_url(self) -> str:
-        """The combined-stream URL the feed connects to."""
+        """The combined-stream URL the feed connects to ("" with an adapter)."""
+        if not self.url:
+            return ""
         return f"{self.url.rstrip('/')}/stream?streams={'/'.join(stream_names(self.symbols, self.kinds))}"
 
 
 @dataclass
-class FeedStats:
+class FeedStats(ConnectionStats):
     """What the feed has seen (this process's counts)."""
 
     messages: int = 0
@@ -132,11 +135,7 @@ class FeedStats:
     marks: int = 0
     malformed: int = 0
     out_of_order: int = 0
-    connects: int = 0
-    connect_failures: int = 0
     write_errors: int = 0
-    disconnects: int = 0
-    stalls: int = 0
 
 
 class Feed:
@@ -148,135 +147,102 @@ class Feed:
         self._core = core
         self.config = config
         self.stats = FeedStats()
-        self.connected = asyncio.Event()
-        """Set while connected (and a first message received)."""
         self._parser = BinanceSpot(config.symbols)
         self._breaker = core.breaker(f"feed:{config.venue}", config.breaker)
+        self._connection = (
+            None
+            if config.adapter
+            else Connection(
+                f"feed {config.venue}",
+                config.stream_url,
+                config,
+                self._breaker,
+                self.on_message,
+                on_open=self._on_open,
+                on_wake=self._on_wake,
+                stats=self.stats,
+            )
+        )
+        self.connected = asyncio.Event() if self._connection is None else self._connection.connected
+        """Set while connected (and a first message received)."""
         self._quotes = core.quotes
         self._handles: dict[str, int] = {}  # symbol -> its quote record
-        self._last_update: dict[str, int] = {}  # symbol -> the newest update id of this connection
-        self._behind: dict[str, int] = {}  # symbol -> quotes in a row older than _last_update
+        self._ids = UpdateIds(f"feed {config.venue}")  # the newest update id per symbol of this connection
         self._marked_ns: dict[str, int] = {}
         self._unmarked: dict[str, float] = {}  # symbol -> the latest mid not marked yet (conflated)
         self._complained_ns: dict[str, int] = {}  # symbol -> when its last write error was logged
         self._rng = random.Random()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Receive until ``stop`` is set (or the task is cancelled), reconnecting as needed."""
+        """Receive until ``stop`` is set (or the task is cancelled), reconnecting as needed.
+
+        Raises:
+            ConfigError: the ``adapter`` named is not offered by any plugin.
+        """
+        if self._connection is not None:
+            await self._connection.run(stop)
+            return
+        adapter = stream_adapters(self._core.plugins).get(self.config.adapter)
+        if adapter is None:
+            raise ConfigError("adapter", f"no plugin offers a stream adapter named {self.config.adapter!r}")
         stop = stop if stop is not None else asyncio.Event()
+        watching = [asyncio.ensure_future(self._watch(adapter, symbol, stop)) for symbol in self.config.symbols]
+        try:
+            while not stop.is_set():  # the conflated marks fall due here
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._on_wake() or self.config.mark_seconds or 0.05)
+        finally:
+            for task in watching:
+                task.cancel()
+            await asyncio.gather(*watching, return_exceptions=True)
+            self.connected.clear()
+
+    async def _watch(self, adapter: StreamAdapter, symbol: str, stop: asyncio.Event) -> None:
+        """Follow ``adapter``'s ticker of ``symbol`` into the quote table, through the feed's breaker."""
+        config, stats = self.config, self.stats
         attempt = 0
         while not stop.is_set():
             try:
-                received = await self._session(stop)
-            except CircuitOpenError as exc:
-                delay = exc.retry_after if exc.retry_after is not None else self.config.backoff_max_seconds
-                log.warning("feed %s: breaker open, next try in %.2fs", self.config.venue, delay)
-            else:
-                attempt = 0 if received else attempt + 1
-                cap = min(self.config.backoff_max_seconds, self.config.backoff_seconds * 2 ** min(attempt, 30))
-                delay = self._rng.uniform(0, cap)  # full jitter: reconnecting hosts spread out
-            if stop.is_set():
-                break
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+                with self._breaker.call():
+                    quote = await asyncio.wait_for(adapter.watch_ticker(symbol), config.stall_seconds)
             except TimeoutError:
-                pass
-
-    async def _session(self, stop: asyncio.Event) -> bool:
-        """One connection: connect through the breaker, receive until it ends; whether any message came."""
-        waiter = asyncio.ensure_future(stop.wait())
-        try:
-            ws = await self._connect(waiter)
-            if ws is None:
-                return False
-            self.stats.connects += 1
-            self._last_update.clear()  # a new connection may number its updates anew (a venue restarted)
-            self._behind.clear()
-            return await self._receive(ws, waiter)
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-
-    async def _connect(self, waiter: asyncio.Future[Any]) -> Any:
-        """A connection through the breaker (refused while it is open), or None: failed, or stopped meanwhile."""
-        from websockets.asyncio.client import connect
-
-        config = self.config
-        connecting: asyncio.Future[Any] | None = None
-        try:
-            with self._breaker.call():  # a failed connection counts against the breaker
-                connecting = asyncio.ensure_future(
-                    connect(
-                        config.stream_url,
-                        open_timeout=config.open_seconds,
-                        ping_interval=config.ping_seconds,
-                        ping_timeout=config.ping_seconds,
-                        close_timeout=1.0,
-                        compression=None,
-                        proxy=None,
-                        max_size=1 << 20,
+                stats.stalls += 1
+                self.connected.clear()
+                continue  # a quiet symbol, or an adapter reconnecting: ask again
+            except Exception as exc:
+                stats.connect_failures += 1
+                self.connected.clear()
+                attempt += 1
+                delay = (
+                    exc.retry_after
+                    if isinstance(exc, CircuitOpenError) and exc.retry_after is not None
+                    else self._rng.uniform(
+                        0, min(config.backoff_max_seconds, config.backoff_seconds * 2 ** min(attempt, 30))
                     )
                 )
-                done, _ = await asyncio.wait({connecting, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if connecting not in done:
-                    raise _Stopped  # neither a success nor a failure of the venue (the breaker ignores it)
-                return connecting.result()
-        except _Stopped:
-            return None
-        except CircuitOpenError:
-            raise
-        except Exception as exc:  # refused, unreachable, a bad handshake or redirect: back off and retry
-            log.warning("feed %s: cannot connect to %s: %s", config.venue, config.stream_url, exc)
-            self.stats.connect_failures += 1
-            return None
-        finally:
-            if connecting is not None and not connecting.done():
-                connecting.cancel()
-                with contextlib.suppress(BaseException):
-                    await connecting
+                log.warning("feed %s: %s ticker failed: %s; again in %.2fs", config.venue, symbol, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                continue
+            attempt = 0
+            stats.messages += 1
+            problem = quote_problem(quote, symbol)
+            if problem is not None:
+                stats.malformed += 1
+                log.warning("feed %s: dropped a malformed quote of %s: %s", config.venue, symbol, problem)
+                continue
+            self.connected.set()
+            self._on_quote(quote, self._core.clock.now_ns())
 
-    async def _receive(self, ws: Any, waiter: asyncio.Future[Any]) -> bool:
-        """Receive until the connection ends, stalls, or the feed stops; whether any message came."""
-        config = self.config
-        loop = asyncio.get_running_loop()
-        received = False
-        last_message = loop.time()
-        receive: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                if receive is None:
-                    receive = asyncio.ensure_future(ws.recv())
-                idle = loop.time() - last_message
-                timeout = config.stall_seconds - idle
-                if self._unmarked:
-                    timeout = min(timeout, config.mark_seconds)  # to mark a conflated quote once it is due
-                done, _ = await asyncio.wait(
-                    {receive, waiter}, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED
-                )
-                if waiter in done:
-                    return received
-                if receive in done:
-                    message = receive.result()
-                    receive = None
-                    received = True
-                    last_message = loop.time()
-                    self.connected.set()
-                    self.on_message(message)
-                elif loop.time() - last_message >= config.stall_seconds:
-                    self.stats.stalls += 1
-                    log.warning("feed %s: nothing for %.1fs: reconnecting", config.venue, config.stall_seconds)
-                    return received
-                if self._unmarked:
-                    self._mark_due(self._core.clock.now_ns())
-        except Exception as exc:  # the connection closed or broke: reconnect
-            log.warning("feed %s: connection lost: %s", config.venue, exc)
-            return received
-        finally:  # also on cancellation (Ctrl-C): nothing left pending, nothing unretrieved
-            if receive is not None and not receive.done():
-                receive.cancel()
-            self.connected.clear()
-            self.stats.disconnects += 1
-            await asyncio.shield(ws.close())
+    async def _on_open(self, ws: Any) -> None:
+        self._ids.clear()  # a new connection may number its updates anew (a venue restarted)
+
+    def _on_wake(self) -> float | None:
+        """Mark the conflated quotes now due; how soon to look again (None: at the next message)."""
+        if not self._unmarked:
+            return None
+        self._mark_due(self._core.clock.now_ns())
+        return self.config.mark_seconds if self._unmarked else None
 
     def on_message(self, message: str | bytes) -> None:
         """Handle one raw message: parse, drop what is malformed or out of order, write the rest."""
@@ -298,16 +264,9 @@ class Feed:
 
     def _on_quote(self, quote: Quote, now: int) -> None:
         symbol = quote.symbol
-        if quote.update_id <= self._last_update.get(symbol, -1):
-            behind = self._behind[symbol] = self._behind.get(symbol, 0) + 1
-            if behind < _RENUMBERED:
-                self.stats.out_of_order += 1  # older than (or the same as) what we hold: a replay or reordering
-                return
-            log.warning(
-                "feed %s: %s update ids went back and stayed back: taken as renumbered", self.config.venue, symbol
-            )
-        self._behind.pop(symbol, None)
-        self._last_update[symbol] = quote.update_id
+        if not self._ids.accept(symbol, quote.update_id):
+            self.stats.out_of_order += 1  # older than (or the same as) what we hold: a replay or reordering
+            return
         self.stats.quotes += 1
         handle = self._handles.get(symbol)
         if handle is None:
@@ -361,14 +320,9 @@ class Feed:
         return {"venue": self.config.venue, "connected": self.connected.is_set(), **vars(self.stats)}
 
 
-class _Stopped(asyncio.CancelledError):
-    """The feed was stopped while connecting (ignored by the breaker, as a cancellation is)."""
-
-
 _FAILED = object()
 
 
-_RENUMBERED = 50  # quotes in a row older than the newest of this connection: the venue renumbered them
 _COMPLAIN_NS = 10_000_000_000
 
 

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from bot4._numbers import is_number, is_positive
 from bot4.clock import Clock, MonotonicClock
@@ -31,7 +31,7 @@ from bot4.orders.market import market_of
 from bot4.plugins.hookspecs import hookimpl
 from bot4.venues.protocol import CAPABILITIES, Fees
 
-__all__ = ["Faults", "PaperExchange"]
+__all__ = ["Faults", "PaperExchange", "PaperListener"]
 
 Level = list[float]  # [price, amount]
 
@@ -60,6 +60,33 @@ class Faults:
         for window in self.outages:
             if len(window) != 2 or not window[0] < window[1]:
                 raise ConfigError("outages", f"each outage is (start, end) with start < end, got {window!r}")
+
+
+def _levels(levels: Sequence[tuple[float, float]], *, reverse: bool) -> list[Level]:
+    """A side of a book: one level per price (amounts at one price added), best first."""
+    merged: dict[float, float] = {}
+    for price, amount in levels:
+        if amount > 0:
+            merged[float(price)] = merged.get(float(price), 0.0) + float(amount)
+    return [[p, merged[p]] for p in sorted(merged, reverse=reverse)]
+
+
+@runtime_checkable
+class PaperListener(Protocol):
+    """What a paper venue tells of its changes (see :meth:`PaperExchange.listen`). Called in
+    the thread that changed the venue, with the venue's own records: read them, copy what
+    is kept, change nothing."""
+
+    def book_changed(self, venue: str, symbol: str, book: Mapping[str, list[list[float]]]) -> None:
+        """``symbol``'s book is now ``book`` (``bids`` and ``asks``, best first)."""
+
+    def order_changed(
+        self, venue: str, order: Mapping[str, Any], execution: str, trade: Mapping[str, Any] | None, filled: float
+    ) -> None:
+        """``order`` (ccxt's structure, as it is now) changed: ``execution`` is Binance's
+        execution type (``NEW``, ``TRADE``, ``CANCELED``, ``EXPIRED``, ``REJECTED``,
+        ``REPLACED``); ``trade`` is the fill of a ``TRADE``, and ``filled`` the quantity
+        filled as of it (the trades of one match are told one by one after it)."""
 
 
 class PaperExchange:
@@ -106,6 +133,32 @@ class PaperExchange:
         self._trade_ids = itertools.count(1)
         self.requests = 0
         """Requests received (including those that failed)."""
+        self._listeners: list[PaperListener] = []
+
+    def listen(self, listener: PaperListener) -> None:
+        """Tell ``listener`` of every change of a book and of an order from now on (a paper
+        venue's stream publishes them: :class:`bot4.venues.paper_stream.PaperStream`)."""
+        if not isinstance(listener, PaperListener):
+            raise ConfigError("listener", f"expected a PaperListener, got {type(listener).__name__}")
+        self._listeners.append(listener)
+
+    def books(self) -> dict[str, dict[str, list[Level]]]:
+        """Every symbol's book now (``bids`` and ``asks``, best first), a copy."""
+        return {s: {side: [list(lv) for lv in levels] for side, levels in b.items()} for s, b in self._books.items()}
+
+    def _book_changed(self, symbol: str) -> None:
+        book = self._books[symbol]
+        for listener in self._listeners:
+            listener.book_changed(self.name, symbol, book)
+
+    def _order_changed(self, order: dict[str, Any], execution: str, trade: dict[str, Any] | None = None) -> None:
+        filled = order["filled"]
+        if trade is not None:  # the filled quantity as of this trade (a match may have made several)
+            trades = order["trades"]
+            later = trades[trades.index(trade) + 1 :] if trades[-1] is not trade else ()
+            filled -= sum(t["amount"] for t in later)
+        for listener in self._listeners:
+            listener.order_changed(self.name, order, execution, trade, filled)
 
     @hookimpl
     def bot4_exchange_adapters(self) -> list[PaperExchange]:
@@ -115,11 +168,9 @@ class PaperExchange:
     # ------------------------------------------------------------------ market data
 
     def set_book(self, symbol: str, bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, float]]) -> None:
-        """Replace the book of ``symbol``; resting orders the new book crosses fill as maker."""
-        book = {
-            "bids": sorted(([float(p), float(a)] for p, a in bids if a > 0), key=lambda lv: -lv[0]),
-            "asks": sorted(([float(p), float(a)] for p, a in asks if a > 0), key=lambda lv: lv[0]),
-        }
+        """Replace the book of ``symbol`` (levels at one price are one level); resting orders the
+        new book crosses fill as maker."""
+        book = {"bids": _levels(bids, reverse=True), "asks": _levels(asks, reverse=False)}
         self._books[symbol] = book
         for order in list(self._orders.values()):
             if order["symbol"] == symbol and order["status"] == "open":
@@ -127,6 +178,8 @@ class PaperExchange:
                     self._trigger(order, book)  # a stop the new book reaches becomes a taker order
                 else:
                     self._match(order, book, maker=True)
+        if self._listeners:
+            self._book_changed(symbol)
 
     @staticmethod
     def _reached(order: dict[str, Any], book: dict[str, list[Level]]) -> bool:
@@ -143,6 +196,8 @@ class PaperExchange:
         self._match(order, book, maker=False)
         if order["status"] == "open" and order["type"] == "market":
             order["status"] = "canceled"  # a stop-market's remainder the book could not take
+            if self._listeners:
+                self._order_changed(order, "EXPIRED")
         if order["status"] != "open":
             self._closed_order(order["id"])
 
@@ -259,7 +314,7 @@ class PaperExchange:
         tif = params.get("timeInForce")
         tif = "GTC" if tif is None else str(tif).upper()
         amount = float(amount)
-        order_id = f"{self.name}-{next(self._ids)}"
+        order_id = str(next(self._ids))  # numeric, as a venue's own (its stream sends them as numbers)
         order: dict[str, Any] = {
             "id": order_id,
             "clientOrderId": params.get("clientOrderId"),
@@ -280,6 +335,9 @@ class PaperExchange:
             "triggered": trigger is None,
         }
         self._orders[order_id] = order
+        listened = bool(self._listeners)
+        if listened:
+            self._order_changed(order, "NEW")
         if not order["triggered"]:  # a stop rests until the book reaches its trigger
             self._trigger(order, book)
             return self._report(order)
@@ -296,6 +354,10 @@ class PaperExchange:
             self._match(order, book, maker=False)
             if order["status"] == "open" and (type == "market" or tif == "IOC" or tif == "FOK"):
                 order["status"] = "canceled"  # what could not fill now is canceled
+                if listened:
+                    self._order_changed(order, "EXPIRED")
+        elif listened:
+            self._order_changed(order, "REJECTED" if order["status"] == "rejected" else "EXPIRED")
         if order["status"] != "open":
             self._closed_order(order_id)
         return self._report(order)
@@ -330,6 +392,7 @@ class PaperExchange:
         fee_rate = self.fees.maker if maker else self.fees.taker
         liquidity = "maker" if maker else "taker"
         trades, order_fee = order["trades"], order["fee"]
+        traded = len(trades)
         filled, cost, fees = order["filled"], order["cost"], order_fee["cost"]
         remaining = order["remaining"]
         while remaining > 1e-12 and levels:
@@ -342,7 +405,7 @@ class PaperExchange:
             fee = take * price * fee_rate
             trades.append(
                 {
-                    "id": f"{self.name}-t{next(self._trade_ids)}",
+                    "id": str(next(self._trade_ids)),
                     "order": order["id"],
                     "price": price,
                     "amount": take,
@@ -367,6 +430,10 @@ class PaperExchange:
             remaining = 0.0
             order["status"] = "closed"
         order["remaining"] = remaining
+        if self._listeners and len(trades) > traded:
+            for trade in trades[traded:]:
+                self._order_changed(order, "TRADE", trade)
+            self._book_changed(order["symbol"])
 
     def cancel_order(self, id: str, symbol: str | None = None) -> dict[str, Any]:
         """Cancel an open order."""
@@ -377,6 +444,8 @@ class PaperExchange:
         if order["status"] != "open":
             raise ExchangeError(self.name, f"order {id!r} is {order['status']}, not open")
         order["status"] = "canceled"
+        if self._listeners:
+            self._order_changed(order, "CANCELED")
         return self._report(order)
 
     def edit_order(
@@ -406,6 +475,8 @@ class PaperExchange:
             if order["type"] != "limit" or not is_positive(price):
                 raise ExchangeError(self.name, f"invalid price {price!r}")
             order["price"] = float(price)
+        if self._listeners:
+            self._order_changed(order, "REPLACED")
         if order["triggered"]:
             self._match(order, self._book(order["symbol"]), maker=False)
         if order["remaining"] <= 1e-12 * order["amount"]:
