@@ -27,6 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     ("guarded_exchange.py", (), "rejected: binance is FORCED_OPEN (maintenance window)"),
     ("bracket.py", (), "stop FILLED | take-profit CANCELED"),
     ("supervised_workers.py", ("2",), "audit []"),
+    ("live_streams.py", (), "order FILLED at 100.0, position 1.0"),
 ])  # fmt: skip
 def test_an_example_runs(script: str, args: tuple[str, ...], shows: str) -> None:
     assert shows in run(script, *args).stdout

@@ -15,11 +15,14 @@ the same seed gives the same report (its measured latencies aside), whatever the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import math
 import multiprocessing as mp
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -36,13 +39,19 @@ from bot4.orders.manager import ManagedOrder, OrderManager
 from bot4.orders.model import Order, Side
 from bot4.orders.status import OrderStatus
 from bot4.risk.limits import RiskLimits
+from bot4.streams.binance_ws import BinanceStreams
+from bot4.streams.feed import FeedConfig, FeedWorker
 from bot4.venues.paper import Faults, PaperExchange
+from bot4.venues.paper_stream import PaperStream
 from bot4.venues.protocol import Fees
 from bot4.workers import Supervisor, WorkerContext
 
 __all__ = ["SimulationConfig", "run_simulation"]
 
 SIMULATED_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time 0, for trading days
+VENUES = ("venue-a", "venue-b")
+_CATCH_UP_SECONDS = 5.0  # a worker on streams waits at most this long at the end for its fills to be told
+_MARKET_LEAD = 0.5  # seconds: round 0's books are published this early, for the feeds' first marks
 VENUE_BREAKER = BreakerConfig(
     minimum_calls=10, consecutive_failures=3, window_seconds=2.0, open_seconds=1.0, half_open_calls=2
 )
@@ -61,6 +70,11 @@ class SimulationConfig:
     """venue-b is down between these fractions of the run."""
     error_rate: float = 0.05
     """Share of venue-b's requests that fail outside the outage."""
+    streams: bool = False
+    """Run on streams: the venues publish their books over WebSocket on loopback (Binance's
+    format), a supervised feed per venue writes them into the quote table and the ledger's
+    marks, routing reads the quotes (best price), and each worker's order manager follows
+    its venues' order updates; the run is then paced by the streams, not replayed exactly."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 32:
@@ -104,7 +118,7 @@ class _Tally:
     check_ns: list[int] = field(default_factory=list)
 
 
-def _act(
+def _decide(
     config: SimulationConfig,
     paths: np.ndarray,
     tick: int,
@@ -114,11 +128,12 @@ def _act(
     venues: list[PaperExchange],
     rng: np.random.Generator,
     tally: _Tally,
-) -> ManagedOrder:
-    """One worker's turn: this tick's books and marks, then one order of its momentum strategy."""
+) -> Order:
+    """One worker's turn up to its order: this tick's books and marks, then the order of its
+    momentum strategy (risk-checked once, timed). On streams the feeds mark the ledger."""
     prices = paths[tick]
     _books(venues, config.symbols, prices)
-    if index == 0:  # one process feeds the shared ledger's marks and correlation
+    if index == 0 and not config.streams:  # one process feeds the shared ledger's marks and correlation
         for symbol, price in zip(config.symbols, prices, strict=True):
             om.mark(symbol, float(price))
     else:
@@ -146,8 +161,10 @@ def _act(
     started = time.perf_counter_ns()
     core.risk.check(order)
     tally.check_ns.append(time.perf_counter_ns() - started)
-    started = time.perf_counter_ns()
-    managed = om.submit(order)
+    return order
+
+
+def _tallied(managed: ManagedOrder, started: int, tally: _Tally) -> ManagedOrder:
     tally.submit_ns.append(time.perf_counter_ns() - started)
     if managed.decision is not None:
         tally.rejections.update(managed.decision.codes)
@@ -155,70 +172,205 @@ def _act(
 
 
 def _worker(config: SimulationConfig, turns: Any, t0: float, out_dir: str, context: WorkerContext) -> None:
-    """One worker: in round ``r`` it acts when ``turns`` reaches ``r * workers + index``.
+    """One worker: a trader (index below ``workers``), or on streams the feed of one venue."""
+    if context.index >= config.workers:  # it ends once every trader's turn of the run is taken
+        rounds = min(int(config.duration / config.tick_seconds), len(price_paths(config)))
+        config_of_feed = _feed_config(config, VENUES[context.index - config.workers], out_dir)
+        FeedWorker(config_of_feed, until=lambda: int(turns.value) >= rounds * config.workers)(context)
+    elif config.streams:
+        asyncio.run(_trade_on_streams(config, turns, t0, out_dir, context))
+    else:
+        _trade(config, turns, t0, out_dir, context)
 
-    Turns make the run replay exactly from its seed: the workers act one after another in
-    index order, in simulated time (the shared clock moves ``tick_seconds`` per round),
-    paced to real time from ``t0`` (monotonic). Only a worker's restart breaks the replay.
-    """
-    core, index, n = context.core, context.index, config.workers
-    clock = core.clock
-    paths = price_paths(config)
-    rounds = min(int(config.duration / config.tick_seconds), len(paths))
+
+def _venues(config: SimulationConfig, index: int, clock: Any) -> list[PaperExchange]:
+    """The worker's paper venues: venue-a (healthy) and venue-b (cheaper, faulty)."""
     start, end = (f * config.duration for f in config.outage)
-    healthy = PaperExchange("venue-a", fees=Fees(maker=0.0002, taker=0.0006), seed=config.seed + index, clock=clock)
+    healthy = PaperExchange(VENUES[0], fees=Fees(maker=0.0002, taker=0.0006), seed=config.seed + index, clock=clock)
     faulty = PaperExchange(
-        "venue-b",
+        VENUES[1],
         fees=Fees(maker=0.0001, taker=0.0004),
         faults=Faults(error_rate=config.error_rate, outages=((start, end),)),
         seed=config.seed + 100 + index,
         clock=clock,
     )
-    venues = [healthy, faulty]
-    for venue in venues:
-        core.plugins.register(venue, name=venue.name)
-    om = OrderManager(core, routing="lowest_fee", breaker_config=VENUE_BREAKER)
-    rng = np.random.default_rng(config.seed * 1000 + index)
-    tally = _Tally()
-    live_path, next_live = Path(out_dir) / f"live-{index}.json", 0.0
-    # Every fill is written down as it is known, so a worker killed mid-run keeps its fills in the report.
-    fill_log = open(Path(out_dir) / f"fills-{index}-{context.incarnation}.jsonl", "a", buffering=1)  # noqa: SIM115
-    turn = int(turns.value)
-    first = turn // n + (1 if turn % n > index else 0)  # a restarted worker joins at its next turn
-    for tick in range(first, rounds):
-        mine = tick * n + index
-        if not _wait_turn(turns, mine, t0 + tick * config.tick_seconds, context):
-            break
-        if index == 0:  # the first turn of a round moves the simulated clock
-            clock.set(tick * config.tick_seconds)  # type: ignore[attr-defined]
-        managed = _act(config, paths, tick, index, core, om, venues, rng, tally)
+    return [healthy, faulty]
+
+
+class _Run:
+    """A trader's run: its venues, order manager, tally and the files the supervisor reads."""
+
+    def __init__(self, config: SimulationConfig, turns: Any, out_dir: str, context: WorkerContext) -> None:
+        self.config, self.turns, self.context = config, turns, context
+        core, index = context.core, context.index
+        self.core, self.index, self.n = core, index, config.workers
+        self.paths = price_paths(config)
+        self.rounds = min(int(config.duration / config.tick_seconds), len(self.paths))
+        self.venues = _venues(config, index, core.clock)
+        for venue in self.venues:
+            core.plugins.register(venue, name=venue.name)
+        self.om = OrderManager(
+            core, routing="best_price" if config.streams else "lowest_fee", breaker_config=VENUE_BREAKER
+        )
+        self.rng = np.random.default_rng(config.seed * 1000 + index)
+        self.tally = _Tally()
+        self.out = Path(out_dir)
+        self.live_path, self.next_live = self.out / f"live-{index}.json", 0.0
+        # Every fill is written down as it is known, so a worker killed mid-run keeps its fills in the report.
+        self.fill_log = open(self.out / f"fills-{index}-{context.incarnation}.jsonl", "a", buffering=1)  # noqa: SIM115
+        turn = int(turns.value)
+        self.first = turn // self.n + (1 if turn % self.n > index else 0)  # a restarted worker joins at its next turn
+        self.order_updates = 0
+        self.fills_told = 0
+
+    def decide(self, tick: int) -> Order:
+        if self.index == 0:  # the first turn of a round moves the simulated clock
+            self.core.clock.set(tick * self.config.tick_seconds)  # type: ignore[attr-defined]
+        return _decide(self.config, self.paths, tick, self.index, self.core, self.om, self.venues, self.rng, self.tally)
+
+    def done(self, managed: ManagedOrder, mine: int) -> None:
         sign = 1 if managed.tracked.order.side is Side.BUY else -1
         for fill in managed.tracked.fills:
             line = {"venue": fill.venue, "symbol": managed.tracked.order.symbol, "quantity": sign * fill.quantity}
-            fill_log.write(json.dumps(line) + "\n")
-        turns.value = mine + 1
+            self.fill_log.write(json.dumps(line) + "\n")
+        self.turns.value = mine + 1
         now = time.monotonic()
-        if now >= next_live:  # what the supervisor's live view shows of this worker
-            next_live = now + 0.5
-            live = {"orders": Counter(m.status.name for m in om.orders()), "net_pnl": om.pnl().net}
-            live_path.write_text(json.dumps(live))
-    fill_log.close()
-    orders = om.orders()
-    summary = {
-        "worker": index,
-        "incarnation": context.incarnation,
-        "orders_by_status": Counter(m.status.name for m in orders),
-        "rejections_by_code": tally.rejections,
-        "net_quantity_from_fills": _net_from_fills(orders),
-        "net_quantity_from_pnl": {s: om.book.net_quantity(s) for s in config.symbols},
-        "pnl_by_venue": {v: t._asdict() for v, t in om.book.by("venue").items()},
-        "pnl_by_strategy": {v: t._asdict() for v, t in om.book.by("strategy").items()},
-        "submit_latency_ns": tally.submit_ns,
-        "check_latency_ns": tally.check_ns,
-        "undeclared_states": [m.status.name for m in orders if m.status not in OrderStatus],
-    }
-    path = Path(out_dir) / f"worker-{index}-{context.incarnation}.json"
-    path.write_text(json.dumps(summary, default=float))
+        if now >= self.next_live:  # what the supervisor's live view shows of this worker
+            self.next_live = now + 0.5
+            live = {"orders": Counter(m.status.name for m in self.om.orders()), "net_pnl": self.om.pnl().net}
+            self.live_path.write_text(json.dumps(live))
+
+    def summary(self) -> None:
+        self.fill_log.close()
+        om, orders = self.om, self.om.orders()
+        summary = {
+            "worker": self.index,
+            "incarnation": self.context.incarnation,
+            "orders_by_status": Counter(m.status.name for m in orders),
+            "rejections_by_code": self.tally.rejections,
+            "net_quantity_from_fills": _net_from_fills(orders),
+            "net_quantity_from_pnl": {s: om.book.net_quantity(s) for s in self.config.symbols},
+            "pnl_by_venue": {v: t._asdict() for v, t in om.book.by("venue").items()},
+            "pnl_by_strategy": {v: t._asdict() for v, t in om.book.by("strategy").items()},
+            "submit_latency_ns": self.tally.submit_ns,
+            "check_latency_ns": self.tally.check_ns,
+            "undeclared_states": [m.status.name for m in orders if m.status not in OrderStatus],
+            "order_updates_received": self.order_updates,
+            "fills_told_by_streams": self.fills_told,
+        }
+        path = self.out / f"worker-{self.index}-{self.context.incarnation}.json"
+        path.write_text(json.dumps(summary, default=float))
+
+
+def _trade(config: SimulationConfig, turns: Any, t0: float, out_dir: str, context: WorkerContext) -> None:
+    """A trader: in round ``r`` it acts when ``turns`` reaches ``r * workers + index``.
+
+    Turns make the run replay exactly from its seed: the workers act one after another in
+    index order, in simulated time (the shared clock moves ``tick_seconds`` per round),
+    paced to real time from ``t0`` (monotonic). Only a worker's restart breaks the replay.
+    """
+    run = _Run(config, turns, out_dir, context)
+    for tick in range(run.first, run.rounds):
+        mine = tick * run.n + run.index
+        if not _wait_turn(turns, mine, t0 + tick * config.tick_seconds, context):
+            break
+        order = run.decide(tick)
+        started = time.perf_counter_ns()
+        run.done(_tallied(run.om.submit(order), started, run.tally), mine)
+    run.summary()
+
+
+async def _trade_on_streams(
+    config: SimulationConfig, turns: Any, t0: float, out_dir: str, context: WorkerContext
+) -> None:
+    """A trader on streams: as :func:`_trade`, from asyncio, its order manager following the
+    order updates its venues publish (each fill applied once, whichever comes first)."""
+    run = _Run(config, turns, out_dir, context)
+    streams, adapters = [], []
+    for venue in run.venues:
+        stream = PaperStream(venue)
+        await stream.start()
+        adapter = BinanceStreams(venue.name, stream.url, _stream_ids(config), user_url=stream.user_url)
+        run.core.plugins.register(adapter, name=f"{venue.name}-streams")
+        streams.append(stream)
+        adapters.append(adapter)
+    follower = asyncio.ensure_future(run.om.follow())
+    try:
+        for tick in range(run.first, run.rounds):
+            mine = tick * run.n + run.index
+            if not await _await_turn(turns, mine, t0 + tick * config.tick_seconds, context):
+                break
+            order = run.decide(tick)
+            started = time.perf_counter_ns()
+            run.done(_tallied(await run.om.asubmit(order), started, run.tally), mine)
+        fills = sum(len(m.tracked.fills) for m in run.om.orders())
+        with contextlib.suppress(TimeoutError):  # the fills of the last turns still on their way
+            async with asyncio.timeout(_CATCH_UP_SECONDS):
+                while sum(a.stats.fills for a in adapters) < fills:
+                    await asyncio.sleep(0.01)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        run.order_updates = sum(a.stats.order_updates for a in adapters)
+        run.fills_told = sum(a.stats.fills for a in adapters)
+        for adapter in adapters:
+            await adapter.close()
+        for stream in streams:
+            await stream.stop()
+    run.summary()
+
+
+def _stream_ids(config: SimulationConfig) -> dict[str, str]:
+    """Desk symbol → Binance id: ``BTC/USDT`` → ``BTCUSDT``."""
+    return {symbol: symbol.replace("/", "") for symbol in config.symbols}
+
+
+def _feed_config(config: SimulationConfig, venue: str, out_dir: str) -> FeedConfig:
+    """The feed of ``venue``'s market stream (its URL is in ``out_dir``); venue-a's marks the ledger."""
+    url = (Path(out_dir) / f"stream-{venue}.url").read_text()
+    return FeedConfig(url=url, venue=venue, symbols=_stream_ids(config), mark=venue == VENUES[0], mark_seconds=0.0)
+
+
+class _Market:
+    """The venues' market data on streams: books set from the price paths, round by round in
+    real time, each venue published by a paper stream (in threads of the supervisor)."""
+
+    def __init__(self, config: SimulationConfig, t0: float, out_dir: str) -> None:
+        self.config, self.t0 = config, t0
+        self.venues = [PaperExchange(name) for name in VENUES]
+        self.paths = price_paths(config)
+        self.streams = [PaperStream(venue, _stream_ids(config)) for venue in self.venues]
+        for venue, stream in zip(VENUES, self.streams, strict=True):
+            stream.start_thread()
+            (Path(out_dir) / f"stream-{venue}.url").write_text(stream.url)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._publish, name="demo-market", daemon=True)
+        self._thread.start()
+
+    def _publish(self) -> None:
+        rounds = min(int(self.config.duration / self.config.tick_seconds), len(self.paths))
+        for tick in range(
+            rounds
+        ):  # each round's books a little ahead of its orders (the first: the feeds' first marks)
+            due = self.t0 + tick * self.config.tick_seconds - (_MARKET_LEAD if tick == 0 else 0.0)
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
+            _books(self.venues, self.config.symbols, self.paths[tick])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        for stream in self.streams:
+            stream.stop_thread()
+
+
+async def _await_turn(turns: Any, mine: int, pace: float, context: WorkerContext) -> bool:
+    """:func:`_wait_turn` in asyncio: the follower of order updates runs meanwhile."""
+    while turns.value != mine or time.monotonic() < pace:
+        if not context.running():
+            return False
+        await asyncio.sleep(0.0002)
+    return True
 
 
 def _wait_turn(turns: Any, mine: int, pace: float, context: WorkerContext) -> bool:
@@ -267,6 +419,7 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
         max_correlation=0.9,
         correlation_sample_seconds=0.25,
         correlation_min_samples=20,
+        max_price_age=1.0 if config.streams else None,  # on streams: no new risk on a price the feed lost
     )
     clock = SharedClock(epoch=SIMULATED_EPOCH)  # simulated time: the same run from the same seed
     turns = mp.get_context("spawn").RawValue("q", 0)
@@ -275,11 +428,13 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
         core.risk.set_equity(1_000_000.0)
         for name in ("venue-a", "venue-b"):
             core.breaker(name, VENUE_BREAKER)
-        t0 = time.monotonic() + 1.0  # every worker starts before the first round
+        t0 = time.monotonic() + (
+            2.0 if config.streams else 1.0
+        )  # every worker (and feed) starts before the first round
         started = time.monotonic()
-        supervisor = Supervisor(
-            core, functools.partial(_worker, config, turns, t0, out_dir), config.workers, clock=clock
-        )
+        market = _Market(config, t0, out_dir) if config.streams else None
+        n = config.workers + (len(VENUES) if config.streams else 0)  # on streams: a feed per venue too
+        supervisor = Supervisor(core, functools.partial(_worker, config, turns, t0, out_dir), n, clock=clock)
         last = [0.0]
 
         def tick() -> None:
@@ -287,7 +442,11 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
                 last[0] = time.monotonic()
                 print(_live(core, started, config.duration + 1.0, out_dir), flush=True)
 
-        code = supervisor.run(duration=config.duration + 30.0, on_tick=tick)
+        try:
+            code = supervisor.run(duration=config.duration + 30.0, on_tick=tick)
+        finally:
+            if market is not None:
+                market.close()
         summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("worker-*.json"))]
         fills = [json.loads(line) for p in sorted(Path(out_dir).glob("fills-*.jsonl")) for line in p.open()]
         return _report(core, config, summaries, fills, code, supervisor)
@@ -365,6 +524,11 @@ def _report(
         "submit_latency_us": pct,
         "check_latency_us": check_pct,
         "invariants": invariants,
+        "order_updates_received": sum(s["order_updates_received"] for s in summaries),
+        "fills_told_by_streams": sum(s["fills_told_by_streams"] for s in summaries),
+        "quotes": {
+            f"{q.venue} {q.symbol}": {"bid": q.bid, "ask": q.ask, "update_id": q.update_id} for q in core.quotes.all()
+        },
     }
 
 
@@ -406,5 +570,11 @@ def render(report: dict[str, Any]) -> str:
     for label, key in (("risk check", "check_latency_us"), ("order processing", "submit_latency_us")):
         if report[key]:
             lines.append(f"{label} latency (µs): " + "  ".join(f"p{k} {v:,.1f}" for k, v in report[key].items()))
+    if report["quotes"]:
+        lines.append(
+            f"on streams: {len(report['quotes'])} quotes in the table, "
+            f"{report['order_updates_received']} order updates received by the workers, "
+            f"{report['fills_told_by_streams']} of them fills"
+        )
     lines.append("invariants: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in report["invariants"].items()))
     return "\n".join(lines)

@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=_positive_float, default=30.0, help="seconds to run (default 30)")
     demo.add_argument("--seed", type=int, default=7, help="seed of prices and strategies (default 7)")
     demo.add_argument("--json", action="store_true", help="print the report as JSON (no live view)")
+    demo.add_argument(
+        "--streams",
+        action="store_true",
+        help="run on streams: venues publish over WebSocket on loopback, feeds write the quote table",
+    )
     status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
     status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -87,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
             from bot4._cli.demo import SimulationConfig, render, run_simulation
 
-            config = SimulationConfig(workers=args.workers, duration=args.duration, seed=args.seed)
+            config = SimulationConfig(
+                workers=args.workers, duration=args.duration, seed=args.seed, streams=args.streams
+            )
             if not args.json:
                 print(
                     f"{config.workers} workers trade {', '.join(config.symbols)} for {config.duration:g}s over "

@@ -64,6 +64,10 @@ class StreamStats:
     out_of_order: int = 0
     gaps: int = 0
     """Depth updates lost (the book was fetched again)."""
+    order_updates: int = 0
+    """Order updates received (``executionReport``)."""
+    fills: int = 0
+    """Of them, those that told a fill."""
     dropped_updates: int = 0
     """Order updates dropped from a full queue."""
 
@@ -309,8 +313,10 @@ class BinanceStreams:
     def _on_user(self, message: str | bytes) -> None:
         event = self._decode(message)
         if type(event) is OrderUpdate:
+            self.stats.order_updates += 1
             self._queue("orders", event)
             if event.trade_id >= 0:
+                self.stats.fills += 1
                 self._queue("trades", event)
         elif type(event) is Balances:
             self._wake(self._user_waiters, ("balance", _ALL), event)

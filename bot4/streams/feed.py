@@ -24,7 +24,7 @@ import contextlib
 import logging
 import random
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -335,16 +335,18 @@ class FeedWorker:
     """
 
     config: FeedConfig
+    until: Callable[[], bool] | None = None
+    """Also stop (the worker finishing) once this returns True (asked every 50 ms)."""
 
     def __call__(self, context: WorkerContext) -> None:
         """Run the feed in this worker process."""
-        asyncio.run(_until_stopped(Feed(context.core, self.config), context))
+        asyncio.run(_until_stopped(Feed(context.core, self.config), context, self.until))
 
 
-async def _until_stopped(feed: Feed, context: WorkerContext) -> None:
+async def _until_stopped(feed: Feed, context: WorkerContext, until: Callable[[], bool] | None) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(feed.run(stop))
-    while context.running() and not task.done():  # heartbeats, and hears the supervisor's stop
+    while context.running() and not task.done() and not (until is not None and until()):  # heartbeats too
         await asyncio.sleep(0.05)
     stop.set()
     await task

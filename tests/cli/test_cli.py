@@ -31,6 +31,24 @@ def test_demo_report_holds_its_invariants() -> None:
     assert report["submit_latency_us"]["99"] > 0
 
 
+def test_the_demo_on_streams_trades_on_quotes_fed_over_websocket() -> None:
+    """Paper venues publish over WebSocket on loopback, supervised feeds write the quote table
+    and the ledger's marks, routing reads the quotes, workers follow their order updates."""
+    import json
+
+    result = run("demo", "--streams", "--workers", "2", "--duration", "4", "--json", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["exit_code"] == 0 and all(report["invariants"].values()), report["invariants"]
+    symbols = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")
+    assert set(report["quotes"]) == {f"{v} {s}" for v in ("venue-a", "venue-b") for s in symbols}
+    assert all(q["update_id"] > 1 for q in report["quotes"].values())  # followed round after round
+    assert {"feed:venue-a", "feed:venue-b"} <= set(report["breakers"])
+    assert report["fills_told_by_streams"] == sum(report["fills_by_venue"].values())  # every fill, once each
+    assert report["order_updates_received"] > report["fills_told_by_streams"]  # and the orders' news
+    assert report["orders_by_status"].get("FILLED", 0) > 0
+
+
 def test_the_same_seed_gives_the_same_report() -> None:
     import json
 
