@@ -276,6 +276,57 @@ static PyObject *region_put(Region *self, PyObject *const *args, Py_ssize_t n) {
 }
 
 
+/* seq_put(lock, ident, seq, i, v0, v1, ...) -> int: a seqlocked write of words i, i+1, ... (None:
+ * a word left as it is) by the holder of the writer lock word `lock`. The lock is taken from 0 by
+ * compare-and-swap (held by `ident` already: ours, left by a write of ours that stopped half-way);
+ * held by another, nothing is written and that holder is returned (the caller decides whether it is
+ * dead and takes it over). Else the seq word goes odd (a half-done write found odd is completed by
+ * this one), the words are stored, seq goes even, the lock is given back, and 0 is returned. */
+static PyObject *region_seq_put(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t lock, seq, i;
+    int64_t ident, values[PUT_MAX];
+    char keep[PUT_MAX];
+    if (n < 5 || n - 4 > PUT_MAX) {
+        PyErr_SetString(PyExc_TypeError, "seq_put(lock, ident, seq, index, value, ...): 1 to 32 values");
+        return NULL;
+    }
+    if (parse_index(args[0], &lock) < 0 || parse_i64(args[1], &ident) < 0 || parse_index(args[2], &seq) < 0 ||
+        parse_index(args[3], &i) < 0) return NULL;
+    if (ident == 0) { PyErr_SetString(PyExc_ValueError, "seq_put: ident must not be 0"); return NULL; }
+    for (Py_ssize_t k = 4; k < n; k++) {
+        PyObject *v = args[k];
+        keep[k - 4] = 0;
+        if (v == Py_None) {
+            keep[k - 4] = 1;
+            values[k - 4] = 0;
+        } else if (PyFloat_CheckExact(v)) {
+            values[k - 4] = double_to_bits(PyFloat_AS_DOUBLE(v));
+        } else if (PyLong_CheckExact(v)) {
+            long long x = PyLong_AsLongLong(v);
+            if (x == -1 && PyErr_Occurred()) return NULL;
+            values[k - 4] = (int64_t)x;
+        } else {
+            PyErr_Format(PyExc_TypeError, "seq_put: value %zd is %s, not a float, an int or None", k - 3,
+                         Py_TYPE(v)->tp_name);
+            return NULL;
+        }
+    }
+    if (region_check(self, lock) < 0 || region_check(self, seq) < 0 || region_span(self, i, n - 4) < 0) return NULL;
+    int64_t holder = 0;
+    if (!__atomic_compare_exchange_n(&self->words[lock], &holder, ident, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+        holder != ident)
+        return PyLong_FromLongLong(holder);
+    int64_t s = LOAD(&self->words[seq]);
+    if (!(s & 1)) STORE(&self->words[seq], ++s);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (Py_ssize_t k = 0; k < n - 4; k++)
+        if (!keep[k]) STORE(&self->words[i + k], values[k]);
+    STORE(&self->words[seq], s + 1);
+    int64_t mine = ident;
+    __atomic_compare_exchange_n(&self->words[lock], &mine, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return PyLong_FromLong(0);
+}
+
 /* load_range(i, n) -> tuple[int]; loadf_range(i, n) -> tuple[float]: n consecutive words. */
 static PyObject *region_range(Region *self, PyObject *const *args, Py_ssize_t n, int as_float) {
     Py_ssize_t i, count;
@@ -580,6 +631,8 @@ static PyMethodDef region_methods[] = {
     {"put", (PyCFunction)(void (*)(void))region_put, METH_FASTCALL,
      "put(i, v0, v1, ...): atomic stores of words i, i+1, ... (floats as their bits, ints as they are)."},
     {"store", (PyCFunction)(void (*)(void))region_store, METH_FASTCALL, "store(i, v): atomic store of word i."},
+    {"seq_put", (PyCFunction)(void (*)(void))region_seq_put, METH_FASTCALL,
+     "seq_put(lock, ident, seq, i, v0, ...) -> int: a seqlocked write under a writer lock word (0: done; else its holder)."},
     {"cas", (PyCFunction)(void (*)(void))region_cas, METH_FASTCALL,
      "cas(i, expected, desired) -> bool: atomic compare-and-swap of word i."},
     {"add", (PyCFunction)(void (*)(void))region_add, METH_FASTCALL, "add(i, delta) -> int: atomic add, returns the new value."},

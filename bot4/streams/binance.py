@@ -90,6 +90,29 @@ class BinanceSpot:
         parser = _PARSERS.get(kind) if isinstance(kind, str) else None
         return None if parser is None else parser(self, message)
 
+    def raw_book_ticker(self, raw: str | bytes) -> Quote | None:
+        """A combined stream's ``bookTicker`` message, straight from its JSON text: decoded
+        into typed fields in one pass (msgspec) and checked as :meth:`book_ticker` checks.
+        None when it is not a clean one (another kind, a reply, anything unusual): then
+        :meth:`parse` of the decoded message says what it is, or what is wrong."""
+        try:
+            data = _decoder(raw).data
+            u, e = int(data.u), data.E  # a JSON integer only: a quoted or fractional one raises
+            e = 0 if e is _NO_TIME else int(e)
+        except (ValueError, TypeError):  # msgspec's errors are ValueErrors
+            return None
+        bid, bid_size, ask, ask_size, symbol = data.b, data.B, data.a, data.A, self._desk.get(data.s)
+        if (
+            symbol
+            and 0 < bid <= ask < _INF
+            and 0 <= bid_size < _INF
+            and 0 <= ask_size < _INF
+            and 0 <= u <= _MAX_INT
+            and 0 <= e <= _MAX_INT
+        ):
+            return _new(Quote, (symbol, bid, bid_size, ask, ask_size, u, e))
+        return None
+
     def book_ticker(self, m: Mapping[str, Any]) -> Quote:
         """A ``bookTicker`` message: the best bid and ask."""
         try:  # the common case in one go; anything unusual is checked field by field below
@@ -225,6 +248,27 @@ _PARSERS: dict[str, Callable[[BinanceSpot, Mapping[str, Any]], Event]] = {
     "balanceUpdate": BinanceSpot.balance_update,
     "bookTicker": BinanceSpot.book_ticker,
 }
+
+
+_NO_TIME: Any = None  # the decoder's "no event time" (set on first use)
+
+
+def _first_decode(raw: str | bytes) -> Any:
+    """Decodes the first bookTicker message: imports the decoder, which replaces this."""
+    return _ticker_decoder().decode(raw)
+
+
+_decoder: Callable[[str | bytes], Any] = _first_decode
+
+
+def _ticker_decoder() -> Any:
+    """msgspec's decoder of a combined stream's bookTicker message (imported on first use)."""
+    global _decoder, _NO_TIME
+    from bot4.streams._ticker import DECODER
+    from bot4.streams._ticker import NO_TIME as no_time
+
+    _decoder, _NO_TIME = DECODER.decode, no_time
+    return DECODER
 
 
 def _number(m: Mapping[str, Any], field: str, kind: str) -> float:

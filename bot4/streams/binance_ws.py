@@ -225,28 +225,26 @@ class BinanceStreams:
         name = f"{venue_id.lower()}@{kind}"
         if name not in self._streams:
             self._streams.append(name)
-            ws = self.market.ws
-            if ws is not None:  # connected: subscribe now (else on connecting)
-                asyncio.get_running_loop().create_task(self._subscribe(ws, [name]))
+            self._subscribe([name])  # connected: now (else when it connects)
 
     def _user(self) -> None:
         if self.user is None:
             raise ConfigError("user_url", f"{self.name} has no user data stream (user_url)")
         self._start(self.user)
 
-    async def _subscribe_all(self, ws: Any) -> None:
+    async def _subscribe_all(self, connection: Connection) -> None:
         self._ids.clear()  # a new connection may number its updates anew
         for book in self._books.values():
             book.desync()  # diffs were missed between the connections: a new snapshot follows the next diff
         if self._streams:
-            await self._subscribe(ws, list(self._streams))
+            self._subscribe(list(self._streams))
 
-    async def _subscribe(self, ws: Any, names: list[str]) -> None:
+    def _subscribe(self, names: list[str]) -> None:
+        """Ask for ``names`` on the open connection (none open: they are asked for on connecting)."""
         import orjson
 
         self._request_id += 1
-        with contextlib.suppress(Exception):  # a connection that broke meanwhile subscribes again on reconnect
-            await ws.send(orjson.dumps({"method": "SUBSCRIBE", "params": names, "id": self._request_id}).decode())
+        self.market.send(orjson.dumps({"method": "SUBSCRIBE", "params": names, "id": self._request_id}).decode())
 
     # ------------------------------------------------------------------ messages
 
@@ -262,7 +260,11 @@ class BinanceStreams:
             return None
 
     def _on_market(self, message: str | bytes) -> None:
-        event = self._decode(message)
+        event = self._parser.raw_book_ticker(message)  # the common case, in one pass
+        if event is None:
+            event = self._decode(message)
+        else:
+            self.stats.messages += 1
         if type(event) is Quote:
             if not self._ids.accept(event.symbol, event.update_id):
                 self.stats.out_of_order += 1

@@ -9,7 +9,9 @@ consumer synchronously, and reconnects when the connection ends:
 - WebSocket pings detect a dead peer, and a stall timeout a silent one;
 - stopping it (``stop`` set, or its task cancelled) ends it promptly, also mid-handshake.
 
-Requires the ``streams`` extra (websockets).
+Over picows, the WebSocket client chosen by measurement (docs/benchmarks.md: it takes
+messages about four times faster than websockets, and hands them over by callback, with
+no task per message). Requires the ``streams`` extra.
 """
 
 from __future__ import annotations
@@ -79,10 +81,11 @@ class Connection:
         url: the ``ws://`` or ``wss://`` URL, or a coroutine function giving it at every connect.
         config: timings and breaker settings.
         breaker: the breaker connection attempts go through (None: none).
-        on_message: called with every message received, in order.
-        on_open: awaited after every connect, before the first message (e.g. to subscribe).
+        on_message: called with every message received (its bytes), in order.
+        on_open: awaited with this connection after every connect (e.g. to subscribe with
+            :meth:`send`); messages may arrive meanwhile.
         on_wake: called after every message and wake-up; returns in how many seconds it wants
-            to be called again without a message (None: only on the next message).
+            to be called again without a message (None: only after the next message).
         on_close: called when a connection attempt failed or a connection ended.
         stats: where the counts go.
     """
@@ -95,7 +98,7 @@ class Connection:
         breaker: CircuitBreaker | None,
         on_message: Callable[[str | bytes], None],
         *,
-        on_open: Callable[[Any], Awaitable[None]] | None = None,
+        on_open: Callable[[Connection], Awaitable[None]] | None = None,
         on_wake: Callable[[], float | None] | None = None,
         on_close: Callable[[], None] | None = None,
         stats: ConnectionStats | None = None,
@@ -112,9 +115,15 @@ class Connection:
         self.connected = asyncio.Event()
         """Set while connected (and a first message received)."""
         self.ws: Any = None
-        """The open connection (None between connections)."""
+        """The open connection's transport (picows; None between connections)."""
         self._rng = random.Random()
         self._shown_url = url if isinstance(url, str) else getattr(url, "__qualname__", "its URL")
+        self._last_message = 0.0  # loop time of the last message of the connection
+        self._received = False  # whether the connection brought a message
+        self._wake_at = 0.0  # loop time the watcher wakes at next
+        self._poke = asyncio.Event()  # wakes the watcher sooner
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ended: asyncio.Future[None] | None = None  # done when the connection ends
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Stay connected until ``stop`` is set (or the task is cancelled)."""
@@ -175,76 +184,119 @@ class Connection:
                 with contextlib.suppress(BaseException):
                     await connecting
 
+    def send(self, text: str) -> bool:
+        """Send ``text`` as a text message on the open connection; False when none is open."""
+        transport = self.ws
+        if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
+            return False
+        from picows import WSMsgType
+
+        transport.send(WSMsgType.TEXT, text.encode())
+        return True
+
     async def _open(self) -> Any:
-        """A connection to the URL, with the consumer's ``on_open`` done on it."""
-        from websockets.asyncio.client import connect
+        """A connection to the URL (picows), with the consumer's ``on_open`` done on it."""
+        from bot4.streams._picows import Listener, connect
 
         config = self.config
+        loop = asyncio.get_running_loop()
         url = self._url if isinstance(self._url, str) else await asyncio.wait_for(self._url(), config.open_seconds)
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise ConfigError("url", f"expected a ws:// or wss:// URL, got {url!r}")
-        ws = await connect(
-            url,
-            open_timeout=config.open_seconds,
-            ping_interval=config.ping_seconds,
-            ping_timeout=config.ping_seconds,
-            close_timeout=1.0,
-            compression=None,
-            proxy=None,
-            max_size=1 << 20,
+        self._loop, self._received, self._last_message = loop, False, loop.time()
+        self._ended = loop.create_future()
+        ended = self._ended
+
+        def gone() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        transport, _ = await asyncio.wait_for(
+            connect(
+                url,
+                lambda: Listener(self._deliver, gone, _MAX_MESSAGE),
+                config.open_seconds,
+                config.ping_seconds,
+                _MAX_MESSAGE,
+            ),
+            config.open_seconds,
         )
+        self.ws = transport
         try:
             if self._on_open is not None:
-                await asyncio.wait_for(self._on_open(ws), config.open_seconds)
+                await asyncio.wait_for(self._on_open(self), config.open_seconds)
         except BaseException:
-            await asyncio.shield(ws.close())
+            self.ws = None
+            transport.disconnect(graceful=False)
             raise
-        return ws
+        return transport
 
-    async def _receive(self, ws: Any, waiter: asyncio.Future[Any]) -> bool:
-        """Receive until the connection ends, stalls, or the stream stops; whether any message came."""
-        config, on_message, on_wake = self.config, self._on_message, self._on_wake
+    def _deliver(self, message: bytes) -> None:
+        """A whole message arrived: to the consumer, in order (its error is logged, never fatal)."""
+        self._last_message = now = self._loop.time()  # type: ignore[union-attr]  # set before any message
+        if not self._received:
+            self._received = True
+            self.connected.set()
+        try:
+            self._on_message(message)
+        except Exception:
+            log.exception("%s: the consumer failed on a message", self.name)
+        on_wake = self._on_wake
+        if on_wake is not None:
+            wake = on_wake()  # the consumer wants a wake-up sooner than the watcher's: poke it
+            if wake is not None and now + wake < self._wake_at:
+                self._wake_at = now + wake
+                self._poke.set()
+
+    async def _receive(self, transport: Any, waiter: asyncio.Future[Any]) -> bool:
+        """Receive until the connection ends, stalls, or the stream stops; whether any message came.
+
+        Messages are handed over as they arrive (picows calls back: no task or timer per
+        message); this watches for the stop, the end, a stall and the consumer's wake-ups,
+        sleeping between them."""
+        config, on_wake = self.config, self._on_wake
         loop = asyncio.get_running_loop()
-        received = False
-        last_message = loop.time()
-        receive: asyncio.Future[Any] | None = None
-        wake: float | None = None
-        self.ws = ws
+        self._wake_at = loop.time() + config.stall_seconds
+        ended = self._ended
+        assert ended is not None  # made by _open
+        poked: asyncio.Future[Any] | None = None
         try:
             while True:
-                if receive is None:
-                    receive = asyncio.ensure_future(ws.recv())
-                timeout = config.stall_seconds - (loop.time() - last_message)
+                timeout = config.stall_seconds - (loop.time() - self._last_message)
+                wake = on_wake() if on_wake is not None else None
                 if wake is not None:
                     timeout = min(timeout, wake)
+                self._wake_at = loop.time() + max(timeout, 0.0)
+                self._poke.clear()
+                poked = asyncio.ensure_future(self._poke.wait())
                 done, _ = await asyncio.wait(
-                    {receive, waiter}, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED
+                    {ended, waiter, poked}, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED
                 )
+                poked.cancel()
                 if waiter in done:
-                    return received
-                if receive in done:
-                    message = receive.result()
-                    receive = None
-                    received = True
-                    last_message = loop.time()
-                    self.connected.set()
-                    on_message(message)
-                elif loop.time() - last_message >= config.stall_seconds:
+                    return self._received
+                if ended in done:
+                    log.warning("%s: connection lost", self.name)
+                    return self._received
+                if loop.time() - self._last_message >= config.stall_seconds:
                     self.stats.stalls += 1
                     log.warning("%s: nothing for %.1fs: reconnecting", self.name, config.stall_seconds)
-                    return received
-                if on_wake is not None:
-                    wake = on_wake()
-        except Exception as exc:  # the connection closed or broke: reconnect
-            log.warning("%s: connection lost: %s", self.name, exc)
-            return received
-        finally:  # also on cancellation (Ctrl-C): nothing left pending, nothing unretrieved
+                    return self._received
+        finally:  # also on cancellation (Ctrl-C): nothing left pending, the connection closed
             self.ws = None
-            if receive is not None and not receive.done():
-                receive.cancel()
+            if poked is not None and not poked.done():
+                poked.cancel()
             self.connected.clear()
             self.stats.disconnects += 1
-            await asyncio.shield(ws.close())
+            if not transport.is_disconnected:
+                transport.send_close()
+                transport.disconnect()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(asyncio.wait_for(transport.wait_disconnected(), _CLOSE_SECONDS))
+
+
+_MAX_MESSAGE = 1 << 20  # bytes: a longer message ends the connection
+_CLOSE_SECONDS = 1.0  # a closing connection's peer gets this long to answer
 
 
 class _Stopped(asyncio.CancelledError):

@@ -167,6 +167,10 @@ class Feed:
         """Set while connected (and a first message received)."""
         self._quotes = core.quotes
         self._handles: dict[str, int] = {}  # symbol -> its quote record
+        self._tickers_only = config.kinds == ("bookTicker",)
+        self._now_ns = core.clock.now_ns
+        self._raw_book_ticker = self._parser.raw_book_ticker
+        self._marking, self._mark_every_ns = config.mark, config.mark_seconds * 1e9
         self._ids = UpdateIds(f"feed {config.venue}")  # the newest update id per symbol of this connection
         self._marked_ns: dict[str, int] = {}
         self._unmarked: dict[str, float] = {}  # symbol -> the latest mid not marked yet (conflated)
@@ -234,7 +238,7 @@ class Feed:
             self.connected.set()
             self._on_quote(quote, self._core.clock.now_ns())
 
-    async def _on_open(self, ws: Any) -> None:
+    async def _on_open(self, connection: Connection) -> None:
         self._ids.clear()  # a new connection may number its updates anew (a venue restarted)
 
     def _on_wake(self) -> float | None:
@@ -246,10 +250,15 @@ class Feed:
 
     def on_message(self, message: str | bytes) -> None:
         """Handle one raw message: parse, drop what is malformed or out of order, write the rest."""
+        self.stats.messages += 1
+        now = self._now_ns()
+        if self._tickers_only or _BOOK_TICKER[type(message) is bytes] in message:  # type: ignore[operator]
+            quote = self._raw_book_ticker(message)  # the common case, in one pass
+            if quote is not None:
+                self._on_quote(quote, now)
+                return
         import orjson
 
-        self.stats.messages += 1
-        now = self._core.clock.now_ns()
         try:
             event = self._parser.parse(orjson.loads(message))
         except (orjson.JSONDecodeError, StreamMessageError) as exc:
@@ -278,9 +287,9 @@ class Feed:
             self._quotes.write(handle, quote, now)
         except Exception:
             self._complain(symbol, now, "the quote")
-        if self.config.mark:
+        if self._marking:
             mid = (quote.bid + quote.ask) / 2
-            if now - self._marked_ns.get(symbol, -(1 << 62)) >= self.config.mark_seconds * 1e9:
+            if now - self._marked_ns.get(symbol, -(1 << 62)) >= self._mark_every_ns:
                 self._mark(symbol, mid, now)
             else:
                 self._unmarked[symbol] = mid  # marked once due, even if no quote follows
@@ -324,6 +333,7 @@ _FAILED = object()
 
 
 _COMPLAIN_NS = 10_000_000_000
+_BOOK_TICKER = ("@bookTicker", b"@bookTicker")  # in a message of that stream (str, bytes)
 
 
 @dataclass(frozen=True)

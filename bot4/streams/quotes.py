@@ -44,6 +44,7 @@ FREE, CLAIMING, PUBLISHED = 0, 1, 2
 MAX_VENUE_BYTES = 32
 """The longest venue name the table keeps (UTF-8 bytes)."""
 assert MAX_VENUE_BYTES + 1 + MAX_SYMBOL_BYTES <= L.QUOTE_KEY_WORDS * 8
+assert L.QUOTE_UPDATE_ID == L.QUOTE_BID + L.QUOTE_FLOATS  # a quote's words are one run: one native write
 _READ_SPINS = 64  # reads of an odd seqlock before yielding to other threads
 _READ_SECONDS = 0.005  # then for this long at most: a writer mid-write is that quick, or dead
 _TABLES: weakref.WeakSet[QuoteTable] = weakref.WeakSet()
@@ -78,6 +79,9 @@ class QuoteTable:
         self._high = self._lay.quote(0) + L.QUOTE_HIGH  # the word: records in use are below it
         self._scan_from = 1  # records below it were published when last scanned (record 0 is the header)
         self._writing = threading.Lock()  # threads of one process write one at a time
+        self._words: dict[int, tuple[int, int, int]] = {}  # record -> its writer lock, seqlock, first field
+        self._seq_put = self._r.seq_put
+        self._try_writing, self._done_writing = self._writing.acquire, self._writing.release
         _TABLES.add(self)
 
     def publish(self, venue: str, quote: Quote, receive_ns: int, last: float = math.nan) -> bool:
@@ -93,11 +97,36 @@ class QuoteTable:
         """The record of ``venue``'s ``symbol`` (claimed if new), for :meth:`write`: a feed
         looks it up once per symbol, not once per message."""
         index = self._lookup(venue, symbol)
-        return self._claim(venue, symbol) if index is None else index
+        index = self._claim(venue, symbol) if index is None else index
+        self._words_of(index)
+        return index
 
     def write(self, handle: int, quote: Quote, receive_ns: int) -> bool:
-        """:meth:`publish` to a record found with :meth:`handle` (``quote.symbol`` must be its symbol)."""
-        return self._write(handle, quote, receive_ns, math.nan)
+        """:meth:`publish` to a record found with :meth:`handle` (``quote.symbol`` must be its symbol):
+        a feed's hot path, one native call when nobody else writes the record."""
+        words = self._words.get(handle)
+        if words is None or not self._try_writing(False):
+            return self._write(handle, quote, receive_ns, math.nan)
+        try:
+            _, bid, bid_size, ask, ask_size, update_id, exchange_ms = quote
+            lock, seq, first = words
+            holder = self._seq_put(
+                lock,
+                self._ctx.ident,
+                seq,
+                first,
+                bid,
+                bid_size,
+                ask,
+                ask_size,
+                None,
+                update_id,
+                exchange_ms,
+                receive_ns,
+            )
+        finally:
+            self._done_writing()
+        return holder == 0 or self._write(handle, quote, receive_ns, math.nan)  # another writer's lock: the slow way
 
     def publish_last(self, venue: str, symbol: str, price: float) -> bool:
         """Write ``price`` as the last trade price of ``venue``'s ``symbol`` (see :meth:`publish`)."""
@@ -182,31 +211,27 @@ class QuoteTable:
         if not self._writing.acquire(blocking=False):
             return False  # another thread of this process is writing: skip, never wait
         try:
-            r = self._r
-            base = self._lay.quote(index)
-            lock = base + L.QUOTE_WRITER
-            me = self._ctx.ident
-            if not r.cas(lock, 0, me):
-                holder = r.load(lock)  # ours: a write of this process that raised half-way
-                if holder != me and (is_alive(holder) or not r.cas(lock, holder, me)):
-                    return False  # a live writer is at it: skip, never wait
-            try:
-                seq_word = base + L.QUOTE_SEQ
-                seq = r.load(seq_word)
-                if not seq & 1:  # odd already: a write left half-done; this one completes it
-                    seq += 1
-                    r.store(seq_word, seq)
-                if quote is not None:
-                    r.put(base + L.QUOTE_BID, quote.bid, quote.bid_size, quote.ask, quote.ask_size)
-                    r.put(base + L.QUOTE_UPDATE_ID, quote.update_id, quote.exchange_ms, receive_ns)
-                if not math.isnan(last):
-                    r.storef(base + L.QUOTE_BID + 4, last)
-                r.store(seq_word, seq + 1)
-                return True
-            finally:
-                r.cas(lock, me, 0)
+            r, me = self._r, self._ctx.ident
+            lock, seq, first = self._words.get(index) or self._words_of(index)
+            if quote is None:
+                values: tuple[float | int | None, ...] = (None, None, None, None, last)
+            else:
+                values = (quote.bid, quote.bid_size, quote.ask, quote.ask_size, None if last != last else last)
+                values += (quote.update_id, quote.exchange_ms, receive_ns)
+            holder = r.seq_put(lock, me, seq, first, *values)  # one native call: lock, seqlock, words
+            if holder:  # another writer's lock: a live one is never waited for; a dead one's is taken over
+                if is_alive(holder) or not r.cas(lock, holder, me):
+                    return False
+                holder = r.seq_put(lock, me, seq, first, *values)
+            return holder == 0
         finally:
             self._writing.release()
+
+    def _words_of(self, index: int) -> tuple[int, int, int]:
+        """Record ``index``'s writer lock, seqlock and first field words (remembered)."""
+        base = self._lay.quote(index)
+        words = self._words[index] = (base + L.QUOTE_WRITER, base + L.QUOTE_SEQ, base + L.QUOTE_BID)
+        return words
 
     def _read(self, index: int, venue: str, symbol: str) -> SharedQuote | None:
         r = self._r
@@ -253,6 +278,7 @@ def _check_key(venue: object, symbol: object) -> None:
 def _after_fork_in_child() -> None:
     for table in list(_TABLES):  # a thread of the parent may have held it: the child has no such thread
         table._writing = threading.Lock()
+        table._try_writing, table._done_writing = table._writing.acquire, table._writing.release
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -214,3 +214,35 @@ def test_the_book_ticker_fast_path_agrees_with_the_checked_one(
         assert isinstance(checked, tuple) and checked[0] == "refused"
     else:
         assert fast == checked
+
+
+TRICKY: list[Any] = [
+    "25.35190000", "25.3519", 25.3519, 25, "0", "-1", "NaN", "nan", "Infinity", "inf", "1e400", "1e-400",
+    " 25.3 ", "2_5.3", "0x1p3", "", "abc", None, True, [], {}, 400900217, "400900217", 400900217.0,
+    1 << 63, (1 << 63) - 1, -1, "BNBUSDT", "bnbusdt", "DOGEUSDT", 0, 1e308,
+]  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    fields=st.dictionaries(st.sampled_from(["u", "s", "b", "B", "a", "A", "E"]), st.sampled_from(TRICKY), max_size=4),
+    drop=st.sets(st.sampled_from(["u", "s", "b", "B", "a", "A"]), max_size=2),
+    as_text=st.booleans(),
+)
+def test_the_raw_ticker_path_agrees_with_the_checked_one(fields: dict[str, Any], drop: set[str], as_text: bool) -> None:
+    """The one-pass decode is a shortcut, never another answer: it gives the checked parse's
+    quote, or nothing (and the checked parse decides)."""
+    data = json.loads(BOOK_TICKER)
+    data.update(fields)
+    for key in drop:
+        data.pop(key, None)
+    raw = json.dumps({"stream": "bnbusdt@bookTicker", "data": data})
+    parser = BinanceSpot(SYMBOLS)
+    fast = parser.raw_book_ticker(raw if as_text else raw.encode())
+    try:
+        checked = parser.parse(json.loads(raw))
+    except StreamMessageError:
+        checked = None
+    assert fast is None or fast == checked, (fast, checked)
+    if not fields and not drop:
+        assert fast is not None  # a clean message takes the short way
