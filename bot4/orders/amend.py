@@ -73,7 +73,11 @@ def amend_flow(om: OrderManager, order_id: str, quantity: float | None, price: f
             if not om._venues[venue].capabilities.get("editOrder") or not hasattr(om._venues[venue], "edit_order"):
                 raise ExchangeError(venue, "the venue does not amend orders")
             args = (venue_id, *om._venue_args(amended, amended.quantity, market_of(om._venues[venue], amended.symbol)))
-            reply = yield ("call", venue, "edit_order", args)
+            managed.placing = venue  # a venue may cancel and replace it: its stream's cancel ends nothing meanwhile
+            try:
+                reply = yield ("call", venue, "edit_order", args)
+            finally:
+                managed.placing = None
             report = parse_report(venue, reply, amended.quantity)
         except (ExchangeError, CircuitOpenError) as exc:
             if decision is not None and decision.reservation is not None:

@@ -32,7 +32,7 @@ from bot4.orders.routing import Route
 from bot4.orders.status import OrderEvent, OrderStatus
 from bot4.orders.tracked import Fill, TrackedOrder
 from bot4.orders.triggers import HeldStop, TriggerTable
-from bot4.orders.updates import update_report
+from bot4.orders.updates import check_update, update_report
 from bot4.orders.venue_calls import Flow, VenueCalls, _ainvoke
 from bot4.plugins.builtin.routing import STRATEGIES as BUILTIN_STRATEGIES
 from bot4.plugins.dispatch import notify
@@ -84,7 +84,11 @@ class ManagedOrder:
     protection: tuple[str, ...] = ()
     """Client order ids of the protective exits placed for this entry's fills (``protect=True``)."""
     placing: str | None = None
-    """The venue a placement is out at (sent, not answered yet): the order may be there."""
+    """The venue a placement (or an amendment) is out at, not answered yet: the order may be
+    there, and no report of another leg ends it meanwhile."""
+    ended_legs: frozenset[tuple[str, str]] = frozenset()
+    """(venue, venue order id) of legs their venue reported ended: a later "open" report of
+    one is older news, and never opens it again."""
     over_reserved: bool = False
     """Amended down: its reservation holds more than it can fill, and is released when it ends."""
     trigger: int = 0
@@ -133,7 +137,8 @@ class OrderManager(VenueCalls, Placement):
         quote_max_age: routing takes a venue's top of book from the shared quote table
             (``core.quotes``, written by a feed: :mod:`bot4.streams.feed`) instead of asking
             the venue for its book, while that quote is at most this many seconds old (by its
-            receive time); an older quote, or none, and the venue is asked. None: always ask.
+            receive time) and its top level holds the whole order; an older quote, a smaller
+            one, or none, and the venue is asked. None: always ask.
     """
 
     def __init__(
@@ -461,12 +466,15 @@ class OrderManager(VenueCalls, Placement):
                     await self.aon_order_update(stream.name, update)
                 except Bot4Error as exc:
                     log.warning("an order update of %s was not applied: %s", stream.name, exc)
+                except Exception:  # one update never stops the others
+                    log.exception("an order update of %s was not applied", stream.name)
 
     def _update_flow(self, venue: str, update: OrderUpdate) -> Flow[ManagedOrder | None]:
         if venue not in self._venues:
             raise ConfigError("venue", f"no venue {venue!r} in this order manager")
         if type(update) is not OrderUpdate:
             raise ConfigError("update", f"expected a bot4 OrderUpdate, got {type(update).__name__}")
+        check_update(venue, update)
         managed = (
             self._orders.get(update.client_order_id) if update.client_order_id else self._by_venue_id(venue, update)
         )
@@ -474,7 +482,9 @@ class OrderManager(VenueCalls, Placement):
             return None
         order = managed.tracked.order
         known = managed.legs.get(venue)
-        if update.symbol != order.symbol or (known is not None and known != update.order_id):
+        route = managed.route
+        routed = known is not None or managed.placing == venue or (route is not None and venue in route.venues)
+        if update.symbol != order.symbol or (known is not None and known != update.order_id) or not routed:
             log.warning(
                 "%s: an update for order %s (%s, venue id %s) does not match it (%s, venue id %s): ignored",
                 venue,
@@ -492,7 +502,7 @@ class OrderManager(VenueCalls, Placement):
                     "%s: a fill of order %s arrived after it ended (%s): reconcile", venue, managed.id, managed.status
                 )
             return managed
-        self._absorb(managed, venue, report)
+        self._absorb(managed, venue, report, status_known=bool(update.status))
         return managed
         yield  # a flow that asks no venue anything
 
@@ -506,8 +516,9 @@ class OrderManager(VenueCalls, Placement):
 
     # ------------------------------------------------------------------ venue reports
 
-    def _absorb(self, managed: ManagedOrder, venue: str, report: VenueReport) -> None:
-        """Apply a venue's checked order report: acknowledgement, new trades, final status."""
+    def _absorb(self, managed: ManagedOrder, venue: str, report: VenueReport, *, status_known: bool = True) -> None:
+        """Apply a venue's checked order report: acknowledgement, new trades, final status
+        (``status_known`` False: a report of fills only, which says nothing of the leg's status)."""
         tracked, legs = managed.tracked, managed.legs
         status = report.status
         was_open = tracked.is_open  # ended already (a stream's report came first): it is finished once
@@ -521,7 +532,9 @@ class OrderManager(VenueCalls, Placement):
         tracked.venue_order_id = report.id if len(legs) == 1 else None
         if status == "rejected":
             managed.open_legs -= {venue}
+            managed.ended_legs |= {(venue, report.id)}
             alone = len(legs) == 1 and not (managed.unknown_legs or managed.pending_legs or managed.open_legs)
+            alone = alone and managed.placing is None
             if alone and tracked.status is OrderStatus.SUBMITTED:
                 managed.reason = f"{venue} rejected the order"
                 tracked.apply(OrderEvent.REJECTED, self._now_ns(), managed.reason)
@@ -534,10 +547,15 @@ class OrderManager(VenueCalls, Placement):
                 self._apply_trade(managed, venue, trade)
         else:
             self._apply_reported(managed, venue, report)
-        if status == "open":
-            managed.open_legs |= {venue}
-        elif venue in managed.open_legs:
+        if not status_known:
+            if was_open and tracked.status is OrderStatus.FILLED:
+                self._finish(managed)
+            return
+        if status != "open":
+            managed.ended_legs |= {(venue, report.id)}
             managed.open_legs -= {venue}
+        elif (venue, report.id) not in managed.ended_legs:
+            managed.open_legs |= {venue}
         if not was_open:
             return
         if tracked.status is OrderStatus.FILLED:
@@ -548,6 +566,7 @@ class OrderManager(VenueCalls, Placement):
             and not managed.open_legs
             and not managed.pending_legs
             and not managed.unknown_legs
+            and managed.placing is None  # a leg still being sent (or amended) may trade
         ):
             event = OrderEvent.CANCELED if status == "canceled" else OrderEvent.EXPIRED
             tracked.apply(event, self._now_ns(), venue)

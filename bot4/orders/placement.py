@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bot4._numbers import is_positive
@@ -206,17 +207,18 @@ class Placement:
     def _candidates(self, order: Order, excluded: set[str]) -> list[VenueInfo]:
         """Venues that can take ``order`` now: not excluded, capable, breaker not rejecting."""
         capability, symbol, latency, reader = required_capability(order), order.symbol, self._latency, self._call
-        quoted = None if self._quote_max_age_ns is None else self._quote_book
+        quoted = None if self._quote_max_age_ns is None else partial(self._quote_book, order)
         return [  # this order's own: concurrent orders never read each other's books
             VenueInfo(name, adapter.fees, adapter.capabilities, latency.get(name), reader, symbol, None, quoted)
             for name, adapter, breaker in self._venue_rows
             if name not in excluded and adapter.capabilities.get(capability, False) and not breaker.would_reject()
         ]
 
-    def _quote_book(self, venue: str, symbol: str) -> dict[str, list[list[float]]] | None:
+    def _quote_book(self, order: Order, venue: str, symbol: str) -> dict[str, list[list[float]]] | None:
         """``venue``'s top of book for ``symbol`` from the shared quote table as a one-level book,
         or None: no quote, one older than ``quote_max_age`` (or from the future: another
-        clock), or one without a two-sided price."""
+        clock), one without a two-sided price, or one whose top level is smaller than
+        ``order`` (the book beyond the top is the venue's to tell)."""
         quote = self._quotes.get(venue, symbol)
         if quote is None:
             return None
@@ -226,6 +228,8 @@ class Placement:
         bid, ask, bid_size, ask_size = quote.bid, quote.ask, quote.bid_size, quote.ask_size
         if not (0 < bid <= ask < _INF and 0 < bid_size < _INF and 0 < ask_size < _INF):
             return None  # NaN (never quoted), a crossed or one-sided book: ask the venue
+        if (ask_size if order.side is Side.BUY else bid_size) < order.quantity:
+            return None
         return {"bids": [[bid, bid_size]], "asks": [[ask, ask_size]]}
 
     def _pick(self, order: Order, candidates: list[VenueInfo], excluded: set[str]) -> Route | None:

@@ -52,9 +52,9 @@ class VenueInfo:
         """The venue's order book for the order's symbol, read once per order.
 
         When a feed keeps the venue's quote fresh in the shared quote table
-        (``OrderManager(quote_max_age=...)``), that top of book is the book — one level a
-        side, no venue call. Otherwise the venue is asked (``fetch_order_book``, through its
-        breaker).
+        (``OrderManager(quote_max_age=...)``) and its top level holds the whole order, that
+        top of book is the book — one level a side, no venue call. Otherwise the venue is
+        asked (``fetch_order_book``, through its breaker).
         """
         if self._cached is None:
             quoted = self._quoted

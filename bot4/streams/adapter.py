@@ -14,6 +14,9 @@ manager that sent the orders).
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bot4.errors import ConfigError
@@ -23,10 +26,11 @@ from bot4.streams.events import Balances, OrderUpdate, Quote
 if TYPE_CHECKING:
     from bot4.plugins.manager import PluginManager
 
-__all__ = ["StreamAdapter", "quote_problem", "stream_adapters"]
+__all__ = ["StreamAdapter", "UpdateQueues", "quote_problem", "stream_adapters"]
 
 _INF = float("inf")
 _MAX_INT = (1 << 63) - 1
+_PRUNE_AT = 64
 
 
 @runtime_checkable
@@ -95,3 +99,64 @@ def quote_problem(quote: object, symbol: str) -> str | None:
         if type(value) is not int or not 0 <= value <= _MAX_INT:
             return f"{name} is an integer in [0, 2**63), got {value!r}"
     return None
+
+
+class UpdateQueues:
+    """Order updates kept for each consumer between two of its ``watch_orders`` calls.
+
+    Every task that asks (``take``) has queues of its own, one per symbol it asks for (or
+    for all): each consumer gets every update from its first call on, none is handed to
+    one consumer and lost to another, and a consumer's updates of other symbols are not
+    dropped by its asking for one. At most ``max_queued`` are kept per queue: past it the
+    oldest are dropped and counted (``dropped``). A consumer's queues go with its task.
+    """
+
+    def __init__(self, max_queued: int) -> None:
+        self._max = max_queued
+        self._queues: dict[str, weakref.WeakKeyDictionary[asyncio.Task[object], deque[OrderUpdate]]] = {}
+        self._waiting: list[asyncio.Future[None]] = []  # a future per waiting call: an update ends it, or a failure
+        self.dropped = 0
+
+    def put(self, update: OrderUpdate) -> None:
+        """Queue ``update`` for every consumer of its symbol or of all."""
+        for key in ("", update.symbol):
+            consumers = self._queues.get(key)
+            if consumers:
+                for queue in consumers.values():
+                    if len(queue) == self._max:
+                        self.dropped += 1
+                    queue.append(update)
+        self._ring(None)
+
+    def fail(self, error: BaseException) -> None:
+        """Consumers waiting now (with nothing queued) raise ``error``."""
+        self._ring(error)
+
+    def _ring(self, error: BaseException | None) -> None:
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if not future.done():  # (a call cancelled meanwhile: done, skipped)
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    async def take(self, symbol: str | None) -> list[OrderUpdate]:
+        """This task's updates (of ``symbol``, or all) since its last call, oldest first;
+        waits for one when there is none (and raises what :meth:`fail` is given meanwhile)."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("UpdateQueues.take runs in a task")
+        consumers = self._queues.setdefault(symbol or "", weakref.WeakKeyDictionary())
+        queue = consumers.get(task)
+        if queue is None:
+            queue = consumers[task] = deque(maxlen=self._max)
+        while not queue:
+            future = asyncio.get_running_loop().create_future()
+            if len(self._waiting) >= _PRUNE_AT:  # calls cancelled (timed out) meanwhile: not kept
+                self._waiting = [f for f in self._waiting if not f.done()]
+            self._waiting.append(future)
+            await future
+        updates = list(queue)
+        queue.clear()
+        return updates

@@ -198,7 +198,7 @@ class BinanceSpot:
             _amount(m, "L", kind),
             _amount(m, "n", kind),
             fee_currency if isinstance(fee_currency, str) else None,
-            trade_id if last_qty > 0 else -1,
+            str(trade_id) if last_qty > 0 else "",
             _time(m, "T", kind) or _time(m, "E", kind),
             maker and last_qty > 0,
         )

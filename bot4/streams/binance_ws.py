@@ -30,29 +30,46 @@ Requires the ``streams`` extra (websockets and orjson).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot4.errors import ConfigError, StreamClosedError, StreamGapError, StreamMessageError
 from bot4.plugins.hookspecs import hookimpl
+from bot4.streams.adapter import UpdateQueues
 from bot4.streams.binance import BinanceSpot
 from bot4.streams.book import BookView, DepthBook, DepthDiff
-from bot4.streams.connection import Connection, ConnectionConfig, ConnectionStats
+from bot4.streams.connection import Connection, ConnectionConfig, ConnectionStats, settle
 from bot4.streams.events import Balances, OrderUpdate, Quote
 from bot4.streams.sequence import UpdateIds
 
 if TYPE_CHECKING:
     from bot4.breaker.breaker import CircuitBreaker
 
-__all__ = ["BinanceStreams", "StreamStats"]
+__all__ = ["BinanceStreams", "StreamStats", "subscribe"]
 
 log = logging.getLogger("bot4.streams")
 
 _ALL = ""  # the key of the watchers of every symbol
+_QUIET_ACCOUNT_SECONDS = 86_400.0
+_PER_REQUEST = 200  # stream names per SUBSCRIBE request
+_REQUEST_GAP = 0.25  # seconds between two requests: Binance takes at most 5 messages per second
+
+
+async def subscribe(connection: Connection, names: list[str], next_id: Callable[[], int]) -> None:
+    """Ask for the streams ``names`` on ``connection`` with Binance's ``SUBSCRIBE`` requests: at
+    most 200 names a request, at most four requests a second (Binance drops a connection that
+    sends more than five messages a second)."""
+    import orjson
+
+    for start in range(0, len(names), _PER_REQUEST):
+        if start:
+            await asyncio.sleep(_REQUEST_GAP)
+        request = {"method": "SUBSCRIBE", "params": names[start : start + _PER_REQUEST], "id": next_id()}
+        if not connection.send(orjson.dumps(request).decode()):
+            return  # closed meanwhile: the next connection asks for all of them
 
 
 @dataclass
@@ -121,7 +138,6 @@ class BinanceStreams:
         self._ids_of = {symbol: venue_id.upper() for symbol, venue_id in symbols.items()}
         self._parser = BinanceSpot(symbols)
         self._snapshot = snapshot
-        self._max_queued = max_queued
         config = connection if connection is not None else ConnectionConfig()
         if not isinstance(config, ConnectionConfig):
             raise ConfigError("connection", f"expected a ConnectionConfig, got {type(config).__name__}")
@@ -141,10 +157,11 @@ class BinanceStreams:
             else Connection(
                 f"{name} user data",
                 user_url,
-                config,
+                # an idle account sends nothing for hours: pings (not silence) tell a dead connection
+                dataclasses.replace(config, stall_seconds=_QUIET_ACCOUNT_SECONDS),
                 breaker,
                 self._on_user,
-                on_close=lambda: self._fail(self._user_waiters, "the user data connection ended"),
+                on_close=lambda: self._fail_user("the user data connection ended"),
                 stats=ConnectionStats(),
             )
         )
@@ -152,13 +169,15 @@ class BinanceStreams:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
         self._streams: list[str] = []  # subscribed stream names, in order
+        self._unsent: list[str] = []  # of them, those added since the last request
         self._request_id = 0
         self._ids = UpdateIds(f"{name} market streams")
         self._books: dict[str, DepthBook] = {}
         self._fetching: dict[str, asyncio.Task[None]] = {}  # symbol -> its snapshot fetch
         self._market_waiters: dict[tuple[str, str], list[asyncio.Future[Any]]] = {}
         self._user_waiters: dict[tuple[str, str], list[asyncio.Future[Any]]] = {}
-        self._queues: dict[tuple[str, str], deque[OrderUpdate]] = {}  # (kind, symbol or _ALL) -> queued
+        self._orders = UpdateQueues(max_queued)  # each consumer's order updates
+        self._fills = UpdateQueues(max_queued)  # each consumer's updates with a fill
 
     @hookimpl
     def bot4_stream_adapters(self) -> list[BinanceStreams]:
@@ -185,11 +204,11 @@ class BinanceStreams:
 
     async def watch_orders(self, symbol: str | None = None) -> list[OrderUpdate]:
         """The order updates since the last call (waits for one if none), oldest first."""
-        return await self._drain("orders", symbol)
+        return await self._take(self._orders, symbol)
 
     async def watch_my_trades(self, symbol: str | None = None) -> list[OrderUpdate]:
         """The order updates that carry a fill since the last call (waits for one if none)."""
-        return await self._drain("trades", symbol)
+        return await self._take(self._fills, symbol)
 
     async def watch_balance(self) -> Balances:
         """The next change of the account's balances (``outboundAccountPosition``)."""
@@ -200,13 +219,12 @@ class BinanceStreams:
         """Close both connections; waiting calls raise :class:`bot4.StreamClosedError`."""
         self._closed = True
         self._stop.set()
-        for task in [*self._tasks.values(), *self._fetching.values()]:
-            if task is not asyncio.current_task():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        tasks = [t for t in (*self._tasks.values(), *self._fetching.values()) if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await settle(*tasks)
         self._fail(self._market_waiters, "the stream adapter was closed")
-        self._fail(self._user_waiters, "the stream adapter was closed")
+        self._fail_user("the stream adapter was closed")
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -225,7 +243,9 @@ class BinanceStreams:
         name = f"{venue_id.lower()}@{kind}"
         if name not in self._streams:
             self._streams.append(name)
-            self._subscribe([name])  # connected: now (else when it connects)
+            self._unsent.append(name)  # asked for with the others of this moment, in one request
+            if len(self._unsent) == 1:
+                asyncio.get_running_loop().call_soon(self._subscribe_unsent)
 
     def _user(self) -> None:
         if self.user is None:
@@ -236,15 +256,19 @@ class BinanceStreams:
         self._ids.clear()  # a new connection may number its updates anew
         for book in self._books.values():
             book.desync()  # diffs were missed between the connections: a new snapshot follows the next diff
-        if self._streams:
-            self._subscribe(list(self._streams))
+        self._unsent.clear()
+        await subscribe(connection, self._streams, self._next_id)
 
-    def _subscribe(self, names: list[str]) -> None:
-        """Ask for ``names`` on the open connection (none open: they are asked for on connecting)."""
-        import orjson
+    def _subscribe_unsent(self) -> None:
+        """Ask for the streams added since the last request, in one request (none open: they are
+        asked for on connecting)."""
+        names, self._unsent = self._unsent, []
+        if names and self.market.ws is not None:
+            asyncio.get_running_loop().create_task(subscribe(self.market, names, self._next_id))
 
+    def _next_id(self) -> int:
         self._request_id += 1
-        self.market.send(orjson.dumps({"method": "SUBSCRIBE", "params": names, "id": self._request_id}).decode())
+        return self._request_id
 
     # ------------------------------------------------------------------ messages
 
@@ -316,37 +340,19 @@ class BinanceStreams:
         event = self._decode(message)
         if type(event) is OrderUpdate:
             self.stats.order_updates += 1
-            self._queue("orders", event)
-            if event.trade_id >= 0:
+            self._orders.put(event)
+            if event.trade_id:
                 self.stats.fills += 1
-                self._queue("trades", event)
+                self._fills.put(event)
+            self.stats.dropped_updates = self._orders.dropped + self._fills.dropped
         elif type(event) is Balances:
             self._wake(self._user_waiters, ("balance", _ALL), event)
 
-    def _queue(self, kind: str, update: OrderUpdate) -> None:
-        for key in ((kind, _ALL), (kind, update.symbol)):
-            queue = self._queues.get(key)
-            if queue is None:
-                continue  # nobody watches it
-            if len(queue) == self._max_queued:
-                self.stats.dropped_updates += 1
-                log.warning("%s: %s queue full: the oldest update is dropped (reconcile)", self.name, kind)
-            queue.append(update)
-            self._wake(self._user_waiters, key, None)
-
-    async def _drain(self, kind: str, symbol: str | None) -> list[OrderUpdate]:
+    async def _take(self, queues: UpdateQueues, symbol: str | None) -> list[OrderUpdate]:
         if symbol is not None and symbol not in self._ids_of:
             raise ConfigError("symbol", f"{symbol!r} is not a symbol of {self.name} (given: {sorted(self._ids_of)})")
         self._user()
-        key = (kind, _ALL if symbol is None else symbol)
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque(maxlen=self._max_queued)
-        if not queue:
-            await self._wait(self._user_waiters, key)
-        updates = list(queue)
-        queue.clear()
-        return updates
+        return await queues.take(symbol)
 
     # ------------------------------------------------------------------ waiting
 
@@ -364,6 +370,12 @@ class BinanceStreams:
         for future in waiters.pop(key, ()):
             if not future.done():
                 future.set_result(value)
+
+    def _fail_user(self, why: str) -> None:
+        """Calls waiting on the user data raise :class:`bot4.StreamClosedError` (updates queued stay)."""
+        self._fail(self._user_waiters, why)
+        for queues in (self._orders, self._fills):
+            queues.fail(StreamClosedError(f"{self.name}: {why}"))
 
     def _fail(self, waiters: dict[tuple[str, str], list[asyncio.Future[Any]]], why: str) -> None:
         error = StreamClosedError(f"{self.name}: {why}")

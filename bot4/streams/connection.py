@@ -31,7 +31,7 @@ from bot4.errors import CircuitOpenError, ConfigError
 if TYPE_CHECKING:
     from bot4.breaker.breaker import CircuitBreaker
 
-__all__ = ["Connection", "ConnectionConfig", "ConnectionStats"]
+__all__ = ["Connection", "ConnectionConfig", "ConnectionStats", "settle"]
 
 log = logging.getLogger("bot4.streams")
 
@@ -117,7 +117,8 @@ class Connection:
         self.ws: Any = None
         """The open connection's transport (picows; None between connections)."""
         self._rng = random.Random()
-        self._shown_url = url if isinstance(url, str) else getattr(url, "__qualname__", "its URL")
+        shown = url if isinstance(url, str) else getattr(url, "__qualname__", "its URL")
+        self._shown_url = shown if len(shown) <= 120 else shown[:117] + "..."  # logs stay readable
         self._last_message = 0.0  # loop time of the last message of the connection
         self._received = False  # whether the connection brought a message
         self._wake_at = 0.0  # loop time the watcher wakes at next
@@ -130,14 +131,19 @@ class Connection:
         stop = stop if stop is not None else asyncio.Event()
         attempt = 0
         config = self.config
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            began = loop.time()
             try:
                 received = await self._session(stop)
             except CircuitOpenError as exc:
                 delay = exc.retry_after if exc.retry_after is not None else config.backoff_max_seconds
                 log.warning("%s: breaker open, next try in %.2fs", self.name, delay)
             else:
-                attempt = 0 if received else attempt + 1
+                # Only a connection that brought messages and lasted starts the backoff afresh: a
+                # peer that answers once and hangs up is not hammered at the first backoff step.
+                lasted = loop.time() - began >= config.backoff_max_seconds
+                attempt = 0 if received and lasted else attempt + 1
                 cap = min(config.backoff_max_seconds, config.backoff_seconds * 2 ** min(attempt, 30))
                 delay = self._rng.uniform(0, cap)  # full jitter: reconnecting hosts spread out
             if stop.is_set():
@@ -181,8 +187,7 @@ class Connection:
         finally:
             if connecting is not None and not connecting.done():
                 connecting.cancel()
-                with contextlib.suppress(BaseException):
-                    await connecting
+                await settle(connecting)
 
     def send(self, text: str) -> bool:
         """Send ``text`` as a text message on the open connection; False when none is open."""
@@ -291,8 +296,17 @@ class Connection:
             if not transport.is_disconnected:
                 transport.send_close()
                 transport.disconnect()
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(asyncio.wait_for(transport.wait_disconnected(), _CLOSE_SECONDS))
+            await settle(asyncio.ensure_future(asyncio.wait_for(transport.wait_disconnected(), _CLOSE_SECONDS)))
+
+
+async def settle(*tasks: asyncio.Future[Any]) -> None:
+    """Wait until ``tasks`` are done, their own errors and cancellations retrieved and dropped;
+    a cancellation of the task that waits is never swallowed (it raises here)."""
+    if tasks:
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()
 
 
 _MAX_MESSAGE = 1 << 20  # bytes: a longer message ends the connection

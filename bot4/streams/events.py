@@ -46,7 +46,8 @@ class OrderUpdate(NamedTuple):
     type: str
     """``limit``, ``market``, ``stop``, ``stop_limit``, ... (lower case)."""
     status: str
-    """ccxt's order status: ``open``, ``closed``, ``canceled``, ``rejected``, ``expired``."""
+    """ccxt's order status: ``open``, ``closed``, ``canceled``, ``rejected``, ``expired``
+    ("": not told — an update that tells a fill only)."""
     price: float
     amount: float
     filled: float | None
@@ -57,8 +58,9 @@ class OrderUpdate(NamedTuple):
     last_price: float
     fee: float
     fee_currency: str | None
-    trade_id: int
-    """The fill's trade id (-1: no fill): a fill is applied once per trade id."""
+    trade_id: str
+    """The fill's trade id, as the venue's REST replies give it ("": no fill): a fill is
+    applied once per trade id."""
     exchange_ms: int = 0
     maker: bool = False
     """Whether the fill was the maker's side (False when there is no fill)."""

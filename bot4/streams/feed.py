@@ -33,6 +33,7 @@ from bot4._symbols import symbol_problem
 from bot4.errors import CircuitOpenError, ConfigError, StreamMessageError
 from bot4.streams.adapter import StreamAdapter, quote_problem, stream_adapters
 from bot4.streams.binance import BinanceSpot, stream_names
+from bot4.streams.binance_ws import subscribe
 from bot4.streams.connection import Connection, ConnectionConfig, ConnectionStats
 from bot4.streams.events import Quote, Trade
 from bot4.streams.quotes import MAX_VENUE_BYTES
@@ -148,13 +149,16 @@ class Feed:
         self.config = config
         self.stats = FeedStats()
         self._parser = BinanceSpot(config.symbols)
+        # Streams named in the URL while it stays short; past that, asked for by requests once connected.
+        self._by_request = stream_names(config.symbols, config.kinds) if len(config.stream_url) > _MAX_URL else []
+        self._request_id = 0
         self._breaker = core.breaker(f"feed:{config.venue}", config.breaker)
         self._connection = (
             None
             if config.adapter
             else Connection(
                 f"feed {config.venue}",
-                config.stream_url,
+                config.stream_url if not self._by_request else f"{config.url.rstrip('/')}/stream",
                 config,
                 self._breaker,
                 self.on_message,
@@ -171,6 +175,7 @@ class Feed:
         self._now_ns = core.clock.now_ns
         self._raw_book_ticker = self._parser.raw_book_ticker
         self._marking, self._mark_every_ns = config.mark, config.mark_seconds * 1e9
+        self._next_due_ns: float = _NEVER  # the soonest a conflated mark falls due
         self._ids = UpdateIds(f"feed {config.venue}")  # the newest update id per symbol of this connection
         self._marked_ns: dict[str, int] = {}
         self._unmarked: dict[str, float] = {}  # symbol -> the latest mid not marked yet (conflated)
@@ -207,15 +212,15 @@ class Feed:
         attempt = 0
         while not stop.is_set():
             try:
-                with self._breaker.call():
-                    quote = await asyncio.wait_for(adapter.watch_ticker(symbol), config.stall_seconds)
-            except TimeoutError:
-                stats.stalls += 1
-                self.connected.clear()
-                continue  # a quiet symbol, or an adapter reconnecting: ask again
+                with self._breaker.call():  # the adapter failing counts; a quiet market does not
+                    try:
+                        quote = await asyncio.wait_for(adapter.watch_ticker(symbol), config.stall_seconds)
+                    except TimeoutError:
+                        quote = None
             except Exception as exc:
                 stats.connect_failures += 1
                 self.connected.clear()
+                self._ids.forget(symbol)  # the adapter may number its updates anew after this
                 attempt += 1
                 delay = (
                     exc.retry_after
@@ -227,6 +232,9 @@ class Feed:
                 log.warning("feed %s: %s ticker failed: %s; again in %.2fs", config.venue, symbol, exc, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
+                continue
+            if quote is None:
+                stats.stalls += 1  # a quiet symbol, or an adapter reconnecting: ask again
                 continue
             attempt = 0
             stats.messages += 1
@@ -240,13 +248,23 @@ class Feed:
 
     async def _on_open(self, connection: Connection) -> None:
         self._ids.clear()  # a new connection may number its updates anew (a venue restarted)
+        if self._by_request:
+            await subscribe(connection, self._by_request, self._next_request_id)
+
+    def _next_request_id(self) -> int:
+        self._request_id += 1
+        return self._request_id
 
     def _on_wake(self) -> float | None:
-        """Mark the conflated quotes now due; how soon to look again (None: at the next message)."""
+        """Mark the conflated quotes now due; how soon to look again (None: at the next message).
+        Called after every message: one comparison until a mark is due."""
         if not self._unmarked:
             return None
-        self._mark_due(self._core.clock.now_ns())
-        return self.config.mark_seconds if self._unmarked else None
+        now = self._now_ns()
+        if now < self._next_due_ns:
+            return (self._next_due_ns - now) / 1e9
+        self._mark_due(now)
+        return (self._next_due_ns - now) / 1e9 if self._unmarked else None
 
     def on_message(self, message: str | bytes) -> None:
         """Handle one raw message: parse, drop what is malformed or out of order, write the rest."""
@@ -293,12 +311,19 @@ class Feed:
                 self._mark(symbol, mid, now)
             else:
                 self._unmarked[symbol] = mid  # marked once due, even if no quote follows
+                due = self._marked_ns[symbol] + self._mark_every_ns
+                if due < self._next_due_ns:
+                    self._next_due_ns = due
 
     def _mark_due(self, now: int) -> None:
-        due = self.config.mark_seconds * 1e9
+        every, marked, soonest = self._mark_every_ns, self._marked_ns, _NEVER
         for symbol, mid in list(self._unmarked.items()):
-            if now - self._marked_ns.get(symbol, -(1 << 62)) >= due:
+            due = marked.get(symbol, -(1 << 62)) + every
+            if now >= due:
                 self._mark(symbol, mid, now)
+            else:
+                soonest = min(soonest, due)
+        self._next_due_ns = soonest
 
     def _mark(self, symbol: str, mid: float, now: int) -> None:
         self._unmarked.pop(symbol, None)
@@ -333,6 +358,8 @@ _FAILED = object()
 
 
 _COMPLAIN_NS = 10_000_000_000
+_NEVER = float("inf")
+_MAX_URL = 2_000  # characters: a longer combined-stream URL is refused by servers (414)
 _BOOK_TICKER = ("@bookTicker", b"@bookTicker")  # in a message of that stream (str, bytes)
 
 

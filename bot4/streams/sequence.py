@@ -39,6 +39,11 @@ class UpdateIds:
         self._last[symbol] = update_id
         return True
 
+    def forget(self, symbol: str) -> None:
+        """Forget ``symbol``'s ids: its next update is taken, whatever its number."""
+        self._last.pop(symbol, None)
+        self._behind.pop(symbol, None)
+
     def clear(self) -> None:
         """Forget every id: a new connection may number its updates anew."""
         self._last.clear()

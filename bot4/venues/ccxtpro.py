@@ -23,10 +23,8 @@ plugin to offer it to feeds and order managers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -36,6 +34,7 @@ from bot4.errors import ConfigError, StreamClosedError, StreamError
 from bot4.orders.report import STATUSES
 from bot4.orders.updates import fee_in_quote
 from bot4.plugins.hookspecs import hookimpl
+from bot4.streams.adapter import UpdateQueues
 from bot4.streams.book import BookView
 from bot4.streams.events import Balances, OrderUpdate, Quote
 
@@ -64,12 +63,9 @@ class CcxtProStreams:
         self.exchange = exchange
         self.name = name or exchange.id
         self._counters: dict[str, itertools.count[int]] = {}  # symbol -> update ids where the venue sends none
-        self._updates: deque[OrderUpdate] = deque(maxlen=max_queued)
-        self._arrived = asyncio.Event()
+        self._updates = UpdateQueues(max_queued)  # each consumer's order updates
         self._followers: list[asyncio.Task[None]] = []
-        self._failure: BaseException | None = None
-        self.dropped_updates = 0
-        """Order updates dropped from a full queue."""
+        self._closed = False
 
     @hookimpl
     def bot4_stream_adapters(self) -> list[CcxtProStreams]:
@@ -127,15 +123,7 @@ class CcxtProStreams:
         """The fills and the unfilled ends of the account's orders since the last call (waits for
         one if none), oldest first (of ``symbol`` only, if given)."""
         self._follow()
-        while not self._updates:
-            if self._failure is not None:
-                failure, self._failure = self._failure, None
-                raise failure
-            self._arrived.clear()
-            await self._arrived.wait()
-        updates = list(self._updates)
-        self._updates.clear()
-        return updates if symbol is None else [u for u in updates if u.symbol == symbol]
+        return await self._updates.take(symbol)
 
     async def watch_my_trades(self, symbol: str | None = None) -> list[OrderUpdate]:
         """The account's next fills (of ``symbol`` only, if given), each as an order update."""
@@ -151,16 +139,26 @@ class CcxtProStreams:
         return Balances(assets, timestamp if type(timestamp) is int else 0)
 
     async def close(self) -> None:
-        """Stop following the account and close the exchange's connections."""
-        for task in self._followers:
+        """Stop following the account and close the exchange's connections; waiting calls raise
+        :class:`bot4.StreamClosedError`."""
+        self._closed = True
+        followers, self._followers = self._followers, []
+        for task in followers:
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        self._followers = []
+        if followers:
+            await asyncio.wait(followers)
+        self._updates.fail(StreamClosedError(f"{self.name}: the stream adapter was closed"))
         await self.exchange.close()
+
+    @property
+    def dropped_updates(self) -> int:
+        """Order updates dropped from a full queue."""
+        return self._updates.dropped
 
     def _follow(self) -> None:
         """Follow the account's trades and orders in the background (from the first call on)."""
+        if self._closed:
+            raise StreamClosedError(f"{self.name}: the stream adapter was closed")
         if self._followers and not any(task.done() for task in self._followers):
             return
         for task in self._followers:
@@ -191,29 +189,24 @@ class CcxtProStreams:
             self._queue([u for u in map(self._ended, orders) if u is not None])
 
     async def _fail(self, exc: Exception, pause: float) -> float:
-        """A stream of the account failed: the waiting ``watch_orders`` call raises it; ask ccxt.pro
+        """A stream of the account failed: the waiting ``watch_orders`` calls raise it; ask ccxt.pro
         again after ``pause`` (doubled for the next failure in a row, up to a cap)."""
-        self._failure = exc if isinstance(exc, StreamError) else StreamError(f"{self.name}: {exc}")
-        self._arrived.set()
+        self._updates.fail(exc if isinstance(exc, StreamError) else StreamError(f"{self.name}: {exc}"))
         await asyncio.sleep(pause)
         return min(pause * 2, _PAUSE_MAX)
 
     def _queue(self, updates: list[OrderUpdate]) -> None:
         for update in updates:
-            if len(self._updates) == self._updates.maxlen:
-                self.dropped_updates += 1
-            self._updates.append(update)
-        if updates:
-            self._arrived.set()
+            self._updates.put(update)
 
     def _fill(self, trade: Any) -> OrderUpdate | None:
         """A ccxt trade structure as a fill-only order update (None: not a usable trade)."""
         if not isinstance(trade, Mapping):
             return None
         trade_id, symbol, amount, price = trade.get("id"), trade.get("symbol"), trade.get("amount"), trade.get("price")
-        try:
-            trade_number = int(trade_id)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+        if type(trade_id) is int and not isinstance(trade_id, bool):
+            trade_id = str(trade_id)
+        if not isinstance(trade_id, str) or not trade_id or not trade_id.isprintable():
             return None
         if not isinstance(symbol, str) or not _positive(amount) or not _positive(price):
             return None
@@ -228,7 +221,7 @@ class CcxtProStreams:
             str(trade.get("order") or ""),
             str(trade.get("side") or ""),
             str(trade.get("type") or ""),
-            "open",  # a fill says nothing of the order's status: its fills do
+            "",  # a fill says nothing of the order's status: its fills do
             0.0,
             0.0,
             None,
@@ -236,7 +229,7 @@ class CcxtProStreams:
             float(price),  # type: ignore[arg-type]
             fee_in_quote(symbol, _float(fee.get("cost"), 0.0), fee.get("currency"), float(price)),  # type: ignore[arg-type]
             None,
-            trade_number,
+            trade_id,
             timestamp if type(timestamp) is int else 0,
             trade.get("takerOrMaker") == "maker",
         )
@@ -264,7 +257,7 @@ class CcxtProStreams:
             0.0,
             0.0,
             None,
-            -1,
+            "",
             timestamp if type(timestamp) is int else 0,
         )
 

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot4.errors import ConfigError
+from bot4.streams.connection import settle
 from bot4.venues.paper import PaperExchange
 
 __all__ = ["PaperStream"]
@@ -367,8 +368,7 @@ class PaperStream:
         finally:
             self._clients.discard(client)
             writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
+            await settle(writer)
 
     @staticmethod
     async def _write(client: _Client) -> None:

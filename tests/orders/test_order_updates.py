@@ -48,7 +48,7 @@ def update(
     filled: float | None = 0.0,
     last: float = 0.0,
     price: float = 100.0,
-    trade_id: int = -1,
+    trade_id: int = -1,  # -1: no fill
     fee: float = 0.0,
     fee_currency: str | None = None,
     cid: str | None = None,
@@ -69,7 +69,7 @@ def update(
         price,
         fee,
         fee_currency,
-        trade_id,
+        "" if trade_id < 0 else str(trade_id),
     )
 
 

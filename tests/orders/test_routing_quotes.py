@@ -167,3 +167,15 @@ def test_a_quote_another_process_publishes_after_the_first_order_is_used() -> No
             join_all([proc])
         done = om.submit(buy())
         assert done.tracked.venue == "venue-b" and b.book_reads == 1
+
+
+def test_an_order_larger_than_the_quoted_top_level_asks_the_venue(bot4_desk: Core, bot4_clock: ManualClock) -> None:
+    """A quote is the top level only: a larger order would be routed by the top's size, not by price."""
+    a, b = venues(bot4_desk, bot4_clock)
+    now = bot4_desk.clock.now_ns()
+    bot4_desk.quotes.publish("venue-a", quote(99.0, 101.0, size=1.0), now)
+    bot4_desk.quotes.publish("venue-b", quote(98.0, 102.0, size=50.0), now)
+    om = OrderManager(bot4_desk, routing="best_price")
+    big = Order(symbol="BTC/USDT", side="buy", quantity=2.0)
+    assert om.submit(big).tracked.venue == "venue-a"  # its book: 5 at 101, cheaper for all 2
+    assert (a.book_reads, b.book_reads) == (1, 0)  # venue-b's quote covers 2: not asked

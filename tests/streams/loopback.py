@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 
 class Loopback:
@@ -13,6 +15,7 @@ class Loopback:
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.received: list[str | bytes] = []
         self.connection: ServerConnection | None = None
         self.connected = asyncio.Event()
         self._server: Server | None = None
@@ -39,7 +42,9 @@ class Loopback:
         self.connection = connection
         self.connected.set()
         try:
-            await connection.wait_closed()
+            with contextlib.suppress(ConnectionClosed):  # a client gone mid-frame: its connection is over
+                async for message in connection:  # what clients send (their subscriptions), kept
+                    self.received.append(message)
         finally:
             if self.connection is connection:
                 self.connection = None

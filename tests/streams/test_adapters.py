@@ -132,9 +132,9 @@ def test_order_updates_are_queued_between_calls_and_none_is_lost() -> None:
         for k in range(5):  # the consumer is busy elsewhere meanwhile
             venue.create_order("BTC/USDT", "market", "buy", 0.1, None, {"clientOrderId": f"o{k}"})
         updates = await asyncio.wait_for(first, 10)
-        while sum(u.trade_id >= 0 for u in updates) < 5:
+        while sum(bool(u.trade_id) for u in updates) < 5:
             updates += await asyncio.wait_for(adapter.watch_orders(), 10)
-        fills = [u for u in updates if u.trade_id >= 0]
+        fills = [u for u in updates if u.trade_id]
         assert [u.client_order_id for u in fills] == [f"o{k}" for k in range(5)]
         assert len({u.trade_id for u in fills}) == 5 and all(u.status == "closed" for u in fills)
         assert [u.status for u in updates if u.client_order_id == "o0"] == ["open", "closed"]
@@ -150,18 +150,48 @@ def test_order_updates_are_queued_between_calls_and_none_is_lost() -> None:
 
 def test_a_full_order_queue_drops_the_oldest_and_counts_them() -> None:
     async def scenario(venue: PaperExchange, stream: PaperStream, adapter: BinanceStreams) -> None:
-        first = asyncio.ensure_future(adapter.watch_orders())
+        go = asyncio.Event()
+
+        async def consumer() -> list[Any]:
+            await adapter.watch_orders()  # its queue exists from here on
+            await go.wait()  # busy elsewhere while 8 updates arrive
+            return await adapter.watch_orders()
+
+        task = asyncio.ensure_future(consumer())
         await until(lambda: adapter.user is not None and adapter.user.ws is not None)
         await asyncio.sleep(0.05)
         venue.create_order("BTC/USDT", "market", "buy", 0.1, None, {"clientOrderId": "a"})
-        await asyncio.wait_for(first, 10)
-        for k in range(4):  # nobody asks meanwhile: 8 updates, 3 kept
+        await until(lambda: adapter.stats.order_updates >= 2)
+        for k in range(4):
             venue.create_order("BTC/USDT", "market", "buy", 0.1, None, {"clientOrderId": f"b{k}"})
-        await until(lambda: adapter.stats.dropped_updates >= 5)
-        kept = await asyncio.wait_for(adapter.watch_orders(), 10)
+        await until(lambda: adapter.stats.order_updates >= 10)
+        go.set()
+        kept = await asyncio.wait_for(task, 10)
         assert len(kept) == 3 and kept[-1].client_order_id == "b3" and kept[-1].status == "closed"
+        assert adapter.stats.dropped_updates >= 5
 
     on_paper(scenario, max_queued=3)
+
+
+def test_two_consumers_each_get_every_update_and_one_symbols_consumer_drops_no_other() -> None:
+    async def scenario(venue: PaperExchange, stream: PaperStream, adapter: BinanceStreams) -> None:
+        async def collect(symbol: str | None, count: int) -> list[Any]:
+            got: list[Any] = []
+            while len(got) < count:
+                got += await adapter.watch_orders(symbol)
+            return got
+
+        everything = [asyncio.ensure_future(collect(None, 4)) for _ in range(2)]
+        eth_only = asyncio.ensure_future(collect("ETH/USDT", 2))
+        await until(lambda: adapter.user is not None and adapter.user.ws is not None)
+        await asyncio.sleep(0.05)
+        venue.create_order("BTC/USDT", "market", "buy", 0.1, None, {"clientOrderId": "btc"})
+        venue.create_order("ETH/USDT", "market", "buy", 1.0, None, {"clientOrderId": "eth"})
+        first, second = [await asyncio.wait_for(t, 10) for t in everything]
+        assert [u.client_order_id for u in first] == [u.client_order_id for u in second] == ["btc"] * 2 + ["eth"] * 2
+        assert [u.client_order_id for u in await asyncio.wait_for(eth_only, 10)] == ["eth", "eth"]
+
+    on_paper(scenario)
 
 
 def test_a_waiting_call_learns_that_the_connection_broke_and_the_next_one_resumes() -> None:

@@ -75,7 +75,7 @@ def test_execution_reports_new_fill_and_cancel() -> None:
         "limit",
         "open",
     )
-    assert new.last_quantity == 0 and new.trade_id == -1 and new.fee_currency is None
+    assert new.last_quantity == 0 and new.trade_id == "" and new.fee_currency is None
     fill = json.loads(EXECUTION_NEW)
     fill.update(x="TRADE", X="PARTIALLY_FILLED", l="0.4", z="0.4", L="0.1026", n="0.0004", N="BNB", t=77)
     partial = parse(fill)
@@ -83,7 +83,7 @@ def test_execution_reports_new_fill_and_cancel() -> None:
         "open",
         0.4,
         0.4,
-        77,
+        "77",
         "BNB",
     )
     cancel = json.loads(EXECUTION_NEW)

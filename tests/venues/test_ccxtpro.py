@@ -178,3 +178,61 @@ def test_ccxts_errors_become_bot4s() -> None:
             CcxtProStreams(object())
 
     asyncio.run(main())
+
+
+class FakePro:
+    """A ccxt.pro-shaped exchange answering the account's streams from queues."""
+
+    id = "fake"
+    has: dict[str, bool] = {}
+
+    def __init__(self) -> None:
+        self.trades: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.orders: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def watch_ticker(self, symbol: str) -> Any:
+        raise ccxt.NotSupported("no tickers here")
+
+    async def watch_my_trades(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        return [await self.trades.get()]
+
+    async def watch_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        return [await self.orders.get()]
+
+    async def close(self) -> None:
+        pass
+
+
+def trade(trade_id: str, symbol: str) -> dict[str, Any]:
+    return {"id": trade_id, "order": "9", "symbol": symbol, "side": "buy", "amount": 1.0, "price": 10.0,
+            "fee": {"cost": 0.01, "currency": "USDT"}, "takerOrMaker": "taker", "info": {"c": "cid"}}  # fmt: skip
+
+
+def test_every_consumer_gets_its_own_updates_and_close_ends_waiting_ones() -> None:
+    async def main() -> None:
+        fake = FakePro()
+        adapter = CcxtProStreams(fake)
+
+        async def collect(symbol: str | None, count: int) -> list[Any]:
+            got: list[Any] = []
+            while len(got) < count:
+                got += await adapter.watch_orders(symbol)
+            return got
+
+        everything = asyncio.ensure_future(collect(None, 2))
+        eth = asyncio.ensure_future(collect("ETH/USDT", 1))
+        await asyncio.sleep(0.05)
+        await fake.trades.put(trade("kraken-TX1", "BTC/USDT"))  # ids need not be numbers
+        await fake.trades.put(trade("5f1c-uuid", "ETH/USDT"))
+        assert [u.trade_id for u in await asyncio.wait_for(everything, 10)] == ["kraken-TX1", "5f1c-uuid"]
+        (only,) = await asyncio.wait_for(eth, 10)
+        assert (only.trade_id, only.status, only.filled, only.client_order_id) == ("5f1c-uuid", "", None, "cid")
+        waiting = asyncio.ensure_future(adapter.watch_orders())
+        await asyncio.sleep(0.05)
+        await adapter.close()
+        with pytest.raises(StreamClosedError):
+            await asyncio.wait_for(waiting, 10)
+        with pytest.raises(StreamClosedError):
+            await adapter.watch_orders()
+
+    asyncio.run(main())
