@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import bot4
 from bot4 import (
     ConfigError,
     Core,
@@ -25,6 +24,7 @@ from bot4 import (
 from bot4.streams.binance_ws import BinanceStreams
 from bot4.streams.connection import ConnectionConfig
 from bot4.venues.paper_stream import PaperStream
+from tests.orders.test_stream_races import Held
 from tests.streams.test_feed import until
 
 FAST = ConnectionConfig(stall_seconds=0.5, ping_seconds=0.3, backoff_seconds=0.01, backoff_max_seconds=0.1)
@@ -168,49 +168,11 @@ def test_fees_are_kept_in_the_quote_currency(
     assert managed.tracked.fees == pytest.approx(fee)
 
 
-class SlowReply:
-    """An async venue whose create_order answers only after ``release`` is set: meanwhile its
-    stream tells the fill (as Binance's user-data stream often does before the REST reply)."""
-
-    def __init__(self, paper: PaperExchange) -> None:
-        self.paper, self.name, self.fees, self.capabilities = paper, paper.name, paper.fees, paper.capabilities
-        self.sent = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def create_order(self, *args: Any) -> Any:
-        reply = self.paper.create_order(*args)
-        self.sent.set()
-        await self.release.wait()
-        return reply
-
-    async def cancel_order(self, *args: Any) -> Any:
-        return self.paper.cancel_order(*args)
-
-    async def fetch_order(self, *args: Any) -> Any:
-        return self.paper.fetch_order(*args)
-
-    async def fetch_open_orders(self, *args: Any) -> Any:
-        return self.paper.fetch_open_orders(*args)
-
-    async def fetch_balance(self) -> Any:
-        return self.paper.fetch_balance()
-
-    async def fetch_order_book(self, *args: Any) -> Any:
-        return self.paper.fetch_order_book(*args)
-
-    async def fetch_ticker(self, *args: Any) -> Any:
-        return self.paper.fetch_ticker(*args)
-
-    @bot4.hookimpl
-    def bot4_exchange_adapters(self) -> list[Any]:
-        return [self]
-
-
 def test_the_stream_before_the_rest_reply_counts_the_fill_once_and_releases_once(bot4_desk: Core) -> None:
     async def main() -> None:
         venue = PaperExchange("venue-a")
         venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
-        slow = SlowReply(venue)
+        slow = Held(venue, hold_create=True)  # its REST reply waits; its stream tells the fill first
         bot4_desk.plugins.register(slow)
         stream = PaperStream(venue)
         await stream.start()
