@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-sanitize lint soak bench wheel clean
 
-$(STAMP): pyproject.toml setup.py bot4/shm/_native.c bot4/shm/_gate.inc bot4/shm/_guard.inc bot4/shm/_ledger.inc
+$(STAMP): pyproject.toml setup.py bot4/shm/_native.c bot4/shm/_gate.inc bot4/shm/_guard.inc bot4/shm/_ledger.inc bot4/shm/_events.inc
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Breaker record: word offsets from the record start. */
 enum {
@@ -698,6 +699,8 @@ typedef struct {
     double timeout;
     Py_ssize_t staged;  /* journal pairs staged by the section in progress */
     long long ident;    /* this process's identity, written to the holder word while it holds the mutex */
+    Py_ssize_t ev_ring, ev_cap, ev_sym0, ev_sym_words; /* the event ring (bind_events); ev_ring -1: none */
+    Py_ssize_t ev_account[8], ev_fields[4]; /* EV_POST_ACCOUNT_WORDS, EV_POST_SYMBOL_WORDS */
 } Section;
 
 static int section_init(Section *self, PyObject *args, PyObject *kw) {
@@ -718,6 +721,7 @@ static int section_init(Section *self, PyObject *args, PyObject *kw) {
     Py_INCREF(region); Py_XSETREF(self->region, region);
     self->mutex = mutex; self->journal = journal; self->version = version < 0 ? -1 : version;
     self->timeout = timeout; self->staged = 0; self->holder = holder; self->ident = ident;
+    self->ev_ring = -1;
     return 0;
 }
 
@@ -824,6 +828,8 @@ static PyObject *section_set(Section *self, PyObject *const *args, Py_ssize_t n)
 
 static PyObject *section_len(Section *self, PyObject *unused) { return PyLong_FromSsize_t(self->staged); }
 
+#include "_events.inc"
+
 static PyMethodDef section_methods[] = {
     {"__enter__", (PyCFunction)section_enter, METH_NOARGS, "Take the mutex (bounded wait), replay a dead holder's journal."},
     {"__exit__", (PyCFunction)(void (*)(void))section_exit, METH_FASTCALL,
@@ -831,6 +837,10 @@ static PyMethodDef section_methods[] = {
     {"set", (PyCFunction)(void (*)(void))section_set, METH_FASTCALL,
      "set(index, value): write value (int, float, or a tuple for consecutive words) at index on commit."},
     {"__len__", (PyCFunction)section_len, METH_NOARGS, "Journal pairs staged so far."},
+    {"bind_events", (PyCFunction)(void (*)(void))section_bind_events, METH_FASTCALL,
+     "bind_events(ring, capacity, account, symbols, symbol_words, symbol_fields): the event ring and the words a record copies."},
+    {"record", (PyCFunction)(void (*)(void))section_record, METH_FASTCALL,
+     "record(kind, ref, symbol, code, f0, f1, f2, f3, text) -> position, -1 (full: counted lost), -2 (no journal)."},
     {NULL}
 };
 
@@ -959,6 +969,14 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, CFG_HALF_OPEN_CALLS); ADD_INT(m, CFG_HALF_OPEN_MAX_NS); ADD_INT(m, CFG_SLOW_TRIAL_FAILS); ADD_INT(m, CFG_WINDOW_CALLS);
     ADD_INT(m, CELL_TAG); ADD_INT(m, CELL_CALLS); ADD_INT(m, CELL_FAILURES); ADD_INT(m, CELL_SLOW);
     ADD_INT(m, CELL_WORDS);
+    ADD_INT(m, EV_HEAD); ADD_INT(m, EV_TAIL); ADD_INT(m, EV_LOST); ADD_INT(m, EV_ON); ADD_INT(m, EV_BEAT_NS);
+    ADD_INT(m, EV_RECORDER); ADD_INT(m, EV_ERROR); ADD_INT(m, EV_RECOVERING); ADD_INT(m, EV_LOST_SEEN);
+    ADD_INT(m, EV_EPOCH); ADD_INT(m, EV_ERROR_TEXT); ADD_INT(m, EV_ERROR_WORDS); ADD_INT(m, EV_HEADER_WORDS);
+    ADD_INT(m, EV_RECOVERY_LOCK); ADD_INT(m, EV_PATH); ADD_INT(m, EV_PATH_WORDS);
+    ADD_INT(m, EV_KIND); ADD_INT(m, EV_TIME_NS); ADD_INT(m, EV_PID); ADD_INT(m, EV_REF); ADD_INT(m, EV_SYMBOL);
+    ADD_INT(m, EV_CODE); ADD_INT(m, EV_F0); ADD_INT(m, EV_FLOATS); ADD_INT(m, EV_POST_SYMBOL);
+    ADD_INT(m, EV_POST_SYMBOL_WORDS); ADD_INT(m, EV_POST_ACCOUNT); ADD_INT(m, EV_POST_ACCOUNT_WORDS);
+    ADD_INT(m, EV_TEXT); ADD_INT(m, EV_TEXT_WORDS); ADD_INT(m, EV_WORDS);
     if (PyModule_AddIntConstant(m, "MUTEX_WORDS", (long)MUTEX_WORDS) < 0) goto fail;
     ADD_INT(m, MUTEX_ACQUIRED); ADD_INT(m, MUTEX_FROM_DEAD); ADD_INT(m, MUTEX_TIMEOUT); ADD_INT(m, MUTEX_UNRECOVERABLE);
     ADD_INT(m, MUTEX_OWN);

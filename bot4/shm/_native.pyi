@@ -58,6 +58,38 @@ VERDICT_NONE: int
 VERDICT_SLOW: int
 VERDICT_CONSECUTIVE: int
 VERDICT_RATE: int
+# The event ring: header words, record words.
+EV_HEAD: int
+EV_TAIL: int
+EV_LOST: int
+EV_ON: int
+EV_BEAT_NS: int
+EV_RECORDER: int
+EV_ERROR: int
+EV_RECOVERING: int
+EV_LOST_SEEN: int
+EV_EPOCH: int
+EV_ERROR_TEXT: int
+EV_ERROR_WORDS: int
+EV_HEADER_WORDS: int
+EV_RECOVERY_LOCK: int
+EV_PATH: int
+EV_PATH_WORDS: int
+EV_KIND: int
+EV_TIME_NS: int
+EV_PID: int
+EV_REF: int
+EV_SYMBOL: int
+EV_CODE: int
+EV_F0: int
+EV_FLOATS: int
+EV_POST_SYMBOL: int
+EV_POST_SYMBOL_WORDS: int
+EV_POST_ACCOUNT: int
+EV_POST_ACCOUNT_WORDS: int
+EV_TEXT: int
+EV_TEXT_WORDS: int
+EV_WORDS: int
 # Results of Region.mutex_lock.
 MUTEX_ACQUIRED: int
 MUTEX_FROM_DEAD: int
@@ -119,6 +151,18 @@ class Section:
     ) -> Literal[False]: ...
     def set(self, index: int, value: int | float | tuple[int | float, ...]) -> None: ...
     def __len__(self) -> int: ...
+    def bind_events(
+        self,
+        ring: int,
+        capacity: int,
+        account: tuple[int, ...],
+        symbols: int,
+        symbol_words: int,
+        symbol_fields: tuple[int, ...],
+    ) -> None: ...
+    def record(
+        self, kind: int, ref: int, symbol: int, code: int, f0: float, f1: float, f2: float, f3: float, text: str, /
+    ) -> int: ...
 
 class Gate:
     """Closed-path admission and outcome recording of one breaker for one worker slot."""

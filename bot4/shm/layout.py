@@ -17,9 +17,10 @@ risk correlation        ``2 * 3 * max_symbols ** 2`` (two buffers of cov, corr, 
 ledger journal          ``2 + 2 * journal_capacity`` (redo journal of the ledger mutex)
 stop triggers           ``TRIGGERS * TRIG_WORDS`` (stops bot4 emulates, any worker fires)
 quotes                  ``QUOTES * QUOTE_WORDS`` (top of book per venue and symbol, from streams)
+events                  ``EV_HEADER_WORDS + EVENTS * EV_WORDS`` (what changed the desk, for the journal)
 ======================  ==================================================
 
-The breaker record and window cell layouts are defined by the native module (the code
+The breaker record, window cell and event record layouts are defined by the native module (the code
 that reads them on the hot path); everything else here. The layout hash covers all of
 it, so two builds that disagree on any offset refuse to share a segment.
 """
@@ -37,7 +38,7 @@ from bot4.shm import _native
 __all__ = ["BUCKETS", "LAYOUT_HASH", "LAYOUT_VERSION", "MAGIC", "Layout"]
 
 MAGIC = int.from_bytes(b"BOT4SHM\x01", "little")
-LAYOUT_VERSION = 6
+LAYOUT_VERSION = 7
 BUCKETS = 10
 """Buckets per sliding window: a window of W seconds moves in steps of W/10."""
 
@@ -184,6 +185,12 @@ QUOTE_KEY = 11  # QUOTE_KEY_WORDS words: "<venue>\0<symbol>" (UTF-8)
 QUOTE_KEY_WORDS = 9
 QUOTE_WORDS = 20
 
+# The event ring (bot4.journal): its header and record words are the native module's (EV_*).
+EVENTS = 16384
+"""Records the event ring holds before its recorder must drain them (4 MiB of the segment)."""
+EV_HEADER_WORDS = _native.EV_HEADER_WORDS
+EV_WORDS = _native.EV_WORDS
+
 MAX_WORKERS_LIMIT = 4096
 MAX_BREAKERS_LIMIT = 65536
 MAX_SYMBOLS_LIMIT = 1024
@@ -224,6 +231,8 @@ def _layout_hash() -> int:
             "TRIGGERS",
             "QUOTE",
             "QUOTES",
+            "EV",
+            "EVENTS",
         }
     )
     digest = hashlib.blake2b(repr((LAYOUT_VERSION, names)).encode(), digest_size=8).digest()
@@ -322,9 +331,18 @@ class Layout:
         return self.triggers + TRIGGERS * TRIG_WORDS
 
     @cached_property
+    def events(self) -> int:
+        """Word offset of the event ring (its header, then its records)."""
+        return self.quotes + QUOTES * QUOTE_WORDS
+
+    @cached_property
     def words(self) -> int:
         """Total size in words."""
-        return self.quotes + QUOTES * QUOTE_WORDS
+        return self.events + EV_HEADER_WORDS + EVENTS * EV_WORDS
+
+    def event(self, position: int) -> int:
+        """Word offset of the ring record that holds event ``position``."""
+        return self.events + EV_HEADER_WORDS + (position % EVENTS) * EV_WORDS
 
     def quote(self, index: int) -> int:
         """Word offset of quote record ``index``."""

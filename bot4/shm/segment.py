@@ -213,6 +213,12 @@ class Segment:
             fd, self._joining_fd = self._joining_fd, -1
             os.close(fd)
 
+    def raw(self, word: int, count: int) -> bytes:
+        """A copy of ``count`` words from word ``word``, as bytes (bulk reads of records)."""
+        if word < 0 or count < 0 or word + count > self.layout.words:
+            raise ValueError(f"words {word}..{word + count} outside the segment")
+        return self._mmap[word * 8 : (word + count) * 8]
+
     def close(self) -> None:
         """Unmap the segment from this process (idempotent)."""
         self.joined()
