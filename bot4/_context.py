@@ -9,11 +9,17 @@ connected core a fleet link), so what the import graph shows is what runs.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bot4.errors import Bot4Error
 from bot4.plugins.dispatch import notify
 from bot4.plugins.manager import PluginManager
+from bot4.shm._native import EV_ON
+from bot4.shm.events import bind
+from bot4.shm.mutex import ledger_mutex
 
 if TYPE_CHECKING:
     from bot4.breaker.fuse import Fuse
@@ -22,6 +28,8 @@ if TYPE_CHECKING:
     from bot4.shm.segment import Segment
 
 __all__ = ["CoreContext"]
+
+log = logging.getLogger("bot4.core")
 
 
 class CoreContext:
@@ -73,6 +81,21 @@ class CoreContext:
     def closed(self) -> bool:
         """Whether the core was closed in this process."""
         return self.segment.closed
+
+    def record_event(self, kind: int, ref: int, code: int, text: str) -> None:
+        """Journal an event that is no ledger transaction (a breaker's or the fuse's transition),
+        if the desk has a journal. Never raises: a record that cannot be made is logged (and a
+        full ring counts it lost, for the recorder's snapshot)."""
+        segment = self.segment
+        if not segment.region.load(segment.layout.events + EV_ON):
+            return
+        try:
+            mutex = ledger_mutex(segment, self.ident)
+            bind(mutex, segment.layout)
+            with mutex as tx:
+                tx.record(kind, ref, -1, code, math.nan, math.nan, math.nan, math.nan, text)
+        except Bot4Error as e:
+            log.error("event %d (%s) could not be journaled: %s", kind, text, e)
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of event hook ``hook_name`` (errors logged, never raised)."""

@@ -23,6 +23,7 @@ __all__ = [
     "FuseTrippedError",
     "InvalidOrderError",
     "InvalidTransitionError",
+    "JournalError",
     "LockTimeoutError",
     "OrderNotFoundError",
     "OrderRejectedError",
@@ -222,6 +223,10 @@ class FleetUnavailableError(Bot4Error):
     def __init__(self, desk: str, message: str) -> None:
         super().__init__(f"fleet {desk}: Redis unreachable: {message}")
         self.desk = desk
+
+
+class JournalError(Bot4Error):
+    """A journal cannot be opened, read or recovered from (its path, schema or contents)."""
 
 
 class PluginError(Bot4Error):

@@ -20,6 +20,7 @@ from bot4.breaker.state import BreakerState, StateWord, ns_until
 from bot4.errors import CircuitOpenError, ConfigError, ConfigTypeError, FuseTrippedError, SegmentError
 from bot4.shm import _native
 from bot4.shm import layout as L
+from bot4.shm.events import EventKind
 from bot4.shm.text import decode_text, encode_text
 
 if TYPE_CHECKING:
@@ -518,6 +519,7 @@ class CircuitBreaker:
             ctx.fuse.evaluate()
         if ctx.fleet is not None:
             ctx.fleet.breaker_changed(self, old, new, reason)
+        ctx.record_event(EventKind.BREAKER, self._index, int(new), f"{self._name}: {old.name}->{new.name}: {reason}")
         ctx.notify("bot4_breaker_state_changed", breaker=self, old=old, new=new, reason=reason)
 
     def _record_cause(self, text: str) -> None:

@@ -20,6 +20,7 @@ from bot4.breaker.state import BreakerState
 from bot4.errors import ConfigError
 from bot4.shm import _native
 from bot4.shm import layout as L
+from bot4.shm.events import EventKind
 from bot4.shm.text import decode_text
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class Fuse:
         self._r.store(L.H_FUSE_CHANGED_NS, self._ctx.clock.now_ns())
         if new is not FuseState.CLEAR:
             self._r.add(L.H_FUSE_TRIPS, 1)
+        self._ctx.record_event(EventKind.BREAKER, -1, int(new), f"fuse: {old.name}->{new.name}: {reason}")
         self._ctx.notify("bot4_fuse_changed", core=self._ctx.owner, old=old, new=new, reason=reason)
 
     def _count(self) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot4._numbers import is_number, is_positive
 from bot4._symbols import symbol_problem
-from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
+from bot4.errors import Bot4Error, CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
 from bot4.orders.model import Order, Side
 from bot4.plugins.dispatch import implementations, watched
 from bot4.risk._kernel import CODE_MASKS, NATIVE_RULE_TYPES, RULE_BITS, make_kernel
@@ -21,8 +21,10 @@ from bot4.risk.kill_switch import UNKNOWN_REASON, KillSwitch, TradingWord
 from bot4.risk.ledger import RiskLedger, own_entry
 from bot4.risk.limits import RiskLimits, TradingState, exceeds
 from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
+from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
+from bot4.shm.events import EventKind, EventRing, bind
 from bot4.shm.mutex import Transaction, ledger_mutex
 from bot4.shm.text import encode_text
 
@@ -51,6 +53,16 @@ _EPS = 1e-9
 _NOT_LIVE, _OVERFILL = 1, 2  # LedgerKernel.fill's refusals
 _NAN = math.nan
 _new = tuple.__new__  # builds the NamedTuple results without their Python-level __new__
+_RESERVE, _RELEASE, _FILL, _MARK = (
+    EventKind.RESERVE.value,
+    EventKind.RELEASE.value,
+    EventKind.FILL.value,
+    EventKind.MARK.value,
+)
+_EQUITY, _LIMITS, _TRADING = EventKind.EQUITY.value, EventKind.LIMITS.value, EventKind.TRADING.value
+_OPERATOR = EventKind.OPERATOR.value
+_RELEASED, _RECLAIMED = 0, 1  # a RELEASE record's code
+_monotonic_ns = _native.monotonic_ns
 
 
 def _check_price(field: str, value: Any) -> float:
@@ -80,6 +92,9 @@ class RiskEngine:
         self._r = seg.region
         self._base = lay.ledger
         self._mutex = ledger_mutex(seg, ctx.ident)
+        bind(self._mutex, lay)
+        self._events = EventRing(seg.region, lay)
+        self._ev_on = lay.events + _native.EV_ON
         self._kernel = make_kernel(seg)
         self._trading = TradingWord(seg.region, lay.ledger, ctx.clock)
         self._ledger = RiskLedger(seg, self._kernel, ctx.clock, self._trading, self._repair)
@@ -121,6 +136,7 @@ class RiskEngine:
             raise ConfigError("limits", f"expected a RiskLimits, got {type(limits).__name__}")
         with self._mutex as tx:
             self._limits_writes(tx, limits)
+            tx.record(_LIMITS, 0, -1, 0, _NAN, _NAN, _NAN, _NAN, "")
 
     def _limits_writes(self, tx: Transaction, limits: RiskLimits) -> None:
         gen_i = self._base + L.L_LIMITS_GEN
@@ -389,7 +405,20 @@ class RiskEngine:
         """Why the trading state was last changed."""
         return self._trading.reason()
 
-    def _reserve_writes(self, tx: Transaction, order: Order, now: int, entry: float) -> Decision:
+    def _reserve_writes(
+        self,
+        tx: Transaction,
+        order: Order,
+        now: int,
+        entry: float,
+        *,
+        journal_check: bool = True,
+        quantity: float | None = None,
+    ) -> Decision:
+        if journal_check and self._load(self._ev_on):
+            why = self._events.problem(_monotonic_ns())
+            if why is not None:
+                return Decision((Rejection(ENGINE, "JOURNAL", why),))
         index = self._ledger.symbol_index(order.symbol)
         if index is None:
             if entry != entry:  # NaN: the mark of a symbol never priced
@@ -400,14 +429,27 @@ class RiskEngine:
                 return Decision((Rejection(ENGINE, "SYMBOLS_FULL", f"the ledger tracks {limit} symbols"),))
         side = order.side
         # entry NaN: the kernel reads the mark under the mutex (live, not the primed ledger)
+        quantity = order.quantity if quantity is None else quantity
         tx.staged, res_id, slot, entry = self._kernel.reserve(
-            tx.staged, index, 1 if side is Side.BUY else -1, order.quantity, entry, self._ctx.ident, now
+            tx.staged, index, 1 if side is Side.BUY else -1, quantity, entry, self._ctx.ident, now
         )
         if res_id == 0:
             if slot < 0:
                 return _price_unknown(order)
             return Decision((Rejection(ENGINE, "RESERVATIONS_FULL", f"all {slot} reservation entries are live"),))
-        reservation = _new(Reservation, (res_id, slot, order.symbol, side, order.quantity, entry))
+        price = order.price
+        tx.record(
+            _RESERVE,
+            res_id,
+            index,
+            1 if side is Side.BUY else -1,
+            quantity,
+            entry,
+            _NAN if price is None else price,
+            order.quantity,
+            f"{order.client_order_id}\x1f{order.strategy}\x1f{order.type.value}",
+        )
+        reservation = _new(Reservation, (res_id, slot, order.symbol, side, quantity, entry))
         return _new(Decision, ((), reservation))
 
     def release(self, reservation: Reservation) -> bool:
@@ -420,11 +462,13 @@ class RiskEngine:
         self._tell_fleet((reservation.id,))
         return True
 
-    def on_fill(self, reservation: Reservation, quantity: float, price: float, fee: float = 0.0) -> None:
+    def on_fill(
+        self, reservation: Reservation, quantity: float, price: float, fee: float = 0.0, *, trade_id: str = ""
+    ) -> None:
         """Turn ``quantity`` of a reservation into position at ``price``; ``fee`` is paid from equity.
 
         Realized P&L (average cost) goes to equity, and the fill price becomes the mark.
-        The reservation ends when fully filled.
+        The reservation ends when fully filled. ``trade_id`` (the venue's) goes to the journal.
 
         Raises:
             ReservationError: the reservation is not live, or ``quantity`` exceeds what is left.
@@ -434,9 +478,11 @@ class RiskEngine:
         price = _check_price("price", price)
         if not is_number(fee):
             raise ConfigError("fee", f"must be a finite number, got {fee!r}")
-        self._fill(reservation, quantity, price, float(fee))
+        if not isinstance(trade_id, str):
+            raise ConfigError("trade_id", f"expected a string, got {trade_id!r}")
+        self._fill(reservation, quantity, price, float(fee), trade_id)
 
-    def _fill(self, reservation: Reservation, quantity: float, price: float, fee: float) -> None:
+    def _fill(self, reservation: Reservation, quantity: float, price: float, fee: float, trade_id: str = "") -> None:
         """:meth:`on_fill` of a checked reservation and floats."""
         limits, day = self._limits_and_day()
         with self._mutex as tx:
@@ -454,6 +500,17 @@ class RiskEngine:
                 raise ReservationError(f"reservation {reservation.id} is not live (released, filled or reclaimed)")
             if code == _OVERFILL:
                 raise ReservationError(f"fill of {quantity} exceeds the {left} left on reservation {reservation.id}")
+            tx.record(
+                _FILL,
+                reservation.id,
+                self._r.load(self._res0 + reservation.slot * L.RES_WORDS + L.V_SYMBOL),
+                1 if reservation.side is Side.BUY else -1,
+                quantity,
+                price,
+                fee,
+                left,
+                trade_id,
+            )
             events = self._breaches(limits, drawdown, loss)
         if self._ctx.fleet is not None:
             self._tell_fleet(() if self._live(reservation) else (reservation.id,))
@@ -483,6 +540,7 @@ class RiskEngine:
             tx.set(self._seg.layout.symbol(index) + L.Y_MARK_NS, max(now, 1))  # its age for STALE_PRICE (0: never)
             cash = self._r.loadf(self._base + L.L_CASH)
             events = self._account_writes(tx, limits, day, cash=cash, unrealized=unrealized)
+            tx.record(_MARK, 0, index, 0, price, _NAN, _NAN, _NAN, "")
         self._tell_fleet()
         self._tripped(events)
 
@@ -497,6 +555,7 @@ class RiskEngine:
             events = self._account_writes(
                 tx, limits, day, cash=value - unrealized, unrealized=unrealized, initial=first
             )
+            tx.record(_EQUITY, 0, -1, 0, value, _NAN, _NAN, _NAN, "")
         self._tripped(events)
 
     def set_trading_state(self, state: TradingState, reason: str) -> None:
@@ -505,12 +564,83 @@ class RiskEngine:
             raise ConfigError("state", f"expected a TradingState, got {state!r}")
         if not isinstance(reason, str):
             raise ConfigError("reason", f"expected a string, got {reason!r}")
-        changed = self._trading.set(state, reason)  # one lock-free word: never waits for the ledger
+        written, changed = self._trading.set(state, reason)  # one lock-free word: never waits for the ledger
+        if written:
+            self._record_trading(state, reason)
         fleet = self._ctx.fleet
         if fleet is not None:
             fleet.trading_changed(state, reason)
         if changed and state in _TRIPPED:
             self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
+
+    # ------------------------------------------------------------------ restoring from a journal
+
+    def _restore_symbol(self, symbol: str, position: float, average: float, realized: float, mark: float) -> None:
+        """Put a symbol's recorded position into the ledger (recovery; exposure and totals follow).
+
+        The mark's age is unknown (0): rules that need a fresh price wait for a new one.
+        """
+        with self._mutex as tx:
+            index = self._symbol_for_write(tx, symbol)
+        if index is None:
+            raise CapacityError(
+                f"the risk ledger tracks {self._seg.layout.max_symbols} symbols; cannot restore {symbol!r}"
+            )
+        row = self._seg.layout.symbol(index)
+        mark = mark if mark > 0 else 0.0
+        with self._mutex as tx:
+            tx.set(row + L.Y_POSITION, position)
+            tx.set(row + L.Y_AVG_PRICE, average)
+            tx.set(row + L.Y_REALIZED, realized)
+            tx.set(row + L.Y_MARK, mark)
+        with self._mutex as tx:  # exposure, gross and the holdings generation from the restored row
+            self._symbol_writes(tx, index, mark=mark if mark > 0 else None)
+
+    def _restore_account(
+        self, cash: float, unrealized: float, peak: float, day_start: float, day_id: int, equity_set: bool
+    ) -> None:
+        """Put the recorded account into the ledger exactly (recovery)."""
+        base = self._base
+        with self._mutex as tx:
+            tx.set(base + L.L_CASH, cash)
+            tx.set(base + L.L_UNREALIZED, unrealized)
+            tx.set(base + L.L_PEAK, peak)
+            tx.set(base + L.L_DAY_START, day_start)
+            tx.set(base + L.L_DAY_ID, day_id)
+            tx.set(base + L.L_EQUITY_SET, 1 if equity_set else 0)
+
+    def _restore_trading(self, state: TradingState, reason: str) -> None:
+        """Put the recorded trading state back (recovery): a tripped kill switch stays tripped."""
+        if state is not TradingState.ACTIVE or reason:
+            self._trading.set(state, reason)
+
+    def _restore_reservation(self, order: Order, quantity: float, entry: float) -> Reservation | None:
+        """Reserve what is left (``quantity``) of a recovered open order again, past the rules (it is
+        already at its venue); None if the ledger has no room."""
+        now = self._ctx.now_ns()
+        with self._mutex as tx:
+            decision = self._reserve_writes(tx, order, now, entry, journal_check=False, quantity=quantity)
+        return decision.reservation
+
+    def record_operator(self, text: str) -> None:
+        """Journal an operator's action (who and what, in ``text``; at most 80 bytes are kept).
+        Nothing happens without a journal."""
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError("text", f"say who did what, got {text!r}")
+        if self._load(self._ev_on):
+            with self._mutex as tx:
+                tx.record(_OPERATOR, 0, -1, 0, _NAN, _NAN, _NAN, _NAN, text)
+
+    def _record_trading(self, state: TradingState, reason: str) -> None:
+        """Journal a trading-state change already in force (never delays it: a journal that
+        cannot take the record counts it lost, and its recorder then snapshots the state)."""
+        if not self._load(self._ev_on):
+            return
+        try:
+            with self._mutex as tx:
+                tx.record(_TRADING, self._load(self._i_trading) >> 8, -1, int(state), _NAN, _NAN, _NAN, _NAN, reason)
+        except Bot4Error as e:
+            log.error("the trading state change (%s: %s) could not be journaled: %s", state.name, reason, e)
 
     # ------------------------------------------------------------------ reclaim, audit, snapshot
 
@@ -540,7 +670,7 @@ class RiskEngine:
             with self._mutex as tx:
                 if r.load(lay.reservation(slot) + L.V_OWNER) == owner:
                     ended.append(r.load(lay.reservation(slot) + L.V_ID))
-                    self._free_entry(tx, slot)
+                    self._free_entry(tx, slot, _RECLAIMED)
                     freed += 1
         now = self._ctx.now_ns()  # a clock is user code: read it before taking the mutex
         with self._mutex as tx:
@@ -642,12 +772,14 @@ class RiskEngine:
         owner, res_id = self._r.load_range(self._res0 + reservation.slot * L.RES_WORDS + L.V_OWNER, 2)
         return owner != 0 and res_id == reservation.id
 
-    def _free_entry(self, tx: Transaction, slot: int) -> None:
+    def _free_entry(self, tx: Transaction, slot: int, why: int = _RELEASED) -> None:
         """Free reservation entry ``slot``, giving back what it still holds."""
         lay, r, base = self._seg.layout, self._r, self._base
         e = lay.reservation(slot)
         left = r.loadf(e + L.V_QTY)
-        self._symbol_writes(tx, r.load(e + L.V_SYMBOL), r.load(e + L.V_SIDE), -left, -left * r.loadf(e + L.V_PRICE))
+        symbol = r.load(e + L.V_SYMBOL)
+        self._symbol_writes(tx, symbol, r.load(e + L.V_SIDE), -left, -left * r.loadf(e + L.V_PRICE))
+        tx.record(_RELEASE, r.load(e + L.V_ID), symbol, why, left, _NAN, _NAN, _NAN, "")
         tx.set(e + L.V_OWNER, 0)
         tx.set(e + L.V_NEXT_FREE, r.load(base + L.L_FREE_HEAD))
         tx.set(base + L.L_FREE_HEAD, slot + 1)
@@ -749,7 +881,10 @@ class RiskEngine:
         fleet = self._ctx.fleet
         for reason in reasons:
             state = TradingState.FLATTENING if self.limits.flatten_on_kill else TradingState.HALTED
-            if not self._trading.set(state, reason):
+            written, changed = self._trading.set(state, reason)
+            if written:
+                self._record_trading(state, reason)
+            if not changed:
                 continue  # another process halted the desk first
             if fleet is not None:
                 fleet.trading_changed(state, reason)

@@ -46,17 +46,19 @@ class TradingWord:
         """The state now."""
         return TradingState(self._r.load(self._i) & 0xFF)
 
-    def set(self, state: TradingState, reason: str) -> bool:
-        """Move to ``state`` with ``reason``; return whether the state changed.
+    def set(self, state: TradingState, reason: str) -> tuple[bool, bool]:
+        """Move to ``state`` with ``reason``; return (whether anything was written, whether the
+        state changed).
 
-        Setting the state it is already in with the same reason changes nothing.
+        Setting the state it is already in with the same reason changes nothing; with another
+        reason, only the reason.
         """
         r, i = self._r, self._i
         words = encode_text(reason, L.REASON_WORDS)
         while True:
             old = r.load(i)
             if old & 0xFF == state and self._reason(old) == reason:
-                return False
+                return False, False
             gen = (old >> 8) + 1
             if r.cas(i, old, int(state) | (gen << 8)):
                 break
@@ -67,7 +69,7 @@ class TradingWord:
         for k, word in enumerate(words):
             r.store(record + 1 + k, word)
         r.store(record, gen)
-        return old & 0xFF != state
+        return True, old & 0xFF != state
 
     def reason(self) -> str:
         """The reason given with the state now in force."""

@@ -29,7 +29,18 @@ if TYPE_CHECKING:
     from bot4.shm._native import LedgerKernel
     from bot4.shm.segment import Segment
 
-__all__ = ["RiskLedger", "own_entry"]
+__all__ = ["RiskLedger", "daily_loss", "drawdown", "own_entry"]
+
+
+def drawdown(equity: float, peak: float) -> float:
+    """How far ``equity`` is below ``peak``, as a fraction of it (0 at or above it, or with no peak)."""
+    return max(0.0, 1.0 - equity / peak) if peak > 0 else 0.0
+
+
+def daily_loss(equity: float, day_start: float) -> float:
+    """The loss since the day started at ``day_start``, as a fraction of it (0 for a gain, or no start)."""
+    return max(0.0, (day_start - equity) / day_start) if day_start > 0 else 0.0
+
 
 _TRADING_STATES = tuple(TradingState)
 _NO_ROW = (0.0,) * L.SYMBOL_ROW
@@ -120,9 +131,9 @@ class RiskLedger:
         self.equity = equity = cash + unrealized
         self.unrealized_pnl = unrealized
         self.peak_equity = peak
-        self.drawdown = max(0.0, 1.0 - equity / peak) if peak > 0 else 0.0
+        self.drawdown = drawdown(equity, peak)
         self.day_start_equity = day_start
-        self.daily_loss = max(0.0, (day_start - equity) / day_start) if day_start > 0 else 0.0
+        self.daily_loss = daily_loss(equity, day_start)
         self.gross_exposure = gross
         self.open_orders = open_orders
 

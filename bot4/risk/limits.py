@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import json
 import math
 from dataclasses import dataclass, fields
 from typing import Any
@@ -143,6 +144,22 @@ class RiskLimits:
             else:
                 out.append(float(value))
         return out
+
+    def to_json(self) -> str:
+        """The limits as a JSON object (field names; ``daily_reset_utc`` as ``"HH:MM:SS"``)."""
+        fields_ = {f.name: getattr(self, f.name) for f in fields(self)}
+        fields_["daily_reset_utc"] = self.daily_reset_utc.strftime("%H:%M:%S")
+        return json.dumps(fields_, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RiskLimits:
+        """Inverse of :meth:`to_json`; :class:`ConfigError` on anything else."""
+        try:
+            fields_ = json.loads(text)
+            fields_["daily_reset_utc"] = datetime.time.fromisoformat(fields_["daily_reset_utc"])
+            return cls(**fields_)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError("limits", f"not a RiskLimits JSON object: {e}") from e
 
     @classmethod
     def from_floats(cls, words: list[float]) -> RiskLimits:
