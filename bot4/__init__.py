@@ -34,6 +34,7 @@ from bot4.errors import (
     FuseTrippedError,
     InvalidOrderError,
     InvalidTransitionError,
+    JournalError,
     LockTimeoutError,
     OrderNotFoundError,
     OrderRejectedError,
@@ -52,6 +53,7 @@ from bot4.errors import (
     UnknownOrderError,
 )
 from bot4.fleet import FleetLink, FleetPolicy
+from bot4.journal import Journal, JournalState, OpenOrder
 from bot4.orders import Fill, OrderEvent, OrderStatus, TrackedOrder, Transition
 from bot4.orders.manager import ManagedOrder, OrderManager
 from bot4.orders.model import Order, OrderType, Side, TimeInForce
@@ -117,12 +119,16 @@ __all__ = [
     "FuseTrippedError",
     "InvalidOrderError",
     "InvalidTransitionError",
+    "Journal",
+    "JournalError",
+    "JournalState",
     "KillSwitch",
     "Leg",
     "LockTimeoutError",
     "ManagedOrder",
     "ManualClock",
     "MonotonicClock",
+    "OpenOrder",
     "Order",
     "OrderEvent",
     "OrderManager",

@@ -29,6 +29,7 @@ from bot4.streams.quotes import QuoteTable
 if TYPE_CHECKING:
     from bot4.fleet.link import FleetLink
     from bot4.fleet.policy import FleetPolicy
+    from bot4.journal.desk import Journal
 
 __all__ = ["Core"]
 
@@ -84,6 +85,7 @@ class Core:
         self._context.fuse = self._fuse = Fuse(self._context)
         self._risk: RiskEngine | None = None
         self._quotes: QuoteTable | None = None
+        self._journal: Journal | None = None
         _live_cores.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -100,6 +102,9 @@ class Core:
         fuse: FuseConfig | None = None,
         clock: Clock | None = None,
         plugins: PluginManager | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        journal_recorder: bool = True,
+        journal_synchronous: str = "FULL",
     ) -> Core:
         """Create a new segment and return its owning core.
 
@@ -112,6 +117,15 @@ class Core:
             fuse: the global fuse configuration (default :class:`FuseConfig`).
             clock: time source (default: host-wide monotonic).
             plugins: a plugin manager (default: :func:`bot4.plugins.make_plugin_manager`).
+            journal: a journal database (SQLite, created if new; see ``docs/journal.md``).
+                If it holds a desk's past, the ledger is rebuilt from it first: positions,
+                costs, cash, equity and its peak, the day, limits and the kill switch; the
+                orders it holds open wait for :meth:`bot4.OrderManager.recover` (no new risk
+                until then). Every event is then recorded, and new risk is refused whenever
+                it could not be.
+            journal_recorder: start the recorder process (supervised by this process) that
+                makes the records durable; False if another process runs it.
+            journal_synchronous: ``"FULL"`` (every batch survives a power cut) or ``"NORMAL"``.
 
         Raises:
             SegmentExistsError: a segment with that name is in use by a live process.
@@ -143,11 +157,27 @@ class Core:
                 pass  # removed meanwhile
             segment = Segment.create(name, layout, header)
         try:
-            return cls(segment, clock, plugins)
+            core = cls(segment, clock, plugins)
         except BaseException:
             segment.close()
             segment.unlink()
             raise
+        if journal is not None:
+            from bot4.journal.desk import start_journal
+
+            try:
+                core._journal = start_journal(
+                    core.risk,
+                    segment,
+                    journal,
+                    recorder=journal_recorder,
+                    synchronous=journal_synchronous,
+                )
+            except BaseException:
+                core.close()
+                segment.unlink()
+                raise
+        return core
 
     @classmethod
     def attach(
@@ -301,10 +331,26 @@ class Core:
             self._quotes = QuoteTable(self._context)
         return self._quotes
 
+    @property
+    def journal(self) -> Journal | None:
+        """The desk's journal (``Core.create(journal=...)``), None if it has none."""
+        self._check_open()
+        if self._journal is None and self._segment.region.load(self._segment.layout.events + _native.EV_ON):
+            from bot4.journal.desk import Journal
+
+            self._journal = Journal(self._segment)
+        return self._journal
+
     def close(self) -> None:
-        """Give back the worker slot and unmap the segment (idempotent). Does not unlink."""
+        """Give back the worker slot and unmap the segment (idempotent). Does not unlink.
+
+        The creator of a journaled core also stops the recorder it supervises (after it
+        writes what was appended)."""
         if self.closed:
             return
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         if self._context.fleet is not None:
             self._context.fleet.close()
             self._context.fleet = None

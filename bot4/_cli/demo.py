@@ -34,7 +34,9 @@ import numpy as np
 from bot4.breaker.config import BreakerConfig
 from bot4.clock import SharedClock
 from bot4.core import Core
-from bot4.errors import ConfigError
+from bot4.errors import ConfigError, JournalError
+from bot4.journal.recovery import read_state
+from bot4.journal.store import JournalStore
 from bot4.orders.manager import ManagedOrder, OrderManager
 from bot4.orders.model import Order, Side
 from bot4.orders.status import OrderStatus
@@ -75,6 +77,10 @@ class SimulationConfig:
     format), a supervised feed per venue writes them into the quote table and the ledger's
     marks, routing reads the quotes (best price), and each worker's order manager follows
     its venues' order updates; the run is then paced by the streams, not replayed exactly."""
+    journal: str | None = None
+    """A journal database (``Core.create(journal=...)``): a run rebuilds the desk a previous
+    run left in it (positions, costs, equity and its peak, the kill switch), reconciles the
+    orders it held open, and records every event of its own."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 32:
@@ -423,9 +429,15 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
     )
     clock = SharedClock(epoch=SIMULATED_EPOCH)  # simulated time: the same run from the same seed
     turns = mp.get_context("spawn").RawValue("q", 0)
-    with tempfile.TemporaryDirectory(prefix="bot4-demo-") as out_dir, Core.create(clock=clock) as core:
-        core.risk.configure(limits)
-        core.risk.set_equity(1_000_000.0)
+    with (
+        tempfile.TemporaryDirectory(prefix="bot4-demo-") as out_dir,
+        Core.create(clock=clock, journal=config.journal) as core,
+    ):
+        recovered = _recover(core) if config.journal is not None else None
+        if recovered is None or not recovered["from_event"]:  # a new desk
+            core.risk.configure(limits)
+            core.risk.set_equity(1_000_000.0)
+        start = {s: p.quantity for s, p in core.risk.snapshot().positions.items()}
         for name in ("venue-a", "venue-b"):
             core.breaker(name, VENUE_BREAKER)
         t0 = time.monotonic() + (
@@ -449,7 +461,67 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
                 market.close()
         summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("worker-*.json"))]
         fills = [json.loads(line) for p in sorted(Path(out_dir).glob("fills-*.jsonl")) for line in p.open()]
-        return _report(core, config, summaries, fills, code, supervisor)
+        report = _report(core, config, summaries, fills, code, supervisor, start)
+        if recovered is not None:
+            report["journal"] = recovered
+            report["invariants"]["journal_holds_the_ledger"] = _journal_holds_the_ledger(core)
+        return report
+
+
+def _recover(core: Core) -> dict[str, Any]:
+    """A journaled desk: wait for its recorder; if it was rebuilt, reconcile the orders the
+    journal held open. The previous run's paper venues ended with its processes: asked again
+    (fresh venues of the same names), none of its orders is found, and each ends unsent."""
+    journal = core.journal
+    assert journal is not None
+    if not journal.wait_ready(30.0):
+        raise JournalError(f"the journal's recorder did not start: {journal.problem}")
+    state = journal.recovered
+    out: dict[str, Any] = {"path": str(journal.path), "from_event": 0, "pending_orders": 0}
+    if state is None:
+        return out
+    venues = [PaperExchange(name) for name in VENUES]
+    for venue in venues:
+        core.plugins.register(venue, name=venue.name)
+    try:
+        result = OrderManager(core).recover()
+    finally:
+        for venue in venues:
+            core.plugins.unregister(venue)
+    acc = state.account
+    out.update(
+        from_event=state.last_id,
+        pending_orders=len(state.open_orders),
+        never_placed=len(result.never_placed),
+        still_unknown=len(result.still_unknown),
+        equity=None if acc is None else acc.equity,
+        peak_equity=None if acc is None else acc.peak_equity,
+        trading_state=state.trading_state.name,
+        positions={name: s.position for name, s in state.symbols.items() if s.position},
+    )
+    return out
+
+
+def _journal_holds_the_ledger(core: Core) -> bool:
+    """Whether the journal, once everything is written, rebuilds the ledger as it is now."""
+    journal = core.journal
+    if journal is None or not journal.wait_durable(30.0):
+        return False
+    store = JournalStore(journal.path, read_only=True)
+    try:
+        state = read_state(store)
+    finally:
+        store.close()
+    snap = core.risk.snapshot()
+    held = {name: (s.position, s.average_price) for name, s in state.symbols.items() if s.position}
+    live = {name: (p.quantity, p.average_price) for name, p in snap.positions.items() if p.quantity}
+    acc = state.account
+    return (
+        held == live
+        and acc is not None
+        and (acc.equity, acc.peak_equity) == (snap.equity, snap.peak_equity)
+        and state.trading_state is snap.trading_state
+    )
 
 
 def _report(
@@ -459,9 +531,11 @@ def _report(
     fill_records: list[dict[str, Any]],
     code: int,
     supervisor: Supervisor,
+    start: dict[str, float],
 ) -> dict[str, Any]:
     """The run's report: ``summaries`` of the workers that finished, ``fill_records`` of every
-    fill of every worker (a killed one's included), and the shared state."""
+    fill of every worker (a killed one's included), and the shared state (``start``: the
+    positions the run began with, rebuilt from a journal)."""
     risk = core.risk.snapshot()
     by_status: Counter[str] = Counter()
     by_code: Counter[str] = Counter()
@@ -494,7 +568,8 @@ def _report(
         "open_orders_within_limit": risk.open_orders <= (limits.max_open_orders or 10**9),
         "every_order_in_a_declared_state": all(not s["undeclared_states"] for s in summaries),
         "positions_reconcile_with_fills": all(
-            abs(ledger_positions.get(sym, 0.0) - q) <= 1e-6 * max(1.0, abs(q)) for sym, q in net_fills.items()
+            abs(ledger_positions.get(sym, 0.0) - start.get(sym, 0.0) - q) <= 1e-6 * max(1.0, abs(q))
+            for sym, q in net_fills.items()
         ),
         "pnl_book_matches_fills": all(
             abs(s["net_quantity_from_pnl"].get(sym, 0.0) - q) <= 1e-6 * max(1.0, abs(q))
@@ -575,6 +650,18 @@ def render(report: dict[str, Any]) -> str:
             f"on streams: {len(report['quotes'])} quotes in the table, "
             f"{report['order_updates_received']} order updates received by the workers, "
             f"{report['fills_told_by_streams']} of them fills"
+        )
+    journal = report.get("journal")
+    if journal is not None:
+        lines.append(
+            f"journal {journal['path']}: "
+            + (
+                f"rebuilt from event {journal['from_event']} (equity {journal['equity']:,.2f}, "
+                f"{len(journal['positions'])} positions, {journal['pending_orders']} open orders, "
+                f"{journal['never_placed']} of them gone with the previous run's venues)"
+                if journal["from_event"]
+                else "a new desk"
+            )
         )
     lines.append("invariants: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in report["invariants"].items()))
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from bot4.errors import Bot4Error, ConfigError
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run on streams: venues publish over WebSocket on loopback, feeds write the quote table",
     )
+    demo.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="journal the desk to PATH (SQLite); a run rebuilds the desk a previous run left there",
+    )
     status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
     status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -66,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     feed.add_argument("--trades", action="store_true", help="also follow trades (last price)")
     feed.add_argument("--no-mark", action="store_true", help="do not mark the risk ledger (quotes only)")
+    from bot4._cli.journal import add_parser as add_journal
+
+    add_journal(sub)
     clean = sub.add_parser("clean", help="remove segments whose processes are all dead (never one in use)")
     clean.add_argument("names", nargs="*", help="segment names (default: every bot4 segment on this host)")
     clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             from bot4._cli.demo import SimulationConfig, render, run_simulation
 
             config = SimulationConfig(
-                workers=args.workers, duration=args.duration, seed=args.seed, streams=args.streams
+                workers=args.workers, duration=args.duration, seed=args.seed, streams=args.streams, journal=args.journal
             )
             if not args.json:
                 print(
@@ -113,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             return _status(args.name, args.json)
         if args.command == "clean":
             return _clean(args.names, args.dry_run)
+        if args.command == "journal":
+            from bot4._cli.journal import run as run_journal
+
+            return run_journal(args)
         if args.command in ("kill", "resume"):
             from bot4.core import Core
 
@@ -120,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("reason", "give a reason")
             with Core.attach(args.name) as core:
                 switch = core.risk.kill_switch
+                core.risk.record_operator(f"{_operator()}: bot4 {args.command}: {args.reason}")
                 if args.command == "kill":
                     switch.trip(args.reason, flatten=True if args.flatten else None)
                 else:
@@ -133,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         print("bot4: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _operator() -> str:
+    """Who runs this command (for the journal)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def _clean(names: list[str], dry_run: bool) -> int:

@@ -27,6 +27,7 @@ from bot4.orders.placement import Placement
 from bot4.orders.pnl import CostMethod, PnlBook, PnlTotals, PositionView
 from bot4.orders.protect import STOP_TYPES, Protection
 from bot4.orders.reconcile import Reconciliation, find_leg_flow, reconcile_flow
+from bot4.orders.recover import recover_flow
 from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Route
 from bot4.orders.status import OrderEvent, OrderStatus
@@ -139,6 +140,12 @@ class OrderManager(VenueCalls, Placement):
             the venue for its book, while that quote is at most this many seconds old (by its
             receive time) and its top level holds the whole order; an older quote, a smaller
             one, or none, and the venue is asked. None: always ask.
+        durable: with a journal (``Core.create(journal=...)``), send no order before its
+            reservation's record is durable, waiting at most this many seconds (a few ms
+            normally; past it, the order is denied and released). After a crash of the whole
+            host the journal then knows every order a venue may hold. None: orders go out at
+            once, and an order sent in the last moment before such a crash can be unknown to
+            the rebuilt desk (a sweeping :meth:`reconcile` lists it as foreign).
     """
 
     def __init__(
@@ -152,7 +159,11 @@ class OrderManager(VenueCalls, Placement):
         protect: bool = False,
         reconcile_every: float | None = None,
         quote_max_age: float | None = 1.0,
+        durable: float | None = None,
     ) -> None:
+        if durable is not None and not (is_positive(durable) and durable < 1e6):
+            raise ConfigError("durable", f"expected seconds > 0 or None, got {durable!r}")
+        self._durable = durable
         if quote_max_age is not None and not (is_positive(quote_max_age) and quote_max_age < 1e9):
             raise ConfigError("quote_max_age", f"expected seconds > 0 or None, got {quote_max_age!r}")
         if reconcile_every is not None and not (is_positive(reconcile_every) and 0.001 <= reconcile_every < 1e9):
@@ -391,6 +402,12 @@ class OrderManager(VenueCalls, Placement):
             decision = share.decision  # type: ignore[assignment]
             managed.shares_with, share.shares_with = share.id, managed.id
         managed.decision = decision
+        if self._durable and share is None and decision.reservation is not None:
+            if not (yield ("durable", self._durable)):
+                self._risk.release(decision.reservation)
+                managed.reason = "journal: the order's record was not durable in time; not sent"
+                managed.tracked.apply(OrderEvent.DENIED, self._now_ns(), managed.reason)
+                return managed
         if not decision.approved:
             managed.reason = "risk: " + ", ".join(decision.codes)
             managed.tracked.apply(OrderEvent.DENIED, self._now_ns(), managed.reason)
@@ -616,7 +633,7 @@ class OrderManager(VenueCalls, Placement):
         )
         decision = managed.decision
         if decision is not None and decision.reservation is not None:
-            self._risk._fill(decision.reservation, quantity, price, fee)
+            self._risk._fill(decision.reservation, quantity, price, fee, fill.trade_id)
         self._protection.on_fill(managed, quantity)
         return True
 
@@ -732,6 +749,17 @@ class OrderManager(VenueCalls, Placement):
         self._reconciled_at = self._now_ns()
         self._swept = self._swept or sweep is True
         return self._reconciled(await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign, sweep=sweep)))
+
+    def recover(self) -> Reconciliation:
+        """Take back the orders a rebuilt desk's journal holds open and reconcile them (see
+        :mod:`bot4.orders.recover`). Until it succeeds (no venue left unanswered), the desk
+        refuses new risk. Call it once after ``Core.create(journal=...)`` rebuilt a desk; a
+        process calling it while another does gets an error in the result."""
+        return self._reconciled(self._run(recover_flow(self)))
+
+    async def arecover(self) -> Reconciliation:
+        """:meth:`recover` from asyncio."""
+        return self._reconciled(await self._arun(recover_flow(self)))
 
     def _reconciled(self, result: Reconciliation) -> Reconciliation:
         if result != Reconciliation():  # something to tell: the bot4_orders_reconciled hook hears it

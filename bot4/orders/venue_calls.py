@@ -25,6 +25,7 @@ from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.risk.limits import TradingState
 
 if TYPE_CHECKING:
+    from bot4.core import Core
     from bot4.orders.protect import Protection
     from bot4.orders.routing import VenueInfo
     from bot4.venues.protocol import ExchangeAdapter
@@ -58,6 +59,7 @@ class VenueCalls:
     _trading_load: Callable[[int], int]
     _trading_i: int
     _upkeeping: bool
+    _core: Core
     _reconcile_every_ns: int | None
     _reconciled_at: int | None
     _swept: bool
@@ -126,6 +128,15 @@ class VenueCalls:
             if upkeeping[0]:
                 self._upkeeping = False
 
+    def _durable_wait(self, timeout: float) -> bool:
+        """Wait until the journal made every record so far durable (a ``("durable", timeout)`` request)."""
+        journal = self._core.journal
+        return journal is None or journal.wait_durable(timeout)
+
+    async def _adurable_wait(self, timeout: float) -> bool:
+        journal = self._core.journal
+        return journal is None or await journal.await_durable(timeout)
+
     def _drive(self, flow: Flow[T]) -> T:
         """Drive a flow with sync venue calls (books are read lazily by the strategy)."""
         try:
@@ -133,6 +144,9 @@ class VenueCalls:
             while True:
                 if request[0] == "books":
                     request = flow.send(set())
+                    continue
+                if request[0] == "durable":
+                    request = flow.send(self._durable_wait(request[1]))
                     continue
                 _, venue, method, args = request
                 try:
@@ -149,6 +163,9 @@ class VenueCalls:
         try:
             request = next(flow)
             while True:
+                if request[0] == "durable":
+                    request = flow.send(await self._adurable_wait(request[1]))
+                    continue
                 if request[0] == "books":
                     try:
                         unreadable = await self._prefetch_books(request[1])

@@ -1,0 +1,102 @@
+"""Orders a rebuilt desk held open: taken back from the journal, then reconciled with the venues.
+
+After ``Core.create(journal=...)`` rebuilt a desk, the orders its journal holds open are
+somewhere at the venues (or never got there). :func:`adopt_flow` makes each an order of
+this manager again: what is left of it reserved again (past the rules: it is already out),
+the fills the journal holds applied to its record (not to the ledger, which has them), and
+every venue asked for it by client order id, as for a placement whose answer was lost. New
+risk waits until every one is found or ruled out; no order is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from bot4.errors import Bot4Error, InvalidOrderError, LockTimeoutError
+from bot4.journal.recovery import OpenOrder
+from bot4.orders.model import Order, OrderType
+from bot4.orders.reconcile import Reconciliation, reconcile_flow
+from bot4.orders.status import OrderEvent
+from bot4.orders.tracked import Fill, TrackedOrder
+from bot4.orders.venue_calls import Flow
+from bot4.risk.decision import Decision
+from bot4.shm.events import EventRing
+from bot4.shm.lock import OwnerLock
+
+if TYPE_CHECKING:
+    from bot4.orders.manager import ManagedOrder, OrderManager
+
+__all__ = ["recover_flow"]
+
+log = logging.getLogger("bot4.orders")
+
+
+def _order(open_order: OpenOrder) -> Order:
+    fields = {
+        "symbol": open_order.symbol,
+        "side": open_order.side,
+        "quantity": open_order.quantity,
+        "client_order_id": open_order.client_order_id,
+        "strategy": open_order.strategy,
+    }
+    try:
+        return Order(**fields, type=open_order.type, price=open_order.limit_price)  # type: ignore[arg-type]
+    except InvalidOrderError:  # a stop's trigger is not journaled: what it became at the venue is asked for
+        kind = OrderType.LIMIT if open_order.limit_price is not None else OrderType.MARKET
+        return Order(**fields, type=kind, price=open_order.limit_price)  # type: ignore[arg-type]
+
+
+def _adopt(om: OrderManager, open_order: OpenOrder) -> ManagedOrder | None:
+    from bot4.orders.manager import ManagedOrder
+
+    if open_order.client_order_id in om._orders:
+        return None  # adopted already (a recovery retried)
+    order = _order(open_order)
+    reservation = om._risk._restore_reservation(order, open_order.left, open_order.price)
+    if reservation is None:
+        log.error("recovered order %s: the ledger has no room to reserve it again", order.client_order_id)
+    now = om._now_ns()
+    tracked = TrackedOrder(order)
+    tracked.apply(OrderEvent.SUBMITTED, now, "recovered from the journal")
+    for trade_id, quantity, price, fee in open_order.fills:
+        venue = trade_id.partition(":")[0]
+        tracked.fill(Fill(trade_id=trade_id, quantity=quantity, price=price, fee=fee, venue=venue), now)
+    managed = ManagedOrder(
+        tracked,
+        decision=Decision((), reservation),
+        unknown_legs=frozenset(om.venues),
+        reason="recovered from the journal",
+    )
+    om._orders[order.client_order_id] = managed
+    return managed
+
+
+def recover_flow(om: OrderManager) -> Flow[Reconciliation]:
+    """Adopt the recovered orders and reconcile; clear the desk's recovery once none is unknown."""
+    journal = om._core.journal
+    if journal is None or not journal.recovering:
+        return Reconciliation()
+    segment = om._core._context.segment
+    ring = EventRing(segment.region, segment.layout)
+    lock = OwnerLock(segment.region, ring.recovery_lock, om._core._context.ident, timeout=0.0)
+    try:
+        lock.acquire()
+    except LockTimeoutError:
+        return Reconciliation(errors=("another process is reconciling the recovered orders",))
+    try:
+        if not ring.recovering:
+            return Reconciliation()
+        for open_order in journal.pending_orders():
+            try:
+                _adopt(om, open_order)
+            except Bot4Error as e:
+                log.error("recovered order %s cannot be adopted: %s", open_order.client_order_id, e)
+                return Reconciliation(errors=(f"{open_order.client_order_id}: {e}",))
+        result: Reconciliation = yield from reconcile_flow(om, cancel_foreign=False, sweep=True)
+        if not result.still_unknown and not result.errors:
+            ring.set_recovering(0)
+            log.warning("the recovered orders are reconciled: new risk is allowed again")
+        return result
+    finally:
+        lock.release()
