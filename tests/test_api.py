@@ -14,7 +14,7 @@ import bot4
 MODULES = sorted(
     info.name
     for info in pkgutil.walk_packages(bot4.__path__, "bot4.")
-    if info.name not in ("bot4.__main__",) and not info.name.startswith("bot4.shm._native")
+    if not info.name.endswith(".__main__") and not info.name.startswith("bot4.shm._native")
 )
 
 

@@ -1,0 +1,194 @@
+"""The journal's cost: on the order path, on a breaker's closed path, in the recorder, in recovery.
+
+- Order path: ``OrderManager.submit`` of a market order (every rule on, two paper venues,
+  fill, P&L), on a desk without a journal (the baseline, ``plain``) and on one with a
+  journal and its recorder process running — same run, same scenario.
+- Breaker closed path: a guarded call on a core without and with a journal.
+- Recorder: records written per second, draining a ring of 14,000 records (marks, and a
+  mix of reservations, fills and releases) into SQLite, ``synchronous`` FULL and NORMAL.
+- Recovery: ``Core.create(journal=...)`` of a journal holding 1,000,000 events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot4 import Core, Order, OrderManager, PaperExchange, RiskLimits, make_plugin_manager
+from bot4.journal.recorder import Recorder
+from bot4.testing import OPEN_LIMITS
+
+DEEP = 1e12
+WARM_UP = 12_000
+RING_BATCH = 14_000  # below the ring's 16,384: one drain writes them all
+SYMBOLS = [f"S{i}/USDT" for i in range(48)]
+
+
+def _limits(core: Core) -> None:
+    core.risk.configure(
+        dataclasses.replace(
+            RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
+        )
+    )
+    core.risk.set_equity(1e9)
+    core.risk.on_price("BTC/USDT", 100.0)
+
+
+def _orders(n: int) -> list[Order]:
+    return [Order(symbol="BTC/USDT", side="buy", quantity=0.01, stop_loss=98.0) for _ in range(n)]
+
+
+def _desk(journal: Path | None) -> Iterator[OrderManager]:
+    with Core.create(max_reservations=65536, journal=journal) as core:
+        if core.journal is not None:
+            assert core.journal.wait_ready()
+        _limits(core)
+        for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
+            venue = PaperExchange(name)
+            venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
+            core.plugins.register(venue, name=name)
+        manager = OrderManager(core, routing="best_price")
+        for order in _orders(WARM_UP):
+            manager.submit(order)
+        yield manager
+
+
+@pytest.fixture(scope="module")
+def plain_desk() -> Iterator[OrderManager]:
+    yield from _desk(None)
+
+
+@pytest.fixture(scope="module")
+def journaled_desk() -> Iterator[OrderManager]:
+    with tempfile.TemporaryDirectory() as tmp:
+        yield from _desk(Path(tmp) / "journal.db")
+
+
+@pytest.mark.parametrize("lib", ["plain", "journaled"])
+def test_order_path(benchmark: Any, lib: str, request: pytest.FixtureRequest) -> None:
+    """``plain``: no journal (the baseline); ``journaled``: the overhead of journaling is the difference."""
+    desk: OrderManager = request.getfixturevalue(f"{lib}_desk")
+    benchmark.group = "journal: order submit -> fill -> P&L"
+    batch: list[Order] = []
+
+    def fresh() -> None:
+        batch[:] = _orders(200)
+
+    def run() -> None:
+        for order in batch:
+            desk.submit(order)
+
+    benchmark.pedantic(run, setup=fresh, rounds=40, iterations=1)
+    assert all(m.status.name == "FILLED" for m in desk.orders()[-200:])  # none refused by the journal
+    benchmark.extra_info["per_order_divisor"] = 200
+
+
+@pytest.fixture(scope="module")
+def cores() -> Iterator[dict[str, Core]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        plugins = make_plugin_manager(entry_points=False)
+        with (
+            Core.create(plugins=plugins) as plain,
+            Core.create(plugins=plugins, journal=Path(tmp) / "j.db") as journaled,
+        ):
+            yield {"bot4": plain, "bot4 journaled": journaled}
+
+
+@pytest.mark.parametrize("lib", ["plain", "bot4", "bot4 journaled"])
+def test_breaker_closed_path(benchmark: Any, lib: str, cores: dict[str, Core], batch: int) -> None:
+    benchmark.group = "journal: breaker closed path"
+
+    def work() -> int:
+        return 1
+
+    call = work if lib == "plain" else cores[lib].breaker("venue").decorate(work)
+    calls = range(batch)
+
+    def run() -> None:
+        for _ in calls:
+            call()
+
+    benchmark.pedantic(run, rounds=200, iterations=1, warmup_rounds=5)
+
+
+def _mixed(core: Core, n: int) -> None:
+    """``n`` records: reservations, fills and releases among marks on 48 symbols."""
+    risk = core.risk
+    made = 0
+    i = 0
+    while made < n:
+        symbol = SYMBOLS[i % len(SYMBOLS)]
+        risk.on_price(symbol, 100.0 + i % 7)
+        made += 1
+        if i % 3 == 0:
+            reservation = risk.reserve(Order(symbol=symbol, side="buy", quantity=1.0, type="limit", price=100.0))
+            assert reservation.reservation is not None
+            risk.on_fill(reservation.reservation, 0.5, 100.0, trade_id=f"v:{i}")
+            risk.release(reservation.reservation)
+            made += 3
+        i += 1
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+@pytest.mark.parametrize("records", ["marks", "mixed"])
+def test_recorder_throughput(benchmark: Any, synchronous: str, records: str) -> None:
+    benchmark.group = "journal: recorder"
+    with tempfile.TemporaryDirectory() as tmp, Core.create(journal=Path(tmp) / "j.db", journal_recorder=False) as core:
+        core.risk.configure(OPEN_LIMITS)
+        core.risk.set_equity(1e9)
+        recorder = Recorder(core._segment, Path(tmp) / "j.db", synchronous=synchronous)
+        recorder.beat()
+        recorder.drain()
+
+        def fill_ring() -> None:
+            recorder.beat()
+            if records == "marks":
+                for i in range(RING_BATCH):
+                    core.risk.on_price(SYMBOLS[i % len(SYMBOLS)], 100.0 + i % 7)
+            else:
+                _mixed(core, RING_BATCH)
+
+        written: list[int] = []
+        benchmark.pedantic(lambda: written.append(recorder.drain()), setup=fill_ring, rounds=15, iterations=1)
+        recorder.close()
+    benchmark.extra_info["per_order_divisor"] = written[0]
+    per_second = written[0] / benchmark.stats.stats.median
+    benchmark.extra_info["records_per_second"] = round(per_second)
+    print(f"\nrecorder ({records}, synchronous={synchronous}): {per_second:,.0f} records/s")
+
+
+@pytest.fixture(scope="module")
+def million(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A journal of 1,000,000 events from a desk trading 48 symbols, written by the recorder."""
+    path = tmp_path_factory.mktemp("million") / "journal.db"
+    with Core.create(journal=path, journal_recorder=False) as core:
+        core.risk.configure(OPEN_LIMITS)
+        core.risk.set_equity(1e9)
+        recorder = Recorder(core._segment, path, synchronous="NORMAL")
+        total = 0
+        while total < 1_000_000:
+            recorder.beat()
+            _mixed(core, min(RING_BATCH, 1_000_000 - total))
+            total += recorder.drain()
+        recorder.close()
+    return path
+
+
+def test_recovery_of_a_million_events(benchmark: Any, million: Path) -> None:
+    benchmark.group = "journal: recovery of 1,000,000 events"
+    benchmark.extra_info["per_order_divisor"] = 1
+
+    def recover() -> None:
+        started = time.perf_counter()
+        with Core.create(journal=million, journal_recorder=False) as core:
+            assert core.journal is not None and core.journal.recovered is not None
+            assert len(core.risk.snapshot().positions) == len(SYMBOLS)
+        benchmark.extra_info.setdefault("seconds", []).append(round(time.perf_counter() - started, 3))
+
+    benchmark.pedantic(recover, rounds=3, iterations=1)

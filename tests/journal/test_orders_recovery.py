@@ -1,0 +1,65 @@
+"""A rebuilt desk takes its open orders back from the journal and reconciles them before new risk."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+from bot4 import Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange
+from tests.journal.conftest import journaled_core
+from tests.risk.conftest import NO_LIMITS
+
+
+def _limit(side: str, quantity: float, price: float, cid: str) -> Order:
+    return Order(symbol="BTC/USDT", side=side, quantity=quantity, type="limit", price=price, client_order_id=cid)
+
+
+def _placements(venue: PaperExchange) -> collections.Counter[str]:
+    return collections.Counter(o["clientOrderId"] for o in venue._orders.values())
+
+
+def test_orders_open_at_a_crash_are_reconciled_and_never_sent_again(db: Path, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", fees=Fees(maker=0.0, taker=0.0), clock=clock)  # outlives the desk
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 1.0)])
+    with journaled_core(db, clock) as (core, recorder):
+        core.risk.configure(NO_LIMITS)
+        core.risk.set_equity(100_000.0)
+        core.risk.on_price("BTC/USDT", 100.0)
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary")
+        resting = om.submit(_limit("buy", 2.0, 98.0, "resting"))
+        partial = om.submit(_limit("buy", 3.0, 101.0, "partial"))  # 1 of 3 fills at once
+        assert resting.status is OrderStatus.ACCEPTED
+        assert partial.status is OrderStatus.PARTIALLY_FILLED
+        ghost = core.risk.reserve(_limit("sell", 1.0, 105.0, "ghost"))  # the desk died before sending it
+        assert ghost.approved
+        recorder.drain()
+        before = core.risk.snapshot()
+    assert before.positions["BTC/USDT"].quantity == 1.0
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(97.0, 10.0)])  # while the desk is down: both fill
+    sent = _placements(venue)
+
+    with journaled_core(db, clock) as (core, recorder):
+        journal = core.journal
+        assert journal is not None and journal.recovering == 3
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary")
+        early = core.risk.reserve(_limit("buy", 0.1, 100.0, "too-early"))
+        assert early.codes == ("JOURNAL",) and "not reconciled" in early.rejections[0].message
+        result = om.recover()
+        assert not result.still_unknown and not result.errors
+        assert journal.recovering == 0
+        assert om.get("resting").status is OrderStatus.FILLED
+        assert om.get("partial").status is OrderStatus.FILLED
+        assert om.get("ghost").status is OrderStatus.REJECTED  # never reached the venue
+        snap = core.risk.snapshot()
+        assert snap.positions["BTC/USDT"].quantity == 5.0  # 1 before the crash, 4 while it was down
+        assert snap.open_orders == 0  # every recovered reservation ended with its order
+        assert _placements(venue) == sent  # nothing sent again
+        assert om.submit(_limit("buy", 0.1, 96.0, "after")).status is OrderStatus.ACCEPTED
+        assert om.recover() == type(result)()  # nothing more to do
+        recorder.drain()
+        # the journal now holds them ended: a desk rebuilt again has nothing to reconcile
+    with journaled_core(db, clock) as (core, _):
+        assert core.journal is not None and core.journal.recovering == 1  # "after", still open
+        assert [o.client_order_id for o in core.journal.pending_orders()] == ["after"]
