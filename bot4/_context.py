@@ -14,11 +14,10 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot4.errors import Bot4Error
 from bot4.plugins.dispatch import notify
 from bot4.plugins.manager import PluginManager
 from bot4.shm._native import EV_ON
-from bot4.shm.events import bind
+from bot4.shm.events import RECORD_WAIT, EventRing, bind
 from bot4.shm.mutex import ledger_mutex
 
 if TYPE_CHECKING:
@@ -45,9 +44,23 @@ class CoreContext:
         plugins: the plugin manager; :meth:`notify` calls an event hook on it.
         fleet: the link to the fleet's Redis, or None.
         fuse: the global fuse.
+        recovering_manager: the order manager of this process that adopted the orders a
+            rebuilt desk's journal held open, until they are reconciled (else None).
     """
 
-    __slots__ = ("owner", "segment", "clock", "now_ns", "gate_clock", "ident", "slot", "plugins", "fleet", "fuse")
+    __slots__ = (
+        "owner",
+        "segment",
+        "clock",
+        "now_ns",
+        "gate_clock",
+        "ident",
+        "slot",
+        "plugins",
+        "fleet",
+        "fuse",
+        "recovering_manager",
+    )
 
     def __init__(
         self,
@@ -71,6 +84,7 @@ class CoreContext:
         self.plugins = plugins
         self.fleet: FleetLink | None = None
         self.fuse: Fuse | None = None
+        self.recovering_manager: object | None = None
 
     @property
     def name(self) -> str:
@@ -90,12 +104,13 @@ class CoreContext:
         if not segment.region.load(segment.layout.events + EV_ON):
             return
         try:
-            mutex = ledger_mutex(segment, self.ident)
+            mutex = ledger_mutex(segment, self.ident, timeout=RECORD_WAIT)  # a breaker never waits long
             bind(mutex, segment.layout)
             with mutex as tx:
                 tx.record(kind, ref, -1, code, math.nan, math.nan, math.nan, math.nan, text)
-        except Bot4Error as e:
-            log.error("event %d (%s) could not be journaled: %s", kind, text, e)
+        except Exception as e:  # the ledger busy (or the record impossible): counted, the recorder snapshots
+            EventRing(segment.region, segment.layout).missed()
+            log.error("event %d (%s) was not journaled: %s", kind, text, e)
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every implementation of event hook ``hook_name`` (errors logged, never raised)."""

@@ -7,10 +7,12 @@ import csv
 import datetime as dt
 import io
 import json
+import math
+import os
 import sys
 from typing import Any
 
-from bot4.errors import ConfigError
+from bot4.errors import ConfigError, JournalError
 from bot4.journal import query
 from bot4.journal.recovery import read_state
 from bot4.journal.store import JournalStore
@@ -23,9 +25,13 @@ VIEWS = ("orders", "fills", "pnl", "events", "state", "compact")
 def _time(text: str) -> int:
     """An ISO date or time (UTC unless it names its zone), or seconds since the epoch, as ns."""
     try:
-        return round(float(text) * 1e9)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds) or abs(seconds) > 9e9:
+            raise argparse.ArgumentTypeError(f"expected a time, got {text!r}")
+        return round(seconds * 1e9)
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.view == "compact":
         if args.until is None:
             raise ConfigError("until", "compact needs --until: events older than it may go")
+        if not os.path.isfile(args.path):
+            raise JournalError(f"no journal at {args.path}")
         store = JournalStore(args.path)
         try:
             deleted = query.compact(store, args.until)

@@ -133,11 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("reason", "give a reason")
             with Core.attach(args.name) as core:
                 switch = core.risk.kill_switch
-                core.risk.record_operator(f"{_operator()}: bot4 {args.command}: {args.reason}")
-                if args.command == "kill":
+                if args.command == "kill":  # first: nothing may delay the kill switch
                     switch.trip(args.reason, flatten=True if args.flatten else None)
                 else:
                     switch.reset(args.reason)
+                try:
+                    core.risk.record_operator(f"{_operator()}: bot4 {args.command}: {args.reason}")
+                except Bot4Error as exc:  # the state is changed (and journaled as such); who did it is not
+                    print(f"bot4: the operator's record was not journaled: {exc}", file=sys.stderr)
                 print(f"{args.name}: {core.risk.trading_state.name} ({switch.reason})")
             return 0
     except Bot4Error as exc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from bot4.errors import ConfigError, JournalError
 from bot4.journal.process import RecorderProcess
@@ -39,10 +40,12 @@ class Journal:
         *,
         recovered: JournalState | None = None,
         recorder: RecorderProcess | None = None,
+        desk_lock: IO[bytes] | None = None,
     ) -> None:
         self._ring = EventRing(segment.region, segment.layout)
         self._recovered = recovered
         self._recorder = recorder
+        self._desk_lock = desk_lock
 
     @property
     def path(self) -> Path:
@@ -67,7 +70,7 @@ class Journal:
     @property
     def problem(self) -> str | None:
         """Why new risk is refused because of the journal now, or None."""
-        return self._ring.problem(_native.monotonic_ns())
+        return self._ring.problem()
 
     @property
     def backlog(self) -> int:
@@ -124,10 +127,17 @@ class Journal:
             time.sleep(0.005)
 
     def close(self) -> None:
-        """Stop the recorder this process supervises (it writes what was appended first)."""
+        """Stop recording (in the process that created the desk): new risk is refused from now
+        on in every process; the recorder this process supervises writes what was appended,
+        then stops; the journal is free for another desk."""
+        if self._desk_lock is None:
+            return
+        self._ring.set_stopped(True)
         if self._recorder is not None:
             self._recorder.stop()
             self._recorder = None
+        self._desk_lock.close()
+        self._desk_lock = None
 
 
 def start_journal(
@@ -147,11 +157,20 @@ def start_journal(
     if not isinstance(path, (str, os.PathLike)):
         raise ConfigError("journal", f"expected a path, got {path!r}")
     full = os.path.abspath(os.fspath(path))
+    try:
+        full.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("journal", f"the path must be UTF-8: {full!r}") from None
     if len(full.encode()) > _native.EV_PATH_WORDS * 8:
         raise ConfigError("journal", f"the path is longer than {_native.EV_PATH_WORDS * 8} bytes: {full!r}")
     if not os.path.isdir(os.path.dirname(full)):
         raise ConfigError("journal", f"no directory {os.path.dirname(full)!r} for the journal")
-    store = JournalStore(full, synchronous=synchronous, max_bytes=max_bytes)
+    desk_lock = _lock_desk(full)
+    try:
+        store = JournalStore(full, synchronous=synchronous, max_bytes=max_bytes)
+    except BaseException:
+        desk_lock.close()
+        raise
     try:
         state = read_state(store)
         recovered = None
@@ -172,8 +191,9 @@ def start_journal(
                 len(state.open_orders),
                 state.trading_state.name,
             )
-    except Exception:
+    except BaseException:
         store.close()
+        desk_lock.close()
         raise
     store.close()
     ring.switch_on(epoch, full)
@@ -181,7 +201,18 @@ def start_journal(
     if recorder:
         process = RecorderProcess(segment.name, full, synchronous=synchronous, max_bytes=max_bytes)
         process.start()
-    return Journal(segment, recovered=recovered, recorder=process)
+    return Journal(segment, recovered=recovered, recorder=process, desk_lock=desk_lock)
+
+
+def _lock_desk(path: str) -> IO[bytes]:
+    """Hold ``path``'s desk lock (one desk per journal) for the life of the returned file."""
+    lock = open(f"{path}.desk", "a+b")  # noqa: SIM115 - held until Journal.close (or the process's end)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise JournalError(f"the journal {path} is in use by another live desk") from None
+    return lock
 
 
 def restore(engine: RiskEngine, state: JournalState) -> None:

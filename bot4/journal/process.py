@@ -21,7 +21,10 @@ class RecorderProcess:
 
     A recorder that dies (killed, out of memory) is started again after a pause that grows
     while it keeps dying (0.1 s to 5 s); meanwhile new risk is refused (its heartbeat stops).
-    A restarted recorder goes on from the last batch it made durable.
+    A restarted recorder goes on from the last batch it made durable. One that exits by
+    itself (its segment removed, or it cannot attach) is not restarted, and new risk stays
+    refused. It runs in a session of its own (a Ctrl-C at the desk's terminal is the desk's
+    to handle), and stops when the process that started it is gone.
 
     Args:
         segment: the segment's name.
@@ -43,6 +46,7 @@ class RecorderProcess:
             os.fspath(path),
             "--synchronous",
             synchronous,
+            "--exit-with-parent",
         ]
         if max_bytes is not None:
             self._args += ["--max-bytes", str(int(max_bytes))]
@@ -69,7 +73,8 @@ class RecorderProcess:
             self._thread.start()
 
     def _spawn(self) -> None:
-        self._proc = subprocess.Popen(self._args, stdin=subprocess.DEVNULL, close_fds=True)
+        # a session of its own: a Ctrl-C at the desk's terminal is the desk's to handle, not the recorder's
+        self._proc = subprocess.Popen(self._args, stdin=subprocess.DEVNULL, close_fds=True, start_new_session=True)
 
     def _supervise(self) -> None:
         pause = _RESTART_MIN
@@ -81,6 +86,11 @@ class RecorderProcess:
                     return
             with self._lock:
                 if self._stop.is_set():
+                    return
+                if proc.returncode in (0, 2):  # stopped for good (its segment gone) or cannot attach
+                    log.error(
+                        "the journal's recorder (pid %d) exited with %s: not restarted", proc.pid, proc.returncode
+                    )
                     return
                 log.error(
                     "the journal's recorder (pid %d) exited with %s; restarting in %.1fs",

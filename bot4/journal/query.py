@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot4.errors import ConfigError
+from bot4.journal.recovery import CLIENT_ID, open_orders
 from bot4.journal.store import JournalStore
 from bot4.risk.limits import TradingState
 
@@ -243,35 +244,42 @@ def events(
 
 
 def compact(store: JournalStore, before_ns: int) -> int:
-    """Delete events older than ``before_ns`` that the desk's state no longer depends on; return how many.
+    """Delete events recorded before ``before_ns`` that the desk's state no longer depends on;
+    return how many.
 
-    Kept whatever their age: the last event of each symbol, the last event (the account),
-    the last trading-state change and the last limits, and every event of an order the
-    journal holds open (its reservations and fills).
+    What goes is a prefix of the journal (events before the first one recorded at or after
+    ``before_ns``), less what is kept whatever its age: the last event of each symbol, the
+    last event (the account), the last trading-state change and the last limits, and every
+    reservation and fill of each order the journal holds open. A journal compacted at any
+    point rebuilds the same desk.
     """
     if isinstance(before_ns, bool) or not isinstance(before_ns, int):
         raise ConfigError("before_ns", f"expected wall-clock nanoseconds, got {before_ns!r}")
     db = store.db
     with store._tx():
+        first = db.execute("SELECT MIN(id) FROM events WHERE time_ns >= ?", (_ns(before_ns),)).fetchone()[0]
+        cutoff = first if first is not None else store.last_id() + 1
+        held = open_orders(store, store.last_id())
         db.execute("CREATE TEMP TABLE IF NOT EXISTS keep(id INTEGER PRIMARY KEY)")
         db.execute("DELETE FROM keep")
         db.execute("INSERT OR IGNORE INTO keep SELECT MAX(id) FROM events WHERE symbol IS NOT NULL GROUP BY symbol")
         db.execute("INSERT OR IGNORE INTO keep SELECT MAX(id) FROM events")
-        db.execute("INSERT OR IGNORE INTO keep SELECT MAX(id) FROM events WHERE kind = 'TRADING'")
-        db.execute("INSERT OR IGNORE INTO keep SELECT MAX(id) FROM events WHERE detail IS NOT NULL AND detail != ''")
-        db.execute(
-            """
-            INSERT OR IGNORE INTO keep SELECT x.id FROM events r JOIN events x
-                ON x.epoch = r.epoch AND x.ref = r.ref AND x.kind IN ('RESERVE', 'FILL')
-            WHERE r.kind = 'RESERVE'
-              AND NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.epoch = r.epoch AND e.ref = r.ref)
-              AND NOT EXISTS (SELECT 1 FROM events f WHERE f.kind = 'FILL' AND f.epoch = r.epoch AND f.ref = r.ref
-                              AND f.f3 <= 0)
-            """
+        db.execute(  # the trading state's reason
+            "INSERT OR IGNORE INTO keep SELECT MAX(id) FROM events WHERE kind = 'TRADING' "
+            "OR (kind = 'SNAPSHOT' AND symbol IS NULL)"
         )
+        db.execute("INSERT OR IGNORE INTO keep SELECT MAX(id) FROM events WHERE detail IS NOT NULL AND detail != ''")
+        for order in held:
+            db.execute(
+                f"""
+                INSERT OR IGNORE INTO keep SELECT x.id FROM events r JOIN events x
+                    ON x.epoch = r.epoch AND x.ref = r.ref AND x.kind IN ('RESERVE', 'FILL', 'HELD')
+                WHERE r.kind = 'RESERVE' AND {CLIENT_ID.format(t="r.text")} = ?
+                """,
+                (order.client_order_id,),
+            )
         cur = db.execute(
-            "DELETE FROM events WHERE time_ns < ? AND id NOT IN (SELECT id FROM keep WHERE id IS NOT NULL)",
-            (_ns(before_ns),),
+            "DELETE FROM events WHERE id < ? AND id NOT IN (SELECT id FROM keep WHERE id IS NOT NULL)", (cutoff,)
         )
         deleted = cur.rowcount
-    return deleted
+    return int(deleted)

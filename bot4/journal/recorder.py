@@ -23,8 +23,10 @@ import threading
 import time
 from collections.abc import Sequence
 
+from bot4.clock import MonotonicClock
 from bot4.errors import Bot4Error, JournalError, SegmentError
 from bot4.journal.store import JournalStore
+from bot4.risk.kill_switch import TradingWord
 from bot4.risk.limits import RiskLimits
 from bot4.shm import _native
 from bot4.shm import layout as L
@@ -38,9 +40,12 @@ __all__ = ["Recorder", "main"]
 
 log = logging.getLogger("bot4.journal")
 
-_RECORD = struct.Struct("<6q4d4d4d4q80s")
-assert _RECORD.size == L.EV_WORDS * 8
-_KINDS = {k.value: k.name for k in EventKind}
+_RESERVATION = struct.Struct(f"<4q2d{L.RES_WORDS - 6}q")  # a reservation entry (layout V_*)
+assert (L.V_OWNER, L.V_ID, L.V_SYMBOL, L.V_SIDE, L.V_QTY, L.V_PRICE) == (0, 1, 2, 3, 4, 5)
+_LIMITS = EventKind.LIMITS.value
+_LIMITS_FLOATS = f"<{len(RiskLimits().to_floats())}d"
+_KINDS = tuple(next((kind.name for kind in EventKind if kind.value == k), str(k)) for k in range(max(EventKind) + 1))
+"""Kind names by number (what the ``kind`` column holds)."""
 _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 1.0
 
 
@@ -131,39 +136,18 @@ class Recorder:
         return len(rows)
 
     def _rows(self, start: int, end: int) -> list[tuple[object, ...]]:
-        lay, seg, epoch = self._seg.layout, self._seg, self._epoch
-        rows: list[tuple[object, ...]] = []
-        position = start
-        names = self._names
-        while position < end:
-            first = position % L.EVENTS
-            count = min(end - position, L.EVENTS - first)
-            raw = seg.raw(lay.event(position), count * L.EV_WORDS)
-            for k, t in enumerate(_RECORD.iter_unpack(raw)):
-                sym = t[4]
-                if sym >= len(names) and sym >= 0:
-                    names = self._refresh_names()
-                kind = t[0]
-                detail = self._limits_json() if kind == EventKind.LIMITS else None
-                rows.append(
-                    (
-                        epoch,
-                        position + k,
-                        t[1],
-                        _KINDS.get(kind, str(kind)),
-                        t[2],
-                        names[sym] if 0 <= sym < len(names) else None,
-                        t[3],
-                        t[5],
-                        *t[6:18],
-                        t[18],
-                        t[19],
-                        t[20],
-                        t[22].rstrip(b"\0").decode("utf-8", "replace"),
-                        detail,
-                    )
-                )
-            position += count
+        seg = self._seg
+        if seg.region.load(seg.layout.ledger + L.L_SYMBOLS_USED) > len(self._names):
+            self._refresh_names()
+        rows = _native.events_rows(
+            seg.region, seg.layout.events, L.EVENTS, start, end, self._epoch, _KINDS, self._names, _LIMITS
+        )
+        for i, row in enumerate(rows):
+            if row[3] == "LIMITS":  # the limits as configured, carried in the record's text area
+                raw = row[-2]
+                assert isinstance(raw, bytes)
+                limits = RiskLimits.from_floats(list(struct.unpack_from(_LIMITS_FLOATS, raw)))
+                rows[i] = (*row[:-2], "", limits.to_json())
         return rows
 
     def _refresh_names(self) -> list[str]:
@@ -195,11 +179,18 @@ class Recorder:
             day_id = r.load(base + L.L_DAY_ID)
             equity_set = r.load(base + L.L_EQUITY_SET)
             trading = r.load(base + L.L_TRADING)
+            reason = TradingWord(r, base, MonotonicClock()).reason()
             names = self._refresh_names()
             symbols = [
                 (name, *r.loadf_range(lay.symbol(i) + L.Y_POSITION, 3), r.loadf(lay.symbol(i) + L.Y_REALIZED))
                 for i, name in enumerate(names)
             ]
+            table = self._seg.raw(lay.reservations, lay.max_reservations * L.RES_WORDS)
+        held = [
+            (res_id, symbol, side, left, price)
+            for owner, res_id, symbol, side, left, price, _, _ in _RESERVATION.iter_unpack(table)
+            if owner != 0
+        ]
         account = (cash, unrealized, peak, day_start, day_id, equity_set, trading)
         rows: list[tuple[object, ...]] = []
         nan = float("nan")
@@ -211,10 +202,19 @@ class Recorder:
                 + account
                 + ("records lost to a full ring: state as read", None)
             )
-        rows.append(
+        after = {name: (position, average, realized, mark) for name, position, average, mark, realized in symbols}
+        for res_id, symbol, side, left, price in held:  # what each live reservation still holds
+            name = names[symbol] if 0 <= symbol < len(names) else None
+            rows.append(
+                (epoch, None, now, "HELD", pid, name, res_id, side, left, price, float(head), nan)
+                + after.get(name or "", (nan, nan, nan, nan))  # the symbol as the snapshot read it
+                + account
+                + ("", None)
+            )
+        rows.append(  # the account, with the reason of the trading state in force
             (epoch, None, now, "SNAPSHOT", pid, None, head, 0, nan, nan, nan, nan, nan, nan, nan, nan)
             + account
-            + ("records lost to a full ring: state as read", self._limits_json())
+            + (reason, self._limits_json())
         )
         return head, rows
 
@@ -262,15 +262,19 @@ def _segment_gone(segment: Segment) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bot4.journal SEGMENT PATH``: record until SIGTERM or the segment is gone."""
+    """``python -m bot4.journal SEGMENT PATH``: record until SIGTERM, the segment is gone, or
+    (``--exit-with-parent``) the process that started it is. A recorder that stops this way
+    writes what was appended, then marks the ring stopped: new risk is refused from then on."""
     parser = argparse.ArgumentParser(prog="python -m bot4.journal", description=__doc__)
     parser.add_argument("segment")
     parser.add_argument("path")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "EXTRA"))
     parser.add_argument("--max-bytes", type=int, default=None)
+    parser.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process exits")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bot4 recorder %(levelname)s %(message)s")
     stop = threading.Event()
+    parent = os.getppid() if args.exit_with_parent else None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     lock = open(f"{args.path}.lock", "a+b")  # noqa: SIM115 - held for the life of the process
@@ -279,14 +283,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if stop.wait(0.05):
+            if stop.wait(0.05) or (parent is not None and os.getppid() != parent):
                 return 0
     try:
         recorder = Recorder(args.segment, args.path, synchronous=args.synchronous, max_bytes=args.max_bytes)
     except (Bot4Error, SegmentError) as e:
         log.error("%s", e)
         return 2
-    watcher = threading.Thread(target=_watch, args=(recorder, stop), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(recorder, stop, parent), daemon=True)
     watcher.start()
     try:
         recorder.run(stop)
@@ -294,12 +298,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (sqlite3.Error, OSError) as e:
         log.error("journal %s: last drain failed: %s", args.path, e)
     finally:
+        recorder.ring.set_stopped(True)
         recorder.close()
     return 0
 
 
-def _watch(recorder: Recorder, stop: threading.Event) -> None:
-    while not stop.wait(0.5):
+def _watch(recorder: Recorder, stop: threading.Event, parent: int | None) -> None:
+    while not stop.wait(0.2):
         if _segment_gone(recorder._seg):
             log.info("segment %s is gone: recorder exits", recorder._seg.name)
+            stop.set()
+        elif parent is not None and os.getppid() != parent:
+            log.warning("the process that supervised this recorder is gone: recorder exits (no new risk)")
             stop.set()

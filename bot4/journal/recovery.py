@@ -19,7 +19,7 @@ from bot4.orders.model import OrderType, Side
 from bot4.risk.ledger import daily_loss, drawdown
 from bot4.risk.limits import RiskLimits, TradingState
 
-__all__ = ["AccountState", "JournalState", "OpenOrder", "SymbolState", "read_state"]
+__all__ = ["CLIENT_ID", "AccountState", "JournalState", "OpenOrder", "SymbolState", "open_orders", "read_state"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,9 @@ def read_state(store: JournalStore, upto: int | None = None) -> JournalState:
     }
     state = TradingState(int(trading_word or 0) & 0xFF)
     reason_row = db.execute(
-        "SELECT text FROM events WHERE kind = 'TRADING' AND id <= ? ORDER BY id DESC LIMIT 1", (last,)
+        "SELECT text FROM events WHERE (kind = 'TRADING' OR (kind = 'SNAPSHOT' AND symbol IS NULL)) AND id <= ? "
+        "ORDER BY id DESC LIMIT 1",
+        (last,),
     ).fetchone()
     reason = reason_row[0] if reason_row is not None else ""
     limits_row = db.execute(
@@ -141,25 +143,48 @@ def read_state(store: JournalStore, upto: int | None = None) -> JournalState:
             limits = RiskLimits.from_json(limits_row[0])
         except ConfigError as e:
             raise JournalError(f"the journal's last limits cannot be read: {e}") from e
-    return JournalState(last, account, symbols, state, reason, limits, _open_orders(store, last))
+    return JournalState(last, account, symbols, state, reason, limits, open_orders(store, last))
 
 
-def _open_orders(store: JournalStore, last: int) -> tuple[OpenOrder, ...]:
-    rows = store.db.execute(
-        """
-        WITH latest AS (SELECT MAX(id) AS id FROM events WHERE kind = 'RESERVE' AND id <= :last GROUP BY text)
-        SELECT r.epoch, r.ref, r.symbol, r.code, r.f0, r.f1, r.f2, r.f3, r.text,
-            (SELECT f.f3 FROM events f WHERE f.kind = 'FILL' AND f.epoch = r.epoch AND f.ref = r.ref
-                AND f.id <= :last ORDER BY f.id DESC LIMIT 1)
-        FROM events r JOIN latest ON r.id = latest.id
-        WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.epoch = r.epoch
-            AND e.ref = r.ref AND e.id <= :last)
-        ORDER BY r.id
-        """,
-        {"last": last},
-    ).fetchall()
+CLIENT_ID = "substr({t}, 1, instr({t} || char(31), char(31)) - 1)"
+"""SQL: the client order id of a RESERVE row's text (``client id␟strategy␟type``) in column ``t``."""
+
+_OPEN = f"""
+WITH latest AS (
+    SELECT MAX(id) AS id FROM events WHERE kind = 'RESERVE' AND id <= :last GROUP BY {CLIENT_ID.format(t="text")}
+), snap AS (
+    SELECT epoch, MAX(id) AS id FROM events WHERE kind = 'SNAPSHOT' AND symbol IS NULL AND id <= :last GROUP BY epoch
+)
+SELECT r.epoch, r.ref, r.symbol, r.code, r.f0, r.f1, r.f2, r.f3, r.text,
+    (SELECT CASE x.kind WHEN 'FILL' THEN x.f3 ELSE x.f0 END FROM events x
+        WHERE x.kind IN ('FILL', 'HELD') AND x.epoch = r.epoch AND x.ref = r.ref AND x.id <= :last
+        ORDER BY x.id DESC LIMIT 1)
+FROM events r JOIN latest ON r.id = latest.id
+LEFT JOIN snap ON snap.epoch = r.epoch AND snap.id > r.id
+LEFT JOIN events s ON s.id = snap.id
+WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.epoch = r.epoch AND e.ref = r.ref
+        AND e.id <= :last)
+    AND (s.id IS NULL OR EXISTS (SELECT 1 FROM events h WHERE h.kind = 'HELD' AND h.epoch = r.epoch
+        AND h.ref = r.ref AND h.f2 = s.ref AND h.id <= :last))
+ORDER BY r.id
+"""
+"""The open orders after event ``:last``: of each client order id, its latest reservation, if
+no release ended it and the last snapshot of its epoch after it (if any) still held it.
+What is left of it: its last fill's or snapshot's figure, else all it reserved."""
+
+_FILLS = f"""
+SELECT f.text, f.f0, f.f1, f.f2 FROM events f
+WHERE f.kind = 'FILL' AND f.id <= :last AND EXISTS (SELECT 1 FROM events r WHERE r.kind = 'RESERVE'
+    AND r.epoch = f.epoch AND r.ref = f.ref AND {CLIENT_ID.format(t="r.text")} = :cid AND r.id <= :last)
+ORDER BY f.id
+"""
+"""The fills the journal holds for client order id ``:cid`` (of any of its reservations)."""
+
+
+def open_orders(store: JournalStore, last: int) -> tuple[OpenOrder, ...]:
+    """The orders the journal holds open after event ``last`` (see :func:`read_state`)."""
     out: list[OpenOrder] = []
-    for epoch, ref, symbol, code, qty, entry, limit, ordered, text, left in rows:
+    for epoch, ref, symbol, code, qty, entry, limit, ordered, text, left in store.db.execute(_OPEN, {"last": last}):
         remaining = _f(qty) if left is None else _f(left)
         if not remaining > 0:
             continue
@@ -171,15 +196,7 @@ def _open_orders(store: JournalStore, last: int) -> tuple[OpenOrder, ...]:
             order_type = OrderType(type_name)
         except ValueError:
             order_type = OrderType.LIMIT if limit is not None else OrderType.MARKET
-        fills = store.db.execute(
-            """
-            SELECT f.text, f.f0, f.f1, f.f2 FROM events f
-            WHERE f.kind = 'FILL' AND f.id <= :last AND EXISTS (SELECT 1 FROM events r WHERE r.kind = 'RESERVE'
-                AND r.epoch = f.epoch AND r.ref = f.ref AND r.text = :text AND r.id <= :last)
-            ORDER BY f.id
-            """,
-            {"last": last, "text": text},
-        ).fetchall()
+        fills = store.db.execute(_FILLS, {"last": last, "cid": client_id}).fetchall()
         out.append(
             OpenOrder(
                 client_order_id=client_id,

@@ -72,15 +72,12 @@ CREATE TABLE IF NOT EXISTS events(
     symbol TEXT, ref INTEGER, code INTEGER, f0 REAL, f1 REAL, f2 REAL, f3 REAL,
     position REAL, avg_price REAL, realized REAL, mark REAL,
     cash REAL, unrealized REAL, peak REAL, day_start REAL, day_id INTEGER, equity_set INTEGER, trading INTEGER,
-    text TEXT, detail TEXT,
-    UNIQUE(epoch, seq));
-CREATE INDEX IF NOT EXISTS events_symbol ON events(symbol, id);
+    text TEXT, detail TEXT);
 CREATE INDEX IF NOT EXISTS events_kind ON events(kind, epoch, ref);
-CREATE INDEX IF NOT EXISTS events_time ON events(time_ns);
 CREATE TABLE IF NOT EXISTS cursors(epoch INTEGER PRIMARY KEY, next INTEGER NOT NULL, lost_seen INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');
 """
-_INSERT = f"INSERT OR IGNORE INTO events({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_INSERT = f"INSERT INTO events({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 def torn_tail(path: str | os.PathLike[str]) -> int:
@@ -158,6 +155,10 @@ class JournalStore:
                 self._db = _reader(self.path)
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+                tables = {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables and "meta" not in tables:
+                    self._db.close()
+                    raise JournalError(f"{self.path} is a database of something else, not a bot4 journal")
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(f"PRAGMA synchronous={synchronous}")
                 self._db.executescript(_SCHEMA)
@@ -167,7 +168,7 @@ class JournalStore:
             schema = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.Error as e:
             raise JournalError(f"cannot open the journal {self.path}: {e}") from e
-        if schema is None or int(schema[0]) != SCHEMA_VERSION:
+        if schema is None or schema[0] != str(SCHEMA_VERSION):
             self._db.close()
             raise JournalError(f"{self.path} is not a bot4 journal of schema {SCHEMA_VERSION} (found {schema})")
 

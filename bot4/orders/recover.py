@@ -11,9 +11,10 @@ risk waits until every one is found or ruled out; no order is sent again.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
-from bot4.errors import Bot4Error, InvalidOrderError, LockTimeoutError
+from bot4.errors import Bot4Error, InvalidOrderError, JournalError, LockTimeoutError
 from bot4.journal.recovery import OpenOrder
 from bot4.orders.model import Order, OrderType
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
@@ -62,6 +63,16 @@ def _adopt(om: OrderManager, open_order: OpenOrder) -> ManagedOrder | None:
     for trade_id, quantity, price, fee in open_order.fills:
         venue = trade_id.partition(":")[0]
         tracked.fill(Fill(trade_id=trade_id, quantity=quantity, price=price, fee=fee, venue=venue), now)
+    lost = open_order.quantity - open_order.left - math.fsum(f[1] for f in open_order.fills)
+    if lost > 1e-9 * max(1.0, open_order.quantity):  # fills the ledger has whose records were lost
+        if len(om.venues) != 1:
+            raise JournalError(
+                f"{lost} of it filled with records lost (a full journal ring), at a venue the journal cannot "
+                "tell: reconcile it by hand"
+            )
+        venue = om.venues[0]
+        fill = Fill(trade_id=f"{venue}:lost-records", quantity=lost, price=open_order.price, fee=0.0, venue=venue)
+        tracked.fill(fill, now)  # counted, so the venue's report of those trades is not applied again
     managed = ManagedOrder(
         tracked,
         decision=Decision((), reservation),
@@ -73,19 +84,32 @@ def _adopt(om: OrderManager, open_order: OpenOrder) -> ManagedOrder | None:
 
 
 def recover_flow(om: OrderManager) -> Flow[Reconciliation]:
-    """Adopt the recovered orders and reconcile; clear the desk's recovery once none is unknown."""
+    """Adopt the recovered orders and reconcile; clear the desk's recovery once none is unknown.
+
+    One order manager adopts them: it keeps the desk's recovery lock until every order is
+    accounted for, and only it may call again (after a venue that could not answer); any
+    other, in this process or another, is told so. The lock of one that died is taken over.
+    """
     journal = om._core.journal
     if journal is None or not journal.recovering:
         return Reconciliation()
-    segment = om._core._context.segment
+    context = om._core._context
+    segment = context.segment
     ring = EventRing(segment.region, segment.layout)
-    lock = OwnerLock(segment.region, ring.recovery_lock, om._core._context.ident, timeout=0.0)
-    try:
-        lock.acquire()
-    except LockTimeoutError:
-        return Reconciliation(errors=("another process is reconciling the recovered orders",))
+    lock = OwnerLock(segment.region, ring.recovery_lock, context.ident, timeout=0.0)
+    adopter = context.recovering_manager
+    if segment.region.load(ring.recovery_lock) != context.ident or adopter is None:
+        try:
+            lock.acquire()
+        except LockTimeoutError:
+            return Reconciliation(errors=("another process is reconciling the recovered orders",))
+        context.recovering_manager = adopter = om
+    if adopter is not om:
+        return Reconciliation(errors=("another order manager of this process is reconciling the recovered orders",))
+    done = False
     try:
         if not ring.recovering:
+            done = True
             return Reconciliation()
         for open_order in journal.pending_orders():
             try:
@@ -96,7 +120,10 @@ def recover_flow(om: OrderManager) -> Flow[Reconciliation]:
         result: Reconciliation = yield from reconcile_flow(om, cancel_foreign=False, sweep=True)
         if not result.still_unknown and not result.errors:
             ring.set_recovering(0)
+            done = True
             log.warning("the recovered orders are reconciled: new risk is allowed again")
         return result
     finally:
-        lock.release()
+        if done:
+            context.recovering_manager = None
+            lock.release()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot4._numbers import is_number, is_positive
 from bot4._symbols import symbol_problem
-from bot4.errors import Bot4Error, CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
+from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
 from bot4.orders.model import Order, Side
 from bot4.plugins.dispatch import implementations, watched
 from bot4.risk._kernel import CODE_MASKS, NATIVE_RULE_TYPES, RULE_BITS, make_kernel
@@ -24,7 +25,7 @@ from bot4.risk.snapshot import PositionSnapshot, RiskSnapshot
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
-from bot4.shm.events import EventKind, EventRing, bind
+from bot4.shm.events import RECORD_WAIT, EventKind, EventRing, bind
 from bot4.shm.mutex import Transaction, ledger_mutex
 from bot4.shm.text import encode_text
 
@@ -62,7 +63,8 @@ _RESERVE, _RELEASE, _FILL, _MARK = (
 _EQUITY, _LIMITS, _TRADING = EventKind.EQUITY.value, EventKind.LIMITS.value, EventKind.TRADING.value
 _OPERATOR = EventKind.OPERATOR.value
 _RELEASED, _RECLAIMED = 0, 1  # a RELEASE record's code
-_monotonic_ns = _native.monotonic_ns
+_events_blocked = _native.events_blocked
+_EVENTS = L.EVENTS
 
 
 def _check_price(field: str, value: Any) -> float:
@@ -93,8 +95,11 @@ class RiskEngine:
         self._base = lay.ledger
         self._mutex = ledger_mutex(seg, ctx.ident)
         bind(self._mutex, lay)
+        self._quick_mutex = ledger_mutex(seg, ctx.ident, timeout=RECORD_WAIT)  # a trip's record never waits long
+        bind(self._quick_mutex, lay)
         self._events = EventRing(seg.region, lay)
         self._ev_on = lay.events + _native.EV_ON
+        self._ev_ring = lay.events
         self._kernel = make_kernel(seg)
         self._trading = TradingWord(seg.region, lay.ledger, ctx.clock)
         self._ledger = RiskLedger(seg, self._kernel, ctx.clock, self._trading, self._repair)
@@ -136,7 +141,8 @@ class RiskEngine:
             raise ConfigError("limits", f"expected a RiskLimits, got {type(limits).__name__}")
         with self._mutex as tx:
             self._limits_writes(tx, limits)
-            tx.record(_LIMITS, 0, -1, 0, _NAN, _NAN, _NAN, _NAN, "")
+            floats = limits.to_floats()
+            tx.record(_LIMITS, 0, -1, 0, _NAN, _NAN, _NAN, _NAN, struct.pack(f"<{len(floats)}d", *floats))
 
     def _limits_writes(self, tx: Transaction, limits: RiskLimits) -> None:
         gen_i = self._base + L.L_LIMITS_GEN
@@ -415,10 +421,10 @@ class RiskEngine:
         journal_check: bool = True,
         quantity: float | None = None,
     ) -> Decision:
-        if journal_check and self._load(self._ev_on):
-            why = self._events.problem(_monotonic_ns())
-            if why is not None:
-                return Decision((Rejection(ENGINE, "JOURNAL", why),))
+        if journal_check:
+            blocked = _events_blocked(self._r, self._ev_ring, _EVENTS)
+            if blocked:
+                return Decision((Rejection(ENGINE, "JOURNAL", self._events.describe(blocked)),))
         index = self._ledger.symbol_index(order.symbol)
         if index is None:
             if entry != entry:  # NaN: the mark of a symbol never priced
@@ -565,13 +571,13 @@ class RiskEngine:
         if not isinstance(reason, str):
             raise ConfigError("reason", f"expected a string, got {reason!r}")
         written, changed = self._trading.set(state, reason)  # one lock-free word: never waits for the ledger
-        if written:
-            self._record_trading(state, reason)
         fleet = self._ctx.fleet
         if fleet is not None:
             fleet.trading_changed(state, reason)
         if changed and state in _TRIPPED:
             self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
+        if written:
+            self._record_trading(state, reason)
 
     # ------------------------------------------------------------------ restoring from a journal
 
@@ -623,7 +629,7 @@ class RiskEngine:
         return decision.reservation
 
     def record_operator(self, text: str) -> None:
-        """Journal an operator's action (who and what, in ``text``; at most 80 bytes are kept).
+        """Journal an operator's action (who and what, in ``text``; at most 592 bytes are kept).
         Nothing happens without a journal."""
         if not isinstance(text, str) or not text.strip():
             raise ConfigError("text", f"say who did what, got {text!r}")
@@ -637,10 +643,16 @@ class RiskEngine:
         if not self._load(self._ev_on):
             return
         try:
-            with self._mutex as tx:
+            with self._quick_mutex as tx:
                 tx.record(_TRADING, self._load(self._i_trading) >> 8, -1, int(state), _NAN, _NAN, _NAN, _NAN, reason)
-        except Bot4Error as e:
-            log.error("the trading state change (%s: %s) could not be journaled: %s", state.name, reason, e)
+        except Exception as e:  # the ledger is busy (or the record impossible): the recorder snapshots the state
+            self._events.missed()
+            log.error(
+                "the trading state change (%s: %s) was not journaled (%s): the journal snapshots it",
+                state.name,
+                reason,
+                e,
+            )
 
     # ------------------------------------------------------------------ reclaim, audit, snapshot
 
@@ -882,13 +894,12 @@ class RiskEngine:
         for reason in reasons:
             state = TradingState.FLATTENING if self.limits.flatten_on_kill else TradingState.HALTED
             written, changed = self._trading.set(state, reason)
+            if changed:  # else another process halted the desk first
+                if fleet is not None:
+                    fleet.trading_changed(state, reason)
+                self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
             if written:
                 self._record_trading(state, reason)
-            if not changed:
-                continue  # another process halted the desk first
-            if fleet is not None:
-                fleet.trading_changed(state, reason)
-            self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
 
 
 def _price_unknown(order: Order) -> Decision:

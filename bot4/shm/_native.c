@@ -887,6 +887,10 @@ static PyObject *mod_set_errors(PyObject *m, PyObject *const *args, Py_ssize_t n
 
 static PyMethodDef module_methods[] = {
     {"monotonic_ns", (PyCFunction)mod_monotonic_ns, METH_NOARGS, "CLOCK_MONOTONIC in ns (host-wide)."},
+    {"events_rows", (PyCFunction)(void (*)(void))mod_events_rows, METH_FASTCALL,
+     "events_rows(region, ring, capacity, start, end, epoch, kinds, names, raw_kind) -> the journal rows of records start..end-1."},
+    {"events_blocked", (PyCFunction)(void (*)(void))mod_events_blocked, METH_FASTCALL,
+     "events_blocked(region, ring, capacity) -> EV_READY, or the EV_BLOCK_* code saying why new risk may not be taken."},
     {"set_errors", (PyCFunction)(void (*)(void))mod_set_errors, METH_FASTCALL,
      "set_errors(released, config, state, lock_timeout): the bot4 errors raised for a closed region, a bad clock "
      "reading, shared state found corrupt or torn (each called as cls(name_or_field, message)), and a lock wait "
@@ -918,6 +922,8 @@ PyMODINIT_FUNC PyInit__native(void) {
         PyType_Ready(&SectionType) < 0 || PyType_Ready(&GuardedType) < 0 || PyType_Ready(&GuardedCallType) < 0)
         return NULL;
     if (gate_init_strings() < 0) return NULL;
+    ev_pid = getpid();
+    if (pthread_atfork(NULL, NULL, ev_forked) != 0) { PyErr_SetString(PyExc_ImportError, "pthread_atfork failed"); return NULL; }
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     Py_INCREF(&RegionType);
@@ -972,11 +978,13 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, EV_HEAD); ADD_INT(m, EV_TAIL); ADD_INT(m, EV_LOST); ADD_INT(m, EV_ON); ADD_INT(m, EV_BEAT_NS);
     ADD_INT(m, EV_RECORDER); ADD_INT(m, EV_ERROR); ADD_INT(m, EV_RECOVERING); ADD_INT(m, EV_LOST_SEEN);
     ADD_INT(m, EV_EPOCH); ADD_INT(m, EV_ERROR_TEXT); ADD_INT(m, EV_ERROR_WORDS); ADD_INT(m, EV_HEADER_WORDS);
-    ADD_INT(m, EV_RECOVERY_LOCK); ADD_INT(m, EV_PATH); ADD_INT(m, EV_PATH_WORDS);
+    ADD_INT(m, EV_RECOVERY_LOCK); ADD_INT(m, EV_STOPPED); ADD_INT(m, EV_MISSED); ADD_INT(m, EV_PATH); ADD_INT(m, EV_PATH_WORDS);
     ADD_INT(m, EV_KIND); ADD_INT(m, EV_TIME_NS); ADD_INT(m, EV_PID); ADD_INT(m, EV_REF); ADD_INT(m, EV_SYMBOL);
     ADD_INT(m, EV_CODE); ADD_INT(m, EV_F0); ADD_INT(m, EV_FLOATS); ADD_INT(m, EV_POST_SYMBOL);
     ADD_INT(m, EV_POST_SYMBOL_WORDS); ADD_INT(m, EV_POST_ACCOUNT); ADD_INT(m, EV_POST_ACCOUNT_WORDS);
     ADD_INT(m, EV_TEXT); ADD_INT(m, EV_TEXT_WORDS); ADD_INT(m, EV_WORDS);
+    ADD_INT(m, EV_READY); ADD_INT(m, EV_BLOCK_RECOVERING); ADD_INT(m, EV_BLOCK_ERROR); ADD_INT(m, EV_BLOCK_RECORDER);
+    ADD_INT(m, EV_BLOCK_LOST); ADD_INT(m, EV_BLOCK_BEHIND); ADD_INT(m, EV_RECORDER_TIMEOUT_NS); ADD_INT(m, EV_ROOM_DIVISOR);
     if (PyModule_AddIntConstant(m, "MUTEX_WORDS", (long)MUTEX_WORDS) < 0) goto fail;
     ADD_INT(m, MUTEX_ACQUIRED); ADD_INT(m, MUTEX_FROM_DEAD); ADD_INT(m, MUTEX_TIMEOUT); ADD_INT(m, MUTEX_UNRECOVERABLE);
     ADD_INT(m, MUTEX_OWN);

@@ -90,6 +90,16 @@ EV_POST_ACCOUNT_WORDS: int
 EV_TEXT: int
 EV_TEXT_WORDS: int
 EV_WORDS: int
+EV_STOPPED: int
+EV_MISSED: int
+EV_READY: int
+EV_BLOCK_RECOVERING: int
+EV_BLOCK_ERROR: int
+EV_BLOCK_RECORDER: int
+EV_BLOCK_LOST: int
+EV_BLOCK_BEHIND: int
+EV_RECORDER_TIMEOUT_NS: int
+EV_ROOM_DIVISOR: int
 # Results of Region.mutex_lock.
 MUTEX_ACQUIRED: int
 MUTEX_FROM_DEAD: int
@@ -103,6 +113,18 @@ LEDGER_RULES: tuple[str, ...]
 LEDGER_CODES: tuple[tuple[str, str], ...]
 
 def monotonic_ns() -> int: ...
+def events_rows(
+    region: Region,
+    ring: int,
+    capacity: int,
+    start: int,
+    end: int,
+    epoch: int,
+    kinds: tuple[str, ...],
+    names: list[str],
+    raw_kind: int,
+) -> list[tuple[object, ...]]: ...
+def events_blocked(region: Region, ring: int, capacity: int) -> int: ...
 def set_errors(
     released: type[BaseException],
     config: type[BaseException],
@@ -161,7 +183,17 @@ class Section:
         symbol_fields: tuple[int, ...],
     ) -> None: ...
     def record(
-        self, kind: int, ref: int, symbol: int, code: int, f0: float, f1: float, f2: float, f3: float, text: str, /
+        self,
+        kind: int,
+        ref: int,
+        symbol: int,
+        code: int,
+        f0: float,
+        f1: float,
+        f2: float,
+        f3: float,
+        text: str | bytes,
+        /,
     ) -> int: ...
 
 class Gate:

@@ -19,13 +19,17 @@ from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm.text import decode_text, encode_text
 
-__all__ = ["RECORDER_TIMEOUT_NS", "ROOM_FOR_RISK", "EventKind", "EventRecord", "EventRing"]
+__all__ = ["RECORDER_TIMEOUT_NS", "RECORD_WAIT", "ROOM_FOR_RISK", "EventKind", "EventRecord", "EventRing"]
 
-RECORDER_TIMEOUT_NS = 2_000_000_000
+RECORDER_TIMEOUT_NS: int = _native.EV_RECORDER_TIMEOUT_NS
 """A recorder whose heartbeat is older than this is down: no new risk (it beats every few ms)."""
-ROOM_FOR_RISK = L.EVENTS // 8
+ROOM_FOR_RISK = L.EVENTS // _native.EV_ROOM_DIVISOR
 """Records kept free for what cannot be refused (fills, releases, marks, kill-switch trips):
 new risk is refused once fewer are free."""
+RECORD_WAIT = 0.05
+"""Seconds a record made outside the ledger's own transactions (a trading-state change, a
+breaker's transition) waits for the ledger; past it the record is counted missed and the
+recorder snapshots the state: the change itself never waits on the journal."""
 _FLOATS = struct.Struct("<4d")
 
 
@@ -58,6 +62,9 @@ class EventKind(IntEnum):
     """The desk was rebuilt from the journal: ref = open orders to reconcile."""
     OPERATOR = 12
     """An operator's action: text = who and what."""
+    HELD = 13
+    """Written by the recorder with a snapshot, one per live reservation: ref = reservation id,
+    code = side, figures = quantity left, entry price, the snapshot's ring position."""
 
 
 class EventRecord(NamedTuple):
@@ -171,8 +178,21 @@ class EventRing:
 
     @property
     def lost(self) -> int:
-        """Records not appended because the ring was full."""
-        return self._r.load(self._h + _native.EV_LOST)
+        """Records not made: the ring was full, or (outside a transaction) the ledger was busy."""
+        return self._r.load(self._h + _native.EV_LOST) + self._r.load(self._h + _native.EV_MISSED)
+
+    def missed(self) -> None:
+        """A record that could not be made outside a transaction: the recorder snapshots the state."""
+        self._r.add(self._h + _native.EV_MISSED, 1)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the recorder stopped for good (new risk is refused)."""
+        return bool(self._r.load(self._h + _native.EV_STOPPED))
+
+    def set_stopped(self, stopped: bool) -> None:
+        """The recorder stopped for good (or starts again)."""
+        self._r.store(self._h + _native.EV_STOPPED, 1 if stopped else 0)
 
     @property
     def lost_seen(self) -> int:
@@ -219,30 +239,35 @@ class EventRing:
         """``count`` recovered orders await reconciliation (0: done)."""
         self._r.store(self._h + _native.EV_RECOVERING, count)
 
-    def problem(self, now_ns: int, *, room: int = ROOM_FOR_RISK) -> str | None:
-        """Why new risk may not be taken now (``now_ns``: host monotonic), or None.
+    def blocked(self) -> int:
+        """``_native.EV_READY`` if new risk may be taken now, else the ``EV_BLOCK_*`` code saying
+        why (one native call; :meth:`describe` words it)."""
+        return _native.events_blocked(self._r, self._h, L.EVENTS)
 
-        None also when no journal records this segment.
-        """
+    def problem(self) -> str | None:
+        """Why new risk may not be taken now, or None (also when no journal records this segment)."""
+        code = self.blocked()
+        return None if code == _native.EV_READY else self.describe(code)
+
+    def describe(self, code: int) -> str:
+        """The reason an ``EV_BLOCK_*`` code stands for, with the ring's numbers now."""
         r, h = self._r, self._h
-        if not r.load(h + _native.EV_ON):
-            return None
-        recovering = r.load(h + _native.EV_RECOVERING)
-        if recovering:
+        if code == _native.EV_BLOCK_RECOVERING:
+            recovering = r.load(h + _native.EV_RECOVERING)
             return f"{recovering} orders recovered from the journal are not reconciled with their venues yet"
-        if r.load(h + _native.EV_ERROR):
+        if code == _native.EV_BLOCK_ERROR:
             return f"the journal cannot be written: {self.error}"
-        beat = r.load(h + _native.EV_BEAT_NS)
-        if now_ns - beat > RECORDER_TIMEOUT_NS:
+        if code == _native.EV_BLOCK_RECORDER:
+            if self.stopped:
+                return "the journal's recorder has stopped (its desk closed)"
+            beat = r.load(h + _native.EV_BEAT_NS)
             if beat == 0:
                 return "the journal's recorder has not started"
-            return f"the journal's recorder is down (no heartbeat for {(now_ns - beat) / 1e9:.1f}s)"
-        if r.load(h + _native.EV_LOST) != r.load(h + _native.EV_LOST_SEEN):
+            return f"the journal's recorder is down (no heartbeat for {(_native.monotonic_ns() - beat) / 1e9:.1f}s)"
+        if code == _native.EV_BLOCK_LOST:
             return "records were lost to a full journal ring; waiting for the recorder's snapshot"
         used = r.load(h + _native.EV_HEAD) - r.load(h + _native.EV_TAIL)
-        if used > L.EVENTS - room:
-            return f"the journal's recorder is behind ({used} of {L.EVENTS} records not yet written)"
-        return None
+        return f"the journal's recorder is behind ({used} of {L.EVENTS} records not yet written)"
 
     # ------------------------------------------------------------------ records
 
@@ -281,8 +306,14 @@ def decode(position: int, w: tuple[int, ...] | list[int]) -> EventRecord:
         w[pa + 5],
         w[pa + 6],
         w[pa + 7],
-        decode_text(w[text : text + _native.EV_TEXT_WORDS]),
+        _text(w[text : text + _native.EV_TEXT_WORDS]),
     )
+
+
+def _text(words: tuple[int, ...] | list[int]) -> str:
+    """A record's text: its UTF-8 up to the first NUL (what lies after it is stale)."""
+    raw = b"".join(v.to_bytes(8, "little", signed=True) for v in words)
+    return raw.partition(b"\0")[0].decode("utf-8", "replace")
 
 
 def finite_or_none(value: float) -> float | None:

@@ -189,6 +189,7 @@ QUOTE_WORDS = 20
 EVENTS = 16384
 """Records the event ring holds before its recorder must drain them (4 MiB of the segment)."""
 EV_HEADER_WORDS = _native.EV_HEADER_WORDS
+EV_TEXT_WORDS = _native.EV_TEXT_WORDS
 EV_WORDS = _native.EV_WORDS
 
 MAX_WORKERS_LIMIT = 4096

@@ -24,6 +24,7 @@ from bot4 import Core, Order, OrderManager, TradingState, make_plugin_manager
 from bot4.errors import SegmentNotFoundError
 from bot4.journal.recovery import read_state
 from bot4.journal.store import JournalStore
+from bot4.shm._proc import identity
 from bot4.shm.segment import unlink
 from tests.journal.remote_venue import RemoteVenue, VenueServer
 from tests.journal.test_recovery import state_of
@@ -40,14 +41,20 @@ def _book(mid: float) -> dict[str, list[tuple[float, float]]]:
     return {"bids": [(mid - 0.5, 2.0), (mid - 1.5, 5.0)], "asks": [(mid + 0.5, 2.0), (mid + 1.5, 5.0)]}
 
 
-def _desk(name: str, db: str, server: tuple[tuple[str, int], bytes], round_: int, progress: Any) -> None:
+def _desk(name: str, db: str, server: tuple[tuple[str, int], bytes], round_: int, progress: Any, recorder: Any) -> None:
     """One desk's life: rebuilt from the journal, reconciled, then trading until it is killed.
-
-    It leads a process group of its own, which its recorder joins: one signal kills both."""
-    os.setpgid(0, 0)
+    It tells the test its recorder's pid and identity (the recorder runs in a session of its own)."""
     core = Core.create(name, plugins=make_plugin_manager(entry_points=False), journal=db)
     journal = core.journal
-    assert journal is not None
+    assert journal is not None and journal.recorder is not None
+
+    def tell_recorder() -> None:
+        pid = journal.recorder.pid if journal.recorder is not None else None
+        if pid is not None and pid != recorder[0]:
+            recorder[1] = identity(pid) or 0
+            recorder[0] = pid
+
+    tell_recorder()
     venue = RemoteVenue(*server)
     core.plugins.register(venue, name="venue-a")
     om = OrderManager(core, routing="primary", durable=10.0)
@@ -87,6 +94,7 @@ def _desk(name: str, db: str, server: tuple[tuple[str, int], bytes], round_: int
             core.risk.set_trading_state(TradingState.HALTED, f"drill {round_}-{n}")
         else:
             core.risk.set_trading_state(TradingState.ACTIVE, f"resumed {round_}-{n}")
+        tell_recorder()
         progress.value = n
 
 
@@ -162,7 +170,8 @@ def test_a_desk_crashed_at_random_moments_comes_back_exactly(tmp_path: Path) -> 
         address, authkey = server
         for round_ in range(ROUNDS):
             progress, worker_progress = ctx.Value("q", 0), ctx.Value("q", 0)
-            desk = ctx.Process(target=_desk, args=(name, str(db), server, round_, progress))
+            recorder = ctx.Array("q", 2)  # pid, identity
+            desk = ctx.Process(target=_desk, args=(name, str(db), server, round_, progress, recorder))
             desk.start()
             worker = None
             try:
@@ -173,10 +182,12 @@ def test_a_desk_crashed_at_random_moments_comes_back_exactly(tmp_path: Path) -> 
                 target = progress.value + rng.randrange(5, 120)
                 _until(lambda t=target: progress.value >= t or not desk.is_alive())  # type: ignore[misc]  # noqa: B023
                 assert desk.is_alive(), f"the desk exited with {desk.exitcode}"
-            finally:  # the whole desk at once: the desk and its recorder (one group), the worker
+            finally:  # the whole desk at once: its recorder (if still the process it was), the desk, the worker
+                pid, ident = recorder[0], recorder[1]
+                if pid and ident and identity(pid) == ident:
+                    os.kill(pid, signal.SIGKILL)
                 assert desk.pid is not None
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(desk.pid, signal.SIGKILL)
+                os.kill(desk.pid, signal.SIGKILL)
                 if worker is not None and worker.pid is not None:
                     os.kill(worker.pid, signal.SIGKILL)
                     worker.join(30)

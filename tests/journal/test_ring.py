@@ -87,8 +87,11 @@ def test_text_is_cut_at_a_whole_character(desk: tuple[Core, Recorder]) -> None:
     core, _ = desk
     ring = _ring(core)
     head = ring.head
-    core.risk.record_operator("é" * 100)  # 200 bytes: 80 kept, never half a character
-    assert ring.read(head, head + 1)[0].text == "é" * 40
+    room = L.EV_TEXT_WORDS * 8  # 592 bytes
+    core.risk.record_operator("x" + "é" * room)  # 1 + 2 x 592 bytes: never half a character kept
+    assert ring.read(head, head + 1)[0].text == "x" + "é" * ((room - 1) // 2)
+    core.risk.record_operator("ok \udcff")  # a character UTF-8 cannot hold is replaced, not an error
+    assert ring.read(head + 1, head + 2)[0].text == "ok ?"
 
 
 def test_a_full_ring_counts_what_it_could_not_take_and_refuses_new_risk(desk: tuple[Core, Recorder]) -> None:
