@@ -403,7 +403,12 @@ class OrderManager(VenueCalls, Placement):
             managed.shares_with, share.shares_with = share.id, managed.id
         managed.decision = decision
         if self._durable and share is None and decision.reservation is not None:
-            if not (yield ("durable", self._durable)):
+            try:
+                durable = yield ("durable", self._durable)
+            except BaseException:  # interrupted while waiting (Ctrl-C, a cancelled task): nothing was sent
+                self._risk.release(decision.reservation)
+                raise
+            if not durable:
                 self._risk.release(decision.reservation)
                 managed.reason = "journal: the order's record was not durable in time; not sent"
                 managed.tracked.apply(OrderEvent.DENIED, self._now_ns(), managed.reason)

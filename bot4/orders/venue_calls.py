@@ -146,7 +146,12 @@ class VenueCalls:
                     request = flow.send(set())
                     continue
                 if request[0] == "durable":
-                    request = flow.send(self._durable_wait(request[1]))
+                    try:
+                        durable = self._durable_wait(request[1])
+                    except BaseException as e:  # the flow gives back what it holds, then it propagates
+                        flow.throw(e)
+                        raise
+                    request = flow.send(durable)
                     continue
                 _, venue, method, args = request
                 try:
@@ -164,7 +169,12 @@ class VenueCalls:
             request = next(flow)
             while True:
                 if request[0] == "durable":
-                    request = flow.send(await self._adurable_wait(request[1]))
+                    try:
+                        durable = await self._adurable_wait(request[1])
+                    except BaseException as e:
+                        flow.throw(e)
+                        raise
+                    request = flow.send(durable)
                     continue
                 if request[0] == "books":
                     try:

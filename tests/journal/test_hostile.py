@@ -67,7 +67,10 @@ def test_compaction_between_restarts_never_brings_a_finished_order_back(db: Path
     venue = _venue(clock)
     with journaled_core(db, clock) as (core, recorder):
         om = _trading(core, venue)
-        assert om.submit(Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0)).status is OrderStatus.ACCEPTED
+        assert (
+            om.submit(Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0)).status
+            is OrderStatus.ACCEPTED
+        )
         recorder.drain()
     venue.set_book("BTC/USDT", bids=[(97.0, 5.0)], asks=[(97.5, 5.0)])
     assert _restarted(db, clock, venue) == (2.0, 1)
@@ -81,7 +84,10 @@ def test_a_fill_lost_to_a_full_ring_is_not_applied_twice(db: Path, clock: Manual
     venue = _venue(clock)
     with journaled_core(db, clock) as (core, recorder):
         om = _trading(core, venue)
-        assert om.submit(Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0)).status is OrderStatus.ACCEPTED
+        assert (
+            om.submit(Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0)).status
+            is OrderStatus.ACCEPTED
+        )
         recorder.drain()
         ring = recorder.ring
         while ring.head - ring.tail < L.EVENTS:  # the recorder stalls; marks fill the ring

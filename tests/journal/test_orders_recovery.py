@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import collections
+import os
+import signal
+import threading
 from pathlib import Path
+
+import pytest
 
 from bot4 import Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange
 from tests.journal.conftest import journaled_core
@@ -63,3 +68,33 @@ def test_orders_open_at_a_crash_are_reconciled_and_never_sent_again(db: Path, cl
     with journaled_core(db, clock) as (core, _):
         assert core.journal is not None and core.journal.recovering == 1  # "after", still open
         assert [o.client_order_id for o in core.journal.pending_orders()] == ["after"]
+
+
+def test_a_durable_order_waits_for_its_record_and_is_never_sent_without_it(db: Path, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", fees=Fees(maker=0.0, taker=0.0), clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 1.0)])
+    with journaled_core(db, clock) as (core, recorder):
+        core.risk.configure(NO_LIMITS)
+        core.risk.set_equity(100_000.0)
+        core.risk.on_price("BTC/USDT", 100.0)
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary", durable=0.2)
+        recorder.drain()
+        late = om.submit(_limit("buy", 1.0, 98.0, "late"))  # nobody drains: its record never becomes durable
+        assert late.status is OrderStatus.DENIED and "durable" in late.reason
+        assert venue.requests == 0 and core.risk.snapshot().open_orders == 0
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C inside the wait
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                om.submit(_limit("buy", 1.0, 98.0, "interrupted"))
+        finally:
+            timer.cancel()
+        assert venue.requests == 0 and core.risk.snapshot().open_orders == 0  # given back, never sent
+        done: list[object] = []
+        submitter = threading.Thread(target=lambda: done.append(om.submit(_limit("buy", 1.0, 98.0, "sent"))))
+        submitter.start()
+        while submitter.is_alive():  # the recorder drains meanwhile: the order goes out once durable
+            recorder.drain()
+        submitter.join()
+        assert done[0].status is OrderStatus.ACCEPTED and venue.requests == 1  # type: ignore[attr-defined]
