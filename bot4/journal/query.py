@@ -13,7 +13,7 @@ from typing import Any
 
 from bot4.errors import ConfigError
 from bot4.journal.recovery import CLIENT_ID, open_orders
-from bot4.journal.store import JournalStore
+from bot4.journal.store import ORDERS, JournalStore
 from bot4.risk.limits import TradingState
 
 __all__ = ["RISK_KINDS", "Filters", "compact", "events", "fills", "orders", "pnl_by_day"]
@@ -91,12 +91,12 @@ def orders(store: JournalStore, filters: Filters = Filters()) -> list[dict[str, 
     rows = store.db.execute(
         f"""
         SELECT r.time_ns, r.epoch, r.ref, r.symbol, r.code, r.f0, r.f1, r.f2, r.f3, r.text, r.pid,
-            (SELECT COALESCE(SUM(f.f0), 0) FROM events f WHERE f.kind = 'FILL' AND f.epoch = r.epoch AND f.ref = r.ref),
-            (SELECT SUM(f.f0 * f.f1) FROM events f WHERE f.kind = 'FILL' AND f.epoch = r.epoch AND f.ref = r.ref),
-            (SELECT COALESCE(SUM(f.f2), 0) FROM events f WHERE f.kind = 'FILL' AND f.epoch = r.epoch AND f.ref = r.ref),
-            (SELECT MIN(f.f3) FROM events f WHERE f.kind = 'FILL' AND f.epoch = r.epoch AND f.ref = r.ref),
-            (SELECT e.code FROM events e WHERE e.kind = 'RELEASE' AND e.epoch = r.epoch AND e.ref = r.ref LIMIT 1)
-        FROM events r WHERE r.kind = 'RESERVE' AND {where} ORDER BY r.id
+            (SELECT COALESCE(SUM(f.f0), 0) FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.epoch = r.epoch AND f.ref = r.ref),
+            (SELECT SUM(f.f0 * f.f1) FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.epoch = r.epoch AND f.ref = r.ref),
+            (SELECT COALESCE(SUM(f.f2), 0) FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.epoch = r.epoch AND f.ref = r.ref),
+            (SELECT MIN(f.f3) FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.epoch = r.epoch AND f.ref = r.ref),
+            (SELECT e.code FROM events e WHERE e.kind = 'RELEASE' AND e.{ORDERS} AND e.epoch = r.epoch AND e.ref = r.ref LIMIT 1)
+        FROM events r WHERE r.kind = 'RESERVE' AND r.{ORDERS} AND {where} ORDER BY r.id
         """,
         params,
     ).fetchall()
@@ -156,8 +156,8 @@ def fills(store: JournalStore, filters: Filters = Filters()) -> list[dict[str, A
     rows = store.db.execute(
         f"""
         SELECT f.time_ns, f.symbol, f.code, f.f0, f.f1, f.f2, f.text, f.position, f.avg_price, f.realized,
-            (SELECT r.text FROM events r WHERE r.kind = 'RESERVE' AND r.epoch = f.epoch AND r.ref = f.ref LIMIT 1)
-        FROM events f WHERE f.kind = 'FILL' AND {where} ORDER BY f.id
+            (SELECT r.text FROM events r WHERE r.kind = 'RESERVE' AND r.{ORDERS} AND r.epoch = f.epoch AND r.ref = f.ref LIMIT 1)
+        FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND {where} ORDER BY f.id
         """,
         params,
     ).fetchall()
@@ -273,8 +273,8 @@ def compact(store: JournalStore, before_ns: int) -> int:
             db.execute(
                 f"""
                 INSERT OR IGNORE INTO keep SELECT x.id FROM events r JOIN events x
-                    ON x.epoch = r.epoch AND x.ref = r.ref AND x.kind IN ('RESERVE', 'FILL', 'HELD')
-                WHERE r.kind = 'RESERVE' AND {CLIENT_ID.format(t="r.text")} = ?
+                    ON x.epoch = r.epoch AND x.ref = r.ref AND x.kind IN ('RESERVE', 'FILL', 'HELD') AND x.{ORDERS}
+                WHERE r.kind = 'RESERVE' AND r.{ORDERS} AND {CLIENT_ID.format(t="r.text")} = ?
                 """,
                 (order.client_order_id,),
             )

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from bot4.errors import ConfigError, JournalError
-from bot4.journal.store import JournalStore
+from bot4.journal.store import ORDERS, JournalStore
 from bot4.orders.model import OrderType, Side
 from bot4.risk.ledger import daily_loss, drawdown
 from bot4.risk.limits import RiskLimits, TradingState
@@ -151,20 +151,20 @@ CLIENT_ID = "substr({t}, 1, instr({t} || char(31), char(31)) - 1)"
 
 _OPEN = f"""
 WITH latest AS (
-    SELECT MAX(id) AS id FROM events WHERE kind = 'RESERVE' AND id <= :last GROUP BY {CLIENT_ID.format(t="text")}
+    SELECT MAX(id) AS id FROM events WHERE kind = 'RESERVE' AND {ORDERS} AND id <= :last GROUP BY {CLIENT_ID.format(t="text")}
 ), snap AS (
     SELECT epoch, MAX(id) AS id FROM events WHERE kind = 'SNAPSHOT' AND symbol IS NULL AND id <= :last GROUP BY epoch
 )
 SELECT r.epoch, r.ref, r.symbol, r.code, r.f0, r.f1, r.f2, r.f3, r.text,
     (SELECT CASE x.kind WHEN 'FILL' THEN x.f3 ELSE x.f0 END FROM events x
-        WHERE x.kind IN ('FILL', 'HELD') AND x.epoch = r.epoch AND x.ref = r.ref AND x.id <= :last
+        WHERE x.kind IN ('FILL', 'HELD') AND x.{ORDERS} AND x.epoch = r.epoch AND x.ref = r.ref AND x.id <= :last
         ORDER BY x.id DESC LIMIT 1)
 FROM events r JOIN latest ON r.id = latest.id
 LEFT JOIN snap ON snap.epoch = r.epoch AND snap.id > r.id
 LEFT JOIN events s ON s.id = snap.id
-WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.epoch = r.epoch AND e.ref = r.ref
+WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.{ORDERS} AND e.epoch = r.epoch AND e.ref = r.ref
         AND e.id <= :last)
-    AND (s.id IS NULL OR EXISTS (SELECT 1 FROM events h WHERE h.kind = 'HELD' AND h.epoch = r.epoch
+    AND (s.id IS NULL OR EXISTS (SELECT 1 FROM events h WHERE h.kind = 'HELD' AND h.{ORDERS} AND h.epoch = r.epoch
         AND h.ref = r.ref AND h.f2 = s.ref AND h.id <= :last))
 ORDER BY r.id
 """
@@ -174,7 +174,7 @@ What is left of it: its last fill's or snapshot's figure, else all it reserved."
 
 _FILLS = f"""
 SELECT f.text, f.f0, f.f1, f.f2 FROM events f
-WHERE f.kind = 'FILL' AND f.id <= :last AND EXISTS (SELECT 1 FROM events r WHERE r.kind = 'RESERVE'
+WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.id <= :last AND EXISTS (SELECT 1 FROM events r WHERE r.kind = 'RESERVE' AND r.{ORDERS}
     AND r.epoch = f.epoch AND r.ref = f.ref AND {CLIENT_ID.format(t="r.text")} = :cid AND r.id <= :last)
 ORDER BY f.id
 """

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bot4.errors import ConfigError, JournalError
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "JournalStore", "torn_tail"]
+__all__ = ["COLUMNS", "ORDERS", "SCHEMA_VERSION", "JournalStore", "torn_tail"]
 
 log = logging.getLogger("bot4.journal")
 
@@ -62,6 +62,10 @@ COLUMNS = (
 )
 """The columns of ``events`` after ``id``, in the order rows are written."""
 
+ORDERS = "kind IN ('RESERVE', 'FILL', 'RELEASE', 'HELD')"
+"""SQL: the rows of orders, the only ones indexed (by kind, epoch and reservation): a query of
+them names this term (alias-prefixed) for SQLite to use the index; marks cost no index write."""
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS epochs(
@@ -73,7 +77,7 @@ CREATE TABLE IF NOT EXISTS events(
     position REAL, avg_price REAL, realized REAL, mark REAL,
     cash REAL, unrealized REAL, peak REAL, day_start REAL, day_id INTEGER, equity_set INTEGER, trading INTEGER,
     text TEXT, detail TEXT);
-CREATE INDEX IF NOT EXISTS events_kind ON events(kind, epoch, ref);
+CREATE INDEX IF NOT EXISTS events_orders ON events(kind, epoch, ref) WHERE {ORDERS};
 CREATE TABLE IF NOT EXISTS cursors(epoch INTEGER PRIMARY KEY, next INTEGER NOT NULL, lost_seen INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}');
 """
