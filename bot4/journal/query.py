@@ -14,6 +14,7 @@ from typing import Any
 from bot4.errors import ConfigError
 from bot4.journal.recovery import CLIENT_ID, open_orders
 from bot4.journal.store import ORDERS, JournalStore
+from bot4.orders.status import BY_CODE
 from bot4.risk.limits import TradingState
 
 __all__ = ["RISK_KINDS", "Filters", "compact", "events", "fills", "orders", "pnl_by_day"]
@@ -84,8 +85,9 @@ def _num(value: Any) -> float | None:
 def orders(store: JournalStore, filters: Filters = Filters()) -> list[dict[str, Any]]:
     """Every order reserved in the window: what it asked for, what filled, how it ended.
 
-    ``status`` is ``open`` (the journal holds it open), ``filled``, ``released`` (canceled,
-    rejected or partly filled and ended) or ``reclaimed`` (its process died).
+    ``status`` is the order's last status its order manager journaled (``accepted``,
+    ``canceled``, ``rejected``, ``expired`` ...), ``filled``; else (reservations made without
+    an order manager) ``open``, ``released`` or ``reclaimed`` (its process died).
     """
     where, params = filters.where("r")
     rows = store.db.execute(
@@ -95,7 +97,9 @@ def orders(store: JournalStore, filters: Filters = Filters()) -> list[dict[str, 
             (SELECT SUM(f.f0 * f.f1) FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.epoch = r.epoch AND f.ref = r.ref),
             (SELECT COALESCE(SUM(f.f2), 0) FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.epoch = r.epoch AND f.ref = r.ref),
             (SELECT MIN(f.f3) FROM events f WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.epoch = r.epoch AND f.ref = r.ref),
-            (SELECT e.code FROM events e WHERE e.kind = 'RELEASE' AND e.{ORDERS} AND e.epoch = r.epoch AND e.ref = r.ref LIMIT 1)
+            (SELECT e.code FROM events e WHERE e.kind = 'RELEASE' AND e.{ORDERS} AND e.epoch = r.epoch AND e.ref = r.ref LIMIT 1),
+            (SELECT o.code FROM events o WHERE o.kind = 'ORDER' AND o.{ORDERS} AND o.epoch = r.epoch AND o.ref = r.ref
+                ORDER BY o.id DESC LIMIT 1)
         FROM events r WHERE r.kind = 'RESERVE' AND r.{ORDERS} AND {where} ORDER BY r.id
         """,
         params,
@@ -118,13 +122,16 @@ def orders(store: JournalStore, filters: Filters = Filters()) -> list[dict[str, 
         fees,
         left,
         end,
+        last_status,
     ) in rows:
         client_id, _, rest = str(text).partition("\x1f")
         strategy, _, kind = rest.partition("\x1f")
-        if end is not None:
-            status = "reclaimed" if end == 1 else "released"
-        elif left is not None and left <= 0:
+        if left is not None and left <= 0:
             status = "filled"
+        elif last_status is not None and 0 <= last_status < len(BY_CODE):  # as its order manager last saw it
+            status = BY_CODE[last_status].value
+        elif end is not None:
+            status = "reclaimed" if end == 1 else "released"
         else:
             status = "open"
         out.append(

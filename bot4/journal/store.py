@@ -62,7 +62,7 @@ COLUMNS = (
 )
 """The columns of ``events`` after ``id``, in the order rows are written."""
 
-ORDERS = "kind IN ('RESERVE', 'FILL', 'RELEASE', 'HELD')"
+ORDERS = "kind IN ('RESERVE', 'FILL', 'RELEASE', 'HELD', 'ORDER')"
 """SQL: the rows of orders, the only ones indexed (by kind, epoch and reservation): a query of
 them names this term (alias-prefixed) for SQLite to use the index; marks cost no index write."""
 

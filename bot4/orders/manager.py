@@ -31,7 +31,7 @@ from bot4.orders.recover import recover_flow
 from bot4.orders.report import VenueReport, VenueTrade, parse_report
 from bot4.orders.routing import Route
 from bot4.orders.status import OrderEvent, OrderStatus
-from bot4.orders.tracked import Fill, TrackedOrder
+from bot4.orders.tracked import Fill, TrackedOrder, Transition
 from bot4.orders.triggers import HeldStop, TriggerTable
 from bot4.orders.updates import check_update, update_report
 from bot4.orders.venue_calls import Flow, VenueCalls, _ainvoke
@@ -98,6 +98,8 @@ class ManagedOrder:
     """The other order of a one-cancels-other pair: both hold one reservation, released when both end."""
     reason: str = ""
     """Why the order was denied or rejected, in words."""
+    accept_journaled: bool = False
+    """Its venue's acceptance is journaled (or a fill said it)."""
 
     @property
     def id(self) -> str:
@@ -177,6 +179,7 @@ class OrderManager(VenueCalls, Placement):
         self._core = core
         self._now_ns = core.clock.now_ns
         self._risk = core.risk
+        self._journaled = core.journal is not None  # a journal is on from a core's creation or never
         self._routing = routing
         self._pnl = PnlBook(cost_method)
         self._orders: dict[str, ManagedOrder] = {}
@@ -300,7 +303,7 @@ class OrderManager(VenueCalls, Placement):
                 "stop %s of a process that died is dropped: %s", order.client_order_id, ", ".join(decision.codes)
             )
             return None
-        managed = ManagedOrder(TrackedOrder(order), decision=decision)
+        managed = ManagedOrder(self._tracked(order), decision=decision)
         self._orders[order.client_order_id] = managed
         now = self._now_ns()
         managed.tracked.apply(OrderEvent.SUBMITTED, now, f"taken over from process {identity_pid(held.dead_owner)}")
@@ -394,7 +397,7 @@ class OrderManager(VenueCalls, Placement):
             raise ConfigError("order", f"expected a bot4.Order, got {type(order).__name__}")
         if order.client_order_id in self._orders:
             raise ConfigError("client_order_id", f"order {order.client_order_id!r} was already submitted")
-        managed = ManagedOrder(TrackedOrder(order))
+        managed = ManagedOrder(self._tracked(order))
         self._orders[order.client_order_id] = managed
         if share is None:
             decision = self._risk.reserve(order)
@@ -429,6 +432,9 @@ class OrderManager(VenueCalls, Placement):
         except BaseException as exc:
             self._abandon(managed, exc, in_flight)
             raise
+        finally:
+            if self._journaled and not managed.tracked.filled_quantity:
+                self._journal_acceptance(managed)  # it rests: its acceptance is the news
 
     # ------------------------------------------------------------------ stream updates
 
@@ -754,6 +760,52 @@ class OrderManager(VenueCalls, Placement):
         self._reconciled_at = self._now_ns()
         self._swept = self._swept or sweep is True
         return self._reconciled(await self._arun(reconcile_flow(self, cancel_foreign=cancel_foreign, sweep=sweep)))
+
+    def _tracked(self, order: Order) -> TrackedOrder:
+        """A new order's record; with a journal, its transitions are journaled (fills are, with
+        the ledger's own records)."""
+        tracked = TrackedOrder(order)
+        if self._journaled:
+            tracked.on_transition = self._journal_transition
+        return tracked
+
+    def _journal_transition(self, tracked: TrackedOrder, transition: Transition) -> None:
+        managed = self._orders.get(tracked.id)
+        if managed is not None:
+            self._journal_acceptance(managed)  # first, if it came before and is not journaled yet
+            self._journal(managed, transition)
+
+    def _journal_acceptance(self, managed: ManagedOrder) -> None:
+        """Journal the order's acceptance by its venue, once, unless a fill said it already.
+
+        Submissions and acceptances reach no listener (they are the order path's): a
+        submission is its reservation's record; an acceptance is said by the order's first
+        fill, or journaled with the first transition after it, or when its placement ends
+        with the order resting."""
+        if managed.accept_journaled:
+            return
+        tracked = managed.tracked
+        if tracked.filled_quantity:
+            managed.accept_journaled = True
+            return
+        for transition in reversed(tracked.history):
+            if transition.event is OrderEvent.ACCEPTED and transition.old is OrderStatus.SUBMITTED:
+                managed.accept_journaled = True
+                self._journal(managed, transition)
+                return
+
+    def _journal(self, managed: ManagedOrder, transition: Transition) -> None:
+        tracked, decision = managed.tracked, managed.decision
+        reservation = decision.reservation if decision is not None else None
+        self._risk._record_order(
+            tracked.id,
+            0 if reservation is None else reservation.id,
+            transition.new,
+            tracked.filled_quantity,
+            tracked.venue or "",
+            transition.event.value,
+            transition.detail,
+        )
 
     def recover(self) -> Reconciliation:
         """Take back the orders a rebuilt desk's journal holds open and reconcile them (see

@@ -19,7 +19,7 @@ from bot4.journal.recovery import OpenOrder
 from bot4.orders.model import Order, OrderType
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.orders.status import OrderEvent
-from bot4.orders.tracked import Fill, TrackedOrder
+from bot4.orders.tracked import Fill
 from bot4.orders.venue_calls import Flow
 from bot4.risk.decision import Decision
 from bot4.shm.events import EventRing
@@ -58,7 +58,7 @@ def _adopt(om: OrderManager, open_order: OpenOrder) -> ManagedOrder | None:
     if reservation is None:
         log.error("recovered order %s: the ledger has no room to reserve it again", order.client_order_id)
     now = om._now_ns()
-    tracked = TrackedOrder(order)
+    tracked = om._tracked(order)
     tracked.apply(OrderEvent.SUBMITTED, now, "recovered from the journal")
     for trade_id, quantity, price, fee in open_order.fills:
         venue = trade_id.partition(":")[0]

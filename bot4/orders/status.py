@@ -11,8 +11,10 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "BY_CODE",
     "BY_VALUE",
     "OPEN_STATUSES",
+    "STATUS_CODE",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "OrderEvent",
@@ -39,6 +41,12 @@ class OrderStatus(enum.Enum):
     FILLED = "filled"
     CANCELED = "canceled"
     EXPIRED = "expired"
+
+
+BY_CODE: tuple[OrderStatus, ...] = tuple(OrderStatus)
+"""Statuses by number (a journal's ``ORDER`` record holds ``BY_CODE.index(status)``)."""
+STATUS_CODE: dict[OrderStatus, int] = {status: code for code, status in enumerate(BY_CODE)}
+"""The number of each status (inverse of :data:`BY_CODE`)."""
 
 
 class OrderEvent(enum.Enum):

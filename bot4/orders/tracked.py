@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ _PENDING_ALL = (OrderStatus.PENDING_UPDATE, OrderStatus.PENDING_CANCEL)
 __all__ = ["Fill", "TrackedOrder", "Transition"]
 
 _FILLED = OrderEvent.FILLED
+_SUBMITTED_EVENT, _ACCEPTED_EVENT = OrderEvent.SUBMITTED, OrderEvent.ACCEPTED
 _SCAN_FILLS = 8  # up to this many fills, a duplicate trade id is found by scanning them
 _ACCEPTED, _PARTIALLY_FILLED, _FILLED_STATUS = OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
 # Per status value: event value -> next status, for the transitions that need no context
@@ -29,6 +31,11 @@ _UNFILLED_OPEN = (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED, OrderStatus.TRIGG
 _TRIGGERED = OrderEvent.TRIGGERED
 _OPEN_VALUES = frozenset(status._value_ for status in OPEN_STATUSES)
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
+
+
+def _quiet(event: OrderEvent, old: OrderStatus) -> bool:
+    """The order path's own transitions, told no listener: its submission, and its first acceptance."""
+    return event is _SUBMITTED_EVENT or (event is _ACCEPTED_EVENT and old is OrderStatus.SUBMITTED)
 
 
 class Transition(NamedTuple):
@@ -93,6 +100,7 @@ class TrackedOrder:
         "fills",
         "_trade_ids",
         "_resume",
+        "on_transition",
     )
 
     def __init__(self, order: Order) -> None:
@@ -107,6 +115,9 @@ class TrackedOrder:
         self.fills: list[Fill] = []
         self._trade_ids: set[str] | None = None  # made once an order has many fills
         self._resume = OrderStatus.SUBMITTED
+        self.on_transition: Callable[[TrackedOrder, Transition], None] | None = None
+        """Called after each transition but a fill, a submission or an acceptance (the order
+        manager journals them; those three it learns otherwise)."""
 
     @property
     def id(self) -> str:
@@ -136,7 +147,10 @@ class TrackedOrder:
         new = _PLAIN[old._value_].get(event._value_)
         if new is not None:  # the common case: a plain transition between non-pending statuses
             self.status = new
-            self.history.append(_new(Transition, (time_ns, old, event, new, detail)))
+            transition = _new(Transition, (time_ns, old, event, new, detail))
+            self.history.append(transition)
+            if self.on_transition is not None and not _quiet(event, old):
+                self.on_transition(self, transition)
             return new
         if event is _FILLED:
             raise InvalidTransitionError(f"order {self.id}: fills go through fill(), with their quantity")
@@ -192,7 +206,10 @@ class TrackedOrder:
             raise InvalidTransitionError(f"order {self.id}: {event.name} is not allowed in {old.name}")
         self._resume = old if new in _PENDING and old not in _PENDING else resume
         self.status = new
-        self.history.append(_new(Transition, (time_ns, old, event, new, detail)))
+        transition = _new(Transition, (time_ns, old, event, new, detail))
+        self.history.append(transition)
+        if self.on_transition is not None and event is not _FILLED and not _quiet(event, old):
+            self.on_transition(self, transition)
         return new
 
     def __repr__(self) -> str:

@@ -13,6 +13,7 @@ from bot4._numbers import is_number, is_positive
 from bot4._symbols import symbol_problem
 from bot4.errors import CapacityError, ConfigError, InvalidOrderError, ReservationError, SegmentStateError
 from bot4.orders.model import Order, Side
+from bot4.orders.status import STATUS_CODE, OrderStatus
 from bot4.plugins.dispatch import implementations, watched
 from bot4.risk._kernel import CODE_MASKS, NATIVE_RULE_TYPES, RULE_BITS, make_kernel
 from bot4.risk.correlation import take_sample
@@ -61,7 +62,7 @@ _RESERVE, _RELEASE, _FILL, _MARK = (
     EventKind.MARK.value,
 )
 _EQUITY, _LIMITS, _TRADING = EventKind.EQUITY.value, EventKind.LIMITS.value, EventKind.TRADING.value
-_OPERATOR = EventKind.OPERATOR.value
+_OPERATOR, _ORDER = EventKind.OPERATOR.value, EventKind.ORDER.value
 _RELEASED, _RECLAIMED = 0, 1  # a RELEASE record's code
 _events_blocked = _native.events_blocked
 _EVENTS = L.EVENTS
@@ -636,6 +637,37 @@ class RiskEngine:
         if self._load(self._ev_on):
             with self._mutex as tx:
                 tx.record(_OPERATOR, 0, -1, 0, _NAN, _NAN, _NAN, _NAN, text)
+
+    def _record_order(
+        self,
+        client_order_id: str,
+        reservation_id: int,
+        status: OrderStatus,
+        filled: float,
+        venue: str,
+        event: str,
+        detail: str,
+    ) -> None:
+        """Journal an order's transition (an order manager's; never raises, never waits long:
+        a record that cannot be made is counted missed)."""
+        if not self._load(self._ev_on):
+            return
+        try:
+            with self._quick_mutex as tx:
+                tx.record(
+                    _ORDER,
+                    reservation_id,
+                    -1,
+                    STATUS_CODE[status],
+                    filled,
+                    _NAN,
+                    _NAN,
+                    _NAN,
+                    f"{client_order_id}\x1f{venue}\x1f{event}\x1f{detail}",
+                )
+        except Exception as e:
+            self._events.missed()
+            log.error("order %s's transition to %s was not journaled: %s", client_order_id, status.name, e)
 
     def _record_trading(self, state: TradingState, reason: str) -> None:
         """Journal a trading-state change already in force (never delays it: a journal that

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bot4 import Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange
+from bot4 import Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange, TradingState
+from bot4.journal import query
+from bot4.journal.store import JournalStore
+from bot4.orders.status import BY_CODE
 from tests.journal.conftest import journaled_core
 from tests.risk.conftest import NO_LIMITS
 
@@ -98,3 +101,32 @@ def test_a_durable_order_waits_for_its_record_and_is_never_sent_without_it(db: P
             recorder.drain()
         submitter.join()
         assert done[0].status is OrderStatus.ACCEPTED and venue.requests == 1  # type: ignore[attr-defined]
+
+
+def test_every_order_transition_is_journaled_with_its_venue(db: Path, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", fees=Fees(maker=0.0, taker=0.0), clock=clock)
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 1.0)])
+    with journaled_core(db, clock) as (core, recorder):
+        core.risk.configure(NO_LIMITS)
+        core.risk.set_equity(100_000.0)
+        core.risk.on_price("BTC/USDT", 100.0)
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary")
+        om.submit(_limit("buy", 1.0, 98.0, "rests"))
+        om.cancel("rests")
+        om.submit(_limit("buy", 1.0, 101.0, "fills"))
+        core.risk.set_trading_state(TradingState.HALTED, "drill")
+        om.submit(_limit("buy", 1.0, 101.0, "denied"))
+        recorder.drain()
+    store = JournalStore(db, read_only=True)
+    rows = store.db.execute("SELECT code, f0, text FROM events WHERE kind = 'ORDER' ORDER BY id").fetchall()
+    store.close()
+    seen = [(text.split("\x1f")[0], text.split("\x1f")[1], BY_CODE[code].name) for code, _, text in rows]
+    assert seen == [
+        ("rests", "venue-a", "ACCEPTED"),
+        ("rests", "venue-a", "PENDING_CANCEL"),
+        ("rests", "venue-a", "CANCELED"),
+        ("denied", "", "DENIED"),
+    ]  # "fills": its reservation and its fill say it all (submitted, accepted, filled)
+    orders = {o["client_order_id"]: o["status"] for o in query.orders(JournalStore(db, read_only=True))}
+    assert orders == {"rests": "canceled", "fills": "filled"}  # a denied order reserved nothing
