@@ -701,6 +701,7 @@ typedef struct {
     long long ident;    /* this process's identity, written to the holder word while it holds the mutex */
     Py_ssize_t ev_ring, ev_cap, ev_sym0, ev_sym_words; /* the event ring (bind_events); ev_ring -1: none */
     Py_ssize_t ev_account[8], ev_fields[4]; /* EV_POST_ACCOUNT_WORDS, EV_POST_SYMBOL_WORDS */
+    Py_ssize_t ev_account_lo, ev_account_hi; /* the range of ev_account's words */
 } Section;
 
 static int section_init(Section *self, PyObject *args, PyObject *kw) {

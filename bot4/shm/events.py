@@ -55,7 +55,9 @@ class EventKind(IntEnum):
     BREAKER = 8
     """A breaker's state changed: ref = breaker index, code = new state, text = name and reason."""
     ORDER = 9
-    """An order's status changed at a venue: code = status, text = client order id and venue."""
+    """An order manager's order changed status: ref = reservation id (0: none), code = the new
+    status (``bot4.orders.status.BY_CODE``), figure 0 = filled so far; text = client order
+    id, venue, event and detail, separated by U+001F."""
     SNAPSHOT = 10
     """One symbol's or the account's state as the recorder read it (after records were lost to a full ring)."""
     RECOVERED = 11
