@@ -1,11 +1,12 @@
-"""Recovery: the desk's state as the journal last recorded it, and its restoration into a new segment.
+"""Recovery: the desk's state as the journal last recorded it (``bot4.journal.desk`` restores it).
 
 Every record carries the state its event left (the symbol's position, average price,
 realized P&L and mark; the account's cash, unrealized P&L, peak equity, day start and
 day), so the state after any prefix of the journal is read off its last rows: the last
 row of each symbol, the last row overall for the account, the last trading-state change
-for the kill switch, the last limits. Open orders are the latest reservation of each
-client order id that no release and no complete fill ended.
+(or snapshot) for the kill switch and its reason, the last limits. Open orders are the
+latest reservation of each client order id that no release, no complete fill and no later
+snapshot of its epoch ended.
 """
 
 from __future__ import annotations
