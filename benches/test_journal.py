@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import tempfile
 import time
@@ -21,29 +20,14 @@ from typing import Any
 
 import pytest
 
-from bot4 import Core, Order, OrderManager, PaperExchange, RiskLimits, make_plugin_manager
+from benches.test_orders import DEEP, WARM_UP, _open_limits, _orders
+from bot4 import Core, Order, OrderManager, PaperExchange, make_plugin_manager
 from bot4.journal.recorder import Recorder
 from bot4.shm import layout as L
 from bot4.testing import OPEN_LIMITS
 
-DEEP = 1e12
-WARM_UP = 12_000
 RING_BATCH = 14_000  # below the ring's 16,384: one drain writes them all
 SYMBOLS = [f"S{i}/USDT" for i in range(48)]
-
-
-def _limits(core: Core) -> None:
-    core.risk.configure(
-        dataclasses.replace(
-            RiskLimits(), max_open_orders=1_000_000, max_orders_per_second=1_000_000_000, max_correlation=None
-        )
-    )
-    core.risk.set_equity(1e9)
-    core.risk.on_price("BTC/USDT", 100.0)
-
-
-def _orders(n: int) -> list[Order]:
-    return [Order(symbol="BTC/USDT", side="buy", quantity=0.01, stop_loss=98.0) for _ in range(n)]
 
 
 class _Desk:
@@ -69,7 +53,7 @@ def _desk(journal: Path | None, process: bool) -> Iterator[_Desk]:
             recorder.beat()
         if core.journal is not None:
             assert core.journal.wait_ready()
-        _limits(core)
+        _open_limits(core)
         for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
             venue = PaperExchange(name)
             venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])

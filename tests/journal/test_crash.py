@@ -13,7 +13,6 @@ import os
 import random
 import secrets
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from bot4.journal.recovery import read_state
 from bot4.journal.store import JournalStore
 from bot4.shm._proc import identity
 from bot4.shm.segment import unlink
+from tests.helpers import wait_for
 from tests.journal.remote_venue import RemoteVenue, VenueServer
 from tests.journal.test_recovery import state_of
 from tests.journal.test_replay import _replayed
@@ -132,13 +132,6 @@ def _venue_server() -> Iterator[tuple[tuple[str, int], bytes]]:
         server.shutdown()
 
 
-def _until(what: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def _committed(db: Path) -> dict[str, Any]:
     store = JournalStore(db, read_only=True)
     try:
@@ -175,12 +168,12 @@ def test_a_desk_crashed_at_random_moments_comes_back_exactly(tmp_path: Path) -> 
             desk.start()
             worker = None
             try:
-                _until(lambda: progress.value > 0 or not desk.is_alive())  # noqa: B023
+                wait_for(lambda: progress.value > 0 or not desk.is_alive(), 60)  # noqa: B023
                 assert desk.is_alive(), f"the desk exited with {desk.exitcode}"
                 worker = ctx.Process(target=_worker, args=(name, worker_progress))
                 worker.start()
                 target = progress.value + rng.randrange(5, 120)
-                _until(lambda t=target: progress.value >= t or not desk.is_alive())  # type: ignore[misc]  # noqa: B023
+                wait_for(lambda t=target: progress.value >= t or not desk.is_alive(), 60)  # type: ignore[misc]  # noqa: B023
                 assert desk.is_alive(), f"the desk exited with {desk.exitcode}"
             finally:  # the whole desk at once: its recorder (if still the process it was), the desk, the worker
                 pid, ident = recorder[0], recorder[1]

@@ -8,24 +8,18 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot4 import Core, make_plugin_manager
 from bot4.journal.store import JournalStore
+from tests.helpers import wait_for
 from tests.journal.conftest import unwritable
 from tests.risk.conftest import NO_LIMITS, buy
 
 ROOT = os.geteuid() == 0
-
-
-def _until(what: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 @contextlib.contextmanager
@@ -96,7 +90,7 @@ def test_a_full_disk_refuses_new_risk_and_trading_resumes_with_nothing_lost(tmp_
             assert decision.codes == ("JOURNAL",)
             assert "cannot be written" in decision.rejections[0].message
             filler.unlink()
-            _until(lambda: core.journal.problem is None)  # type: ignore[union-attr]
+            wait_for(lambda: core.journal.problem is None)  # type: ignore[union-attr]
             assert core.risk.reserve(buy()).approved
             assert core.journal is not None and core.journal.wait_durable()
             assert _marks(path) == marks + 1  # every mark made while the disk was full, once
@@ -109,7 +103,7 @@ def test_a_read_only_journal_refuses_new_risk_and_trading_resumes_with_nothing_l
         with unwritable(path, Path(f"{path}-wal")):
             marks = _mark_until_refused(core, "cannot be written")
             assert core.risk.reserve(buy()).codes == ("JOURNAL",)
-        _until(lambda: core.journal.problem is None)  # type: ignore[union-attr]
+        wait_for(lambda: core.journal.problem is None)  # type: ignore[union-attr]
         assert core.risk.reserve(buy()).approved
         assert core.journal.wait_durable()
         assert _marks(path) == marks + 1
@@ -122,11 +116,11 @@ def test_a_paused_recorder_refuses_new_risk_until_it_runs_again(tmp_path: Path) 
         assert pid is not None
         os.kill(pid, signal.SIGSTOP)
         try:
-            _until(lambda: "recorder is down" in (core.journal.problem or ""))  # type: ignore[union-attr]
+            wait_for(lambda: "recorder is down" in (core.journal.problem or ""))  # type: ignore[union-attr]
             assert core.risk.reserve(buy()).codes == ("JOURNAL",)
         finally:
             os.kill(pid, signal.SIGCONT)
-        _until(lambda: core.journal.problem is None)  # type: ignore[union-attr]
+        wait_for(lambda: core.journal.problem is None)  # type: ignore[union-attr]
         assert core.risk.reserve(buy()).approved
         assert core.journal.recorder.restarts == 0  # paused is not dead: nobody started a second one
 
@@ -144,7 +138,7 @@ def test_a_killed_recorder_is_restarted_and_every_record_is_written_once(tmp_pat
                 marks += 1
                 core.risk.on_price("BTC/USDT", 100.0 + marks % 7)
             os.kill(pid, signal.SIGKILL)
-            _until(lambda k=kill: journal.recorder.restarts == k + 1 and journal.recorder.pid is not None)  # type: ignore[union-attr]
+            wait_for(lambda k=kill: journal.recorder.restarts == k + 1 and journal.recorder.pid is not None)  # type: ignore[union-attr]
         assert journal.wait_ready()
         assert journal.wait_durable()
         assert _marks(path) == marks + 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot4 import Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange, TradingState
+from bot4 import Core, Fees, ManualClock, Order, OrderManager, OrderStatus, PaperExchange, TradingState
 from bot4.journal import query
 from bot4.journal.store import JournalStore
 from bot4.orders.status import BY_CODE
@@ -22,6 +22,14 @@ def _limit(side: str, quantity: float, price: float, cid: str) -> Order:
     return Order(symbol="BTC/USDT", side=side, quantity=quantity, type="limit", price=price, client_order_id=cid)
 
 
+def _trading(core: Core, venue: PaperExchange) -> None:
+    """Every limit off, equity and a mark set, ``venue`` registered."""
+    core.risk.configure(NO_LIMITS)
+    core.risk.set_equity(100_000.0)
+    core.risk.on_price("BTC/USDT", 100.0)
+    core.plugins.register(venue, name="venue-a")
+
+
 def _placements(venue: PaperExchange) -> collections.Counter[str]:
     return collections.Counter(o["clientOrderId"] for o in venue._orders.values())
 
@@ -30,10 +38,7 @@ def test_orders_open_at_a_crash_are_reconciled_and_never_sent_again(db: Path, cl
     venue = PaperExchange("venue-a", fees=Fees(maker=0.0, taker=0.0), clock=clock)  # outlives the desk
     venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 1.0)])
     with journaled_core(db, clock) as (core, recorder):
-        core.risk.configure(NO_LIMITS)
-        core.risk.set_equity(100_000.0)
-        core.risk.on_price("BTC/USDT", 100.0)
-        core.plugins.register(venue, name="venue-a")
+        _trading(core, venue)
         om = OrderManager(core, routing="primary")
         resting = om.submit(_limit("buy", 2.0, 98.0, "resting"))
         partial = om.submit(_limit("buy", 3.0, 101.0, "partial"))  # 1 of 3 fills at once
@@ -77,10 +82,7 @@ def test_a_durable_order_waits_for_its_record_and_is_never_sent_without_it(db: P
     venue = PaperExchange("venue-a", fees=Fees(maker=0.0, taker=0.0), clock=clock)
     venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 1.0)])
     with journaled_core(db, clock) as (core, recorder):
-        core.risk.configure(NO_LIMITS)
-        core.risk.set_equity(100_000.0)
-        core.risk.on_price("BTC/USDT", 100.0)
-        core.plugins.register(venue, name="venue-a")
+        _trading(core, venue)
         om = OrderManager(core, routing="primary", durable=0.2)
         recorder.drain()
         late = om.submit(_limit("buy", 1.0, 98.0, "late"))  # nobody drains: its record never becomes durable
@@ -107,10 +109,7 @@ def test_every_order_transition_is_journaled_with_its_venue(db: Path, clock: Man
     venue = PaperExchange("venue-a", fees=Fees(maker=0.0, taker=0.0), clock=clock)
     venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 1.0)])
     with journaled_core(db, clock) as (core, recorder):
-        core.risk.configure(NO_LIMITS)
-        core.risk.set_equity(100_000.0)
-        core.risk.on_price("BTC/USDT", 100.0)
-        core.plugins.register(venue, name="venue-a")
+        _trading(core, venue)
         om = OrderManager(core, routing="primary")
         om.submit(_limit("buy", 1.0, 98.0, "rests"))
         om.cancel("rests")
