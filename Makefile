@@ -29,10 +29,12 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check bot4 tests benches examples
 	$(PY) -m mypy --strict bot4
 
-# Long runs, not part of `make test`: the fleet's Jepsen-style run for five minutes.
+# Long runs, not part of `make test`: the fleet's Jepsen-style run for five minutes, and
+# forty rounds of crashing a whole journaled desk (eight in `make test`).
 soak: $(STAMP)
 	tools/ensure-redis-server
 	BOT4_JEPSEN_SECONDS=300 $(PY) -m pytest tests/fleet/test_jepsen.py -o timeout=900
+	BOT4_CRASH_ROUNDS=40 $(PY) -m pytest tests/journal/test_crash.py -o timeout=1200
 
 bench: $(STAMP)
 	tools/ensure-redis-server
