@@ -132,7 +132,7 @@ class Journal:
         then stops; the journal is free for another desk."""
         if self._desk_lock is None:
             return
-        self._ring.set_stopped(True)
+        self._ring.close()
         if self._recorder is not None:
             self._recorder.stop()
             self._recorder = None
@@ -167,6 +167,7 @@ def start_journal(
         raise ConfigError("journal", f"no directory {os.path.dirname(full)!r} for the journal")
     desk_lock = _lock_desk(full)
     try:
+        _wait_for_recorders(full)  # a previous desk's recorder may still be writing what it had
         store = JournalStore(full, synchronous=synchronous, max_bytes=max_bytes)
     except BaseException:
         desk_lock.close()
@@ -202,6 +203,27 @@ def start_journal(
         process = RecorderProcess(segment.name, full, synchronous=synchronous, max_bytes=max_bytes)
         process.start()
     return Journal(segment, recovered=recovered, recorder=process, desk_lock=desk_lock)
+
+
+_RECORDER_WAIT = 10.0  # seconds a new desk waits for a previous desk's recorder to finish
+
+
+def _wait_for_recorders(path: str) -> None:
+    """Return once no recorder holds ``path``'s recorder lock (every record it had is written);
+    :class:`JournalError` if one still does after a while (paused, or still draining)."""
+    with open(f"{path}.lock", "a+b") as lock:
+        deadline = time.monotonic() + _RECORDER_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return  # closing the file releases it for this desk's recorder
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise JournalError(
+                        f"a recorder of a previous desk still holds {path}.lock: stop it, or wait for it to "
+                        "finish, before rebuilding the desk"
+                    ) from None
+                time.sleep(0.02)
 
 
 def _lock_desk(path: str) -> IO[bytes]:

@@ -9,6 +9,7 @@ import sys
 import threading
 
 from bot4.errors import ConfigError
+from bot4.journal.recorder import EXIT_NO_SEGMENT
 
 __all__ = ["RecorderProcess"]
 
@@ -22,8 +23,8 @@ class RecorderProcess:
     A recorder that dies (killed, out of memory) is started again after a pause that grows
     while it keeps dying (0.1 s to 5 s); meanwhile new risk is refused (its heartbeat stops).
     A restarted recorder goes on from the last batch it made durable. One that exits by
-    itself (its segment removed, or it cannot attach) is not restarted, and new risk stays
-    refused. It runs in a session of its own (a Ctrl-C at the desk's terminal is the desk's
+    itself in order (its segment removed, its supervisor gone) is not restarted, and new
+    risk stays refused; one that cannot open the journal now (read-only) is tried again. It runs in a session of its own (a Ctrl-C at the desk's terminal is the desk's
     to handle), and stops when the process that started it is gone.
 
     Args:
@@ -87,7 +88,7 @@ class RecorderProcess:
             with self._lock:
                 if self._stop.is_set():
                     return
-                if proc.returncode in (0, 2):  # stopped for good (its segment gone) or cannot attach
+                if proc.returncode in (0, EXIT_NO_SEGMENT):  # stopped in order, or its segment is gone
                     log.error(
                         "the journal's recorder (pid %d) exited with %s: not restarted", proc.pid, proc.returncode
                     )

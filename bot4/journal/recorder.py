@@ -36,7 +36,7 @@ from bot4.shm.mutex import ledger_mutex
 from bot4.shm.segment import SHM_DIR, Segment
 from bot4.shm.text import decode_text
 
-__all__ = ["Recorder", "main"]
+__all__ = ["EXIT_NO_SEGMENT", "Recorder", "main"]
 
 log = logging.getLogger("bot4.journal")
 
@@ -47,6 +47,8 @@ _LIMITS_FLOATS = f"<{len(RiskLimits().to_floats())}d"
 _KINDS = tuple(next((kind.name for kind in EventKind if kind.value == k), str(k)) for k in range(max(EventKind) + 1))
 """Kind names by number (what the ``kind`` column holds)."""
 _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 1.0
+EXIT_NO_SEGMENT = 3
+"""The recorder's exit status when its segment is gone or is no segment (not restarted)."""
 
 
 class Recorder:
@@ -287,9 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
     try:
         recorder = Recorder(args.segment, args.path, synchronous=args.synchronous, max_bytes=args.max_bytes)
-    except (Bot4Error, SegmentError) as e:
+    except SegmentError as e:
+        log.error("%s", e)
+        return EXIT_NO_SEGMENT
+    except Bot4Error as e:  # the journal cannot be opened now (a read-only file, a busy lock): tried again
         log.error("%s", e)
         return 2
+    recorder.ring.set_stopped(False)  # a recorder that stopped before is succeeded (never a closed desk)
     watcher = threading.Thread(target=_watch, args=(recorder, stop, parent), daemon=True)
     watcher.start()
     try:
@@ -298,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (sqlite3.Error, OSError) as e:
         log.error("journal %s: last drain failed: %s", args.path, e)
     finally:
-        recorder.ring.set_stopped(True)
+        if stop.is_set():  # an orderly stop, not a crash (a crash is restarted by the supervisor)
+            recorder.ring.set_stopped(True)
         recorder.close()
     return 0
 

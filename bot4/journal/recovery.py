@@ -80,6 +80,8 @@ class OpenOrder:
     reservation_id: int
     fills: tuple[tuple[str, float, float, float], ...] = ()
     """The fills the journal holds for it: (trade id, quantity, price, fee)."""
+    stop_price: float | None = None
+    """A stop's trigger price."""
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,9 @@ CLIENT_ID = "substr({t}, 1, instr({t} || char(31), char(31)) - 1)"
 """SQL: the client order id of a RESERVE row's text (``client id␟strategy␟type``) in column ``t``."""
 
 _OPEN = f"""
-WITH latest AS (
-    SELECT MAX(id) AS id FROM events WHERE kind = 'RESERVE' AND {ORDERS} AND id <= :last GROUP BY {CLIENT_ID.format(t="text")}
+WITH latest AS (  -- each client order id's latest epoch: an earlier one's reservations were taken over
+    SELECT {CLIENT_ID.format(t="text")} AS cid, MAX(epoch) AS epoch FROM events
+    WHERE kind = 'RESERVE' AND {ORDERS} AND id <= :last GROUP BY cid
 ), snap AS (
     SELECT epoch, MAX(id) AS id FROM events WHERE kind = 'SNAPSHOT' AND symbol IS NULL AND id <= :last GROUP BY epoch
 )
@@ -160,45 +163,49 @@ SELECT r.epoch, r.ref, r.symbol, r.code, r.f0, r.f1, r.f2, r.f3, r.text,
     (SELECT CASE x.kind WHEN 'FILL' THEN x.f3 ELSE x.f0 END FROM events x
         WHERE x.kind IN ('FILL', 'HELD') AND x.{ORDERS} AND x.epoch = r.epoch AND x.ref = r.ref AND x.id <= :last
         ORDER BY x.id DESC LIMIT 1)
-FROM events r JOIN latest ON r.id = latest.id
+FROM events r JOIN latest ON r.epoch = latest.epoch AND {CLIENT_ID.format(t="r.text")} = latest.cid
 LEFT JOIN snap ON snap.epoch = r.epoch AND snap.id > r.id
 LEFT JOIN events s ON s.id = snap.id
-WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.{ORDERS} AND e.epoch = r.epoch AND e.ref = r.ref
-        AND e.id <= :last)
+WHERE r.kind = 'RESERVE' AND r.{ORDERS} AND r.id <= :last
+    AND NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.{ORDERS} AND e.epoch = r.epoch
+        AND e.ref = r.ref AND e.id <= :last)
     AND (s.id IS NULL OR EXISTS (SELECT 1 FROM events h WHERE h.kind = 'HELD' AND h.{ORDERS} AND h.epoch = r.epoch
         AND h.ref = r.ref AND h.f2 = s.ref AND h.id <= :last))
 ORDER BY r.id
 """
-"""The open orders after event ``:last``: of each client order id, its latest reservation, if
-no release ended it and the last snapshot of its epoch after it (if any) still held it.
-What is left of it: its last fill's or snapshot's figure, else all it reserved."""
+"""The reservations open after event ``:last``: of each client order id, those of its latest
+epoch that no release ended and the last snapshot of that epoch after them (if any) still
+held. What is left of each: its last fill's or snapshot's figure, else all it reserved."""
 
 _FILLS = f"""
-SELECT f.text, f.f0, f.f1, f.f2 FROM events f
-WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.id <= :last AND EXISTS (SELECT 1 FROM events r WHERE r.kind = 'RESERVE' AND r.{ORDERS}
-    AND r.epoch = f.epoch AND r.ref = f.ref AND {CLIENT_ID.format(t="r.text")} = :cid AND r.id <= :last)
+SELECT f.text, f.f0, f.f1, f.f2 FROM events f JOIN events r
+    ON r.kind = 'RESERVE' AND r.{ORDERS} AND r.epoch = f.epoch AND r.ref = f.ref
+WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.id <= :last AND {CLIENT_ID.format(t="r.text")} = :cid AND r.id >= (
+    SELECT MAX(n.id) FROM events n WHERE n.kind = 'RESERVE' AND n.{ORDERS} AND n.id <= :last
+        AND {CLIENT_ID.format(t="n.text")} = :cid AND abs(n.code) = 1)
 ORDER BY f.id
 """
-"""The fills the journal holds for client order id ``:cid`` (of any of its reservations)."""
+"""The fills the journal holds for the order of client id ``:cid``: those of its reservations
+from the latest that opened it (a new order's, not an amendment's or a recovery's) on — an
+earlier order of the same client id is another order."""
 
 
 def open_orders(store: JournalStore, last: int) -> tuple[OpenOrder, ...]:
     """The orders the journal holds open after event ``last`` (see :func:`read_state`)."""
-    out: list[OpenOrder] = []
+    latest: dict[str, OpenOrder] = {}
     for epoch, ref, symbol, code, qty, entry, limit, ordered, text, left in store.db.execute(_OPEN, {"last": last}):
         remaining = _f(qty) if left is None else _f(left)
         if not remaining > 0:
             continue
         if symbol is None:
             raise JournalError(f"reservation {ref} of epoch {epoch} names no symbol")
-        client_id, _, rest = str(text).partition("\x1f")
-        strategy, _, type_name = rest.partition("\x1f")
+        client_id, strategy, type_name, stop = (str(text).split("\x1f") + ["", "", ""])[:4]
         try:
             order_type = OrderType(type_name)
         except ValueError:
             order_type = OrderType.LIMIT if limit is not None else OrderType.MARKET
         fills = store.db.execute(_FILLS, {"last": last, "cid": client_id}).fetchall()
-        out.append(
+        latest[client_id] = (  # an amendment in flight at a crash: its later reservation is the order
             OpenOrder(
                 client_order_id=client_id,
                 strategy=strategy or "default",
@@ -212,6 +219,7 @@ def open_orders(store: JournalStore, last: int) -> tuple[OpenOrder, ...]:
                 epoch=int(epoch),
                 reservation_id=int(ref),
                 fills=tuple((str(t), _f(q), _f(p), _f(fee)) for t, q, p, fee in fills),
+                stop_price=float(stop) if stop else None,
             )
         )
-    return tuple(out)
+    return tuple(latest.values())

@@ -13,7 +13,6 @@ is unknown somewhere, cannot be amended (cancel it instead).
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from typing import TYPE_CHECKING
 
 from bot4._numbers import is_positive
@@ -58,10 +57,8 @@ def amend_flow(om: OrderManager, order_id: str, quantity: float | None, price: f
     only_lower = amended.price == order.price and amended.quantity < order.quantity
     decision = None
     if not only_lower:
-        left = dataclasses.replace(
-            amended, quantity=amended.quantity - tracked.filled_quantity, client_order_id=uuid.uuid4().hex
-        )
-        decision = om._risk.reserve(left)
+        left = dataclasses.replace(amended, quantity=amended.quantity - tracked.filled_quantity)
+        decision = om._risk.reserve(left, continues="amended")  # the journal knows it as the same order
         if not decision.approved:
             managed.reason = "amendment denied by risk: " + ", ".join(decision.codes)
             tracked.apply(OrderEvent.UPDATE_REJECTED, now(), managed.reason)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bot4.errors import Bot4Error, InvalidOrderError, JournalError, LockTimeoutError
 from bot4.journal.recovery import OpenOrder
 from bot4.orders.model import Order, OrderType
+from bot4.orders.protect import STOP_TYPES
 from bot4.orders.reconcile import Reconciliation, reconcile_flow
 from bot4.orders.status import OrderEvent
 from bot4.orders.tracked import Fill
@@ -42,8 +43,13 @@ def _order(open_order: OpenOrder) -> Order:
         "strategy": open_order.strategy,
     }
     try:
-        return Order(**fields, type=open_order.type, price=open_order.limit_price)  # type: ignore[arg-type]
-    except InvalidOrderError:  # a stop's trigger is not journaled: what it became at the venue is asked for
+        return Order(
+            **fields,  # type: ignore[arg-type]
+            type=open_order.type,
+            price=open_order.limit_price,
+            stop_price=open_order.stop_price,
+        )
+    except InvalidOrderError:  # a journal of an earlier version: what it became at the venue is asked for
         kind = OrderType.LIMIT if open_order.limit_price is not None else OrderType.MARKET
         return Order(**fields, type=kind, price=open_order.limit_price)  # type: ignore[arg-type]
 
@@ -73,13 +79,20 @@ def _adopt(om: OrderManager, open_order: OpenOrder) -> ManagedOrder | None:
         venue = om.venues[0]
         fill = Fill(trade_id=f"{venue}:lost-records", quantity=lost, price=open_order.price, fee=0.0, venue=venue)
         tracked.fill(fill, now)  # counted, so the venue's report of those trades is not applied again
+    emulated = order.type in STOP_TYPES and not any(
+        om._venues[v].capabilities.get("createStopOrder") for v in om.venues
+    )
     managed = ManagedOrder(
         tracked,
         decision=Decision((), reservation),
-        unknown_legs=frozenset(om.venues),
+        unknown_legs=frozenset() if emulated else frozenset(om.venues),  # an emulated stop was at no venue
         reason="recovered from the journal",
     )
     om._orders[order.client_order_id] = managed
+    if emulated:  # its trigger is watched on marks again, as when it was placed
+        tracked.apply(OrderEvent.ACCEPTED, now, "trigger watched on marks (recovered)")
+        managed.emulated = True
+        om._protection.hold(managed)
     return managed
 
 

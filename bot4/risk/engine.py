@@ -64,6 +64,8 @@ _RESERVE, _RELEASE, _FILL, _MARK = (
 _EQUITY, _LIMITS, _TRADING = EventKind.EQUITY.value, EventKind.LIMITS.value, EventKind.TRADING.value
 _OPERATOR, _ORDER = EventKind.OPERATOR.value, EventKind.ORDER.value
 _RELEASED, _RECLAIMED = 0, 1  # a RELEASE record's code
+_CONTINUES = {"": 1, "amended": 2, "recovered": 3}
+"""A RESERVE record's code: the side's sign times this (a new order, an amendment's, a recovery's)."""
 _events_blocked = _native.events_blocked
 _EVENTS = L.EVENTS
 
@@ -306,8 +308,11 @@ class RiskEngine:
 
     # ------------------------------------------------------------------ reserve / release / fill
 
-    def reserve(self, order: Order) -> Decision:
+    def reserve(self, order: Order, *, continues: str = "") -> Decision:
         """Check ``order`` and, if approved, reserve its exposure — atomically across processes.
+
+        ``continues``: with a journal, that this reservation takes over from an earlier one
+        of the same order (``"amended"``: an amendment's), not a new order of that client id.
 
         An approved decision carries a :class:`Reservation`; give it back with
         :meth:`release` (rejected or cancelled at the venue) or turn it into a position
@@ -318,6 +323,8 @@ class RiskEngine:
         with the reservation, so they hold exactly across processes however long a user
         rule took.
         """
+        if continues and continues != "amended":
+            raise ConfigError("continues", f"expected '' or 'amended', got {continues!r}")
         if type(order) is not Order:
             raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
         trading = self._load(self._i_trading)
@@ -344,7 +351,7 @@ class RiskEngine:
                         if decision is _APPROVED and trading & 0xFF == _FLATTENING:
                             decision = self._flattening_check(order, now, entry)
                         if decision is _APPROVED:
-                            decision = self._reserve_writes(tx, order, now, entry)
+                            decision = self._reserve_writes(tx, order, now, entry, continues=continues)
                 if trading & 0xFF == _HALTED:
                     decision = self._halted_decision(trading)
             fleet = self._ctx.fleet
@@ -421,6 +428,7 @@ class RiskEngine:
         *,
         journal_check: bool = True,
         quantity: float | None = None,
+        continues: str = "",
     ) -> Decision:
         if journal_check:
             blocked = _events_blocked(self._r, self._ev_ring, _EVENTS)
@@ -449,12 +457,12 @@ class RiskEngine:
             _RESERVE,
             res_id,
             index,
-            1 if side is Side.BUY else -1,
+            _CONTINUES[continues] if side is Side.BUY else -_CONTINUES[continues],
             quantity,
             entry,
             _NAN if price is None else price,
             order.quantity,
-            f"{order.client_order_id}\x1f{order.strategy}\x1f{order.type.value}",
+            _reserve_text(order),
         )
         reservation = _new(Reservation, (res_id, slot, order.symbol, side, quantity, entry))
         return _new(Decision, ((), reservation))
@@ -626,7 +634,9 @@ class RiskEngine:
         already at its venue); None if the ledger has no room."""
         now = self._ctx.now_ns()
         with self._mutex as tx:
-            decision = self._reserve_writes(tx, order, now, entry, journal_check=False, quantity=quantity)
+            decision = self._reserve_writes(
+                tx, order, now, entry, journal_check=False, quantity=quantity, continues="recovered"
+            )
         return decision.reservation
 
     def record_operator(self, text: str) -> None:
@@ -932,6 +942,13 @@ class RiskEngine:
                 self._ctx.notify("bot4_kill_switch_tripped", reason=reason)
             if written:
                 self._record_trading(state, reason)
+
+
+def _reserve_text(order: Order) -> str:
+    """A RESERVE record's text: client order id, strategy, type and (a stop's) stop price,
+    separated by U+001F."""
+    text = f"{order.client_order_id}\x1f{order.strategy}\x1f{order.type.value}"
+    return text if order.stop_price is None else f"{text}\x1f{order.stop_price!r}"
 
 
 def _price_unknown(order: Order) -> Decision:

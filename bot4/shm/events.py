@@ -31,6 +31,7 @@ RECORD_WAIT = 0.05
 breaker's transition) waits for the ledger; past it the record is counted missed and the
 recorder snapshots the state: the change itself never waits on the journal."""
 _FLOATS = struct.Struct("<4d")
+_RECORDER_STOPPED, _DESK_CLOSED = 1, 2  # EV_STOPPED's values
 
 
 class EventKind(IntEnum):
@@ -193,8 +194,21 @@ class EventRing:
         return bool(self._r.load(self._h + _native.EV_STOPPED))
 
     def set_stopped(self, stopped: bool) -> None:
-        """The recorder stopped for good (or starts again)."""
-        self._r.store(self._h + _native.EV_STOPPED, 1 if stopped else 0)
+        """The recorder stopped in order (or a new one starts); never undoes :meth:`close`."""
+        r, at = self._r, self._h + _native.EV_STOPPED
+        if stopped:
+            r.cas(at, 0, _RECORDER_STOPPED)
+        else:
+            r.cas(at, _RECORDER_STOPPED, 0)
+
+    def close(self) -> None:
+        """The desk's journal is closed: no new risk from now on, whatever recorder runs."""
+        self._r.store(self._h + _native.EV_STOPPED, _DESK_CLOSED)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the desk closed its journal."""
+        return self._r.load(self._h + _native.EV_STOPPED) == _DESK_CLOSED
 
     @property
     def lost_seen(self) -> int:
@@ -260,8 +274,10 @@ class EventRing:
         if code == _native.EV_BLOCK_ERROR:
             return f"the journal cannot be written: {self.error}"
         if code == _native.EV_BLOCK_RECORDER:
+            if self.closed:
+                return "the desk's journal is closed (its creator closed the core)"
             if self.stopped:
-                return "the journal's recorder has stopped (its desk closed)"
+                return "the journal's recorder has stopped"
             beat = r.load(h + _native.EV_BEAT_NS)
             if beat == 0:
                 return "the journal's recorder has not started"

@@ -21,6 +21,7 @@ from bot4.journal.recovery import read_state
 from bot4.journal.store import JournalStore
 from bot4.shm import layout as L
 from bot4.shm.mutex import ledger_mutex
+from tests.helpers import wait_for
 from tests.journal.conftest import journaled_core
 from tests.risk.conftest import NO_LIMITS
 
@@ -177,7 +178,7 @@ def test_after_the_desk_closes_no_process_takes_new_risk(db: Path, clock: Manual
         core.journal.close()
         order = Order(symbol="BTC/USDT", side="buy", quantity=1.0, type="limit", price=100.0)
         decision = worker.risk.reserve(order)
-        assert decision.codes == ("JOURNAL",) and "stopped" in decision.rejections[0].message
+        assert decision.codes == ("JOURNAL",) and "closed" in decision.rejections[0].message
         worker.close()
 
 
@@ -230,3 +231,99 @@ def test_bad_journals_and_paths_get_clear_errors(tmp_path: Path) -> None:
     assert {r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master")} == {"t"}  # untouched
     with pytest.raises(ConfigError, match="UTF-8"):
         Core.create(plugins=plugins(entry_points=False), journal=os.fsdecode(bytes(tmp_path) + b"/\xff.db"))
+
+
+def test_a_recorder_that_stopped_in_order_is_succeeded_but_a_closed_desk_stays_closed(db: Path) -> None:
+    with Core.create(plugins=plugins(entry_points=False), journal=db, journal_recorder=False) as core:
+        core.risk.configure(NO_LIMITS)
+        core.risk.set_equity(1_000.0)
+        core.risk.on_price("BTC/USDT", 100.0)
+        journal = core.journal
+        assert journal is not None
+        order = Order(symbol="BTC/USDT", side="buy", quantity=1.0, type="limit", price=100.0)
+        for _ in range(2):  # a recorder runs, stops in order; the next one takes over
+            recorder = subprocess.Popen([sys.executable, "-m", "bot4.journal", core.name, str(db)])
+            try:
+                wait_for(lambda: journal.problem is None)  # it started, and took over
+                assert core.risk.reserve(order).approved
+            finally:
+                recorder.terminate()
+                assert recorder.wait(30) == 0
+            assert "has stopped" in (journal.problem or "")
+        journal._ring.close()  # what the creator's close does
+        recorder = subprocess.Popen([sys.executable, "-m", "bot4.journal", core.name, str(db)])
+        try:
+            wait_for(lambda: journal.recorder is None and journal._ring.recorder[1] > 0)
+            assert "closed" in (journal.problem or "")  # a new recorder never reopens a closed desk
+        finally:
+            recorder.terminate()
+            recorder.wait(30)
+
+
+def test_a_desk_is_not_rebuilt_while_a_previous_recorder_still_writes(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    from bot4.journal import desk
+
+    monkeypatch.setattr(desk, "_RECORDER_WAIT", 0.2)
+    with open(f"{db}.lock", "a+b") as held:  # a paused recorder of a dead desk
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(JournalError, match="previous desk"):
+            Core.create(plugins=plugins(entry_points=False), journal=db, journal_recorder=False)
+    with Core.create(plugins=plugins(entry_points=False), journal=db, journal_recorder=False):
+        pass  # the recorder finished: the desk is rebuilt from all it wrote
+
+
+def test_an_amended_order_is_recovered_as_itself(db: Path, clock: ManualClock) -> None:
+    venue = _venue(clock)
+    with journaled_core(db, clock) as (core, recorder):
+        om = _trading(core, venue)
+        order = Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0, client_order_id="amended")
+        assert om.submit(order).status is OrderStatus.ACCEPTED
+        assert om.amend("amended", price=97.0).status is OrderStatus.ACCEPTED
+        recorder.drain()
+    with journaled_core(db, clock) as (core, recorder):
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary")
+        result = om.recover()
+        assert result.adopted == ("amended",) and not result.foreign and not result.never_placed, result
+        assert om.get("amended").status is OrderStatus.ACCEPTED
+        assert core.risk.snapshot().open_orders == 1
+
+
+def test_an_emulated_stop_is_watched_again_after_recovery(db: Path, clock: ManualClock) -> None:
+    venue = _venue(clock)  # no stop orders at this venue: bot4 emulates them
+    with journaled_core(db, clock) as (core, recorder):
+        om = _trading(core, venue)
+        stop = Order(symbol="BTC/USDT", side="sell", quantity=1.0, type="stop", stop_price=95.0, client_order_id="sl")
+        assert om.submit(stop).status is OrderStatus.ACCEPTED
+        recorder.drain()
+    with journaled_core(db, clock) as (core, recorder):
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary")
+        result = om.recover()
+        assert not result.errors and not result.still_unknown and not result.never_placed, result
+        assert om.get("sl").status is OrderStatus.ACCEPTED and om.get("sl").emulated
+        om.mark("BTC/USDT", 94.0)  # the trigger is reached: it fires, at the venue
+        assert om.get("sl").status is OrderStatus.FILLED
+        assert venue.requests > 0
+
+
+def test_a_client_id_used_again_is_another_order(db: Path, clock: ManualClock) -> None:
+    venue = PaperExchange("venue-a", fees=Fees(maker=0.0, taker=0.0), clock=clock, keep_closed=0)  # forgets c1
+    venue.set_book("BTC/USDT", bids=[(99.0, 5.0)], asks=[(101.0, 5.0)])
+    with journaled_core(db, clock) as (core, recorder):
+        om = _trading(core, venue)
+        first = Order(symbol="BTC/USDT", side="buy", quantity=1.0, type="limit", price=101.0, client_order_id="c1")
+        assert om.submit(first).status is OrderStatus.FILLED
+        recorder.drain()
+    with journaled_core(db, clock) as (core, recorder):
+        core.plugins.register(venue, name="venue-a")
+        om = OrderManager(core, routing="primary")
+        again = Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0, client_order_id="c1")
+        assert om.submit(again).status is OrderStatus.ACCEPTED  # the venue forgot c1; a counter restarted
+        recorder.drain()
+    venue.set_book("BTC/USDT", bids=[(97.0, 5.0)], asks=[(97.5, 5.0)])
+    assert _restarted(db, clock, venue) == (3.0, 1)
