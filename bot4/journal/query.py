@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot4.errors import ConfigError
-from bot4.journal.recovery import CLIENT_ID, open_orders
+from bot4.journal.recovery import open_orders
 from bot4.journal.store import ORDERS, JournalStore
 from bot4.orders.status import BY_CODE
 from bot4.risk.limits import TradingState
@@ -276,15 +276,21 @@ def compact(store: JournalStore, before_ns: int) -> int:
             "OR (kind = 'SNAPSHOT' AND symbol IS NULL)"
         )
         db.execute("INSERT OR IGNORE INTO keep SELECT MAX(id) FROM events WHERE detail IS NOT NULL AND detail != ''")
-        for order in held:
-            db.execute(
-                f"""
-                INSERT OR IGNORE INTO keep SELECT x.id FROM events r JOIN events x
-                    ON x.epoch = r.epoch AND x.ref = r.ref AND x.kind IN ('RESERVE', 'FILL', 'HELD') AND x.{ORDERS}
-                WHERE r.kind = 'RESERVE' AND r.{ORDERS} AND {CLIENT_ID.format(t="r.text")} = ?
-                """,
-                (order.client_order_id,),
+        cids = {order.client_order_id for order in held}
+        keys = [
+            (epoch, ref)
+            for epoch, ref, text in db.execute(
+                f"SELECT epoch, ref, text FROM events WHERE kind = 'RESERVE' AND {ORDERS}"
             )
+            if str(text).partition("\x1f")[0] in cids
+        ]
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS held(epoch INTEGER, ref INTEGER)")
+        db.execute("DELETE FROM held")
+        db.executemany("INSERT INTO held VALUES (?, ?)", keys)
+        db.execute(  # every reservation, fill and snapshot figure of an order held open
+            f"INSERT OR IGNORE INTO keep SELECT x.id FROM held JOIN events x ON x.epoch = held.epoch "
+            f"AND x.ref = held.ref AND x.kind IN ('RESERVE', 'FILL', 'HELD') AND x.{ORDERS}"
+        )
         cur = db.execute(
             "DELETE FROM events WHERE id < ? AND id NOT IN (SELECT id FROM keep WHERE id IS NOT NULL)", (cutoff,)
         )

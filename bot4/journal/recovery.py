@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot4.errors import ConfigError, JournalError
 from bot4.journal.store import ORDERS, JournalStore
@@ -20,7 +21,7 @@ from bot4.orders.model import OrderType, Side
 from bot4.risk.ledger import daily_loss, drawdown
 from bot4.risk.limits import RiskLimits, TradingState
 
-__all__ = ["CLIENT_ID", "AccountState", "JournalState", "OpenOrder", "SymbolState", "open_orders", "read_state"]
+__all__ = ["AccountState", "JournalState", "OpenOrder", "SymbolState", "open_orders", "read_state"]
 
 
 @dataclass(frozen=True)
@@ -149,65 +150,91 @@ def read_state(store: JournalStore, upto: int | None = None) -> JournalState:
     return JournalState(last, account, symbols, state, reason, limits, open_orders(store, last))
 
 
-CLIENT_ID = "substr({t}, 1, instr({t} || char(31), char(31)) - 1)"
-"""SQL: the client order id of a RESERVE row's text (``client id␟strategy␟type``) in column ``t``."""
-
-_OPEN = f"""
-WITH latest AS (  -- each client order id's latest epoch: an earlier one's reservations were taken over
-    SELECT {CLIENT_ID.format(t="text")} AS cid, MAX(epoch) AS epoch FROM events
-    WHERE kind = 'RESERVE' AND {ORDERS} AND id <= :last GROUP BY cid
-), snap AS (
-    SELECT epoch, MAX(id) AS id FROM events WHERE kind = 'SNAPSHOT' AND symbol IS NULL AND id <= :last GROUP BY epoch
-)
-SELECT r.epoch, r.ref, r.symbol, r.code, r.f0, r.f1, r.f2, r.f3, r.text,
-    (SELECT CASE x.kind WHEN 'FILL' THEN x.f3 ELSE x.f0 END FROM events x
-        WHERE x.kind IN ('FILL', 'HELD') AND x.{ORDERS} AND x.epoch = r.epoch AND x.ref = r.ref AND x.id <= :last
-        ORDER BY x.id DESC LIMIT 1)
-FROM events r JOIN latest ON r.epoch = latest.epoch AND {CLIENT_ID.format(t="r.text")} = latest.cid
-LEFT JOIN snap ON snap.epoch = r.epoch AND snap.id > r.id
-LEFT JOIN events s ON s.id = snap.id
-WHERE r.kind = 'RESERVE' AND r.{ORDERS} AND r.id <= :last
-    AND NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'RELEASE' AND e.{ORDERS} AND e.epoch = r.epoch
-        AND e.ref = r.ref AND e.id <= :last)
-    AND (s.id IS NULL OR EXISTS (SELECT 1 FROM events h WHERE h.kind = 'HELD' AND h.{ORDERS} AND h.epoch = r.epoch
-        AND h.ref = r.ref AND h.f2 = s.ref AND h.id <= :last))
-ORDER BY r.id
-"""
-"""The reservations open after event ``:last``: of each client order id, those of its latest
-epoch that no release ended and the last snapshot of that epoch after them (if any) still
-held. What is left of each: its last fill's or snapshot's figure, else all it reserved."""
-
-_FILLS = f"""
-SELECT f.text, f.f0, f.f1, f.f2 FROM events f JOIN events r
-    ON r.kind = 'RESERVE' AND r.{ORDERS} AND r.epoch = f.epoch AND r.ref = f.ref
-WHERE f.kind = 'FILL' AND f.{ORDERS} AND f.id <= :last AND {CLIENT_ID.format(t="r.text")} = :cid AND r.id >= (
-    SELECT MAX(n.id) FROM events n WHERE n.kind = 'RESERVE' AND n.{ORDERS} AND n.id <= :last
-        AND {CLIENT_ID.format(t="n.text")} = :cid AND abs(n.code) = 1)
-ORDER BY f.id
-"""
-"""The fills the journal holds for the order of client id ``:cid``: those of its reservations
-from the latest that opened it (a new order's, not an amendment's or a recovery's) on — an
-earlier order of the same client id is another order."""
-
-
 def open_orders(store: JournalStore, last: int) -> tuple[OpenOrder, ...]:
-    """The orders the journal holds open after event ``last`` (see :func:`read_state`)."""
-    latest: dict[str, OpenOrder] = {}
-    for epoch, ref, symbol, code, qty, entry, limit, ordered, text, left in store.db.execute(_OPEN, {"last": last}):
-        remaining = _f(qty) if left is None else _f(left)
-        if not remaining > 0:
+    """The orders the journal holds open after event ``last`` (see :func:`read_state`).
+
+    Of each client order id, the reservations of its latest epoch (an earlier epoch's were
+    taken over by a recovery) that no release ended and that the last snapshot of their
+    epoch after them (if any) still held; what is left of one is its last fill's or
+    snapshot's figure, else all it reserved. Its fills are those of its reservations from
+    the latest that opened it (a new order's, not an amendment's or a recovery's) on. One
+    pass over the order rows, in the journal's order.
+    """
+    db = store.db
+    reserves: dict[str, list[tuple[Any, ...]]] = {}  # client id -> its reservations, rows
+    opened: dict[str, int] = {}  # client id -> the id of the reservation that opened its order
+    for row in db.execute(
+        f"SELECT id, epoch, ref, symbol, code, f0, f1, f2, f3, text FROM events "
+        f"WHERE kind = 'RESERVE' AND {ORDERS} AND id <= ? ORDER BY id",
+        (last,),
+    ):
+        cid = str(row[9]).partition("\x1f")[0]
+        reserves.setdefault(cid, []).append(row)
+        if abs(row[4]) == 1:
+            opened[cid] = row[0]
+    released = {
+        (epoch, ref)
+        for epoch, ref in db.execute(
+            f"SELECT epoch, ref FROM events WHERE kind = 'RELEASE' AND {ORDERS} AND id <= ?", (last,)
+        )
+    }
+    left: dict[tuple[int, int], float] = {}
+    fills: dict[tuple[int, int], list[tuple[str, float, float, float]]] = {}
+    for kind, epoch, ref, f0, f1, f2, f3, text in db.execute(
+        f"SELECT kind, epoch, ref, f0, f1, f2, f3, text FROM events "
+        f"WHERE kind IN ('FILL', 'HELD') AND {ORDERS} AND id <= ? ORDER BY id",
+        (last,),
+    ):
+        if kind == "FILL":
+            left[(epoch, ref)] = _f(f3)
+            fills.setdefault((epoch, ref), []).append((str(text), _f(f0), _f(f1), _f(f2)))
+        else:
+            left[(epoch, ref)] = _f(f0)
+    snapshots = {  # each epoch's last snapshot: (its id, the reservations it held)
+        epoch: (
+            sid,
+            {
+                ref
+                for (ref,) in db.execute(
+                    f"SELECT ref FROM events WHERE kind = 'HELD' AND {ORDERS} AND epoch = ? AND f2 = ? AND id <= ?",
+                    (epoch, head, last),
+                )
+            },
+        )
+        for epoch, sid, head in db.execute(
+            "SELECT epoch, MAX(id), ref FROM events WHERE kind = 'SNAPSHOT' AND symbol IS NULL AND id <= ? "
+            "GROUP BY epoch",
+            (last,),
+        )
+    }
+    out: list[OpenOrder] = []
+    for cid, rows in reserves.items():
+        newest = max(row[1] for row in rows)
+        found = None
+        for rid, epoch, ref, symbol, code, qty, entry, limit, ordered, text in rows:
+            if epoch != newest or (epoch, ref) in released:
+                continue
+            snapshot = snapshots.get(epoch)
+            if snapshot is not None and snapshot[0] > rid and ref not in snapshot[1]:
+                continue  # the last snapshot after it no longer held it
+            remaining = left.get((epoch, ref), _f(qty))
+            if remaining > 0:
+                found = (rid, epoch, ref, symbol, code, qty, entry, limit, ordered, text, remaining)
+        if found is None:
             continue
+        rid, epoch, ref, symbol, code, qty, entry, limit, ordered, text, remaining = found
         if symbol is None:
             raise JournalError(f"reservation {ref} of epoch {epoch} names no symbol")
-        client_id, strategy, type_name, stop = (str(text).split("\x1f") + ["", "", ""])[:4]
+        _, strategy, type_name, stop = (str(text).split("\x1f") + ["", "", ""])[:4]
         try:
             order_type = OrderType(type_name)
         except ValueError:
             order_type = OrderType.LIMIT if limit is not None else OrderType.MARKET
-        fills = store.db.execute(_FILLS, {"last": last, "cid": client_id}).fetchall()
-        latest[client_id] = (  # an amendment in flight at a crash: its later reservation is the order
+        start = opened.get(cid, 0)
+        chain = [(row[1], row[2]) for row in rows if row[0] >= start]
+        out.append(
             OpenOrder(
-                client_order_id=client_id,
+                client_order_id=cid,
                 strategy=strategy or "default",
                 symbol=symbol,
                 side=Side.BUY if code > 0 else Side.SELL,
@@ -218,8 +245,9 @@ def open_orders(store: JournalStore, last: int) -> tuple[OpenOrder, ...]:
                 type=order_type,
                 epoch=int(epoch),
                 reservation_id=int(ref),
-                fills=tuple((str(t), _f(q), _f(p), _f(fee)) for t, q, p, fee in fills),
+                fills=tuple(fill for key in chain for fill in fills.get(key, ())),
                 stop_price=float(stop) if stop else None,
             )
         )
-    return tuple(latest.values())
+    out.sort(key=lambda o: (o.epoch, o.reservation_id))
+    return tuple(out)
