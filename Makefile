@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(VENV)/bin/bot4 demo
 
 test: $(STAMP)
-	tools/ensure-redis-server
+	tools/ensure-services
 	$(PY) -m pytest
 
 test-sanitize: $(STAMP)
@@ -32,12 +32,12 @@ lint: $(STAMP)
 # Long runs, not part of `make test`: the fleet's Jepsen-style run for five minutes, and
 # forty rounds of crashing a whole journaled desk (eight in `make test`).
 soak: $(STAMP)
-	tools/ensure-redis-server
+	tools/ensure-services
 	BOT4_JEPSEN_SECONDS=300 $(PY) -m pytest tests/fleet/test_jepsen.py -o timeout=900
 	BOT4_CRASH_ROUNDS=40 $(PY) -m pytest tests/journal/test_crash.py -o timeout=1200
 
 bench: $(STAMP)
-	tools/ensure-redis-server
+	tools/ensure-services
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pytest benches --benchmark-only --benchmark-columns=median,mean,stddev,rounds
 

@@ -22,6 +22,7 @@ from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import my_identity
 from bot4.shm.lifecycle import remove_if_stale
+from bot4.shm.metrics import SegmentMetrics
 from bot4.shm.segment import Segment
 from bot4.shm.slots import SlotRegistry, WorkerSlot
 from bot4.streams.quotes import QuoteTable
@@ -330,6 +331,12 @@ class Core:
         if self._quotes is None:
             self._quotes = QuoteTable(self._context)
         return self._quotes
+
+    @property
+    def metrics(self) -> SegmentMetrics:
+        """The counters kept for metrics (rejections by code, order latency), every process's."""
+        self._check_open()
+        return SegmentMetrics(self._segment.region, self._segment.layout)
 
     @property
     def journal(self) -> Journal | None:

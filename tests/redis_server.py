@@ -15,13 +15,13 @@ __all__ = ["RedisSentinelSet", "RedisServer", "redis_binary"]
 
 
 def redis_binary() -> str:
-    """The redis-server to start. Missing, the test is skipped — unless ``BOT4_REQUIRE_REDIS=1``
+    """The redis-server to start. Missing, the test is skipped — unless ``BOT4_REQUIRE_SERVICES=1``
     (CI), where that is a failure."""
     binary = shutil.which("redis-server")
     if binary is not None:
         return binary
-    message = "redis-server is not installed (apt-get install redis-server; tools/ensure-redis-server does it)"
-    if os.environ.get("BOT4_REQUIRE_REDIS") == "1":
+    message = "redis-server is not installed (apt-get install redis-server; tools/ensure-services does it)"
+    if os.environ.get("BOT4_REQUIRE_SERVICES") == "1":
         raise RuntimeError(message)
     import pytest
 

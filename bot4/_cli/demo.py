@@ -21,6 +21,8 @@ import functools
 import json
 import math
 import multiprocessing as mp
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -81,6 +83,9 @@ class SimulationConfig:
     """A journal database (``Core.create(journal=...)``): a run rebuilds the desk a previous
     run left in it (positions, costs, equity and its peak, the kill switch), reconciles the
     orders it held open, and records every event of its own."""
+    serve: int | None = None
+    """Serve the dashboard of the run (``bot4 serve``, control enabled with a new token) on
+    this port of 127.0.0.1 (0: any free port) while it runs; None: no dashboard."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 32:
@@ -89,6 +94,8 @@ class SimulationConfig:
             raise ConfigError("duration", f"expected 1..3600 seconds, got {self.duration!r}")
         if not 0 <= self.outage[0] < self.outage[1] <= 1:
             raise ConfigError("outage", f"expected 0 <= start < end <= 1, got {self.outage!r}")
+        if self.serve is not None and (isinstance(self.serve, bool) or not 0 <= self.serve <= 65535):
+            raise ConfigError("serve", f"expected a port in 0..65535, got {self.serve!r}")
 
 
 def price_paths(config: SimulationConfig) -> np.ndarray:
@@ -417,6 +424,20 @@ def _live(core: Core, started: float, duration: float, out_dir: str) -> str:
     )
 
 
+def _serve(name: str, port: int) -> subprocess.Popen[str]:
+    """``bot4 serve`` on the run's segment, in a process of its own; its address printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot4", "serve", name, "--port", str(port), "--generate-token"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # its address, or nothing if it could not start (it said why)
+    if line:
+        print(line, flush=True)
+    return proc
+
+
 def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, Any]:
     """Run the simulation; return the report (see ``bot4 demo --json``)."""
     limits = RiskLimits(
@@ -448,6 +469,7 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
         n = config.workers + (len(VENUES) if config.streams else 0)  # on streams: a feed per venue too
         supervisor = Supervisor(core, functools.partial(_worker, config, turns, t0, out_dir), n, clock=clock)
         last = [0.0]
+        dashboard = None if config.serve is None else _serve(core.name, config.serve)
 
         def tick() -> None:
             if live and time.monotonic() - last[0] >= 1.0:
@@ -459,6 +481,13 @@ def run_simulation(config: SimulationConfig, *, live: bool = True) -> dict[str, 
         finally:
             if market is not None:
                 market.close()
+            if dashboard is not None:
+                dashboard.terminate()
+                try:
+                    dashboard.wait(10)
+                except subprocess.TimeoutExpired:
+                    dashboard.kill()
+                    dashboard.wait()
         summaries = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("worker-*.json"))]
         fills = [json.loads(line) for p in sorted(Path(out_dir).glob("fills-*.jsonl")) for line in p.open()]
         report = _report(core, config, summaries, fills, code, supervisor, start)

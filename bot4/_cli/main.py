@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="journal the desk to PATH (SQLite); a run rebuilds the desk a previous run left there",
     )
+    demo.add_argument(
+        "--serve",
+        nargs="?",
+        const=8464,
+        type=int,
+        metavar="PORT",
+        help="open the dashboard of the run (bot4 serve) on 127.0.0.1:PORT (default 8464; 0: any free port)",
+    )
     status = sub.add_parser("status", help="breakers, fuse, risk ledger, kill switch and workers of a live segment")
     status.add_argument("name", nargs="?", help="segment name (default: every bot4 segment on this host)")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -72,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     feed.add_argument("--trades", action="store_true", help="also follow trades (last price)")
     feed.add_argument("--no-mark", action="store_true", help="do not mark the risk ledger (quotes only)")
+    serve = sub.add_parser(
+        "serve", help="a live web dashboard, a JSON API and Prometheus /metrics of a segment, with guarded control"
+    )
+    serve.add_argument("name", nargs="?", help="segment name (default: the one bot4 segment on this host)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this host only)")
+    serve.add_argument("--port", type=int, default=8464, help="TCP port (default 8464; 0: any free port)")
+    token = serve.add_mutually_exclusive_group()
+    token.add_argument("--token-file", metavar="PATH", help="enable control with the token in PATH (mode 600)")
+    token.add_argument(
+        "--generate-token", action="store_true", help="enable control with a new token, printed with the address"
+    )
     from bot4._cli.journal import add_parser as add_journal
 
     add_journal(sub)
@@ -102,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             from bot4._cli.demo import SimulationConfig, render, run_simulation
 
             config = SimulationConfig(
-                workers=args.workers, duration=args.duration, seed=args.seed, streams=args.streams, journal=args.journal
+                workers=args.workers,
+                duration=args.duration,
+                seed=args.seed,
+                streams=args.streams,
+                journal=args.journal,
+                serve=args.serve,
             )
             if not args.json:
                 print(
@@ -120,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             return _feed(args)
         if args.command == "status":
             return _status(args.name, args.json)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "clean":
             return _clean(args.names, args.dry_run)
         if args.command == "journal":
@@ -208,6 +234,34 @@ def _status(name: str | None, as_json: bool) -> int:
     else:
         print("\n\n".join([render(s) for s in statuses] + [f"segment {x['segment']}: {x['error']}" for x in skipped]))
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    try:
+        from bot4._cli.dashboard.server import ServeConfig, Server, load_token, new_token, serve
+    except ImportError as exc:
+        raise ConfigError("serve", f"bot4 serve needs its extra: pip install 'bot4[serve]' ({exc})") from None
+    from bot4.shm.lifecycle import find_segments
+
+    name = args.name
+    if name is None:
+        names = find_segments()
+        if len(names) != 1:
+            raise ConfigError("name", f"name the segment to serve (found {', '.join(names) or 'none'})")
+        name = names[0]
+    token = load_token(args.token_file) if args.token_file else new_token() if args.generate_token else None
+    config = ServeConfig(name=name, host=args.host, port=args.port, token=token)
+    logging.basicConfig(level=logging.WARNING, format="bot4 serve: %(message)s")
+
+    def ready(server: Server) -> None:
+        where = server.url + (f"#token={token}" if args.generate_token else "")
+        mode = "read-only (no control token)" if token is None else "control enabled with the token"
+        print(f"{name}: dashboard on {where}  metrics on {server.url}metrics  ({mode}; Ctrl-C stops)", flush=True)
+
+    return asyncio.run(serve(config, ready))
 
 
 def _feed(args: argparse.Namespace) -> int:

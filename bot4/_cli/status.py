@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -12,7 +13,7 @@ from bot4.shm import layout as L
 from bot4.shm import lifecycle
 from bot4.shm.segment import Segment
 
-__all__ = ["find_segments", "find_stale", "render", "status_of"]
+__all__ = ["HeartbeatClock", "find_segments", "find_stale", "render", "simulated_clock", "status_of"]
 
 
 def find_segments() -> list[str]:
@@ -109,6 +110,34 @@ def _simulated_now(segment: Segment) -> int | None:
         return None
     beats = [region.load(lay.slot(i) + L.S_HEARTBEAT_NS) for i in range(lay.max_workers)]
     return max(0, *beats)
+
+
+class HeartbeatClock:
+    """The time of a segment whose processes run on a simulated clock, as a reader outside
+    the simulation can know it: the latest heartbeat its workers published (never going back)."""
+
+    def __init__(self, segment: Segment) -> None:
+        self._segment = segment
+        self._last = 0
+
+    def now_ns(self) -> int:
+        """The latest heartbeat (ns of the simulated clock)."""
+        self._last = max(self._last, _simulated_now(self._segment) or 0)
+        return self._last
+
+    def time_ns(self) -> int:
+        """The host's wall-clock time (for display)."""
+        return time.time_ns()
+
+
+def simulated_clock(name: str) -> tuple[Segment, HeartbeatClock] | None:
+    """A mapping of segment ``name`` and a clock following its simulated time; None if it
+    runs on the host's clock (then nothing stays mapped)."""
+    segment = Segment.attach(name)
+    if segment.region.load(L.H_CLOCK) != 1:
+        segment.close()
+        return None
+    return segment, HeartbeatClock(segment)
 
 
 def render(status: dict[str, Any]) -> str:

@@ -127,6 +127,12 @@ class BreakerSnapshot:
     """Trial calls admitted in half-open since the segment was created."""
     trial_failures: int = 0
     """Of those, the ones that failed (or were slow, with ``slow_trial_fails``)."""
+    total_successes: int = 0
+    """Calls recorded as successes since the segment was created, all processes (trial calls not included)."""
+    total_failures: int = 0
+    """Calls recorded as failures since the segment was created, all processes (trial calls not included)."""
+    total_slow_calls: int = 0
+    """Of the recorded calls, the slow ones, since the segment was created."""
 
 
 class CircuitBreaker:
@@ -739,6 +745,9 @@ class CircuitBreaker:
             transitions={state: entered[state] for state in BreakerState},
             trial_calls=r.load(self._rec + _native.REC_TRIAL_CALLS),
             trial_failures=r.load(self._rec + _native.REC_TRIAL_FAILS),
+            total_successes=r.load(self._rec + _native.REC_SUCCESS_TOTAL),
+            total_failures=r.load(self._rec + _native.REC_FAILURE_TOTAL),
+            total_slow_calls=r.load(self._rec + _native.REC_SLOW_TOTAL),
         )
 
 

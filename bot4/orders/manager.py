@@ -186,6 +186,7 @@ class OrderManager(VenueCalls, Placement):
         self._keep_finished = keep_finished
         self._finished: deque[str] = deque()
         self._latency: dict[str, float] = {}
+        self._metrics = core.metrics
         self._quotes = core.quotes
         self._quote_max_age_ns = None if quote_max_age is None else round(quote_max_age * 1e9)
         self._venues: dict[str, ExchangeAdapter] = {}

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bot4.core import Core
     from bot4.orders.protect import Protection
     from bot4.orders.routing import VenueInfo
+    from bot4.shm.metrics import SegmentMetrics
     from bot4.venues.protocol import ExchangeAdapter
 
 __all__ = ["Flow", "VenueCalls"]
@@ -56,6 +57,7 @@ class VenueCalls:
     _guarded: dict[tuple[str, str], Callable[..., Any]]
     _aguarded: dict[str, Callable[..., Any]]
     _latency: dict[str, float]
+    _metrics: SegmentMetrics
     _trading_load: Callable[[int], int]
     _trading_i: int
     _upkeeping: bool
@@ -213,7 +215,7 @@ class VenueCalls:
     async def _acall(self, venue: str, method: str, *args: Any) -> Any:
         start = perf_counter_ns()
         result = await self._aguarded[venue](getattr(self._venues[venue], method), *args)
-        self._note_latency(venue, start)
+        self._note_latency(venue, start, method)
         return result
 
     def _call(self, venue: str, method: str, *args: Any) -> Any:
@@ -228,11 +230,14 @@ class VenueCalls:
             if close is not None:
                 close()
             raise ConfigError("venues", f"venue {venue!r} is async: use the order manager's async methods")
-        self._note_latency(venue, start)
+        self._note_latency(venue, start, method)
         return result
 
-    def _note_latency(self, venue: str, start: int) -> None:
-        seconds = (perf_counter_ns() - start) * 1e-9
+    def _note_latency(self, venue: str, start: int, method: str) -> None:
+        elapsed = perf_counter_ns() - start
+        if method == "create_order" and not self._core.closed:  # the desk's bot4_order_latency_seconds
+            self._metrics.observe_order_latency(elapsed)
+        seconds = elapsed * 1e-9
         latency = self._latency
         previous = latency.get(venue)
         latency[venue] = seconds if previous is None else previous + _LATENCY_WEIGHT * (seconds - previous)

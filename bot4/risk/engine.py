@@ -16,7 +16,7 @@ from bot4.orders.model import Order, Side
 from bot4.orders.status import STATUS_CODE, OrderStatus
 from bot4.plugins.dispatch import implementations, watched
 from bot4.risk._kernel import CODE_MASKS, NATIVE_RULE_TYPES, RULE_BITS, make_kernel
-from bot4.risk.correlation import take_sample
+from bot4.risk.correlation import read_matrix, take_sample
 from bot4.risk.decision import Decision, Rejection, Reservation
 from bot4.risk.exposure import mark_approved
 from bot4.risk.kill_switch import UNKNOWN_REASON, KillSwitch, TradingWord
@@ -27,6 +27,7 @@ from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm._proc import is_alive
 from bot4.shm.events import RECORD_WAIT, EventKind, EventRing, bind
+from bot4.shm.metrics import SegmentMetrics
 from bot4.shm.mutex import Transaction, ledger_mutex
 from bot4.shm.text import encode_text
 
@@ -101,6 +102,7 @@ class RiskEngine:
         self._quick_mutex = ledger_mutex(seg, ctx.ident, timeout=RECORD_WAIT)  # a trip's record never waits long
         bind(self._quick_mutex, lay)
         self._events = EventRing(seg.region, lay)
+        self._metrics = SegmentMetrics(seg.region, lay)
         self._ev_on = lay.events + _native.EV_ON
         self._ev_ring = lay.events
         self._kernel = make_kernel(seg)
@@ -358,6 +360,8 @@ class RiskEngine:
             if fleet is not None and decision.reservation is not None:
                 decision = self._fleet_claim(fleet, order, decision.reservation)
             if decision.rejections:
+                if not self._ctx.closed:
+                    self._metrics.count_rejections(decision.codes)
                 self._ctx.notify("bot4_order_rejected", order=order, decision=decision)
             return decision
         except BaseException:  # Ctrl-C (or a failing fleet) once reserved: the caller never gets it
@@ -767,6 +771,19 @@ class RiskEngine:
     def snapshot(self) -> RiskSnapshot:
         """The whole ledger at one instant between transactions (consistent across every field)."""
         return self._mutex.read(self._snapshot)
+
+    def correlation_matrix(self) -> tuple[list[str], list[list[float | None]]]:
+        """The ledger's symbols and the correlation of their returns as the correlation rule
+        sees it now: ``matrix[i][j]`` for symbols ``i`` and ``j``, None for a pair with fewer
+        than ``correlation_min_samples`` joint samples (the rule does not count those)."""
+
+        def read() -> tuple[list[str], list[list[float | None]]]:
+            led = self._thread_view("snapshot")
+            led.refresh()
+            symbols = list(led.symbols())
+            return symbols, read_matrix(self._seg, symbols, led.current_limits().correlation_min_samples)
+
+        return self._mutex.read(read)
 
     def _snapshot(self) -> RiskSnapshot:
         led = self._thread_view("snapshot")  # this thread's own: no other thread refreshes it meanwhile

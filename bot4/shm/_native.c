@@ -50,6 +50,9 @@ enum {
     REC_ENTERED = 64,    /* 5 words: transitions into each state (BreakerState order) */
     REC_TRIAL_CALLS = 69, /* trial calls admitted in half-open, ever */
     REC_TRIAL_FAILS = 70, /* trial calls that failed (or were slow and counted so), ever */
+    REC_SUCCESS_TOTAL = 71, /* calls recorded as successes, ever (all processes; for metrics) */
+    REC_FAILURE_TOTAL = 72, /* calls recorded as failures, ever */
+    REC_SLOW_TOTAL = 73,  /* recorded calls that were slow, ever */
     REC_WORDS = 80
 };
 
@@ -968,7 +971,7 @@ PyMODINIT_FUNC PyInit__native(void) {
     ADD_INT(m, REC_CFG_GEN); ADD_INT(m, REC_CFG_LOCK); ADD_INT(m, REC_TRIPS); ADD_INT(m, REC_REJECTS);
     ADD_INT(m, REC_CHANGED_NS); ADD_INT(m, REC_LAST_BAD);
     ADD_INT(m, REC_TICKET); ADD_INT(m, REC_TICKET_BASE); ADD_INT(m, REC_LAST_BAD_TICKET); ADD_INT(m, REC_ENTERED);
-    ADD_INT(m, REC_TRIAL_CALLS); ADD_INT(m, REC_TRIAL_FAILS); ADD_INT(m, RING_WORDS);
+    ADD_INT(m, REC_TRIAL_CALLS); ADD_INT(m, REC_TRIAL_FAILS); ADD_INT(m, REC_SUCCESS_TOTAL); ADD_INT(m, REC_FAILURE_TOTAL); ADD_INT(m, REC_SLOW_TOTAL); ADD_INT(m, RING_WORDS);
     ADD_INT(m, REC_CAUSE_PID); ADD_INT(m, REC_CAUSE); ADD_INT(m, REC_CAUSE_WORDS); ADD_INT(m, REC_CFG0); ADD_INT(m, REC_CFG_WORDS); ADD_INT(m, REC_WORDS);
     ADD_INT(m, CFG_FAILURE_RATE); ADD_INT(m, CFG_MINIMUM_CALLS); ADD_INT(m, CFG_WINDOW_NS);
     ADD_INT(m, CFG_BUCKET_NS); ADD_INT(m, CFG_CONSECUTIVE); ADD_INT(m, CFG_SLOW_NS); ADD_INT(m, CFG_SLOW_RATE);

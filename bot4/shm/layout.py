@@ -18,6 +18,7 @@ ledger journal          ``2 + 2 * journal_capacity`` (redo journal of the ledger
 stop triggers           ``TRIGGERS * TRIG_WORDS`` (stops bot4 emulates, any worker fires)
 quotes                  ``QUOTES * QUOTE_WORDS`` (top of book per venue and symbol, from streams)
 events                  ``EV_HEADER_WORDS + EVENTS * EV_WORDS`` (what changed the desk, for the journal)
+metrics                 ``METRICS_WORDS`` (counters only metrics read: rejections by code, order latency)
 ======================  ==================================================
 
 The breaker record, window cell and event record layouts are defined by the native module (the code
@@ -38,7 +39,7 @@ from bot4.shm import _native
 __all__ = ["BUCKETS", "LAYOUT_HASH", "LAYOUT_VERSION", "MAGIC", "Layout"]
 
 MAGIC = int.from_bytes(b"BOT4SHM\x01", "little")
-LAYOUT_VERSION = 7
+LAYOUT_VERSION = 8
 BUCKETS = 10
 """Buckets per sliding window: a window of W seconds moves in steps of W/10."""
 
@@ -192,6 +193,13 @@ EV_HEADER_WORDS = _native.EV_HEADER_WORDS
 EV_TEXT_WORDS = _native.EV_TEXT_WORDS
 EV_WORDS = _native.EV_WORDS
 
+M_REJECTIONS = 0  # REJECTION_SLOTS counters: risk rejections by code (bot4.shm.metrics.REJECTION_CODES order)
+REJECTION_SLOTS = 48
+M_LATENCY = M_REJECTIONS + REJECTION_SLOTS  # LATENCY_SLOTS counters: order latencies per bucket (not cumulative)
+LATENCY_SLOTS = 16
+M_LATENCY_SUM_NS = M_LATENCY + LATENCY_SLOTS  # i: their sum, ns
+METRICS_WORDS = 80
+
 MAX_WORKERS_LIMIT = 4096
 MAX_BREAKERS_LIMIT = 65536
 MAX_SYMBOLS_LIMIT = 1024
@@ -234,6 +242,10 @@ def _layout_hash() -> int:
             "QUOTES",
             "EV",
             "EVENTS",
+            "M",
+            "REJECTION",
+            "LATENCY",
+            "METRICS",
         }
     )
     digest = hashlib.blake2b(repr((LAYOUT_VERSION, names)).encode(), digest_size=8).digest()
@@ -337,9 +349,14 @@ class Layout:
         return self.quotes + QUOTES * QUOTE_WORDS
 
     @cached_property
+    def metrics(self) -> int:
+        """Word offset of the metrics counters."""
+        return self.events + EV_HEADER_WORDS + EVENTS * EV_WORDS
+
+    @cached_property
     def words(self) -> int:
         """Total size in words."""
-        return self.events + EV_HEADER_WORDS + EVENTS * EV_WORDS
+        return self.metrics + METRICS_WORDS
 
     def event(self, position: int) -> int:
         """Word offset of the ring record that holds event ``position``."""
