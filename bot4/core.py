@@ -87,6 +87,7 @@ class Core:
         self._risk: RiskEngine | None = None
         self._quotes: QuoteTable | None = None
         self._journal: Journal | None = None
+        self._metrics: SegmentMetrics | None = None
         _live_cores.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -334,9 +335,12 @@ class Core:
 
     @property
     def metrics(self) -> SegmentMetrics:
-        """The counters kept for metrics (rejections by code, order latency), every process's."""
+        """The figures kept for the operator's view (rejections by code, order latency, P&L by
+        venue and strategy), every process's."""
         self._check_open()
-        return SegmentMetrics(self._segment.region, self._segment.layout)
+        if self._metrics is None:
+            self._metrics = SegmentMetrics(self._segment.region, self._segment.layout, self._context.ident)
+        return self._metrics
 
     @property
     def journal(self) -> Journal | None:
@@ -365,6 +369,7 @@ class Core:
         self._breakers.clear()
         self._risk = None
         self._quotes = None
+        self._metrics = None
         _live_cores.discard(self)
         self._segment.close()
 

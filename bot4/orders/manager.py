@@ -640,9 +640,10 @@ class OrderManager(VenueCalls, Placement):
         if not tracked.fill(fill, self._now_ns()):
             return False  # a trade already applied
         quantity, price, fee = fill.quantity, fill.price, fill.fee
-        self._pnl._fill(
+        realized = self._pnl._fill(
             order.symbol, quantity if order.side is Side.BUY else -quantity, price, fee, venue, order.strategy
         )
+        self._metrics.add_fill(venue, order.strategy, realized, fee, quantity * price)  # the desk's, every process's
         decision = managed.decision
         if decision is not None and decision.reservation is not None:
             self._risk._fill(decision.reservation, quantity, price, fee, fill.trade_id)

@@ -102,7 +102,7 @@ class RiskEngine:
         self._quick_mutex = ledger_mutex(seg, ctx.ident, timeout=RECORD_WAIT)  # a trip's record never waits long
         bind(self._quick_mutex, lay)
         self._events = EventRing(seg.region, lay)
-        self._metrics = SegmentMetrics(seg.region, lay)
+        self._metrics = SegmentMetrics(seg.region, lay, ctx.ident)
         self._ev_on = lay.events + _native.EV_ON
         self._ev_ring = lay.events
         self._kernel = make_kernel(seg)

@@ -225,6 +225,27 @@ static PyObject *region_loadf(Region *self, PyObject *const *args, Py_ssize_t n)
     return PyFloat_FromDouble(bits_to_double(LOAD(&self->words[i])));
 }
 
+/* addf(i, *deltas) -> None: adds deltas[k] to the float64 word i + k, each atomically (compare-and-swap). */
+static PyObject *region_addf(Region *self, PyObject *const *args, Py_ssize_t n) {
+    Py_ssize_t i;
+    double d[8];
+    if (n < 2 || n > 9) { PyErr_SetString(PyExc_TypeError, "addf(index, delta, ...): 1 to 8 deltas"); return NULL; }
+    if (parse_index(args[0], &i) < 0) return NULL;
+    for (Py_ssize_t k = 1; k < n; k++) {
+        d[k - 1] = PyFloat_AsDouble(args[k]); /* may run Python code: check the region after */
+        if (d[k - 1] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    if (region_check(self, i) < 0 || region_check(self, i + n - 2) < 0) return NULL;
+    for (Py_ssize_t k = 0; k < n - 1; k++) {
+        int64_t *p = &self->words[i + k];
+        int64_t old = LOAD(p);
+        while (!__atomic_compare_exchange_n(p, &old, double_to_bits(bits_to_double(old) + d[k]), 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *region_storef(Region *self, PyObject *const *args, Py_ssize_t n) {
     Py_ssize_t i;
     if (n != 2) { PyErr_SetString(PyExc_TypeError, "storef(index, value)"); return NULL; }
@@ -641,6 +662,7 @@ static PyMethodDef region_methods[] = {
      "cas(i, expected, desired) -> bool: atomic compare-and-swap of word i."},
     {"add", (PyCFunction)(void (*)(void))region_add, METH_FASTCALL, "add(i, delta) -> int: atomic add, returns the new value."},
     {"loadf", (PyCFunction)(void (*)(void))region_loadf, METH_FASTCALL, "loadf(i) -> float: word i as float64."},
+    {"addf", (PyCFunction)(void (*)(void))region_addf, METH_FASTCALL, "addf(i, *deltas): atomic float64 adds to words i, i+1, ..."},
     {"storef", (PyCFunction)(void (*)(void))region_storef, METH_FASTCALL, "storef(i, v): store float64 v in word i."},
     {"release", (PyCFunction)region_release, METH_NOARGS, "Release the buffer."},
     {"load_range", (PyCFunction)(void (*)(void))region_load_range, METH_FASTCALL,

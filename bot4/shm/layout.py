@@ -18,7 +18,7 @@ ledger journal          ``2 + 2 * journal_capacity`` (redo journal of the ledger
 stop triggers           ``TRIGGERS * TRIG_WORDS`` (stops bot4 emulates, any worker fires)
 quotes                  ``QUOTES * QUOTE_WORDS`` (top of book per venue and symbol, from streams)
 events                  ``EV_HEADER_WORDS + EVENTS * EV_WORDS`` (what changed the desk, for the journal)
-metrics                 ``METRICS_WORDS`` (counters only metrics read: rejections by code, order latency)
+metrics                 ``METRICS_WORDS`` (rejections by code, order latency, P&L by venue and strategy)
 ======================  ==================================================
 
 The breaker record, window cell and event record layouts are defined by the native module (the code
@@ -198,7 +198,20 @@ REJECTION_SLOTS = 48
 M_LATENCY = M_REJECTIONS + REJECTION_SLOTS  # LATENCY_SLOTS counters: order latencies per bucket (not cumulative)
 LATENCY_SLOTS = 16
 M_LATENCY_SUM_NS = M_LATENCY + LATENCY_SLOTS  # i: their sum, ns
-METRICS_WORDS = 80
+M_PNL = 80  # PNL_ROWS records of PNL_WORDS: realized P&L, fees, fills by venue and by strategy
+PNL_ROWS = 128  # record 0 is the header; the last two gather venues and strategies past the table
+PNL_HIGH = 0  # i, in record 0: records in use + 1 (a record is published by raising it)
+PNL_LOCK = 1  # i, in record 0: the claim lock (an OwnerLock word)
+PNL_HASH = 0  # i: 64-bit hash of (kind, full name): the key
+PNL_KIND = 1  # i: 1 venue, 2 strategy
+PNL_NAME = 2  # PNL_NAME_WORDS words: the name (UTF-8, cut to fit)
+PNL_NAME_WORDS = 8
+PNL_REALIZED = 10  # f: realized P&L (gross of fees); the three floats are added together (Region.addf)
+PNL_FEES = 11  # f
+PNL_NOTIONAL = 12  # f: traded notional
+PNL_FILLS = 13  # i
+PNL_WORDS = 16
+METRICS_WORDS = M_PNL + PNL_ROWS * PNL_WORDS
 
 MAX_WORKERS_LIMIT = 4096
 MAX_BREAKERS_LIMIT = 65536
@@ -246,6 +259,7 @@ def _layout_hash() -> int:
             "REJECTION",
             "LATENCY",
             "METRICS",
+            "PNL",
         }
     )
     digest = hashlib.blake2b(repr((LAYOUT_VERSION, names)).encode(), digest_size=8).digest()

@@ -1,19 +1,35 @@
-"""Counters kept in the segment only for metrics: risk rejections by code and order latency.
+"""Figures kept in the segment for the operator's view: risk rejections by code, order
+latency, and realized P&L, fees and fills by venue and by strategy.
 
-Every process adds to the same words (atomic adds), so one reader of the segment — ``bot4
-serve``'s ``/metrics`` — sees the whole desk's totals. Counts start at 0 when the segment
-is created, as Prometheus counters do when a process starts.
+Every process adds to the same words (atomic adds; floats by compare-and-swap), so one
+reader of the segment — ``bot4 serve`` — sees the whole desk's totals. They start at 0 when
+the segment is created, as Prometheus counters do when a process starts. Nothing here may
+fail the path that counts: a figure that cannot be kept is logged and dropped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
 from bisect import bisect_left
 from typing import NamedTuple
 
+from bot4.errors import Bot4Error, ConfigError
 from bot4.shm import _native
 from bot4.shm import layout as L
+from bot4.shm.lock import OwnerLock
+from bot4.shm.text import decode_text, encode_text
 
-__all__ = ["LATENCY_BOUNDS", "REJECTION_CODES", "LatencyHistogram", "SegmentMetrics"]
+__all__ = ["LATENCY_BOUNDS", "OTHER", "REJECTION_CODES", "LatencyHistogram", "PnlFigures", "SegmentMetrics"]
+
+log = logging.getLogger(__name__)
+OTHER = "(other)"
+"""The name P&L figures are kept under once the table has no room for another venue or strategy."""
+_VENUE, _STRATEGY = 1, 2
+_KINDS = {"venue": _VENUE, "strategy": _STRATEGY}
+_OVERFLOW = {_VENUE: L.PNL_ROWS - 2, _STRATEGY: L.PNL_ROWS - 1}
+_LAST_ROW = L.PNL_ROWS - 3  # data records are 1 .. _LAST_ROW
 
 REJECTION_CODES: tuple[str, ...] = (
     *(code for _, code in _native.LEDGER_CODES),
@@ -65,14 +81,36 @@ class LatencyHistogram(NamedTuple):
     """Their sum."""
 
 
+class PnlFigures(NamedTuple):
+    """Realized P&L, fees and fills of one venue or strategy, every process's."""
+
+    realized: float
+    """Realized P&L, gross of fees (each order manager's cost basis)."""
+    fees: float
+    fills: int
+    notional: float
+    """Traded notional (quantity x price of every fill)."""
+
+
+def _key(kind: int, name: str) -> int:
+    digest = hashlib.blake2b(f"{kind}\x00{name}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True) or 1
+
+
 class SegmentMetrics:
-    """The metrics counters of one segment."""
+    """The metrics figures of one segment, for the process of identity ``ident``."""
 
-    __slots__ = ("_r", "_base")
+    __slots__ = ("_r", "_base", "_ident", "_rows", "_claiming")
 
-    def __init__(self, region: _native.Region, layout: L.Layout) -> None:
+    def __init__(self, region: _native.Region, layout: L.Layout, ident: int = 0) -> None:
         self._r = region
         self._base = layout.metrics
+        self._ident = ident
+        self._rows: dict[tuple[int, str], int] = {}  # (kind, name) -> record
+        self._claiming = threading.Lock()
+
+    def _row(self, record: int) -> int:
+        return self._base + L.M_PNL + record * L.PNL_WORDS
 
     def count_rejections(self, codes: tuple[str, ...]) -> None:
         """An order was rejected with ``codes`` (each counted once)."""
@@ -97,3 +135,89 @@ class SegmentMetrics:
         r, base = self._r, self._base
         buckets = tuple(r.load_range(base + L.M_LATENCY, len(LATENCY_BOUNDS) + 1))
         return LatencyHistogram(buckets, sum(buckets), r.load(base + L.M_LATENCY_SUM_NS) / 1e9)
+
+    # ------------------------------------------------------------------ P&L by venue and strategy
+
+    def add_fill(self, venue: str, strategy: str, realized: float, fee: float, notional: float) -> None:
+        """A fill at ``venue`` for ``strategy``: its realized P&L (gross), fee and notional.
+        Never raises for a figure it cannot keep (it logs it)."""
+        try:
+            for kind, name in ((_VENUE, venue), (_STRATEGY, strategy)):
+                row = self._row(self._record(kind, name))
+                self._r.addf(row + L.PNL_REALIZED, realized, fee, notional)  # realized, fees, notional
+                self._r.add(row + L.PNL_FILLS, 1)
+        except Bot4Error as exc:  # a closed core: the fill itself is the ledger's, this is only its view
+            log.warning("P&L figures of a fill at %s not kept: %s", venue, exc)
+
+    def _record(self, kind: int, name: str) -> int:
+        record = self._rows.get((kind, name))
+        if record is not None:
+            return record
+        key = _key(kind, name)
+        record = self._find(key)
+        if record is None:
+            with self._claiming:  # one thread of this process claims at a time
+                record = self._claim(kind, name, key)
+        if record <= _LAST_ROW:  # (kept under OTHER: tried again next time, the table may have room)
+            self._rows[kind, name] = record
+        return record
+
+    def _find(self, key: int) -> int | None:
+        r = self._r
+        high = min(r.load(self._row(0) + L.PNL_HIGH), _LAST_ROW + 1)
+        for record in range(1, high):
+            if r.load(self._row(record) + L.PNL_HASH) == key:
+                return record
+        return None
+
+    def _claim(self, kind: int, name: str, key: int) -> int:
+        r, header = self._r, self._row(0)
+        try:
+            with OwnerLock(r, header + L.PNL_LOCK, self._ident, timeout=0.05):  # never long: a fill waits on it
+                record = self._find(key)  # claimed by another process meanwhile?
+                if record is not None:
+                    return record
+                record = max(1, r.load(header + L.PNL_HIGH))
+                if record > _LAST_ROW:
+                    return _OVERFLOW[kind]
+                row = self._row(record)
+                for k, word in enumerate(encode_text(name, L.PNL_NAME_WORDS)):
+                    r.store(row + L.PNL_NAME + k, word)
+                r.store(row + L.PNL_KIND, kind)
+                for field in (L.PNL_REALIZED, L.PNL_FEES, L.PNL_FILLS, L.PNL_NOTIONAL):
+                    r.store(row + field, 0)  # a claimer killed before publishing may have left figures
+                r.store(row + L.PNL_HASH, key)
+                r.store(header + L.PNL_HIGH, record + 1)  # published
+                return record
+        except Bot4Error:  # the claim lock is held too long: kept under OTHER for now
+            return _OVERFLOW[kind]
+
+    def pnl_by(self, field: str) -> dict[str, PnlFigures]:
+        """Figures by ``"venue"`` or ``"strategy"``, every process's, named as the order
+        managers named them (cut to 64 bytes); :data:`OTHER` holds those past the table."""
+        kind = _KINDS.get(field)
+        if kind is None:
+            raise ConfigError("field", f"group by 'venue' or 'strategy', got {field!r}")
+        r = self._r
+        high = min(r.load(self._row(0) + L.PNL_HIGH), _LAST_ROW + 1)
+        out: dict[str, PnlFigures] = {}
+        for record in [*range(1, high), _OVERFLOW[kind]]:
+            row = self._row(record)
+            if record <= _LAST_ROW and r.load(row + L.PNL_KIND) != kind:
+                continue
+            fills = r.load(row + L.PNL_FILLS)
+            if record > _LAST_ROW and not fills:
+                continue
+            name = OTHER if record > _LAST_ROW else decode_text(r.load_range(row + L.PNL_NAME, L.PNL_NAME_WORDS))
+            realized, fees = r.loadf(row + L.PNL_REALIZED), r.loadf(row + L.PNL_FEES)
+            figures = PnlFigures(realized, fees, fills, r.loadf(row + L.PNL_NOTIONAL))
+            previous = out.get(name)
+            if previous is not None:  # two names cut to the same text
+                figures = PnlFigures(
+                    previous.realized + realized,
+                    previous.fees + fees,
+                    previous.fills + fills,
+                    previous.notional + figures.notional,
+                )
+            out[name] = figures
+        return out

@@ -72,21 +72,32 @@ def test_rejections_by_code_and_order_latency(serve: Callable[..., Served]) -> N
         om = OrderManager(desk, routing="primary")
         for _ in range(5):
             assert om.submit(Order(symbol="BTC/USDT", side="buy", quantity=0.1)).status.value == "filled"
+        for _ in range(2):
+            om.submit(Order(symbol="BTC/USDT", side="sell", quantity=0.1, strategy="exit"))
         desk.risk.kill_switch.trip("test")
         assert om.submit(Order(symbol="BTC/USDT", side="buy", quantity=0.1)).status.value == "denied"
         s = scrape(served)
+        state = served.state()
+        by_strategy = om.book.by("strategy")
     rejections = {labels[0][1]: v for (name, labels), v in s.items() if name == "bot4_risk_rejections_total"}
     assert set(rejections) == set(REJECTION_CODES)
     assert rejections["STOP_LOSS_MISSING"] == 3 and rejections["KILL_SWITCH"] == 1
     assert sum(rejections.values()) == 4
-    assert s["bot4_order_latency_seconds_count", ()] == 5
-    assert s["bot4_order_latency_seconds_bucket", (("le", "+Inf"),)] == 5
+    assert s["bot4_order_latency_seconds_count", ()] == 7
+    assert s["bot4_order_latency_seconds_bucket", (("le", "+Inf"),)] == 7
     buckets = [s["bot4_order_latency_seconds_bucket", (("le", repr(b)),)] for b in LATENCY_BOUNDS]
     assert buckets == sorted(buckets)  # cumulative
     assert 0 < s["bot4_order_latency_seconds_sum", ()] < 5 * 10
     assert s["bot4_trading_state", (("state", "HALTED"),)] == 1
     assert s["bot4_kill_switch_active", ()] == 1
-    assert s["bot4_position", (("symbol", "BTC/USDT"),)] == pytest.approx(0.5)
+    assert s["bot4_position", (("symbol", "BTC/USDT"),)] == pytest.approx(0.3)
+    assert s["bot4_venue_fills_total", (("venue", "paper"),)] == 7
+    assert s["bot4_strategy_fills_total", (("strategy", "exit"),)] == 2
+    for strategy, totals in by_strategy.items():  # the order manager's own book, to the cent
+        assert s["bot4_strategy_realized_pnl", (("strategy", strategy),)] == pytest.approx(totals.realized)
+        assert s["bot4_strategy_fees", (("strategy", strategy),)] == pytest.approx(totals.fees)
+        assert state["pnl"]["by_strategy"][strategy]["realized"] == pytest.approx(totals.realized)
+    assert s["bot4_venue_traded_notional_total", (("venue", "paper"),)] == pytest.approx(0.5 * 101 + 0.2 * 99)
 
 
 def test_a_desk_at_128_breakers_and_64_symbols(serve: Callable[..., Served]) -> None:

@@ -95,6 +95,7 @@ class DeskCollector(Collector):
         for code, count in core.metrics.rejections().items():
             c.add_metric([code], count)
         yield c
+        yield from _attribution(core)
         hist = core.metrics.order_latency()
         cumulative, buckets = 0, []
         for bound, count in zip((*(repr(b) for b in LATENCY_BOUNDS), "+Inf"), hist.buckets, strict=True):
@@ -153,6 +154,24 @@ class DeskCollector(Collector):
             trials.add_metric([name], b.trial_calls)
             rate.add_metric([name], b.failure_rate)
         yield from (state, calls, slow, trips, trials, rate)
+
+
+def _attribution(core: Core) -> Iterator[Metric]:
+    """Realized P&L, fees, fills and traded notional by venue and by strategy."""
+    for field in ("venue", "strategy"):
+        figures = core.metrics.pnl_by(field)
+        realized = GaugeMetricFamily(
+            f"bot4_{field}_realized_pnl", f"Realized P&L by {field}, gross of fees.", labels=[field]
+        )
+        fees = GaugeMetricFamily(f"bot4_{field}_fees", f"Fees paid by {field} (negative: rebates).", labels=[field])
+        fills = CounterMetricFamily(f"bot4_{field}_fills", f"Fills by {field}.", labels=[field])
+        notional = CounterMetricFamily(f"bot4_{field}_traded_notional", f"Traded notional by {field}.", labels=[field])
+        for name, f in figures.items():
+            realized.add_metric([name], f.realized)
+            fees.add_metric([name], f.fees)
+            fills.add_metric([name], f.fills)
+            notional.add_metric([name], f.notional)
+        yield from (realized, fees, fills, notional)
 
 
 def registry_for(core: Core) -> CollectorRegistry:

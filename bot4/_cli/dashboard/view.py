@@ -233,6 +233,10 @@ class DeskView:
                 }
                 for q in core.quotes.all()
             ],
+            "pnl": {
+                "by_venue": {k: f._asdict() for k, f in core.metrics.pnl_by("venue").items()},
+                "by_strategy": {k: f._asdict() for k, f in core.metrics.pnl_by("strategy").items()},
+            },
             "metrics": {
                 "rejections": {k: v for k, v in core.metrics.rejections().items() if v},
                 "orders_sent": core.metrics.order_latency().total,

@@ -157,6 +157,7 @@
     ['positions', (s) => renderPositions(arr(s.positions), obj(s.account), obj(s.limits))],
     ['correlation', (s) => renderCorrelation(obj(s.correlation), obj(s.limits))],
     ['orders', (s) => renderOrders(obj(s.orders), obj(s.metrics), s.journal)],
+    ['pnl', (s) => renderPnl(obj(s.pnl))],
     ['workers', (s) => renderWorkers(arr(s.workers))],
     ['feeds', (s) => renderFeeds(arr(s.feeds))],
     ['control', (s) => renderLimitCurrent(obj(s.limits))],
@@ -661,6 +662,30 @@
       setText(node, 'no journal');
       setClass(node, 'muted journal');
     }
+  }
+
+  /** Realized P&L, fees, fills and notional by venue, then by strategy (every process's). */
+  function renderPnl(pnl) {
+    const rows = [];
+    for (const [label, key] of [['venue', 'by_venue'], ['strategy', 'by_strategy']]) {
+      const entries = Object.entries(obj(pnl[key])).filter(([, v]) => isObj(v));
+      entries.sort((a, b) => a[0].localeCompare(b[0]));
+      for (const [name, f] of entries) {
+        const net = isNum(f.realized) && isNum(f.fees) ? f.realized - f.fees : null;
+        rows.push(
+          row([
+            [label, 'muted'],
+            [name, 'name'],
+            [fmtSigned(f.realized), pnlClass(f.realized)],
+            [fmtNum(f.fees), 'num'],
+            [fmtSigned(net), pnlClass(net)],
+            [fmtInt(f.fills), 'num'],
+            [fmtNum(f.notional), 'num'],
+          ]),
+        );
+      }
+    }
+    fillBody($('pnl-attribution'), rows.length ? rows : [emptyRow(7, 'no fills yet')]);
   }
 
   function renderWorkers(workers) {
