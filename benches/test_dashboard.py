@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import signal
 import statistics
 import subprocess
@@ -101,7 +102,7 @@ def test_push_of_a_transition(benchmark: Any) -> None:
             server_ms: list[float] = []
             end_to_end_ms: list[float] = []
             seen = threading.Event()
-            wanted: list[str] = ["CLOSED"]
+            wanted: list[str] = [""]  # nothing until the first flip
             changed_at: list[int] = [0]
 
             with connect(served.url.replace("http", "ws") + "ws", max_size=None) as ws:
@@ -122,14 +123,15 @@ def test_push_of_a_transition(benchmark: Any) -> None:
 
                 def flip() -> None:
                     seen.clear()
-                    wanted[0] = "FORCED_OPEN" if wanted[0] != "FORCED_OPEN" else "CLOSED"
+                    wanted[0] = "CLOSED" if wanted[0] == "FORCED_OPEN" else "FORCED_OPEN"
                     changed_at[0] = core.clock.now_ns()
                     if wanted[0] == "FORCED_OPEN":
                         breaker.force_open("bench")
                     else:
                         breaker.reset("bench")
                     assert seen.wait(5)
-                    time.sleep(0.02)  # the next flip is its own push, not coalesced with this one
+                    # the next flip is its own push, at a random phase of the server's 10 ms looks
+                    time.sleep(0.02 + random.random() * 0.01)
 
                 benchmark.group = "dashboard: push of a breaker transition"
                 benchmark.pedantic(flip, rounds=200, iterations=1)

@@ -172,6 +172,7 @@ class CircuitBreaker:
         self._result_check = config.result_fails if config.failed_result is not None else None
         self._listeners: tuple[Callable[[CallEvent], object], ...] = ()
         self._extra = False
+        self._config_seen: tuple[int, BreakerConfig, BreakerConfig] | None = None  # (generation, local, config)
         self._sync_policy()
         self._plugins = ctx.plugins
         gate.set_rejection(CircuitOpenError, _OPEN, name, self, ctx.plugins)
@@ -677,7 +678,13 @@ class CircuitBreaker:
     @property
     def config(self) -> BreakerConfig:
         """The configuration in force: shared numeric fields, this process's classification."""
-        return BreakerConfig.from_words(self._config_words(), self._local)
+        gen, local = self._r.load(self._rec + _native.REC_CFG_GEN), self._local
+        seen = self._config_seen
+        if seen is not None and seen[0] == gen and seen[1] is local:
+            return seen[2]  # unchanged since it was last read (every write moves the generation)
+        config = BreakerConfig.from_words(self._config_words(), local)
+        self._config_seen = (gen, local, config)
+        return config
 
     def reconfigure(self, config: BreakerConfig) -> None:
         """Change the configuration for every process, from its next call.

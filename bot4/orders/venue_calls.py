@@ -235,7 +235,7 @@ class VenueCalls:
 
     def _note_latency(self, venue: str, start: int, method: str) -> None:
         elapsed = perf_counter_ns() - start
-        if method == "create_order" and not self._core.closed:  # the desk's bot4_order_latency_seconds
+        if method == "create_order":  # the desk's bot4_order_latency_seconds
             self._metrics.observe_order_latency(elapsed)
         seconds = elapsed * 1e-9
         latency = self._latency

@@ -206,10 +206,10 @@ PNL_HASH = 0  # i: 64-bit hash of (kind, full name): the key
 PNL_KIND = 1  # i: 1 venue, 2 strategy
 PNL_NAME = 2  # PNL_NAME_WORDS words: the name (UTF-8, cut to fit)
 PNL_NAME_WORDS = 8
-PNL_REALIZED = 10  # f: realized P&L (gross of fees); the three floats are added together (Region.addf)
+PNL_REALIZED = 10  # f: realized P&L (gross of fees); the four floats are added together (Region.addf)
 PNL_FEES = 11  # f
 PNL_NOTIONAL = 12  # f: traded notional
-PNL_FILLS = 13  # i
+PNL_FILLS = 13  # f: fills (a float: exact to 2**53, added with the others in one call)
 PNL_WORDS = 16
 METRICS_WORDS = M_PNL + PNL_ROWS * PNL_WORDS
 

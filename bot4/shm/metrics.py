@@ -100,13 +100,14 @@ def _key(kind: int, name: str) -> int:
 class SegmentMetrics:
     """The metrics figures of one segment, for the process of identity ``ident``."""
 
-    __slots__ = ("_r", "_base", "_ident", "_rows", "_claiming")
+    __slots__ = ("_r", "_base", "_ident", "_rows", "_pairs", "_claiming")
 
     def __init__(self, region: _native.Region, layout: L.Layout, ident: int = 0) -> None:
         self._r = region
         self._base = layout.metrics
         self._ident = ident
         self._rows: dict[tuple[int, str], int] = {}  # (kind, name) -> record
+        self._pairs: dict[tuple[str, str], tuple[int, int]] = {}  # (venue, strategy) -> their records' words
         self._claiming = threading.Lock()
 
     def _row(self, record: int) -> int:
@@ -119,11 +120,15 @@ class SegmentMetrics:
             add(base + _CODE_INDEX.get(code, _OTHER), 1)
 
     def observe_order_latency(self, ns: int) -> None:
-        """An order reached its venue's answer ``ns`` nanoseconds after it was sent."""
+        """An order reached its venue's answer ``ns`` nanoseconds after it was sent (never
+        raises: on a closed core it is dropped)."""
         ns = max(0, int(ns))
         r, base = self._r, self._base
-        r.add(base + L.M_LATENCY + bisect_left(_BOUNDS_NS, ns), 1)
-        r.add(base + L.M_LATENCY_SUM_NS, ns)
+        try:
+            r.add(base + L.M_LATENCY + bisect_left(_BOUNDS_NS, ns), 1)
+            r.add(base + L.M_LATENCY_SUM_NS, ns)
+        except Bot4Error:
+            pass
 
     def rejections(self) -> dict[str, int]:
         """Rejections so far by code (every code of :data:`REJECTION_CODES`, zeros included)."""
@@ -142,12 +147,23 @@ class SegmentMetrics:
         """A fill at ``venue`` for ``strategy``: its realized P&L (gross), fee and notional.
         Never raises for a figure it cannot keep (it logs it)."""
         try:
-            for kind, name in ((_VENUE, venue), (_STRATEGY, strategy)):
-                row = self._row(self._record(kind, name))
-                self._r.addf(row + L.PNL_REALIZED, realized, fee, notional)  # realized, fees, notional
-                self._r.add(row + L.PNL_FILLS, 1)
+            rows = self._pairs.get((venue, strategy))
+            if rows is None:
+                rows = self._rows_of(venue, strategy)
+            addf = self._r.addf
+            for row in rows:
+                addf(row + L.PNL_REALIZED, realized, fee, notional, 1.0)  # realized, fees, notional, fills
         except Bot4Error as exc:  # a closed core: the fill itself is the ledger's, this is only its view
             log.warning("P&L figures of a fill at %s not kept: %s", venue, exc)
+
+    def _rows_of(self, venue: str, strategy: str) -> tuple[int, int]:
+        venue_row, strategy_row = self._record(_VENUE, venue), self._record(_STRATEGY, strategy)
+        rows = (self._row(venue_row), self._row(strategy_row))
+        if venue_row <= _LAST_ROW and strategy_row <= _LAST_ROW:  # (under OTHER: the table may have room later)
+            if len(self._pairs) >= 4096:
+                self._pairs.clear()
+            self._pairs[venue, strategy] = rows
+        return rows
 
     def _record(self, kind: int, name: str) -> int:
         record = self._rows.get((kind, name))
@@ -184,8 +200,8 @@ class SegmentMetrics:
                 for k, word in enumerate(encode_text(name, L.PNL_NAME_WORDS)):
                     r.store(row + L.PNL_NAME + k, word)
                 r.store(row + L.PNL_KIND, kind)
-                for field in (L.PNL_REALIZED, L.PNL_FEES, L.PNL_FILLS, L.PNL_NOTIONAL):
-                    r.store(row + field, 0)  # a claimer killed before publishing may have left figures
+                for field in (L.PNL_REALIZED, L.PNL_FEES, L.PNL_NOTIONAL, L.PNL_FILLS):
+                    r.storef(row + field, 0.0)  # a claimer killed before publishing may have left figures
                 r.store(row + L.PNL_HASH, key)
                 r.store(header + L.PNL_HIGH, record + 1)  # published
                 return record
@@ -205,7 +221,7 @@ class SegmentMetrics:
             row = self._row(record)
             if record <= _LAST_ROW and r.load(row + L.PNL_KIND) != kind:
                 continue
-            fills = r.load(row + L.PNL_FILLS)
+            fills = int(r.loadf(row + L.PNL_FILLS))
             if record > _LAST_ROW and not fills:
                 continue
             name = OTHER if record > _LAST_ROW else decode_text(r.load_range(row + L.PNL_NAME, L.PNL_NAME_WORDS))

@@ -60,9 +60,10 @@ class DeskView:
         self._orders: dict[str, Any] = {"open": 0, "by_state": {}, "source": "ledger"}
         self._orders_at = 0
         self._polled = False
+        self._unsent_ns = 0  # when the latest transition not yet in a built state happened
         self.latency_ms: float | None = None
-        """Server-side push latency of the latest breaker transition seen: ms from the
-        transition (its process's clock) to the state being ready to send."""
+        """Server-side push latency of the latest breaker transition: ms from the transition
+        (the time its process wrote) to the first state built with it."""
         self.poll()
 
     @property
@@ -80,7 +81,6 @@ class DeskView:
         if used > len(self._names):
             self._names = self._core.breaker_names()
         now = time.time()
-        mono = self._core.clock.now_ns()
         words = []
         for i in range(used):
             rec = lay.record(i)
@@ -90,7 +90,7 @@ class DeskView:
             if before is None and self._polled and word & 7 != BreakerState.CLOSED:
                 before = int(BreakerState.CLOSED)  # a breaker made and moved since the last look
             if before is not None and before != word:
-                self._transition(i, before, word, now, mono, r.load(rec + _native.REC_CHANGED_NS))
+                self._transition(i, before, word, now, r.load(rec + _native.REC_CHANGED_NS))
             self._states[i] = word
         self._polled = True
         key = (*words, r.load(self._trading_i), r.load(L.H_FUSE), r.load(L.H_FUSE_TRIPS))
@@ -104,7 +104,7 @@ class DeskView:
             changed = True
         return urgent, changed
 
-    def _transition(self, index: int, before: int, word: int, now: float, mono: int, changed_ns: int) -> None:
+    def _transition(self, index: int, before: int, word: int, now: float, changed_ns: int) -> None:
         old, new = StateWord.unpack(before), StateWord.unpack(word)
         name = self._names[index] if index < len(self._names) else f"#{index}"
         reason = None
@@ -113,8 +113,8 @@ class DeskView:
                 reason = self._core.breaker(name).opened_by()
             except Bot4Error:
                 reason = None
-        if changed_ns:
-            self.latency_ms = max(0.0, (mono - changed_ns) / 1e6)
+        if changed_ns and not self._unsent_ns:
+            self._unsent_ns = changed_ns
         self._timeline.append(
             {
                 "time": now,
@@ -186,6 +186,9 @@ class DeskView:
         ]
         limits = {k: _plain(v) for k, v in asdict(risk.limits).items()}
         journal = core.journal
+        if self._unsent_ns:
+            self.latency_ms = max(0.0, (core.clock.now_ns() - self._unsent_ns) / 1e6)
+            self._unsent_ns = 0
         return {
             "segment": core.name,
             "time": time.time(),
