@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -34,10 +35,18 @@ def _trip_in_worker(segment: str, breaker: str) -> int:
 
 
 def test_the_state_is_the_desks(desk: Core, serve: Callable[..., Served]) -> None:
+    from bot4.streams.events import Quote
+
     desk.breaker("venue-a")
     desk.breaker("venue-b").force_open("maintenance")
+    desk.quotes.publish("venue-a", Quote("BTC/USDT", 49_999.0, 1.0, 50_001.0, 2.0, 7), desk.clock.now_ns())
     served = serve(desk.name, control=False)
     state = served.state()
+    (feed,) = state["feeds"]
+    assert (feed["venue"], feed["symbol"], feed["bid"], feed["ask"]) == ("venue-a", "BTC/USDT", 49_999.0, 50_001.0)
+    assert 0 <= feed["lag_seconds"] < 60
+    assert [w["pid"] for w in state["workers"]] == [os.getpid()]  # the desk's own process; not the server's
+    assert state["workers"][0]["alive"] and state["workers"][0]["heartbeat_age"] >= 0
     assert state["segment"] == desk.name
     assert state["trading"]["state"] == "ACTIVE"
     assert {b["name"]: b["state"] for b in state["breakers"]} == {"venue-a": "CLOSED", "venue-b": "FORCED_OPEN"}
@@ -326,3 +335,33 @@ def test_cli_refuses_a_token_file_others_can_read(desk: Core, tmp_path: Any) -> 
         timeout=60,
     )
     assert done.returncode == 2 and "no-such-segment-here" in done.stderr
+
+
+def test_demo_serve_shows_the_running_demo() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot4", "demo", "--workers", "1", "--duration", "4", "--serve", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:
+            if "dashboard on" in line:
+                url = line.split("dashboard on ")[1].split("#")[0]
+                assert "#token=" in line  # control on, with a token of its own
+                break
+        assert url is not None
+        import urllib.request
+
+        with urllib.request.urlopen(url + "api/state", timeout=10) as answer:
+            state = json.load(answer)
+        assert {b["name"] for b in state["breakers"]} == {"venue-a", "venue-b"}
+        assert state["account"]["equity"] is not None
+        rest, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
