@@ -47,7 +47,9 @@ class Core:
     process. As a context manager it closes on exit, and the owner also unlinks.
     """
 
-    def __init__(self, segment: Segment, clock: Clock | None, plugins: PluginManager | None) -> None:
+    def __init__(
+        self, segment: Segment, clock: Clock | None, plugins: PluginManager | None, observer: bool = False
+    ) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise ConfigError("clock", f"expected a bot4.Clock (with now_ns()), got {clock!r}")
         if plugins is not None and not isinstance(plugins, PluginManager):
@@ -62,7 +64,7 @@ class Core:
         self._registry = BreakerRegistry(segment)
         ident = my_identity()
         try:
-            slot = self._claim_slot(ident)
+            slot = self._claim_slot(ident, observer)
         finally:
             segment.joined()
         # What the layers built on the segment get of this core (never its private attributes).
@@ -78,6 +80,7 @@ class Core:
         )
         # A core dropped without close() gives its slot back when it is collected. The
         # finalizer holds the lease, never the core (that would keep the core alive).
+        self._observer = observer
         self._lease = _SlotLease(self._slots, slot, ident)
         self._release = weakref.finalize(self, self._lease.end)
         self._release.atexit = False  # at exit the process dies, and a dead holder's slot is reclaimed
@@ -189,12 +192,18 @@ class Core:
         clock: Clock | None = None,
         plugins: PluginManager | None = None,
         allow_foreign: bool = False,
+        observer: bool = False,
     ) -> Core:
         """Attach to an existing segment by name.
 
         Args:
             name: the segment name.
             clock, plugins: as for :meth:`create`.
+            observer: attach only to watch (a dashboard, a monitor): its worker slot keeps
+                no desk alive — once every other process of the desk is dead the segment is
+                stale (``bot4 clean`` removes it, ``Core.create`` makes the name anew) — and
+                :meth:`workers` marks it ``observer``. It may still act (trip the kill switch,
+                open a breaker).
             allow_foreign: trust a segment that is not this user's alone (another owner,
                 a mode other than 0600) or that was created in another PID namespace.
                 Across PID namespaces a worker slot whose holder is in another namespace
@@ -207,9 +216,11 @@ class Core:
                 was created in another PID namespace.
             CapacityError: every worker slot is held by a live process.
         """
+        if not isinstance(observer, bool):
+            raise ConfigError("observer", f"expected True or False, got {observer!r}")
         segment = Segment.attach(name, allow_foreign=allow_foreign)
         try:
-            return cls(segment, clock, plugins)
+            return cls(segment, clock, plugins, observer)
         except BaseException:
             segment.close()
             raise
@@ -397,14 +408,14 @@ class Core:
 
     # ------------------------------------------------------------------ workers
 
-    def _claim_slot(self, ident: int) -> int:
+    def _claim_slot(self, ident: int, observer: bool) -> int:
         try:
-            return self._slots.claim(ident, self._clock.now_ns())
+            return self._slots.claim(ident, self._clock.now_ns(), observer=observer)
         except CapacityError:
             # Cores dropped without close() hold slots until the cycle collector finds them
             # (a core and its breakers point at each other): collect, then try once more.
             gc.collect()
-            return self._slots.claim(ident, self._clock.now_ns())
+            return self._slots.claim(ident, self._clock.now_ns(), observer=observer)
 
     def heartbeat(self) -> None:
         """Record in this process's slot that it is alive and working."""
@@ -421,7 +432,7 @@ class Core:
             return
         ctx = self._context
         ctx.ident = my_identity()
-        ctx.slot = self._claim_slot(ctx.ident)
+        ctx.slot = self._claim_slot(ctx.ident, self._observer)
         self._lease.slot, self._lease.ident = ctx.slot, ctx.ident
         for breaker in list(self._made):  # cached or replaced: every object still in use writes our row
             breaker._gate.slot = ctx.slot

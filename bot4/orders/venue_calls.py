@@ -214,7 +214,11 @@ class VenueCalls:
 
     async def _acall(self, venue: str, method: str, *args: Any) -> Any:
         start = perf_counter_ns()
-        result = await self._aguarded[venue](getattr(self._venues[venue], method), *args)
+        try:
+            result = await self._aguarded[venue](getattr(self._venues[venue], method), *args)
+        except ExchangeError:
+            self._note_failed(method, start)
+            raise
         self._note_latency(venue, start, method)
         return result
 
@@ -224,7 +228,11 @@ class VenueCalls:
         guarded = self._guarded.get((venue, method))
         if guarded is None:
             guarded = self._guarded[venue, method] = self._breakers[venue](getattr(self._venues[venue], method))
-        result = guarded(*args)
+        try:
+            result = guarded(*args)
+        except ExchangeError:
+            self._note_failed(method, start)
+            raise
         if type(result) is not dict and type(result) is not list and inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if close is not None:
@@ -232,6 +240,11 @@ class VenueCalls:
             raise ConfigError("venues", f"venue {venue!r} is async: use the order manager's async methods")
         self._note_latency(venue, start, method)
         return result
+
+    def _note_failed(self, method: str, start: int) -> None:
+        """A venue call that failed (not one its breaker refused): an order's latency counts it."""
+        if method == "create_order":
+            self._metrics.observe_order_latency(perf_counter_ns() - start)
 
     def _note_latency(self, venue: str, start: int, method: str) -> None:
         elapsed = perf_counter_ns() - start

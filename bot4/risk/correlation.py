@@ -85,17 +85,12 @@ def take_sample(seg: Segment, tx: Transaction, limits: RiskLimits, now_ns: int) 
     tx.set(base + L.L_CORR_GEN, gen + 1)
 
 
-def read_matrix(seg: Segment, symbols: list[str], min_samples: int) -> list[list[float | None]]:
-    """The active correlation matrix of the ledger's first ``len(symbols)`` symbols; None
-    where a pair has fewer than ``min_samples`` joint samples (the rule ignores those).
-    Call it inside the ledger mutex's consistent read."""
+def read_matrix(seg: Segment, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the active correlation matrix of the ledger's first ``n`` symbols and of their
+    joint sample counts. Call it inside the ledger mutex's consistent read (it only copies:
+    a read that takes long is retried, then taken under the mutex)."""
     words = seg.words  # one view while it is read: it keeps the mapping
     if words.size == 0:
         raise SegmentError(seg.name, f"core {seg.name!r} is closed")
-    n = len(symbols)
     _, corr, samples = _buffers(seg, words, seg.region.load(seg.layout.ledger + L.L_CORR_GEN) & 1)
-    values, counts = corr[:n, :n].copy(), samples[:n, :n].copy()
-    return [
-        [1.0 if i == j else (float(values[i, j]) if counts[i, j] >= min_samples else None) for j in range(n)]
-        for i in range(n)
-    ]
+    return corr[:n, :n].copy(), samples[:n, :n].copy()

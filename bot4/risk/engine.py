@@ -777,13 +777,20 @@ class RiskEngine:
         sees it now: ``matrix[i][j]`` for symbols ``i`` and ``j``, None for a pair with fewer
         than ``correlation_min_samples`` joint samples (the rule does not count those)."""
 
-        def read() -> tuple[list[str], list[list[float | None]]]:
+        def read() -> tuple[list[str], Any, Any, int]:
             led = self._thread_view("snapshot")
             led.refresh()
             symbols = list(led.symbols())
-            return symbols, read_matrix(self._seg, symbols, led.current_limits().correlation_min_samples)
+            values, counts = read_matrix(self._seg, len(symbols))
+            return symbols, values, counts, led.current_limits().correlation_min_samples
 
-        return self._mutex.read(read)
+        symbols, values, counts, least = self._mutex.read(read)  # copies inside; the lists outside
+        n = len(symbols)
+        matrix: list[list[float | None]] = [
+            [1.0 if i == j else (float(values[i, j]) if counts[i, j] >= least else None) for j in range(n)]
+            for i in range(n)
+        ]
+        return symbols, matrix
 
     def _snapshot(self) -> RiskSnapshot:
         led = self._thread_view("snapshot")  # this thread's own: no other thread refreshes it meanwhile

@@ -74,6 +74,7 @@ S_HEARTBEAT_NS = 1
 S_CLAIMED_NS = 2
 S_PIDNS = 3  # the holder's PID namespace (high 32 bits) and a 32-bit tag of its identity
 S_RULES_OFF = 6  # bits of the built-in risk rules this process's engine does not run (LEDGER_RULES order)
+S_OBSERVER = 7  # 1 while the holder only watches (bot4 serve): it keeps no desk alive
 SLOT_WORDS = 8
 
 REC_WORDS = _native.REC_WORDS

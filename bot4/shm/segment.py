@@ -166,7 +166,16 @@ class Segment:
                 if not same_file(fd, name):
                     os.close(fd)
                     continue
-                seg = cls.from_fd(name, fd, allow_foreign=allow_foreign)
+                # Mapped through an open file description of its own: the mapping keeps that
+                # one open (mmap duplicates it), and the lock, taken on ``fd``, ends at joined().
+                map_fd = open_file(name)
+                try:
+                    if not os.path.sameopenfile(map_fd, fd):
+                        os.close(fd)
+                        continue
+                    seg = cls.from_fd(name, map_fd, allow_foreign=allow_foreign)
+                finally:
+                    os.close(map_fd)
             except BaseException:
                 os.close(fd)
                 raise

@@ -53,6 +53,8 @@ class WorkerSlot:
     """Seconds since the owner's last heartbeat (or since it claimed the slot)."""
     rules_off: tuple[str, ...] = ()
     """Built-in risk rules this process does not run (blocked or replaced), as of its last check."""
+    observer: bool = False
+    """The process only watches (``Core.attach(observer=True)``, as ``bot4 serve`` does)."""
 
 
 class SlotRegistry:
@@ -62,13 +64,15 @@ class SlotRegistry:
         self._seg = segment
         self._layout = segment.layout
 
-    def claim(self, ident: int, now_ns: int) -> int:
-        """Claim a free slot (or one whose owner is dead) for ``ident``; return its index."""
+    def claim(self, ident: int, now_ns: int, *, observer: bool = False) -> int:
+        """Claim a free slot (or one whose owner is dead) for ``ident``; return its index.
+        An ``observer``'s slot keeps no desk alive (:meth:`live_holders` leaves it out)."""
         r, lay = self._seg.region, self._layout
         for slot in range(lay.max_workers):
             word = lay.slot(slot) + L.S_IDENT
             holder = r.load(word)
             if (holder == 0 or not self.holder_alive(slot, holder)) and r.cas(word, holder, ident):
+                r.store(lay.slot(slot) + L.S_OBSERVER, int(observer))
                 r.store(lay.slot(slot) + L.S_PIDNS, pack_namespace(ident, pid_namespace()))
                 r.store(lay.slot(slot) + L.S_CLAIMED_NS, now_ns)
                 r.store(lay.slot(slot) + L.S_HEARTBEAT_NS, now_ns)
@@ -115,10 +119,14 @@ class SlotRegistry:
         self._seg.region.store(self._layout.slot(slot) + L.S_HEARTBEAT_NS, now_ns)
 
     def live_holders(self) -> list[int]:
-        """Identities of the slot holders that are alive."""
+        """Identities of the slot holders that are alive (observers left out: they keep no desk alive)."""
         r, lay = self._seg.region, self._layout
         holders = (r.load(lay.slot(slot) + L.S_IDENT) for slot in range(lay.max_workers))
-        return [h for slot, h in enumerate(holders) if h and self.holder_alive(slot, h)]
+        return [
+            h
+            for slot, h in enumerate(holders)
+            if h and not r.load(lay.slot(slot) + L.S_OBSERVER) and self.holder_alive(slot, h)
+        ]
 
     def list(self, now_ns: int) -> list[WorkerSlot]:
         """Return every claimed slot."""
@@ -136,6 +144,7 @@ class SlotRegistry:
                     alive=self.holder_alive(slot, ident),
                     heartbeat_age=max(0.0, (now_ns - beat) / 1e9),
                     rules_off=_rule_names(r.load(lay.slot(slot) + L.S_RULES_OFF)),
+                    observer=bool(r.load(lay.slot(slot) + L.S_OBSERVER)),
                 )
             )
         return out

@@ -34,7 +34,7 @@ def _text(body: dict[str, Any], field: str) -> str:
     value = body.get(field)
     if not isinstance(value, str) or not value.strip():
         raise ControlError(422, f"{field!r}: a non-empty string is required")
-    if len(value) > _MAX_TEXT or any(ch in value for ch in "\x00\x1f"):
+    if len(value) > _MAX_TEXT or any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):
         raise ControlError(422, f"{field!r}: at most {_MAX_TEXT} characters, no control characters")
     return value.strip()
 
@@ -89,7 +89,7 @@ def perform(core: Core, action: str, body: dict[str, Any], peer: str) -> str:
         new = _limits(core.risk.limits, body.get("limits"))
         try:
             core.risk.configure(new)
-        except ConfigError as exc:
+        except (ConfigError, OverflowError, ValueError) as exc:  # a number past what the ledger holds
             raise ControlError(422, f"'limits': {exc}") from None
         done = f"limits set: {', '.join(f'{k}={v}' for k, v in sorted(body['limits'].items()))} ({reason})"
     record = f"{operator} via bot4 serve from {peer}: {done}"

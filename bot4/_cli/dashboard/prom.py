@@ -106,10 +106,12 @@ class DeskCollector(Collector):
         )
         h.add_metric([], buckets, sum_value=hist.sum_seconds)
         yield h
-        workers = [w for w in core.workers() if w.slot != core.slot]
+        workers = [w for w in core.workers() if not w.observer]
         yield GaugeMetricFamily("bot4_workers", "Live worker processes.", value=sum(w.alive for w in workers))
         g = GaugeMetricFamily(
-            "bot4_worker_heartbeat_age_seconds", "Seconds since a worker's heartbeat.", labels=["slot", "pid"]
+            "bot4_worker_heartbeat_age_seconds",
+            "Seconds since a worker's heartbeat (or its start, if it never beats).",
+            labels=["slot", "pid"],
         )
         for w in workers:
             if w.alive:

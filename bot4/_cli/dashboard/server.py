@@ -21,6 +21,7 @@ import logging
 import os
 import secrets
 import signal
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,17 +34,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot4._cli.dashboard.control import ControlError, perform
 from bot4._cli.dashboard.prom import registry_for
-from bot4._cli.dashboard.view import DeskView
+from bot4._cli.dashboard.view import DeskView, journal_orders
 from bot4._cli.status import simulated_clock
 from bot4.core import Core
 from bot4.errors import Bot4Error, ConfigError
+from bot4.shm.lifecycle import live_holders
 from bot4.shm.segment import Segment, shm_path
 
-__all__ = ["MAX_BODY", "ServeConfig", "Server", "load_token", "new_token", "serve"]
+__all__ = ["MAX_BODY", "MAX_CLIENTS", "ServeConfig", "Server", "load_token", "new_token", "serve"]
 
 log = logging.getLogger("bot4.serve")
 MAX_BODY = 16 * 1024
 """Largest control request body accepted (bytes); a larger one gets 413."""
+MAX_CLIENTS = 256
+"""WebSocket clients served at once; one more gets 503."""
+_URGENT_GAP = 0.02  # a breaker, fuse or trading-state change is pushed at once, at most every 20 ms
 _STATIC = ("index.html", "dashboard.js", "dashboard.css")
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 _SECURITY_HEADERS = {
@@ -102,8 +107,10 @@ def load_token(path: str) -> str:
     """The control token in the file at ``path`` (its first line), which only its owner may read."""
     try:
         st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the start, a device worse
+            raise ConfigError("token-file", f"{path} is not a regular file")
         with open(path, encoding="utf-8") as f:
-            token = f.readline().strip()
+            token = f.readline(4096).strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("token-file", f"cannot read {path}: {exc}") from None
     if st.st_mode & 0o077:
@@ -137,6 +144,7 @@ class Server:
         self._poller: asyncio.Task[None] | None = None
         self._payload = ""
         self._pushed_at = 0.0
+        self._journal_reader: asyncio.Task[None] | None = None
         self._inode = 0
         self.port = 0
         """The port it listens on (once started)."""
@@ -152,7 +160,8 @@ class Server:
         if simulated is not None:
             self._clock_segment = simulated[0]
         try:
-            self._core = Core.attach(config.name, clock=None if simulated is None else simulated[1])
+            # an observer: a desk whose processes all ended is over, its name free to create again
+            self._core = Core.attach(config.name, clock=None if simulated is None else simulated[1], observer=True)
         except BaseException:
             await self.stop()
             raise
@@ -162,6 +171,7 @@ class Server:
             self._registry = registry_for(self._core)
             self._payload = self._render()
             app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+            app.on_response_prepare.append(_secure)  # every answer, the router's own 404/405 included
             app.add_routes(
                 [
                     web.get("/", self._index),
@@ -181,22 +191,26 @@ class Server:
             sockets = getattr(server, "sockets", None) or []
             self.port = sockets[0].getsockname()[1] if sockets else config.port
             self._poller = asyncio.create_task(self._poll())
+            if self._core.journal is not None:
+                self._journal_reader = asyncio.create_task(self._read_journal(str(self._core.journal.path)))
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        """Close every client, stop listening, detach (idempotent)."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._poller
-            self._poller = None
+        """Close every client, stop listening, detach (idempotent; every step bounded)."""
+        for attr in ("_poller", "_journal_reader"):
+            task = getattr(self, attr)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                setattr(self, attr, None)
         for client in list(self._clients):
-            with contextlib.suppress(Exception):
-                await client.ws.close()
+            await _drop(client.ws)
         if self._runner is not None:
-            await self._runner.cleanup()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._runner.cleanup(), timeout=5.0)
             self._runner = None
         if self._core is not None:
             self._core.close()
@@ -213,9 +227,9 @@ class Server:
 
     # ------------------------------------------------------------------ push
 
-    def _render(self) -> str:
+    def _render(self, *, full: bool = False) -> str:
         assert self._view is not None
-        return json.dumps(self._view.state(), separators=(",", ":"), allow_nan=False)
+        return json.dumps(self._view.state(full=full), separators=(",", ":"), allow_nan=False)
 
     async def _poll(self) -> None:
         view, config = self._view, self.config
@@ -226,16 +240,17 @@ class Server:
             try:
                 urgent, changed = view.poll()
                 now = time.monotonic()
-                if urgent or (changed and now - self._pushed_at >= config.coalesce):
-                    self._payload = self._render()
+                since = now - self._pushed_at
+                if changed and since >= (_URGENT_GAP if urgent else config.coalesce):
+                    self._push()
                     self._pushed_at = now
-                    for client in self._clients:
-                        client.payload = self._payload
-                        client.ready.set()
+                elif urgent:
+                    view.keep_urgent()  # pushed at the next look past the gap
                 if now - checked >= 1.0:
                     checked = now
-                    if not self._segment_present():
-                        log.warning("segment %s was removed: nothing left to show", config.name)
+                    ended = self._ended()
+                    if ended:
+                        log.warning("segment %s: %s; nothing left to show", config.name, ended)
                         self.gone.set()
                         return
             except asyncio.CancelledError:
@@ -243,11 +258,35 @@ class Server:
             except Exception:  # a view that cannot be read now is retried at the next look
                 log.exception("reading segment %s failed", config.name)
 
+    def _push(self) -> None:
+        """Build the state once and hand it to every client (each takes the latest)."""
+        self._payload = self._render()
+        for client in self._clients:
+            client.payload = self._payload
+            client.ready.set()
+
     def _segment_present(self) -> bool:
         try:
             return os.stat(shm_path(self.config.name)).st_ino == self._inode
         except OSError:
             return False
+
+    def _ended(self) -> str | None:
+        """Why the desk it shows is over (its segment removed or replaced, every process of it
+        dead), or None."""
+        if not self._segment_present():
+            return "it was removed"
+        assert self._core is not None
+        if not live_holders(self._core._segment):
+            return "every process of the desk has ended"
+        return None
+
+    async def _read_journal(self, path: str) -> None:
+        """Orders by status from the journal, every 2 s, in a thread (a query may take a while)."""
+        assert self._view is not None
+        while True:
+            self._view.journal_orders = await asyncio.to_thread(journal_orders, path)
+            await asyncio.sleep(2.0)
 
     # ------------------------------------------------------------------ guards
 
@@ -281,22 +320,30 @@ class Server:
         return _file(name)
 
     async def _state(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(text=self._payload, content_type="application/json")
+        if not self._segment_present():
+            return _error(410, "the desk's segment is gone")
+        return web.Response(text=self._render(full=True), content_type="application/json")
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"segment": self.config.name, "read_only": self.config.token is None})
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        if not self._segment_present():  # a scrape of a desk that is gone is a failed scrape
+            return _error(410, "the desk's segment is gone")
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         if not self._same_origin(request):
             return _error(403, "cross-origin WebSocket refused")
+        if len(self._clients) >= MAX_CLIENTS:
+            return _error(503, f"{MAX_CLIENTS} dashboard clients are connected already")
+        if not self._segment_present():
+            return _error(410, "the desk's segment is gone")
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=4096)
         await ws.prepare(request)
         client = _Client(ws)
-        client.payload = self._payload
+        client.payload = self._render(full=True)  # the whole history first; pushes then carry its newest points
         client.ready.set()
         self._clients.add(client)
         sender = asyncio.create_task(self._send(client))
@@ -309,7 +356,7 @@ class Server:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
-            await ws.close()
+            await _drop(ws)
         return ws
 
     async def _send(self, client: _Client) -> None:
@@ -319,7 +366,7 @@ class Server:
             try:
                 await asyncio.wait_for(client.ws.send_str(client.payload), timeout=5.0)
             except (TimeoutError, ConnectionError, RuntimeError):
-                await client.ws.close()  # a client that cannot keep up for 5 s is dropped
+                await _drop(client.ws, abort=True)  # a client that cannot take a state for 5 s is dropped
                 return
 
     async def _control(self, request: web.Request) -> web.StreamResponse:
@@ -330,7 +377,8 @@ class Server:
             return _error(403, "cross-origin control request refused")
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        presented = value.strip().encode("utf-8", "surrogateescape")  # the bytes as sent, whatever they are
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, token.encode()):
             return _error(401, "a valid control token is required (Authorization: Bearer <token>)")
         if request.content_type != "application/json":
             return _error(415, "the body must be application/json")
@@ -342,11 +390,13 @@ class Server:
             return _error(413, f"the body is larger than {MAX_BODY} bytes")
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body is not JSON")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return _error(400, "the body is not JSON (or nested too deep)")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
         assert self._core is not None and self._view is not None
+        if not self._segment_present():  # replaced by a new desk of the same name: not this one's to act on
+            return _error(410, "the desk's segment is gone (a new desk of its name is another server's)")
         peer = request.remote or "?"
         try:
             done = perform(self._core, request.match_info["action"], body, peer)
@@ -356,11 +406,26 @@ class Server:
             return _error(409, str(exc))
         log.warning("control: %s", done)
         self._view.poll()
-        self._payload = self._render()
-        for client in self._clients:
-            client.payload = self._payload
-            client.ready.set()
+        self._push()
         return web.json_response({"ok": True, "done": done})
+
+
+async def _secure(request: web.Request, response: web.StreamResponse) -> None:
+    for key, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+
+
+async def _drop(ws: web.WebSocketResponse, *, abort: bool = False) -> None:
+    """Close a WebSocket without waiting on a client that does not read: a close frame given
+    1 s to leave (none with ``abort``), then the connection cut."""
+    if not abort:
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(ws.close(drain=False), timeout=1.0)
+            return
+    request = ws._req
+    transport = None if request is None else request.transport
+    if transport is not None:
+        transport.abort()
 
 
 def _loopback_host(host: str) -> bool:

@@ -8,6 +8,7 @@ few times a second); :meth:`DeskView.state` builds the whole picture.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import deque
@@ -19,19 +20,30 @@ from bot4.core import Core
 from bot4.errors import Bot4Error
 from bot4.shm import _native
 from bot4.shm import layout as L
+from bot4.shm.metrics import PnlFigures
 
-__all__ = ["HISTORY_SECONDS", "TIMELINE", "DeskView"]
+__all__ = ["HISTORY_SECONDS", "TIMELINE", "DeskView", "journal_orders"]
 
 TIMELINE = 500
 """Breaker transitions kept for the timeline (the newest)."""
 HISTORY_SECONDS = 3600
 """Seconds of equity / drawdown / exposure history kept for the charts (one sample a second)."""
-_ORDERS_EVERY_NS = 2_000_000_000  # orders by state are read from the journal at most this often
+_TAIL = 10  # points of the history a push carries (a client that skipped states may lose older ones)
 
 
 def _num(value: float | None) -> float | None:
     """A finite number, or None (JSON has no NaN or infinity)."""
     return None if value is None or not math.isfinite(value) else value
+
+
+def _rounded(value: float | None) -> float | None:
+    """A correlation as the page shows it (three decimals: a 64-symbol matrix stays small)."""
+    number = _num(value)
+    return None if number is None else round(number, 3)
+
+
+def _figures(f: PnlFigures) -> dict[str, float | int | None]:
+    return {"realized": _num(f.realized), "fees": _num(f.fees), "fills": f.fills, "notional": _num(f.notional)}
 
 
 def _plain(value: Any) -> Any:
@@ -56,9 +68,10 @@ class DeskView:
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SECONDS)
         self._last_sample = 0.0
         self._urgent_key: tuple[int, ...] = ()
+        self._urgent_kept = False
         self._ledger_key = -1
-        self._orders: dict[str, Any] = {"open": 0, "by_state": {}, "source": "ledger"}
-        self._orders_at = 0
+        self.journal_orders: dict[str, int] = {}
+        """Orders of the last day by status, from the journal (the server refreshes it)."""
         self._polled = False
         self._unsent_ns = 0  # when the latest transition not yet in a built state happened
         self.latency_ms: float | None = None
@@ -94,8 +107,8 @@ class DeskView:
             self._states[i] = word
         self._polled = True
         key = (*words, r.load(self._trading_i), r.load(L.H_FUSE), r.load(L.H_FUSE_TRIPS))
-        urgent = key != self._urgent_key
-        self._urgent_key = key
+        urgent = key != self._urgent_key or self._urgent_kept
+        self._urgent_key, self._urgent_kept = key, False
         version = r.load(self._version_i)
         changed = urgent or version != self._ledger_key
         self._ledger_key = version
@@ -103,6 +116,10 @@ class DeskView:
             self._sample(now)
             changed = True
         return urgent, changed
+
+    def keep_urgent(self) -> None:
+        """An urgent change found by :meth:`poll` was not pushed yet: the next poll reports it again."""
+        self._urgent_kept = True
 
     def _transition(self, index: int, before: int, word: int, now: float, changed_ns: int) -> None:
         old, new = StateWord.unpack(before), StateWord.unpack(word)
@@ -141,8 +158,9 @@ class DeskView:
 
     # ------------------------------------------------------------------ the picture
 
-    def state(self) -> dict[str, Any]:
-        """Everything the dashboard shows, as JSON-ready data."""
+    def state(self, *, full: bool = True) -> dict[str, Any]:
+        """Everything the dashboard shows, as JSON-ready data. ``full=False`` (a push) carries
+        the newest points of the history (``history_tail``) instead of all of it."""
         core = self._core
         risk = core.risk.snapshot()
         switch = core.risk.kill_switch
@@ -220,11 +238,15 @@ class DeskView:
                 "orders_last_second": risk.orders_last_second,
             },
             "limits": limits,
-            "history": list(self._history),
+            **(
+                {"history": list(self._history)}
+                if full
+                else {"history_tail": list(itertools.islice(reversed(self._history), _TAIL))[::-1]}
+            ),
             "positions": positions,
-            "correlation": {"symbols": symbols, "matrix": [[_num(v) for v in row] for row in matrix]},
+            "correlation": {"symbols": symbols, "matrix": [[_rounded(v) for v in row] for row in matrix]},
             "orders": self._orders_by_state(risk.open_orders),
-            "workers": [asdict(w) | {"rules_off": list(w.rules_off)} for w in core.workers() if w.slot != core.slot],
+            "workers": [asdict(w) | {"rules_off": list(w.rules_off)} for w in core.workers() if not w.observer],
             "feeds": [
                 {
                     "venue": q.venue,
@@ -237,8 +259,8 @@ class DeskView:
                 for q in core.quotes.all()
             ],
             "pnl": {
-                "by_venue": {k: f._asdict() for k, f in core.metrics.pnl_by("venue").items()},
-                "by_strategy": {k: f._asdict() for k, f in core.metrics.pnl_by("strategy").items()},
+                "by_venue": {k: _figures(f) for k, f in core.metrics.pnl_by("venue").items()},
+                "by_strategy": {k: _figures(f) for k, f in core.metrics.pnl_by("strategy").items()},
             },
             "metrics": {
                 "rejections": {k: v for k, v in core.metrics.rejections().items() if v},
@@ -249,19 +271,16 @@ class DeskView:
         }
 
     def _orders_by_state(self, open_orders: int) -> dict[str, Any]:
-        """Open orders from the ledger; with a journal, the orders of the last day by their last status."""
-        journal = self._core.journal
-        if journal is None:
+        """Open orders from the ledger; with a journal, the orders of the last day by their
+        last status (:attr:`journal_orders`, read by the server off its event loop)."""
+        if self._core.journal is None:
             return {"open": open_orders, "by_state": {}, "source": "ledger"}
-        now = time.monotonic_ns()
-        if now - self._orders_at >= _ORDERS_EVERY_NS:
-            self._orders_at = now
-            self._orders = {"open": open_orders, "by_state": _journal_orders(str(journal.path)), "source": "journal"}
-        return self._orders | {"open": open_orders}
+        return {"open": open_orders, "by_state": dict(self.journal_orders), "source": "journal"}
 
 
-def _journal_orders(path: str) -> dict[str, int]:
-    """Orders of the last 24 hours in the journal at ``path``, counted by status."""
+def journal_orders(path: str) -> dict[str, int]:
+    """Orders of the last 24 hours in the journal at ``path``, counted by status (a query:
+    run it off the event loop)."""
     from bot4.journal.query import Filters, orders
     from bot4.journal.store import JournalStore
 

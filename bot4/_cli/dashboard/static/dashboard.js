@@ -857,6 +857,23 @@
   let backoff = 1000;
   let retryTimer = 0;
 
+  /** The history the charts draw: whole in the first state, then the newest points of each push. */
+  let history = [];
+  const HISTORY_MAX = 3600;
+
+  function mergeHistory(state) {
+    if (Array.isArray(state.history)) {
+      history = state.history.filter((p) => isObj(p) && isNum(p.time));
+    } else if (Array.isArray(state.history_tail)) {
+      const last = history.length ? history[history.length - 1].time : -Infinity;
+      for (const p of state.history_tail) {
+        if (isObj(p) && isNum(p.time) && p.time > last) history.push(p);
+      }
+      if (history.length > HISTORY_MAX) history = history.slice(history.length - HISTORY_MAX);
+    }
+    state.history = history;
+  }
+
   function accept(text) {
     let state;
     try {
@@ -864,7 +881,9 @@
     } catch (_) {
       return; // a malformed message is ignored; the next one replaces it
     }
-    if (isObj(state)) schedule(state);
+    if (!isObj(state)) return;
+    mergeHistory(state);
+    schedule(state);
   }
 
   function reconnectLater() {
