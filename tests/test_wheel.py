@@ -121,6 +121,7 @@ def test_the_sdist_holds_what_the_build_needs(built: Built) -> None:
     for pattern in ("*.c", "*.inc", "*.pyi"):
         needed |= {p.relative_to(REPO).as_posix() for p in (REPO / "bot4" / "shm").glob(pattern)}
     needed |= {p.relative_to(REPO).as_posix() for p in (REPO / "bot4").rglob("*.py")}
+    needed |= {p.relative_to(REPO).as_posix() for p in (REPO / "bot4" / "_cli" / "dashboard" / "static").iterdir()}
     assert "bot4/shm/_native.c" in needed and "bot4/shm/_native.pyi" in needed
     assert not needed - names, f"missing from the sdist: {sorted(needed - names)}"
     assert not [n for n in names if n.endswith((".so", ".pyc"))], sorted(names)
@@ -133,6 +134,8 @@ def test_the_wheel_carries_the_built_module_its_stub_and_marker(built: Built) ->
         entry_points = whl.read(f"bot4-{bot4.__version__}.dist-info/entry_points.txt").decode()
     assert [n for n in names if n.startswith("bot4/shm/_native.") and n.endswith(".so")], sorted(names)
     assert {"bot4/shm/_native.pyi", "bot4/py.typed"} <= names
+    static = {f"bot4/_cli/dashboard/static/{f}" for f in ("index.html", "dashboard.js", "dashboard.css")}
+    assert static <= names, "the dashboard's page ships in the wheel (no CDN)"
     assert not [n for n in names if n.endswith((".c", ".inc"))], "C sources belong in the sdist only"
     assert "bot4 = bot4._cli.main:main" in entry_points and "bot4 = bot4.testing" in entry_points
 
