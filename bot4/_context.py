@@ -40,7 +40,8 @@ class CoreContext:
         clock: the time source; ``now_ns`` its bound reading (the native function
             itself for the default clock), ``gate_clock`` what a breaker's gate calls
             (None: the native monotonic clock, read without calling into Python).
-        ident: this process's identity; ``slot``: its worker slot.
+        ident: this process's identity; ``slot``: its worker slot; ``observer``: whether the
+            core only watches (``Core.attach(observer=True)``: it takes no risk).
         plugins: the plugin manager; :meth:`notify` calls an event hook on it.
         fleet: the link to the fleet's Redis, or None.
         fuse: the global fuse.
@@ -56,6 +57,7 @@ class CoreContext:
         "gate_clock",
         "ident",
         "slot",
+        "observer",
         "plugins",
         "fleet",
         "fuse",
@@ -73,6 +75,7 @@ class CoreContext:
         ident: int,
         slot: int,
         plugins: PluginManager,
+        observer: bool = False,
     ) -> None:
         self.owner = owner
         self.segment = segment
@@ -81,6 +84,7 @@ class CoreContext:
         self.gate_clock = gate_clock
         self.ident = ident
         self.slot = slot
+        self.observer = observer
         self.plugins = plugins
         self.fleet: FleetLink | None = None
         self.fuse: Fuse | None = None

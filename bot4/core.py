@@ -77,6 +77,7 @@ class Core:
             ident=ident,
             slot=slot,
             plugins=self._plugins,
+            observer=observer,
         )
         # A core dropped without close() gives its slot back when it is collected. The
         # finalizer holds the lease, never the core (that would keep the core alive).
@@ -202,8 +203,10 @@ class Core:
             observer: attach only to watch (a dashboard, a monitor): its worker slot keeps
                 no desk alive — once every other process of the desk is dead the segment is
                 stale (``bot4 clean`` removes it, ``Core.create`` makes the name anew) — and
-                :meth:`workers` marks it ``observer``. It may still act (trip the kill switch,
-                open a breaker).
+                :meth:`workers` marks it ``observer``. It may act on the desk (trip the kill
+                switch, open a breaker, set limits) but takes no risk: a reservation, and so an
+                order, is refused with :class:`ConfigError` (a desk is alive while a process
+                that holds its risk is).
             allow_foreign: trust a segment that is not this user's alone (another owner,
                 a mode other than 0600) or that was created in another PID namespace.
                 Across PID namespaces a worker slot whose holder is in another namespace
@@ -218,7 +221,7 @@ class Core:
         """
         if not isinstance(observer, bool):
             raise ConfigError("observer", f"expected True or False, got {observer!r}")
-        segment = Segment.attach(name, allow_foreign=allow_foreign)
+        segment = Segment.attach(name, allow_foreign=allow_foreign, observer=observer)
         try:
             return cls(segment, clock, plugins, observer)
         except BaseException:
@@ -350,7 +353,8 @@ class Core:
         venue and strategy), every process's."""
         self._check_open()
         if self._metrics is None:
-            self._metrics = SegmentMetrics(self._segment.region, self._segment.layout, self._context.ident)
+            ctx = self._context
+            self._metrics = SegmentMetrics(self._segment.region, self._segment.layout, lambda: ctx.ident)
         return self._metrics
 
     @property

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if not args.reason.strip():
                 raise ConfigError("reason", "give a reason")
-            with Core.attach(args.name) as core:
+            with Core.attach(args.name, observer=True) as core:  # acts, takes no risk, keeps nothing alive
                 switch = core.risk.kill_switch
                 if args.command == "kill":  # first: nothing may delay the kill switch
                     switch.trip(args.reason, flatten=True if args.flatten else None)

@@ -28,13 +28,13 @@ def find_stale() -> list[str]:
 
 def status_of(name: str) -> dict[str, Any]:
     """The state of segment ``name`` as plain data (what ``--json`` prints)."""
-    segment = Segment.attach(name)  # a clear error for a missing or foreign segment, before claiming a slot
+    segment = Segment.attach(name, observer=True)  # a clear error for a missing or foreign segment, before a slot
     try:
         simulated_ns = _simulated_now(segment)
     finally:
         segment.close()
     clock = None if simulated_ns is None else ManualClock(simulated_ns / 1e9)
-    with Core.attach(name, clock=clock) as core:
+    with Core.attach(name, clock=clock, observer=True) as core:
         me = core.slot
         breakers = []
         for breaker_name in core.breaker_names():
@@ -133,7 +133,8 @@ class HeartbeatClock:
 def simulated_clock(name: str) -> tuple[Segment, HeartbeatClock] | None:
     """A mapping of segment ``name`` and a clock following its simulated time; None if it
     runs on the host's clock (then nothing stays mapped)."""
-    segment = Segment.attach(name)
+    segment = Segment.attach(name, observer=True)
+    segment.joined()  # it only reads: a desk it follows stays removable
     if segment.region.load(L.H_CLOCK) != 1:
         segment.close()
         return None

@@ -102,7 +102,7 @@ class RiskEngine:
         self._quick_mutex = ledger_mutex(seg, ctx.ident, timeout=RECORD_WAIT)  # a trip's record never waits long
         bind(self._quick_mutex, lay)
         self._events = EventRing(seg.region, lay)
-        self._metrics = SegmentMetrics(seg.region, lay, ctx.ident)
+        self._metrics = SegmentMetrics(seg.region, lay, lambda: ctx.ident)
         self._ev_on = lay.events + _native.EV_ON
         self._ev_ring = lay.events
         self._kernel = make_kernel(seg)
@@ -327,6 +327,11 @@ class RiskEngine:
         """
         if continues and continues != "amended":
             raise ConfigError("continues", f"expected '' or 'amended', got {continues!r}")
+        if self._ctx.observer:
+            raise ConfigError(
+                "observer",
+                "this core only watches (Core.attach(observer=True)) and takes no risk: attach as a worker to trade",
+            )
         if type(order) is not Order:
             raise InvalidOrderError("order", f"expected a bot4.Order, got {type(order).__name__}")
         trading = self._load(self._i_trading)
@@ -636,6 +641,8 @@ class RiskEngine:
     def _restore_reservation(self, order: Order, quantity: float, entry: float) -> Reservation | None:
         """Reserve what is left (``quantity``) of a recovered open order again, past the rules (it is
         already at its venue); None if the ledger has no room."""
+        if self._ctx.observer:
+            raise ConfigError("observer", "this core only watches (Core.attach(observer=True)): it adopts no orders")
         now = self._ctx.now_ns()
         with self._mutex as tx:
             decision = self._reserve_writes(

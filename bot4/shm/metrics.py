@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
+import math
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import NamedTuple
 
 from bot4.errors import Bot4Error, ConfigError
@@ -98,17 +99,17 @@ def _key(kind: int, name: str) -> int:
 
 
 class SegmentMetrics:
-    """The metrics figures of one segment, for the process of identity ``ident``."""
+    """The metrics figures of one segment; ``ident`` reads the calling process's identity
+    (read at each claim: a forked child claims as itself)."""
 
-    __slots__ = ("_r", "_base", "_ident", "_rows", "_pairs", "_claiming")
+    __slots__ = ("_r", "_base", "_ident", "_rows", "_pairs")
 
-    def __init__(self, region: _native.Region, layout: L.Layout, ident: int = 0) -> None:
+    def __init__(self, region: _native.Region, layout: L.Layout, ident: Callable[[], int]) -> None:
         self._r = region
         self._base = layout.metrics
         self._ident = ident
         self._rows: dict[tuple[int, str], int] = {}  # (kind, name) -> record
         self._pairs: dict[tuple[str, str], tuple[int, int]] = {}  # (venue, strategy) -> their records' words
-        self._claiming = threading.Lock()
 
     def _row(self, record: int) -> int:
         return self._base + L.M_PNL + record * L.PNL_WORDS
@@ -145,7 +146,17 @@ class SegmentMetrics:
 
     def add_fill(self, venue: str, strategy: str, realized: float, fee: float, notional: float) -> None:
         """A fill at ``venue`` for ``strategy``: its realized P&L (gross), fee and notional.
-        Never raises for a figure it cannot keep (it logs it)."""
+        A fill it cannot keep (a closed core, a figure that is not a finite number) is logged
+        and dropped: one NaN would poison the desk's totals for good. Names must be strings."""
+        if not isinstance(venue, str) or not isinstance(strategy, str):
+            raise ConfigError("venue", f"venue and strategy are names, got {venue!r} and {strategy!r}")
+        try:
+            realized, fee, notional = float(realized), float(fee), float(notional)
+        except (TypeError, ValueError):
+            raise ConfigError("realized", f"figures are numbers, got {realized!r}, {fee!r}, {notional!r}") from None
+        if not (math.isfinite(realized) and math.isfinite(fee) and math.isfinite(notional)):
+            log.warning("P&L figures of a fill at %s not kept: not finite (%r, %r, %r)", venue, realized, fee, notional)
+            return
         try:
             rows = self._pairs.get((venue, strategy))
             if rows is None:
@@ -159,7 +170,7 @@ class SegmentMetrics:
     def _rows_of(self, venue: str, strategy: str) -> tuple[int, int]:
         venue_row, strategy_row = self._record(_VENUE, venue), self._record(_STRATEGY, strategy)
         rows = (self._row(venue_row), self._row(strategy_row))
-        if venue_row <= _LAST_ROW and strategy_row <= _LAST_ROW:  # (under OTHER: the table may have room later)
+        if (_VENUE, venue) in self._rows and (_STRATEGY, strategy) in self._rows:  # both settled for good
             if len(self._pairs) >= 4096:
                 self._pairs.clear()
             self._pairs[venue, strategy] = rows
@@ -172,9 +183,11 @@ class SegmentMetrics:
         key = _key(kind, name)
         record = self._find(key)
         if record is None:
-            with self._claiming:  # one thread of this process claims at a time
-                record = self._claim(kind, name, key)
-        if record <= _LAST_ROW:  # (kept under OTHER: tried again next time, the table may have room)
+            if self._r.load(self._row(0) + L.PNL_HIGH) > _LAST_ROW:  # full for good (records are never freed)
+                record = self._rows[kind, name] = _OVERFLOW[kind]
+                return record
+            record = self._claim(kind, name, key)  # threads of one process too take turns on the claim lock
+        if record <= _LAST_ROW:  # under OTHER only while the claim lock was busy: tried again next time
             self._rows[kind, name] = record
         return record
 
@@ -189,7 +202,7 @@ class SegmentMetrics:
     def _claim(self, kind: int, name: str, key: int) -> int:
         r, header = self._r, self._row(0)
         try:
-            with OwnerLock(r, header + L.PNL_LOCK, self._ident, timeout=0.05):  # never long: a fill waits on it
+            with OwnerLock(r, header + L.PNL_LOCK, self._ident(), timeout=0.05):  # never long: a fill waits on it
                 record = self._find(key)  # claimed by another process meanwhile?
                 if record is not None:
                     return record

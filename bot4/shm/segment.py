@@ -149,14 +149,17 @@ class Segment:
         r.store(L.H_MAGIC, L.MAGIC)
 
     @classmethod
-    def attach(cls, name: str, *, allow_foreign: bool = False) -> Segment:
+    def attach(cls, name: str, *, allow_foreign: bool = False, observer: bool = False) -> Segment:
         """Map an existing segment after checking its owner and header.
 
         A segment that is not this user's alone (another owner, a mode other than 0600)
         or that was created in another PID namespace is refused with
-        :class:`ForeignSegmentError` unless ``allow_foreign``. The
-        returned segment holds a shared lock on the file until :meth:`joined` (a
-        stale-segment sweep never removes a segment a process is joining).
+        :class:`ForeignSegmentError` unless ``allow_foreign``. The returned segment holds a
+        shared lock on the file (a stale-segment sweep never removes a segment a process is
+        joining). A worker's lock lasts as long as its mapping — the mapping keeps the locked
+        open file, so a forked child is covered before it claims a slot of its own; an
+        ``observer``'s ends at :meth:`joined` (it maps the file through another open file:
+        watching keeps no desk alive).
         """
         validate_name(name)
         for _ in range(3):  # the name may be replaced under us (a stale segment removed)
@@ -166,16 +169,15 @@ class Segment:
                 if not same_file(fd, name):
                     os.close(fd)
                     continue
-                # Mapped through an open file description of its own: the mapping keeps that
-                # one open (mmap duplicates it), and the lock, taken on ``fd``, ends at joined().
-                map_fd = open_file(name)
+                map_fd = open_file(name) if observer else fd
                 try:
                     if not os.path.sameopenfile(map_fd, fd):
                         os.close(fd)
                         continue
                     seg = cls.from_fd(name, map_fd, allow_foreign=allow_foreign)
                 finally:
-                    os.close(map_fd)
+                    if map_fd != fd:
+                        os.close(map_fd)
             except BaseException:
                 os.close(fd)
                 raise

@@ -62,7 +62,7 @@ def test_names_are_kept_apart_by_their_whole_text(core: Core) -> None:
     m.add_fill("v", long_a, 1.0, 0.0, 1.0)
     m.add_fill("v", long_b, 2.0, 0.0, 1.0)
     m.add_fill("v", long_a, 4.0, 0.0, 1.0)
-    other = SegmentMetrics(core._segment.region, core._segment.layout, core._context.ident)  # no cache
+    other = SegmentMetrics(core._segment.region, core._segment.layout, lambda: core._context.ident)  # no cache
     assert other._record(2, long_a) != other._record(2, long_b)
     (shown,) = m.pnl_by("strategy").values()  # shown under one cut name, counted whole
     assert shown.realized == 7.0 and shown.fills == 3
