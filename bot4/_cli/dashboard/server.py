@@ -235,6 +235,7 @@ class Server:
         view, config = self._view, self.config
         assert view is not None
         checked = time.monotonic()
+        failed, failed_at = "", 0.0
         while True:
             await asyncio.sleep(config.poll_interval)
             try:
@@ -255,8 +256,11 @@ class Server:
                         return
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a view that cannot be read now is retried at the next look
-                log.exception("reading segment %s failed", config.name)
+            except Exception as exc:  # a view that cannot be read now is retried at the next look
+                said = f"{type(exc).__name__}: {exc}"
+                if said != failed or time.monotonic() - failed_at >= 60.0:  # said once a minute, not per look
+                    failed, failed_at = said, time.monotonic()
+                    log.exception("reading segment %s failed", config.name)
 
     def _push(self) -> None:
         """Build the state once and hand it to every client (each takes the latest)."""
