@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -365,3 +366,23 @@ def test_demo_serve_shows_the_running_demo() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_change_not_pushed_yet_is_reported_again(desk: Core) -> None:
+    """A look that finds a change the server does not push at once (coalescing) must report it
+    at the next look too: else a ledger change waits for the next second's sample."""
+    from bot4._cli.dashboard.view import DeskView
+
+    view = DeskView(desk)
+    view._last_sample = time.time() + 3600  # no history sample in this test's looks
+    assert view.poll() == (False, False)
+    desk.risk.set_equity(123_456.0)
+    assert view.poll() == (False, True)
+    view.keep(False)  # not pushed: within the coalescing gap
+    assert view.poll() == (False, True)
+    assert view.poll() == (False, False)
+    desk.breaker("venue-a").force_open("test")
+    assert view.poll()[0] is True
+    view.keep(True)
+    assert view.poll() == (True, True)
+    assert view.poll() == (False, False)

@@ -245,8 +245,8 @@ class Server:
                 if changed and since >= (_URGENT_GAP if urgent else config.coalesce):
                     self._push()
                     self._pushed_at = now
-                elif urgent:
-                    view.keep_urgent()  # pushed at the next look past the gap
+                elif changed:
+                    view.keep(urgent)  # pushed at the first look past the gap
                 if now - checked >= 1.0:
                     checked = now
                     ended = self._ended()

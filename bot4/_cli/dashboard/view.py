@@ -68,7 +68,7 @@ class DeskView:
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SECONDS)
         self._last_sample = 0.0
         self._urgent_key: tuple[int, ...] = ()
-        self._urgent_kept = False
+        self._kept = 0  # a change found and not pushed yet: 1 ledger figures, 2 urgent
         self._ledger_key = -1
         self.journal_orders: dict[str, int] = {}
         """Orders of the last day by status, from the journal (the server refreshes it)."""
@@ -107,19 +107,18 @@ class DeskView:
             self._states[i] = word
         self._polled = True
         key = (*words, r.load(self._trading_i), r.load(L.H_FUSE), r.load(L.H_FUSE_TRIPS))
-        urgent = key != self._urgent_key or self._urgent_kept
-        self._urgent_key, self._urgent_kept = key, False
+        urgent = key != self._urgent_key or self._kept == 2
         version = r.load(self._version_i)
-        changed = urgent or version != self._ledger_key
-        self._ledger_key = version
+        changed = urgent or version != self._ledger_key or self._kept > 0
+        self._urgent_key, self._ledger_key, self._kept = key, version, 0
         if now - self._last_sample >= 1.0:
             self._sample(now)
             changed = True
         return urgent, changed
 
-    def keep_urgent(self) -> None:
-        """An urgent change found by :meth:`poll` was not pushed yet: the next poll reports it again."""
-        self._urgent_kept = True
+    def keep(self, urgent: bool) -> None:
+        """A change :meth:`poll` found was not pushed yet: the next poll reports it again."""
+        self._kept = max(self._kept, 2 if urgent else 1)
 
     def _transition(self, index: int, before: int, word: int, now: float, changed_ns: int) -> None:
         old, new = StateWord.unpack(before), StateWord.unpack(word)
