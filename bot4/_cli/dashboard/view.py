@@ -21,6 +21,7 @@ from bot4.errors import Bot4Error
 from bot4.shm import _native
 from bot4.shm import layout as L
 from bot4.shm.metrics import PnlFigures
+from bot4.shm.text import decode_text
 
 __all__ = ["HISTORY_SECONDS", "TIMELINE", "DeskView", "journal_orders"]
 
@@ -63,7 +64,7 @@ class DeskView:
         self._trading_i = seg.layout.ledger + L.L_TRADING
         self._version_i = seg.layout.ledger + L.L_VERSION
         self._states: dict[int, int] = {}  # breaker index -> last state word seen
-        self._names: list[str] = []
+        self._names: dict[int, str] = {}  # record index -> name, once published
         self._timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE)
         self._history: deque[dict[str, Any]] = deque(maxlen=HISTORY_SECONDS)
         self._last_sample = 0.0
@@ -91,12 +92,14 @@ class DeskView:
         added to the timeline."""
         r, lay = self._r, self._lay
         used = min(r.load(L.H_BREAKERS_USED), lay.max_breakers)
-        if used > len(self._names):
-            self._names = self._core.breaker_names()
         now = time.time()
         words = []
         for i in range(used):
             rec = lay.record(i)
+            if i not in self._names:
+                if r.load(rec + _native.REC_STATUS) != 1:
+                    continue  # being made: a breaker once published (a maker killed mid-way: never)
+                self._names[i] = decode_text(r.load_range(rec + _native.REC_NAME, _native.REC_NAME_WORDS))
             word = r.load(rec + _native.REC_STATE)
             words.append(word)
             before = self._states.get(i)
@@ -122,7 +125,7 @@ class DeskView:
 
     def _transition(self, index: int, before: int, word: int, now: float, changed_ns: int) -> None:
         old, new = StateWord.unpack(before), StateWord.unpack(word)
-        name = self._names[index] if index < len(self._names) else f"#{index}"
+        name = self._names[index]
         reason = None
         if new.state in (BreakerState.OPEN, BreakerState.FORCED_OPEN):
             try:
