@@ -643,10 +643,10 @@ class OrderManager(VenueCalls, Placement):
         realized = self._pnl._fill(
             order.symbol, quantity if order.side is Side.BUY else -quantity, price, fee, venue, order.strategy
         )
-        self._metrics.add_fill(venue, order.strategy, realized, fee, quantity * price)  # the desk's, every process's
         decision = managed.decision
         if decision is not None and decision.reservation is not None:
             self._risk._fill(decision.reservation, quantity, price, fee, fill.trade_id)
+        self._metrics.add_fill(venue, order.strategy, realized, fee, quantity * price)  # after the ledger's own
         self._protection.on_fill(managed, quantity)
         return True
 
