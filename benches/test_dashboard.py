@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from benches.test_orders import DEEP, WARM_UP, _open_limits, _orders
-from bot4 import Core, OrderManager, PaperExchange
+from benches.test_orders import _orders, paper_desk
+from bot4 import Core, OrderManager
 from bot4._cli.dashboard.prom import registry_for
 from tests.dashboard.conftest import Served, start_serve
 
@@ -155,15 +155,7 @@ def test_push_of_a_transition(benchmark: Any) -> None:
 
 def _trading_desk() -> tuple[Core, OrderManager]:
     core = Core.create(max_reservations=65536)
-    _open_limits(core)
-    for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
-        venue = PaperExchange(name)
-        venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
-        core.plugins.register(venue, name=name)
-    manager = OrderManager(core, routing="best_price")
-    for order in _orders(WARM_UP):
-        manager.submit(order)
-    return core, manager
+    return core, paper_desk(core)
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +231,28 @@ def test_fifty_clients_and_the_breaker_closed_path(benchmark: Any, watched: dict
     median = statistics.median(differences)
     benchmark.extra_info.update(added_ns_per_call=round(median, 1), plain_ns_per_call=round(plain, 1))
     print(f"\n50 clients watching: {median:+.1f} ns per call (plain {plain:.1f} ns; median of 101 paired rounds)")
+
+
+@pytest.mark.parametrize("op", ["look at 128 breakers", "fill's P&L figures", "order's latency"])
+def test_what_each_figure_costs(benchmark: Any, full: tuple[Core, Served], op: str) -> None:
+    """The server's look at the segment (every 10 ms), and what the trading path pays for the
+    figures: a fill's P&L by venue and strategy, an order's latency (1,000 of each per round)."""
+    from bot4._cli.dashboard.view import DeskView
+
+    core, _ = full
+    view, metrics = DeskView(core), core.metrics
+    calls = {
+        "look at 128 breakers": view.poll,
+        "fill's P&L figures": lambda: metrics.add_fill("venue-a", "momentum", 1.0, 0.1, 100.0),
+        "order's latency": lambda: metrics.observe_order_latency(30_000),
+    }
+    call = calls[op]
+    benchmark.group = "dashboard: cost of each figure"
+
+    def run() -> None:
+        for _ in range(1000):
+            call()
+
+    benchmark.pedantic(run, rounds=30, iterations=1, warmup_rounds=2)
+    per_call_us = benchmark.stats.stats.median / 1000 * 1e6
+    print(f"\n{op}: {per_call_us:.2f} µs per call (median of 30 rounds of 1,000)")

@@ -36,20 +36,28 @@ def _open_limits(core: Core) -> None:
     core.risk.on_price("BTC/USDT", 100.0)
 
 
+def paper_desk(core: Core, **options: Any) -> OrderManager:
+    """The pipeline's desk on ``core``: every rule on (not binding), two deep paper venues, a
+    best-price order manager (``options`` added), warmed up to its steady state."""
+    _open_limits(core)
+    for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
+        venue = PaperExchange(name)
+        venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
+        core.plugins.register(venue, name=name)
+    manager = OrderManager(core, routing="best_price", **options)
+    if options.get("quote_max_age") is not None:
+        _publish_quotes(core)
+    # Steady state: the manager and the venues hold their bounded history of finished
+    # orders (keep_finished / keep_closed), so the heap no longer grows order by order.
+    for order in _orders(WARM_UP):
+        manager.submit(order)
+    return manager
+
+
 @pytest.fixture(scope="module")
 def desk() -> Iterator[OrderManager]:
     with Core.create(max_reservations=65536) as core:
-        _open_limits(core)
-        for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
-            venue = PaperExchange(name)
-            venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
-            core.plugins.register(venue, name=name)
-        manager = OrderManager(core, routing="best_price")
-        # Steady state: the manager and the venues hold their bounded history of finished
-        # orders (keep_finished / keep_closed), so the heap no longer grows order by order.
-        for order in _orders(WARM_UP):
-            manager.submit(order)
-        yield manager
+        yield paper_desk(core)
 
 
 @pytest.fixture(scope="module")
@@ -57,16 +65,7 @@ def quoted_desk() -> Iterator[tuple[OrderManager, Core]]:
     """The pipeline's desk with both venues' top of book in the shared quote table, as a
     feed keeps it: routing reads it there, and asks no venue for its book."""
     with Core.create(max_reservations=65536) as core:
-        _open_limits(core)
-        for name, spread in (("venue-a", 1.0), ("venue-b", 1.5)):
-            venue = PaperExchange(name)
-            venue.set_book("BTC/USDT", bids=[(100 - spread, DEEP)], asks=[(100 + spread, DEEP)])
-            core.plugins.register(venue, name=name)
-        manager = OrderManager(core, routing="best_price", quote_max_age=60.0)
-        _publish_quotes(core)
-        for order in _orders(WARM_UP):
-            manager.submit(order)
-        yield manager, core
+        yield paper_desk(core, quote_max_age=60.0), core
 
 
 def _publish_quotes(core: Core) -> None:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from bot4 import Core, ManualClock, make_plugin_manager
+from bot4 import Bot4Error, Core, ManualClock, make_plugin_manager
+from bot4.shm.lifecycle import remove_if_stale
 from tests.segment_watch import SegmentWatch, remove_leaked
 
 
@@ -17,6 +20,16 @@ def clock() -> ManualClock:
 def core(clock: ManualClock) -> Iterator[Core]:
     with Core.create(clock=clock, plugins=make_plugin_manager(entry_points=False)) as c:
         yield c
+
+
+@pytest.fixture
+def segment_name() -> Iterator[str]:
+    """A segment name no other test or desk uses; the segment is removed after the test if its
+    processes are all dead (the test's own: the name is this test's alone)."""
+    name = f"bot4-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    with contextlib.suppress(Bot4Error):
+        remove_if_stale(name)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,27 +11,14 @@ import subprocess
 import tempfile
 import time
 
+from tests.helpers import free_port, require_binary
+
 __all__ = ["RedisSentinelSet", "RedisServer", "redis_binary"]
 
 
 def redis_binary() -> str:
-    """The redis-server to start. Missing, the test is skipped — unless ``BOT4_REQUIRE_SERVICES=1``
-    (CI), where that is a failure."""
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        return binary
-    message = "redis-server is not installed (apt-get install redis-server; tools/ensure-services does it)"
-    if os.environ.get("BOT4_REQUIRE_SERVICES") == "1":
-        raise RuntimeError(message)
-    import pytest
-
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """The redis-server to start (skipped when missing, but in CI)."""
+    return require_binary("redis-server", "redis-server")
 
 
 class RedisServer:
@@ -39,7 +26,7 @@ class RedisServer:
 
     def __init__(self) -> None:
         self._binary = redis_binary()
-        self.port = _free_port()
+        self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="bot4-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -98,9 +85,9 @@ class RedisSentinelSet:
     def __init__(self) -> None:
         self._binary = redis_binary()
         self._dir = tempfile.mkdtemp(prefix="bot4-sentinel-")
-        self.master_port = _free_port()
-        self.replica_ports = [_free_port(), _free_port()]
-        self.sentinel_ports = [_free_port() for _ in range(3)]
+        self.master_port = free_port()
+        self.replica_ports = [free_port(), free_port()]
+        self.sentinel_ports = [free_port() for _ in range(3)]
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property

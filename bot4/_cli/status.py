@@ -7,13 +7,14 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from bot4.breaker.breaker import BreakerSnapshot
 from bot4.clock import ManualClock
 from bot4.core import Core
 from bot4.shm import layout as L
 from bot4.shm import lifecycle
 from bot4.shm.segment import Segment
 
-__all__ = ["HeartbeatClock", "find_segments", "find_stale", "render", "simulated_clock", "status_of"]
+__all__ = ["HeartbeatClock", "breaker_row", "find_segments", "find_stale", "render", "simulated_clock", "status_of"]
 
 
 def find_segments() -> list[str]:
@@ -36,21 +37,7 @@ def status_of(name: str) -> dict[str, Any]:
     clock = None if simulated_ns is None else ManualClock(simulated_ns / 1e9)
     with Core.attach(name, clock=clock, observer=True) as core:
         me = core.slot
-        breakers = []
-        for breaker_name in core.breaker_names():
-            snap = core.breaker(breaker_name).snapshot()
-            breakers.append(
-                {
-                    "name": snap.name,
-                    "state": snap.state.name,
-                    "calls": snap.calls,
-                    "failure_rate": round(snap.failure_rate, 4),
-                    "slow_call_rate": round(snap.slow_call_rate, 4),
-                    "trips": snap.trips,
-                    "rejections": snap.rejections,
-                    "seconds_until_half_open": snap.seconds_until_half_open,
-                }
-            )
+        breakers = [breaker_row(core.breaker(n).snapshot()) for n in core.breaker_names()]
         fuse = core.fuse.snapshot()
         risk = core.risk.snapshot()
         now_ns = core.clock.now_ns()
@@ -95,6 +82,20 @@ def status_of(name: str) -> dict[str, Any]:
                 "positions": {s: asdict(p) for s, p in risk.positions.items()},
             },
         }
+
+
+def breaker_row(snap: BreakerSnapshot) -> dict[str, Any]:
+    """A breaker as ``bot4 status --json`` (and the dashboard) shows it."""
+    return {
+        "name": snap.name,
+        "state": snap.state.name,
+        "calls": snap.calls,
+        "failure_rate": round(snap.failure_rate, 4),
+        "slow_call_rate": round(snap.slow_call_rate, 4),
+        "trips": snap.trips,
+        "rejections": snap.rejections,
+        "seconds_until_half_open": snap.seconds_until_half_open,
+    }
 
 
 def _known(value: float) -> float | None:

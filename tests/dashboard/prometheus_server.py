@@ -14,29 +14,17 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from tests.redis_server import _free_port
+from tests.helpers import free_port, require_binary
 
 __all__ = ["PrometheusServer"]
-
-
-def _binary() -> str:
-    binary = shutil.which("prometheus")
-    if binary is not None:
-        return binary
-    message = "prometheus is not installed (apt-get install prometheus; tools/ensure-services does it)"
-    if os.environ.get("BOT4_REQUIRE_SERVICES") == "1":
-        raise RuntimeError(message)
-    import pytest
-
-    pytest.skip(message)
 
 
 class PrometheusServer:
     """``prometheus`` on 127.0.0.1 scraping ``targets`` (host:port) every second."""
 
     def __init__(self, targets: list[str]) -> None:
-        self._binary = _binary()
-        self.port = _free_port()
+        self._binary = require_binary("prometheus", "prometheus")
+        self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="bot4-prometheus-")
         config = os.path.join(self._dir, "prometheus.yml")
         with open(config, "w") as f:

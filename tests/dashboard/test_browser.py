@@ -6,10 +6,8 @@ Screenshots go to ``artifacts/dashboard/`` (``BOT4_ARTIFACTS`` to move them).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,26 +16,17 @@ import pytest
 
 from bot4 import Core, TradingState
 from tests.dashboard.conftest import Served
+from tests.helpers import require_binary
 
 pytestmark = pytest.mark.processes
 _ARTIFACTS = Path(os.environ.get("BOT4_ARTIFACTS", Path(__file__).parents[2] / "artifacts")) / "dashboard"
 
 
-def _require(binary: str, package: str) -> str:
-    path = shutil.which(binary)
-    if path is not None:
-        return path
-    message = f"{binary} is not installed (apt-get install {package}; tools/ensure-services does it)"
-    if os.environ.get("BOT4_REQUIRE_SERVICES") == "1":
-        raise RuntimeError(message)
-    pytest.skip(message)
-
-
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """Headless Chromium (the system's), its console log kept; quit after the test."""
-    chromium = _require("chromium", "chromium")
-    driver_path = _require("chromedriver", "chromium-driver")
+    chromium = require_binary("chromium", "chromium")
+    driver_path = require_binary("chromedriver", "chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -97,7 +86,8 @@ def test_the_page_loads_with_no_console_error(desk: Core, serve: Callable[..., S
         "return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])"
     )
     assert all(url.startswith(served.url) or url.startswith("ws://") for url in requested), requested
-    time.sleep(0.5)  # let a few pushes render: an error in any panel shows in the log
+    first = _text(browser, "#updated")  # a state pushed after the first one renders too (ms resolution)
+    _wait(browser, lambda d: _text(d, "#updated") not in ("", first), 10)
     _shot(browser, "loaded")
     assert _problems(browser) == []
 

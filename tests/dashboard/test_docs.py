@@ -4,8 +4,6 @@ every Grafana panel's query returns data from a real Prometheus scraping ``bot4 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 
 from bot4 import Core
 from tests.dashboard.conftest import Served
-from tests.helpers import wait_for
+from tests.helpers import require_binary, wait_for
 
 pytestmark = pytest.mark.processes
 ROOT = Path(__file__).parents[2]
@@ -22,18 +20,8 @@ RULES = ROOT / "docs" / "prometheus" / "bot4-alerts.yml"
 GRAFANA = ROOT / "docs" / "grafana" / "bot4-dashboard.json"
 
 
-def _promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool is not installed (apt-get install prometheus; tools/ensure-services does it)"
-        if os.environ.get("BOT4_REQUIRE_SERVICES") == "1":
-            raise RuntimeError(message)
-        pytest.skip(message)
-    return path
-
-
 def test_the_alert_rules_load_and_fire_when_they_should() -> None:
-    promtool = _promtool()
+    promtool = require_binary("promtool", "prometheus")
     check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     here = Path(__file__).parent

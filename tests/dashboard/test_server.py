@@ -309,32 +309,26 @@ def test_garbage_on_the_websocket_closes_only_that_client(desk: Core, serve: Cal
     assert served.proc.poll() is None
 
 
+def _serve_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``bot4 serve ARGS --port 0`` run to its end (a refusal ends it at once)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot4", "serve", *args, "--port", "0"], capture_output=True, text=True, timeout=60
+    )
+
+
 def test_cli_refuses_a_token_file_others_can_read(desk: Core, tmp_path: Any) -> None:
     path = tmp_path / "token"
     path.write_text("x" * 32)
     path.chmod(0o644)
-    done = subprocess.run(
-        [sys.executable, "-m", "bot4", "serve", desk.name, "--port", "0", "--token-file", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _serve_cli(desk.name, "--token-file", str(path))
     assert done.returncode == 2 and "chmod 600" in done.stderr
     path.chmod(0o600)
     path.write_text("short")
-    done = subprocess.run(
-        [sys.executable, "-m", "bot4", "serve", desk.name, "--port", "0", "--token-file", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _serve_cli(desk.name, "--token-file", str(path))
     assert done.returncode == 2 and "at least 16 characters" in done.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "bot4", "serve", "no-such-segment-here", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _serve_cli(desk.name, "--token-file", str(tmp_path))  # a directory
+    assert done.returncode == 2 and "not a regular file" in done.stderr
+    done = _serve_cli("no-such-segment-here")
     assert done.returncode == 2 and "no-such-segment-here" in done.stderr
 
 

@@ -40,6 +40,12 @@ def _trading(core: Core, venue: PaperExchange) -> OrderManager:
     return OrderManager(core, routing="primary")
 
 
+def _resting_buy(om: OrderManager) -> None:
+    """A limit buy of 2 BTC at 98, resting at the venue."""
+    order = Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0)
+    assert om.submit(order).status is OrderStatus.ACCEPTED
+
+
 def _restarted(db: Path, clock: ManualClock, venue: PaperExchange) -> tuple[float, int]:
     """Rebuild the desk, reconcile; (its BTC position, how many orders it had to reconcile)."""
     with journaled_core(db, clock) as (core, recorder):
@@ -67,11 +73,7 @@ def test_a_recovered_stop_that_filled_is_not_applied_again_at_the_next_restart(d
 def test_compaction_between_restarts_never_brings_a_finished_order_back(db: Path, clock: ManualClock) -> None:
     venue = _venue(clock)
     with journaled_core(db, clock) as (core, recorder):
-        om = _trading(core, venue)
-        assert (
-            om.submit(Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0)).status
-            is OrderStatus.ACCEPTED
-        )
+        _resting_buy(_trading(core, venue))
         recorder.drain()
     venue.set_book("BTC/USDT", bids=[(97.0, 5.0)], asks=[(97.5, 5.0)])
     assert _restarted(db, clock, venue) == (2.0, 1)
@@ -85,10 +87,7 @@ def test_a_fill_lost_to_a_full_ring_is_not_applied_twice(db: Path, clock: Manual
     venue = _venue(clock)
     with journaled_core(db, clock) as (core, recorder):
         om = _trading(core, venue)
-        assert (
-            om.submit(Order(symbol="BTC/USDT", side="buy", quantity=2.0, type="limit", price=98.0)).status
-            is OrderStatus.ACCEPTED
-        )
+        _resting_buy(om)
         recorder.drain()
         ring = recorder.ring
         while ring.head - ring.tail < L.EVENTS:  # the recorder stalls; marks fill the ring

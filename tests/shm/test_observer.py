@@ -6,72 +6,45 @@ two desks under one name."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import textwrap
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from bot4 import Core, make_plugin_manager
-from bot4.errors import Bot4Error
+from bot4 import ConfigError, Core, make_plugin_manager
 from bot4.orders.model import Order, OrderType, Side
 from bot4.shm.lifecycle import remove_if_stale
+from tests.helpers import ROOT, creator_process
 
 pytestmark = pytest.mark.processes
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture
-def name() -> Iterator[str]:
-    name = f"bot4-r2-{uuid.uuid4().hex[:10]}"
-    yield name
-    with contextlib.suppress(Exception):
-        remove_if_stale(name)
-
-
-def _creator(name: str) -> subprocess.Popen[str]:
-    """A process that creates desk ``name`` (equity, a price) and waits to be killed."""
-    code = textwrap.dedent(
-        f"""
-        import sys, time
-        sys.path.insert(0, {ROOT!r})
-        from bot4 import Core, make_plugin_manager
-        core = Core.create({name!r}, plugins=make_plugin_manager(entry_points=False))
-        core.risk.set_equity(100_000.0)
-        core.risk.on_price("BTC/USDT", 50_000.0)
-        print("ready", flush=True)
-        time.sleep(600)
-        """
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
-
-
-def test_an_observer_holding_a_reservation_keeps_its_desk(name: str) -> None:
-    """An observer is refused risk; were it not, a desk whose other processes died would be
+def test_an_observer_takes_no_risk_and_keeps_no_desk_alive(segment_name: str) -> None:
+    """An observer is refused risk: were it not, a desk whose other processes died would be
     stale with its open order (a restart's Core.create would make a second desk of the name,
     blind to that order, while the observer traded on the unlinked one)."""
-    creator = _creator(name)
-    observer = Core.attach(name, observer=True, plugins=make_plugin_manager(entry_points=False))
+    creator = creator_process(segment_name)
+    observer = Core.attach(segment_name, observer=True, plugins=make_plugin_manager(entry_points=False))
     try:
         order = Order(
             symbol="BTC/USDT", side=Side.BUY, quantity=0.5, type=OrderType.LIMIT, price=50_000.0, stop_loss=49_000.0
         )
-        try:
-            decision = observer.risk.reserve(order)
-        except Bot4Error:
-            return  # an observer refused risk: fine
-        assert decision.reservation is not None, decision
+        with pytest.raises(ConfigError, match="takes no risk"):
+            observer.risk.reserve(order)
+        assert observer.risk.snapshot().open_orders == 0
+        assert [w.observer for w in observer.workers()] == [False, True]  # the creator, then it
+        assert not remove_if_stale(segment_name, dry_run=True)  # its creator lives
         os.kill(creator.pid, signal.SIGKILL)
         creator.wait()
-        assert observer.risk.snapshot().open_orders == 1
-        assert not remove_if_stale(name, dry_run=True), "a desk with a live process's open order is judged stale"
+        assert remove_if_stale(segment_name, dry_run=True)  # watched, and over
+        worker = Core.attach(segment_name, plugins=make_plugin_manager(entry_points=False))
+        try:
+            assert not remove_if_stale(segment_name, dry_run=True)  # a worker keeps it
+        finally:
+            worker.close()
+        assert remove_if_stale(segment_name)
     finally:
         if creator.poll() is None:
             creator.kill()
@@ -96,12 +69,18 @@ core.close()
 """
 
 
-def test_a_forked_worker_keeps_its_desk_before_its_slot_is_claimed(name: str) -> None:
+def test_observer_must_be_a_bool(segment_name: str) -> None:
+    with Core.create(segment_name, plugins=make_plugin_manager(entry_points=False)):
+        with pytest.raises(ConfigError):
+            Core.attach(segment_name, observer="yes")  # type: ignore[arg-type]
+
+
+def test_a_forked_worker_keeps_its_desk_before_its_slot_is_claimed(segment_name: str) -> None:
     """A worker forks and exits; until its child has claimed a slot nothing names the child in
     the segment's slots: the child's inherited mapping (the locked open file of its parent's
     attach) keeps the desk from being removed meanwhile."""
-    creator = _creator(name)
-    code = _FORKING_WORKER.format(root=ROOT, name=name)
+    creator = creator_process(segment_name)
+    code = _FORKING_WORKER.format(root=ROOT, name=segment_name)
     worker = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert worker.stdout is not None and worker.stdin is not None
@@ -111,7 +90,7 @@ def test_a_forked_worker_keeps_its_desk_before_its_slot_is_claimed(name: str) ->
         worker.stdin.write("fork\n")
         worker.stdin.flush()
         worker.wait(30)  # the parent is gone; its child is in its at-fork moment
-        stale = remove_if_stale(name, dry_run=True)
+        stale = remove_if_stale(segment_name, dry_run=True)
         assert worker.stdout.readline().startswith("child")  # the child lives on as a worker of the desk
         assert not stale, "a desk judged stale while a forked worker of it was alive"
     finally:

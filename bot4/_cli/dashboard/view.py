@@ -15,6 +15,7 @@ from collections import deque
 from dataclasses import asdict
 from typing import Any
 
+from bot4._cli.status import breaker_row
 from bot4.breaker.state import BreakerState, StateWord
 from bot4.core import Core
 from bot4.errors import Bot4Error
@@ -172,15 +173,8 @@ class DeskView:
         for name in core.breaker_names():
             b = core.breaker(name).snapshot()
             breakers.append(
-                {
-                    "name": b.name,
-                    "state": b.state.name,
-                    "calls": b.calls,
-                    "failure_rate": round(b.failure_rate, 4),
-                    "slow_call_rate": round(b.slow_call_rate, 4),
-                    "trips": b.trips,
-                    "rejections": b.rejections,
-                    "seconds_until_half_open": b.seconds_until_half_open,
+                breaker_row(b)
+                | {
                     "seconds_in_state": b.seconds_in_state,
                     "opened_by": b.opened_by,
                     "total_successes": b.total_successes,
