@@ -380,3 +380,18 @@ def test_a_change_not_pushed_yet_is_reported_again(desk: Core) -> None:
     view.keep(True)
     assert view.poll() == (True, True)
     assert view.poll() == (False, False)
+
+
+def test_a_state_never_shows_a_breaker_state_without_its_transition(desk: Core) -> None:
+    """A breaker made and opened after the last look (a busy host delays the looks) is shown
+    OPEN only with its transition in the timeline."""
+    from bot4._cli.dashboard.view import DeskView
+
+    view = DeskView(desk)  # it has looked once
+    desk.breaker("venue-x").force_open("made and opened between two looks")
+    state = view.state()  # no look in between
+    (shown,) = state["breakers"]
+    assert shown["state"] == "FORCED_OPEN"
+    (entry,) = state["timeline"]
+    assert (entry["breaker"], entry["from"], entry["to"]) == ("venue-x", "CLOSED", "FORCED_OPEN")
+    assert view.poll()[0] is True and view.state()["timeline"] == [entry]  # seen once, recorded once

@@ -91,11 +91,25 @@ class DeskView:
     def poll(self) -> tuple[bool, bool]:
         """Look for changes since the last poll: (urgent, any). Breaker transitions found are
         added to the timeline."""
-        r, lay = self._r, self._lay
-        used = min(r.load(L.H_BREAKERS_USED), lay.max_breakers)
+        r = self._r
         now = time.time()
+        words = self._scan(now)
+        key = (*words, r.load(self._trading_i), r.load(L.H_FUSE), r.load(L.H_FUSE_TRIPS))
+        urgent = key != self._urgent_key or self._kept == 2
+        version = r.load(self._version_i)
+        changed = urgent or version != self._ledger_key or self._kept > 0
+        self._urgent_key, self._ledger_key, self._kept = key, version, 0
+        if now - self._last_sample >= 1.0:
+            self._sample(now)
+            changed = True
+        return urgent, changed
+
+    def _scan(self, now: float) -> list[int]:
+        """Every published breaker's state word; a word changed since the last scan is a
+        transition, added to the timeline."""
+        r, lay = self._r, self._lay
         words = []
-        for i in range(used):
+        for i in range(min(r.load(L.H_BREAKERS_USED), lay.max_breakers)):
             rec = lay.record(i)
             if i not in self._names:
                 if r.load(rec + _native.REC_STATUS) != 1:
@@ -110,15 +124,7 @@ class DeskView:
                 self._transition(i, before, word, now, r.load(rec + _native.REC_CHANGED_NS))
             self._states[i] = word
         self._polled = True
-        key = (*words, r.load(self._trading_i), r.load(L.H_FUSE), r.load(L.H_FUSE_TRIPS))
-        urgent = key != self._urgent_key or self._kept == 2
-        version = r.load(self._version_i)
-        changed = urgent or version != self._ledger_key or self._kept > 0
-        self._urgent_key, self._ledger_key, self._kept = key, version, 0
-        if now - self._last_sample >= 1.0:
-            self._sample(now)
-            changed = True
-        return urgent, changed
+        return words
 
     def keep(self, urgent: bool) -> None:
         """A change :meth:`poll` found was not pushed yet: the next poll reports it again."""
@@ -181,6 +187,7 @@ class DeskView:
                     "total_failures": b.total_failures,
                 }
             )
+        self._scan(time.time())  # every state shown above has its transition in the timeline below
         symbols, matrix = core.risk.correlation_matrix()
         positions = [
             {
